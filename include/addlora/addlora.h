@@ -1,0 +1,109 @@
+// AddLora public C++ API: the multi-LoRA "batch gather matmul" on the CPU.
+//
+//   for each row b with i = indices[b] in [0, W):
+//     z = weight_a ? x[b] . weight_a[i, layer]^T : x[b]            (length R)
+//     out[b, y_offset + n] = y[b, y_offset + n] + scale * (z . weight_b[i, layer]^T)[n],  n < S
+//   every other element of out equals y.
+//
+// Two rule sets: Rules::cann enforces exactly what aclnnAddLora accepts on the NPU (SPEC §2);
+// Rules::general lifts the hardware-driven limits (x16 alignment, R <= 128, W/L <= 32) and
+// accepts fp16, bf16 and fp32 tensors.  Validation happens once, in make_plan(); run() never
+// fails on a valid plan.  No SIMD and no third-party type leaks through this header.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+
+namespace addlora {
+
+// Values equal CANN's aclDataType / aclFormat so the aclnn layer can cast.
+enum class DType : int32_t { f32 = 0, f16 = 1, i32 = 3, i64 = 9, bf16 = 27 };
+enum class Layout : int32_t { nd = 2, fractal_nz = 29 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+
+// A strided view into a buffer.  dims/strides/offset are in elements of dtype.
+// For Layout::fractal_nz (weights only) dims are the logical ND shape and strides are ignored:
+// the storage is the packed NZ layout of SPEC §5 starting at data + offset.
+struct TensorView {
+  void* data = nullptr;          // base of the storage; nullptr = absent (optional inputs only)
+  DType dtype = DType::f16;
+  int32_t ndim = 0;
+  int64_t dims[4] = {0, 0, 0, 0};
+  int64_t strides[4] = {0, 0, 0, 0};
+  int64_t offset = 0;            // elements from data to element [0,...,0]
+  Layout layout = Layout::nd;
+  int64_t storage_elems = -1;    // elements available from data; -1 = unknown (not checked)
+
+  // Contiguous (row-major) view over `data`.
+  static TensorView contiguous(void* data, DType dtype, std::initializer_list<int64_t> dims);
+};
+
+// Status codes equal the aclnnStatus values the aclnn entry point returns.
+enum class Status : int32_t {
+  ok = 0,
+  null_pointer = 161001,      // a required tensor (or its data) is missing
+  invalid_param = 161002,     // dtype / format / layout not supported, dtypes disagree
+  internal = 561000,          // allocation failure and other internal errors
+  invalid_shape = 561002,     // any shape or attribute rule (CANN: ACLNN_ERR_INNER_TILING_ERROR)
+};
+
+enum class Rules { cann, general };
+
+struct Arguments {
+  TensorView y;          // [B, H3]
+  TensorView x;          // [B, H1]
+  TensorView weight_b;   // [W, L, H2, R]
+  TensorView indices;    // [B] int32 (Rules::general also accepts int64)
+  TensorView weight_a;   // [W, L, R, H1]; data == nullptr and ndim == 0 -> absent
+  TensorView out;        // [B, H3]; may be the same view as y (in place)
+  int64_t layer_idx = 0;
+  double scale = 1.0;
+  int64_t y_offset = 0;
+  int64_t y_slice_size = -1;   // -1 -> H2
+};
+
+// Input positions for Plan::set_input_data (same order as aclnnAddLora's inputs).
+enum InputIndex { kInputY = 0, kInputX = 1, kInputWeightB = 2, kInputIndices = 3, kInputWeightA = 4 };
+
+class Plan {
+ public:
+  Plan();
+  ~Plan();
+  Plan(Plan&&) noexcept;
+  Plan& operator=(Plan&&) noexcept;
+  bool valid() const;
+  // Scratch bytes run() needs (may be 0).  Depends only on the shapes.
+  uint64_t workspace_bytes() const;
+  // Executes on the calling thread (using the library's worker pool).  `workspace` must hold
+  // workspace_bytes() bytes, 64-byte alignment recommended.  Never fails for a valid plan.
+  void run(void* workspace) const;
+  // Re-point a buffer (the view's offset/strides are kept).  Returns false for a bad index.
+  bool set_input_data(int index, void* data);
+  bool set_output_data(int index, void* data);
+
+  struct Impl;
+ private:
+  std::unique_ptr<Impl> impl_;
+  friend Status make_plan(const Arguments&, Rules, Plan*, std::string*);
+};
+
+// Validates `args` under `rules` and builds a plan.  On failure returns the status and, if
+// `message` is non-null, a sentence naming the parameter, the value and the rule.
+Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* message);
+
+// One-shot convenience: validate, allocate the workspace, run.
+Status add_lora(const Arguments& args, Rules rules = Rules::general, std::string* message = nullptr);
+
+// Worker threads used by run(): default = hardware threads, or ADDLORA_NUM_THREADS.
+void set_num_threads(int n);
+int num_threads();
+// SIMD target the kernels dispatch to on this CPU (e.g. "AVX3", "AVX2", "SCALAR").
+// ADDLORA_SIMD_TARGET=<name> forces a lower compiled target.
+const char* simd_target();
+const char* version();
+
+}  // namespace addlora

@@ -1,0 +1,117 @@
+// Plain C++ baseline of the whole operator: group rows by adapter, shrink, expand.
+// fp32 products and sums, one final rounding.  It is the SCALAR fallback of execute() and the
+// behavioural model the SIMD kernels follow (same grouping, same reduction order per element).
+#include <algorithm>
+#include <cstring>
+
+#include "core/numeric.h"
+#include "kernels/kernels.h"
+
+namespace addlora::kernels {
+namespace {
+
+using detail::Problem;
+
+float load(const void* base, DType t, int64_t i) {
+  switch (t) {
+    case DType::f16: return numeric::half_to_float(static_cast<const uint16_t*>(base)[i]);
+    case DType::bf16: return numeric::bf16_to_float(static_cast<const uint16_t*>(base)[i]);
+    default: return static_cast<const float*>(base)[i];
+  }
+}
+
+void store(void* base, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::f16: static_cast<uint16_t*>(base)[i] = numeric::float_to_half(v); break;
+    case DType::bf16: static_cast<uint16_t*>(base)[i] = numeric::float_to_bf16(v); break;
+    default: static_cast<float*>(base)[i] = v; break;
+  }
+}
+
+int64_t align64(int64_t n) { return (n + 63) & ~int64_t{63}; }
+
+struct Scratch {
+  int64_t* key;   // [B] adapter of each row (-1 = none)
+  int32_t* order; // [B] rows sorted by (adapter, row)
+  float* z;       // [B, R] rank vectors, in `order` positions
+};
+
+Scratch carve(const Problem& p, void* ws) {
+  char* c = static_cast<char*>(ws);
+  Scratch s;
+  s.key = reinterpret_cast<int64_t*>(c);
+  c += align64(p.B * 8);
+  s.order = reinterpret_cast<int32_t*>(c);
+  c += align64(p.B * 4);
+  s.z = reinterpret_cast<float*>(c);
+  return s;
+}
+
+}  // namespace
+
+uint64_t workspace_bytes_portable(const Problem& p) {
+  return static_cast<uint64_t>(align64(p.B * 8) + align64(p.B * 4) + align64(p.B * p.R * 4));
+}
+
+void execute_portable(const Problem& p, void* workspace) {
+  Scratch s = carve(p, workspace);
+  void* out = const_cast<void*>(p.out.base);
+
+  // Everything of out that no adapter writes equals y.
+  if (!p.in_place) {
+    for (int64_t b = 0; b < p.B; ++b)
+      for (int64_t c = 0; c < p.H3; ++c)
+        store(out, p.out.dtype, b * p.out.row_stride + c * p.out.col_stride,
+              load(p.y.base, p.y.dtype, b * p.y.row_stride + c * p.y.col_stride));
+  }
+
+  // group_by_adapter: rows sorted by (adapter, row); rows with no adapter sort first.
+  for (int64_t b = 0; b < p.B; ++b) {
+    s.key[b] = detail::adapter_of(p, b);
+    s.order[b] = static_cast<int32_t>(b);
+  }
+  std::sort(s.order, s.order + p.B, [&](int32_t l, int32_t r) {
+    return s.key[l] != s.key[r] ? s.key[l] < s.key[r] : l < r;
+  });
+
+  int64_t g = 0;
+  while (g < p.B && s.key[s.order[g]] < 0) ++g;
+  while (g < p.B) {
+    const int64_t w = s.key[s.order[g]];
+    int64_t end = g;
+    while (end < p.B && s.key[s.order[end]] == w) ++end;
+
+    // shrink: z[row] = x[row] . A[w]^T   (or z = x without weight A)
+    for (int64_t k = g; k < end; ++k) {
+      const int64_t row = s.order[k];
+      float* z = s.z + k * p.R;
+      for (int64_t r = 0; r < p.R; ++r) {
+        if (!p.has_a) {
+          z[r] = load(p.x.base, p.x.dtype, row * p.x.row_stride + r * p.x.col_stride);
+          continue;
+        }
+        float acc = 0.0f;
+        for (int64_t h = 0; h < p.H1; ++h)
+          acc += load(p.x.base, p.x.dtype, row * p.x.row_stride + h * p.x.col_stride) *
+                 load(p.a.base, p.a.dtype, detail::weight_offset(p.a, p.R, w, r, h));
+        z[r] = acc;
+      }
+    }
+    // expand: out[row, off+n] = y[row, off+n] + scale * (z . B[w]^T)[n]
+    for (int64_t k = g; k < end; ++k) {
+      const int64_t row = s.order[k];
+      const float* z = s.z + k * p.R;
+      for (int64_t n = 0; n < p.S; ++n) {
+        float acc = 0.0f;
+        for (int64_t r = 0; r < p.R; ++r)
+          acc += z[r] * load(p.b.base, p.b.dtype, detail::weight_offset(p.b, p.H2, w, n, r));
+        const int64_t col = p.y_offset + n;
+        const float yv = load(p.y.base, p.y.dtype, row * p.y.row_stride + col * p.y.col_stride);
+        store(out, p.out.dtype, row * p.out.row_stride + col * p.out.col_stride, yv + p.scale * acc);
+      }
+    }
+    g = end;
+  }
+}
+
+}  // namespace addlora::kernels

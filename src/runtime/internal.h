@@ -1,0 +1,63 @@
+// Contract between the host ACL runtime (libascendcl, libnnopbase) and the operator
+// libraries (libopapi_math).  Not installed.  The runtime owns: per-thread error messages,
+// streams (ordered queues executed off the caller's thread), tensors and the executor
+// registry; an operator only describes its work as an aclOpExecutor subclass.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "acl/acl.h"
+#include "aclnn/aclnn_base.h"
+
+// The tensor handle of aclCreateTensor.  Dims/strides/offset in elements.
+struct aclTensor {
+  std::vector<int64_t> view_dims;
+  std::vector<int64_t> strides;        // always filled (contiguous strides when null was passed)
+  int64_t offset = 0;
+  std::vector<int64_t> storage_dims;
+  aclDataType dtype = ACL_DT_UNDEFINED;
+  aclFormat format = ACL_FORMAT_ND;
+  void* data = nullptr;
+};
+
+// Base of every operator's executor.  Created by phase one, registered with the runtime,
+// consumed by phase two unless made repeatable.
+struct aclOpExecutor {
+  virtual ~aclOpExecutor() = default;
+  // Scratch bytes phase one reported.
+  uint64_t workspace_size = 0;
+  // Runs the operator now, on the stream's worker thread.  Must not fail: everything was
+  // validated in phase one.
+  virtual void run(void* workspace) = 0;
+  // Re-point buffers (aclSetInputTensorAddr / aclSetOutputTensorAddr).  false = bad index.
+  virtual bool set_input_addr(uint64_t index, void* addr) = 0;
+  virtual bool set_output_addr(uint64_t index, void* addr) = 0;
+};
+
+namespace addlora_rt {
+
+// Sets the calling thread's message for aclGetRecentErrMsg (printf-style).  Exported by
+// libascendcl.
+__attribute__((visibility("default"), format(printf, 1, 2))) void set_error(const char* fmt, ...);
+__attribute__((visibility("default"))) void clear_error();
+
+// Enqueues `task` on `stream` (nullptr = the default stream).  Tasks of one stream run in
+// order on a thread other than the caller's.  Returns ACL_SUCCESS, or an error (invalid
+// stream, runtime not initialised) with the message set.  Exported by libascendcl.
+__attribute__((visibility("default"))) aclError enqueue(aclrtStream stream, std::function<void()> task);
+
+// Takes ownership of a new executor and returns the handle given to the client.  Exported by
+// libnnopbase.
+__attribute__((visibility("default"))) aclOpExecutor* register_executor(std::unique_ptr<aclOpExecutor> e);
+
+// Phase two for any operator: checks the executor is live (null -> 161001, consumed or
+// destroyed -> 161002), the workspace (size > 0 with null pointer -> 161001, smaller than
+// reported -> 161002, executor not consumed), enqueues run() on the stream and, unless the
+// executor is repeatable, consumes it (freed once the stream has run it).  Sets the message
+// on failure.  Exported by libnnopbase.
+__attribute__((visibility("default"))) aclnnStatus launch_executor(aclOpExecutor* e, void* workspace,
+                                                                  uint64_t workspace_size, aclrtStream stream);
+
+}  // namespace addlora_rt
