@@ -32,8 +32,8 @@ struct TensorView {
   void* data = nullptr;          // base of the storage; nullptr = absent (optional inputs only)
   DType dtype = DType::f16;
   int32_t ndim = 0;
-  int64_t dims[4] = {0, 0, 0, 0};
-  int64_t strides[4] = {0, 0, 0, 0};
+  int64_t dims[8] = {};          // ndim <= 8; validation checks the rank each input needs
+  int64_t strides[8] = {};
   int64_t offset = 0;            // elements from data to element [0,...,0]
   Layout layout = Layout::nd;
   int64_t storage_elems = -1;    // elements available from data; -1 = unknown (not checked)
