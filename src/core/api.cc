@@ -1,0 +1,130 @@
+// The public C++ API (include/addlora/addlora.h) on top of validation, planning and kernels.
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include "core/plan_impl.h"
+#include "kernels/kernels.h"
+
+namespace addlora {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::f16:
+    case DType::bf16: return 2;
+    case DType::f32:
+    case DType::i32: return 4;
+    case DType::i64: return 8;
+  }
+  return 1;  // unknown dtypes are rejected by validation before any size matters
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "FLOAT";
+    case DType::f16: return "FLOAT16";
+    case DType::bf16: return "BF16";
+    case DType::i32: return "INT32";
+    case DType::i64: return "INT64";
+  }
+  return "UNSUPPORTED";
+}
+
+TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list<int64_t> dims) {
+  TensorView v;
+  v.data = data;
+  v.dtype = dtype;
+  v.ndim = static_cast<int32_t>(dims.size() > 8 ? 8 : dims.size());
+  int i = 0;
+  for (int64_t d : dims) {
+    if (i == v.ndim) break;
+    v.dims[i++] = d;
+  }
+  int64_t stride = 1;
+  for (int k = v.ndim - 1; k >= 0; --k) {
+    v.strides[k] = stride;
+    stride *= v.dims[k] > 0 ? v.dims[k] : 1;
+  }
+  return v;
+}
+
+Plan::Plan() = default;
+Plan::~Plan() = default;
+Plan::Plan(Plan&&) noexcept = default;
+Plan& Plan::operator=(Plan&&) noexcept = default;
+
+bool Plan::valid() const { return impl_ != nullptr; }
+uint64_t Plan::workspace_bytes() const { return impl_ ? impl_->workspace : 0; }
+
+void Plan::run(void* workspace) const {
+  if (impl_ && impl_->problem.B > 0) kernels::execute(impl_->problem, workspace);
+}
+
+namespace {
+bool repoint(Plan::Impl* impl, TensorView Arguments::*field, void* data) {
+  if (!impl) return false;
+  TensorView& v = impl->args.*field;
+  void* old = v.data;
+  v.data = data;
+  if (impl->rebuild(nullptr) != Status::ok) {
+    v.data = old;
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool Plan::set_input_data(int index, void* data) {
+  static constexpr TensorView Arguments::*kInputs[] = {&Arguments::y, &Arguments::x, &Arguments::weight_b,
+                                                      &Arguments::indices, &Arguments::weight_a};
+  if (index < 0 || index >= 5) return false;
+  if (index == kInputWeightA && !detail::has_weight_a(impl_ ? impl_->args : Arguments{})) return false;
+  return repoint(impl_.get(), kInputs[index], data);
+}
+
+bool Plan::set_output_data(int index, void* data) {
+  return index == 0 && repoint(impl_.get(), &Arguments::out, data);
+}
+
+Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* message) {
+  if (plan == nullptr) {
+    if (message) *message = "AddLora: plan must not be null";
+    return Status::null_pointer;
+  }
+  std::unique_ptr<Plan::Impl> impl(new (std::nothrow) Plan::Impl);
+  if (!impl) {
+    if (message) *message = "AddLora: out of memory while planning";
+    return Status::internal;
+  }
+  impl->args = args;
+  impl->rules = rules;
+  const Status st = impl->rebuild(message);
+  if (st != Status::ok) return st;
+  plan->impl_ = std::move(impl);
+  return Status::ok;
+}
+
+Status add_lora(const Arguments& args, Rules rules, std::string* message) {
+  Plan plan;
+  const Status st = make_plan(args, rules, &plan, message);
+  if (st != Status::ok) return st;
+  const uint64_t bytes = plan.workspace_bytes();
+  void* ws = nullptr;
+  if (bytes > 0) {
+    ws = std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63});
+    if (!ws) {
+      if (message) *message = "AddLora: cannot allocate the workspace (" + std::to_string(bytes) + " bytes)";
+      return Status::internal;
+    }
+  }
+  plan.run(ws);
+  std::free(ws);
+  return Status::ok;
+}
+
+void set_num_threads(int n) { kernels::set_num_threads(n); }
+int num_threads() { return kernels::num_threads(); }
+const char* simd_target() { return kernels::simd_target(); }
+const char* version() { return "0.1.0"; }
+
+}  // namespace addlora

@@ -1,0 +1,23 @@
+// Validation of Arguments: every rule of SPEC §2 (Rules::cann) or the lifted general rules,
+// one precise message per failed check.  Runs once, in planning.
+#pragma once
+#include <string>
+
+#include "addlora/addlora.h"
+
+namespace addlora::detail {
+
+// Sizes derived from a valid Arguments.
+struct Shape {
+  int64_t B = 0, H1 = 0, H2 = 0, H3 = 0, R = 0, W = 0, L = 0, S = 0;
+  bool has_a = false;
+  bool in_place = false;   // out is exactly the y view
+};
+
+bool has_weight_a(const Arguments& a);
+
+// Returns Status::ok and fills `shape`, or the status of the first failed rule with a
+// message "AddLora: <rule> (<values>)".
+Status validate(const Arguments& a, Rules rules, Shape* shape, std::string* message);
+
+}  // namespace addlora::detail
