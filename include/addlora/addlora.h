@@ -98,6 +98,14 @@ Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* me
 // One-shot convenience: validate, allocate the workspace, run.
 Status add_lora(const Arguments& args, Rules rules = Rules::general, std::string* message = nullptr);
 
+// FRACTAL_NZ (SPEC §5) conversion of a stack of 16-bit matrices [..., M, N].
+// nz_elements: elements of the packed NZ storage for logical `dims` (0 on overflow).
+int64_t nz_elements(const int64_t* dims, int ndim);
+// Packs the ND view `src` (fp16/bf16, any strides) into `dst` (dst_elems elements, zero padded).
+Status nd_to_nz(const TensorView& src, void* dst, int64_t dst_elems, std::string* message = nullptr);
+// Unpacks NZ storage `src` (src_elems elements) into the ND view `dst` (its dims give the shape).
+Status nz_to_nd(const void* src, int64_t src_elems, const TensorView& dst, std::string* message = nullptr);
+
 // Worker threads used by run(): default = hardware threads, or ADDLORA_NUM_THREADS.
 void set_num_threads(int n);
 int num_threads();

@@ -1,0 +1,69 @@
+// C API: converts addlora_tensor to TensorView and calls the C++ API; no exception escapes.
+#include "addlora/addlora_c.h"
+
+#include <new>
+#include <string>
+
+#include "addlora/addlora.h"
+
+namespace {
+
+thread_local std::string t_last_error;
+
+addlora::TensorView view(const addlora_tensor& t) {
+  addlora::TensorView v;
+  v.data = t.data;
+  v.dtype = static_cast<addlora::DType>(t.dtype);
+  v.ndim = t.ndim;
+  v.offset = t.offset;
+  v.layout = static_cast<addlora::Layout>(t.layout);
+  v.storage_elems = t.storage_elems;
+  const int n = t.ndim < 0 ? 0 : (t.ndim > 8 ? 8 : t.ndim);
+  bool all_zero = true;
+  for (int i = 0; i < n; ++i) {
+    v.dims[i] = t.dims[i];
+    v.strides[i] = t.strides[i];
+    all_zero = all_zero && t.strides[i] == 0;
+  }
+  if (all_zero) {  // contiguous
+    int64_t s = 1;
+    for (int i = n - 1; i >= 0; --i) {
+      v.strides[i] = s;
+      s *= t.dims[i] > 0 ? t.dims[i] : 1;
+    }
+  }
+  return v;
+}
+
+}  // namespace
+
+extern "C" int32_t addlora_run(const addlora_args* a, int32_t strict) {
+  t_last_error.clear();
+  if (a == nullptr) {
+    t_last_error = "AddLora: args must not be null";
+    return static_cast<int32_t>(addlora::Status::null_pointer);
+  }
+  try {
+    addlora::Arguments args;
+    args.y = view(a->y);
+    args.x = view(a->x);
+    args.weight_b = view(a->weight_b);
+    args.indices = view(a->indices);
+    args.weight_a = view(a->weight_a);
+    args.out = view(a->out);
+    args.layer_idx = a->layer_idx;
+    args.scale = a->scale;
+    args.y_offset = a->y_offset;
+    args.y_slice_size = a->y_slice_size;
+    const auto st = addlora::add_lora(args, strict ? addlora::Rules::cann : addlora::Rules::general, &t_last_error);
+    return static_cast<int32_t>(st);
+  } catch (...) {
+    t_last_error = "AddLora: out of memory";
+    return static_cast<int32_t>(addlora::Status::internal);
+  }
+}
+
+extern "C" const char* addlora_last_error(void) { return t_last_error.c_str(); }
+extern "C" void addlora_set_num_threads(int32_t n) { addlora::set_num_threads(n); }
+extern "C" int32_t addlora_num_threads(void) { return addlora::num_threads(); }
+extern "C" const char* addlora_simd_target(void) { return addlora::simd_target(); }
