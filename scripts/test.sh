@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian 12 machine: installs dependencies, builds (Release),
+# runs the C++ suites (CTest), installs to a prefix and builds + runs the CANN-style example
+# against it, then builds, installs and tests the Python package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh --python
+
+cmake --preset release
+cmake --build --preset release
+ctest --preset release -j2 --timeout 600
+
+# A CANN client built only against the install prefix (SPEC §4 layout).
+prefix="$PWD/build/prefix"
+rm -rf "$prefix" build/example
+cmake --install build/release --prefix "$prefix" > /dev/null
+cmake -S examples/add_lora_sample -B build/example -G Ninja -DASCEND_CUSTOM_PATH="$prefix" > /dev/null
+cmake --build build/example
+./build/example/add_lora_sample
+
+bash scripts/python-test.sh
