@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --python
 
-cmake --preset release
+cmake --preset release -DADDLORA_BUILD_TESTS=ON
 cmake --build --preset release
 ctest --preset release -j2 --timeout 600
 

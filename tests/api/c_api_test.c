@@ -1,0 +1,34 @@
+/* Compiled as C: the C header is usable from C and the call works end to end. */
+#include "addlora/addlora_c.h"
+
+#include <string.h>
+
+/* out[0, 0..1] = y + scale * (x . A^T) . B^T for one row, W = L = 1, R = 1, H1 = H2 = H3 = 2,
+ * fp32.  x = [1, 2], A = [[3, 4]] -> z = 11; B = [[1], [2]] -> d = [11, 22]; scale 0.5;
+ * y = [100, 200] -> out = [105.5, 211].  Returns 0 when the values match exactly. */
+int addlora_c_api_smoke(void) {
+  float x[2] = {1, 2}, a[2] = {3, 4}, b[2] = {1, 2}, y[2] = {100, 200}, out[2] = {0, 0};
+  int32_t idx[1] = {0};
+  addlora_args args;
+  memset(&args, 0, sizeof args);
+  addlora_tensor* ts[] = {&args.y, &args.x, &args.weight_b, &args.indices, &args.weight_a, &args.out};
+  for (int i = 0; i < 6; ++i) ts[i]->layout = 2, ts[i]->storage_elems = -1, ts[i]->dtype = 0;
+  args.y.data = y, args.y.ndim = 2, args.y.dims[0] = 1, args.y.dims[1] = 2;
+  args.out = args.y, args.out.data = out;
+  args.x.data = x, args.x.ndim = 2, args.x.dims[0] = 1, args.x.dims[1] = 2;
+  args.weight_a.data = a, args.weight_a.ndim = 4;
+  args.weight_a.dims[0] = 1, args.weight_a.dims[1] = 1, args.weight_a.dims[2] = 1, args.weight_a.dims[3] = 2;
+  args.weight_b.data = b, args.weight_b.ndim = 4;
+  args.weight_b.dims[0] = 1, args.weight_b.dims[1] = 1, args.weight_b.dims[2] = 2, args.weight_b.dims[3] = 1;
+  args.indices.data = idx, args.indices.ndim = 1, args.indices.dims[0] = 1, args.indices.dtype = 3;
+  args.scale = 0.5;
+  args.y_slice_size = -1;
+  if (addlora_run(&args, 0) != 0) return 1;
+  if (out[0] != 105.5f || out[1] != 211.0f) return 2;
+  if (y[0] != 100.0f || y[1] != 200.0f) return 3;
+  /* The same call under the NPU's rules fails: fp32 is not accepted there. */
+  if (addlora_run(&args, 1) != 161002) return 4;
+  if (strstr(addlora_last_error(), "dtype") == NULL) return 5;
+  if (addlora_run(NULL, 0) != 161001) return 6;
+  return 0;
+}
