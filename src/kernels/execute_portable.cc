@@ -1,7 +1,10 @@
 // Plain C++ baseline of the whole operator: group rows by adapter, shrink, expand.
-// fp32 products and sums, one final rounding.  It is the SCALAR fallback of execute() and the
-// behavioural model the SIMD kernels follow (same grouping, same reduction order per element).
+// Products and sums in fp64 (at scalar speed that costs nothing over fp32), one final rounding.
+// It is execute()'s generic path (any strides) and its path for fp32 outputs: with fp32 sums,
+// an fp32 result can miss SPEC §1's 1-ulp / 1e-6 target whenever the dot products cancel
+// internally, because their rounding error scales with sum |z||b|, not with |d|.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/numeric.h"
@@ -12,7 +15,7 @@ namespace {
 
 using detail::Problem;
 
-float load(const void* base, DType t, int64_t i) {
+double load(const void* base, DType t, int64_t i) {
   switch (t) {
     case DType::f16: return numeric::half_to_float(static_cast<const uint16_t*>(base)[i]);
     case DType::bf16: return numeric::bf16_to_float(static_cast<const uint16_t*>(base)[i]);
@@ -20,11 +23,28 @@ float load(const void* base, DType t, int64_t i) {
   }
 }
 
-void store(void* base, DType t, int64_t i, float v) {
+// Rounds v to the dtype once.  fp16 / bf16 go through fp32 first, which could round twice;
+// so the fp32 step rounds to odd (keeps a sticky bit), making the final rounding exact.
+float to_float_odd(double v) {
+  float f = static_cast<float>(v);
+  if (static_cast<double>(f) != v && std::isfinite(f)) {
+    uint32_t u = numeric::float_to_bits(f);
+    if (f == 0.0f) {  // v is below the smallest subnormal: take it, with v's sign
+      f = numeric::bits_to_float(v > 0 ? 1u : 0x80000001u);
+    } else if ((u & 1u) == 0) {  // even result of a rounding: step to the odd neighbour towards v
+      const bool up = (static_cast<double>(f) < v) == (f >= 0.0f);
+      u = up ? u + 1 : u - 1;
+      f = numeric::bits_to_float(u);
+    }
+  }
+  return f;
+}
+
+void store(void* base, DType t, int64_t i, double v) {
   switch (t) {
-    case DType::f16: static_cast<uint16_t*>(base)[i] = numeric::float_to_half(v); break;
-    case DType::bf16: static_cast<uint16_t*>(base)[i] = numeric::float_to_bf16(v); break;
-    default: static_cast<float*>(base)[i] = v; break;
+    case DType::f16: static_cast<uint16_t*>(base)[i] = numeric::float_to_half(to_float_odd(v)); break;
+    case DType::bf16: static_cast<uint16_t*>(base)[i] = numeric::float_to_bf16(to_float_odd(v)); break;
+    default: static_cast<float*>(base)[i] = static_cast<float>(v); break;
   }
 }
 
@@ -33,7 +53,7 @@ int64_t align64(int64_t n) { return (n + 63) & ~int64_t{63}; }
 struct Scratch {
   int64_t* key;   // [B] adapter of each row (-1 = none)
   int32_t* order; // [B] rows sorted by (adapter, row)
-  float* z;       // [B, R] rank vectors, in `order` positions
+  double* z;      // [B, R] rank vectors, in `order` positions
 };
 
 Scratch carve(const Problem& p, void* ws) {
@@ -43,14 +63,14 @@ Scratch carve(const Problem& p, void* ws) {
   c += align64(p.B * 8);
   s.order = reinterpret_cast<int32_t*>(c);
   c += align64(p.B * 4);
-  s.z = reinterpret_cast<float*>(c);
+  s.z = reinterpret_cast<double*>(c);
   return s;
 }
 
 }  // namespace
 
 uint64_t workspace_bytes_portable(const Problem& p) {
-  return static_cast<uint64_t>(align64(p.B * 8) + align64(p.B * 4) + align64(p.B * p.R * 4));
+  return static_cast<uint64_t>(align64(p.B * 8) + align64(p.B * 4) + align64(p.B * p.R * 8));
 }
 
 void execute_portable(const Problem& p, void* workspace) {
@@ -84,13 +104,13 @@ void execute_portable(const Problem& p, void* workspace) {
     // shrink: z[row] = x[row] . A[w]^T   (or z = x without weight A)
     for (int64_t k = g; k < end; ++k) {
       const int64_t row = s.order[k];
-      float* z = s.z + k * p.R;
+      double* z = s.z + k * p.R;
       for (int64_t r = 0; r < p.R; ++r) {
         if (!p.has_a) {
           z[r] = load(p.x.base, p.x.dtype, row * p.x.row_stride + r * p.x.col_stride);
           continue;
         }
-        float acc = 0.0f;
+        double acc = 0.0;
         for (int64_t h = 0; h < p.H1; ++h)
           acc += load(p.x.base, p.x.dtype, row * p.x.row_stride + h * p.x.col_stride) *
                  load(p.a.base, p.a.dtype, detail::weight_offset(p.a, p.R, w, r, h));
@@ -100,14 +120,14 @@ void execute_portable(const Problem& p, void* workspace) {
     // expand: out[row, off+n] = y[row, off+n] + scale * (z . B[w]^T)[n]
     for (int64_t k = g; k < end; ++k) {
       const int64_t row = s.order[k];
-      const float* z = s.z + k * p.R;
+      const double* z = s.z + k * p.R;
       for (int64_t n = 0; n < p.S; ++n) {
-        float acc = 0.0f;
+        double acc = 0.0;
         for (int64_t r = 0; r < p.R; ++r)
           acc += z[r] * load(p.b.base, p.b.dtype, detail::weight_offset(p.b, p.H2, w, n, r));
         const int64_t col = p.y_offset + n;
-        const float yv = load(p.y.base, p.y.dtype, row * p.y.row_stride + col * p.y.col_stride);
-        store(out, p.out.dtype, row * p.out.row_stride + col * p.out.col_stride, yv + p.scale * acc);
+        const double yv = load(p.y.base, p.y.dtype, row * p.y.row_stride + col * p.y.col_stride);
+        store(out, p.out.dtype, row * p.out.row_stride + col * p.out.col_stride, yv + static_cast<double>(p.scale) * acc);
       }
     }
     g = end;

@@ -1,0 +1,50 @@
+// Internal contract between the scheduler (dispatch.cc) and the per-target SIMD kernels
+// (simd_kernels.cc).  Not part of the library's interface.
+//
+// The scheduler groups rows by adapter (positions in `order`), then runs three phases on the
+// pool, each split into tasks whose results do not depend on which thread runs them:
+//   shrink  (group, row tile, K chunk) -> zpart[k][pos][0..R)     fp32 partial sums
+//   combine (row range)                -> z[pos] = zpart[0][pos] + ... + zpart[nk-1][pos]
+//                                         (fixed order; or z = x when there is no weight A)
+//   expand  (group, row tile, n tile)  -> out[row, y_offset + n]
+// K chunk boundaries depend only on H1, so results are bitwise identical for any thread count.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/problem.h"
+
+namespace addlora::kernels::internal {
+
+struct Work {
+  const detail::Problem* p = nullptr;
+  const int32_t* order = nullptr;        // [rows_with_adapter] row index at each position
+  const int32_t* group_start = nullptr;  // [ngroups + 1] first position of each group
+  const int32_t* group_adapter = nullptr;// [ngroups]
+  int64_t ngroups = 0;
+  int64_t kc = 0;                        // K chunk length (multiple of 16)
+  int64_t nk = 1;                        // number of K chunks
+  int64_t rp = 0;                        // padded rank (multiple of 16): row pitch of z
+  float* zpart = nullptr;                // [nk][B][rp]; chunk 0 holds the combined z
+  int64_t B = 0;                         // rows (pitch between K-chunk planes is B*rp)
+};
+
+// Kernels of one SIMD target.  All ranges are half-open; positions index `order`.
+struct TargetKernels {
+  const char* name;
+  void (*shrink)(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k);
+  void (*expand)(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
+                 int64_t n_begin, int64_t n_end);
+};
+
+// Per-target kernel tables compiled into this build and supported by this CPU, best first.
+std::vector<const TargetKernels*> supported_targets();
+
+// Test hook: run subsequent execute() calls on the named target ("" or nullptr = automatic
+// choice, which honours ADDLORA_SIMD_TARGET).  Returns false if that target is not
+// available here (the choice is then unchanged).
+bool force_simd_target(const char* name);
+std::vector<std::string> available_simd_targets();
+
+}  // namespace addlora::kernels::internal
