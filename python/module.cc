@@ -96,12 +96,12 @@ void run(const OutArray& out, const InArray& y, const InArray& x, const InArray&
          const InArray& indices, const InArray& weight_a, int64_t layer_idx, double scale,
          int64_t y_offset, int64_t y_slice_size, bool strict) {
   addlora::Arguments args;
-  args.out = view_of(out, "out");
-  args.y = view_of(y, "y");
+  args.y = view_of(y, "y");  // y before out: a bad y is reported as y, not as the out made like it
   args.x = view_of(x, "x");
   args.weight_b = view_of(weight_b, "weight_b");
   args.indices = view_of(indices, "indices");
   args.weight_a = view_of(weight_a, "weight_a");
+  args.out = view_of(out, "out");
   args.layer_idx = layer_idx;
   args.scale = scale;
   args.y_offset = y_offset;

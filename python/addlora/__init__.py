@@ -73,14 +73,15 @@ def _check_writable(a, name):
         raise ValueError(f"AddLora: {name} is read-only")
 
 
-def _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict):
+def _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
+         out_name="out"):
     try:
         layer_idx = _operator.index(layer_idx)
         y_offset = _operator.index(y_offset)
         y_slice_size = -1 if y_slice_size is None else _operator.index(y_slice_size)
     except TypeError as e:
         raise TypeError(f"AddLora: layer_idx, y_offset and y_slice_size must be integers ({e})") from None
-    _check_writable(out, "out")
+    _check_writable(out, out_name)
     _core.run(_prepare(out), _prepare(y), _prepare(x), _prepare(weight_b), _prepare(indices),
               _prepare(weight_a), layer_idx, float(scale), y_offset, y_slice_size, bool(strict))
     return out
@@ -106,7 +107,8 @@ def npu_batch_gather_matmul_(y, x, weight_b, indices, weight_a=None, layer_idx=0
     ``y`` may be a non-contiguous view; only its rows/columns named by the rule are written.
     Default ``scale=1e-3`` (torch_npu's).
     """
-    return _run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict)
+    return _run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
+                out_name="y")
 
 
 def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, y_offset=0,

@@ -1,0 +1,76 @@
+"""Independent fp64 oracle for the tests (numpy only, written from SPEC §1, not from the library).
+
+reference() evaluates the operation in float64 on the exact values of the (rounded) inputs;
+check() applies SPEC §1's tolerance: written elements within 1 ulp of the fp64 value in the
+output dtype, or within 1e-6 * (|y| + |d|) where y + d cancels; every other element equal to
+y exactly.
+"""
+import numpy as np
+
+# (significand bits including the implicit one, minimum normal exponent)
+_FORMATS = {"float16": (11, -14), "bfloat16": (8, -126), "float32": (24, -126)}
+
+
+def dtype_name(a):
+    """'float16' / 'bfloat16' / 'float32' for a numpy array or a torch tensor."""
+    return str(a.dtype).replace("torch.", "")
+
+
+def as_f64(a):
+    """Exact float64 copy of a numpy array or a torch tensor (any dtype, any strides)."""
+    if hasattr(a, "detach"):  # torch
+        return a.detach().to(dtype=__import__("torch").float64).numpy().copy()
+    return np.asarray(a).astype(np.float64)
+
+
+def ulp_of(v, dtype):
+    """Spacing of `dtype` numbers in the binade of |v| (subnormal spacing below the normals)."""
+    p, emin = _FORMATS[dtype]
+    _, e = np.frexp(np.abs(v))          # |v| = m * 2**e, m in [0.5, 1)  ->  binade exponent e - 1
+    e = np.where(v == 0, emin, np.maximum(e - 1, emin))
+    return np.ldexp(1.0, e - (p - 1))
+
+
+def reference(y, x, weight_b, indices, weight_a=None, layer_idx=0, scale=1.0, y_offset=0,
+              y_slice_size=-1):
+    """(exact, magnitude, written): the fp64 result, |y| + |d| per element, and which were written."""
+    y, x, wb = as_f64(y), as_f64(x), as_f64(weight_b)
+    wa = None if weight_a is None else as_f64(weight_a)
+    idx = np.asarray(indices.numpy() if hasattr(indices, "numpy") else indices).astype(np.int64)
+    W, H2 = wb.shape[0], wb.shape[2]
+    S = H2 if y_slice_size == -1 else y_slice_size
+    exact = y.copy()
+    magnitude = np.abs(y)
+    written = np.zeros(y.shape, dtype=bool)
+    for b in range(y.shape[0]):
+        i = idx[b]
+        if not 0 <= i < W:
+            continue
+        z = x[b] if wa is None else wa[i, layer_idx] @ x[b]          # [R]
+        d = scale * (wb[i, layer_idx] @ z)                            # [H2]
+        cols = slice(y_offset, y_offset + S)
+        exact[b, cols] = y[b, cols] + d[:S]
+        magnitude[b, cols] = np.abs(y[b, cols]) + np.abs(d[:S])
+        written[b, cols] = True
+    return exact, magnitude, written
+
+
+def check(got, y, expected):
+    """Asserts SPEC §1's tolerance; returns the worst error in ulps over the written elements."""
+    exact, magnitude, written = expected
+    dt = dtype_name(got)
+    g = as_f64(got)
+    y64 = as_f64(y)
+    assert g.shape == exact.shape
+    unchanged = ~written
+    bad = unchanged & (g != y64)
+    assert not bad.any(), f"{bad.sum()} unwritten elements differ from y, first at {np.argwhere(bad)[0]}"
+    err = np.abs(g - exact)
+    ulp = ulp_of(exact, dt)
+    ok = (err <= ulp) | (err <= 1e-6 * magnitude)
+    bad = written & ~ok
+    if bad.any():
+        k = tuple(np.argwhere(bad)[0])
+        raise AssertionError(f"{bad.sum()} elements outside 1 ulp ({dt}); first out{list(k)} = {g[k]!r}, "
+                             f"expected {exact[k]!r} (ulp {ulp[k]:.3g}, |y|+|d| {magnitude[k]:.3g})")
+    return float((err / ulp)[written].max()) if written.any() else 0.0
