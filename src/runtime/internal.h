@@ -60,4 +60,10 @@ __attribute__((visibility("default"))) aclOpExecutor* register_executor(std::uni
 __attribute__((visibility("default"))) aclnnStatus launch_executor(aclOpExecutor* e, void* workspace,
                                                                   uint64_t workspace_size, aclrtStream stream);
 
+// True while `t` is a tensor made by aclCreateTensor and not yet destroyed (tensors built
+// any other way are unknown to the runtime's getters and to aclDestroyTensor).  Lets an
+// operator reject a stale handle with 161002 instead of reading freed memory.  Exported by
+// libnnopbase.  (Added by the runtime helper.)
+__attribute__((visibility("default"))) bool is_live_tensor(const aclTensor* t);
+
 }  // namespace addlora_rt

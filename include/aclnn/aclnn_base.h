@@ -1,0 +1,24 @@
+/* Status codes of CANN's aclnn operator API (SPEC sections 2-3) plus the tensor/executor
+ * declarations of acl_meta.h.  Compiles as C and as C++11 or later. */
+#ifndef ADDLORA_ACLNN_BASE_H_
+#define ADDLORA_ACLNN_BASE_H_
+
+#include "acl_meta.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+static const aclnnStatus ACLNN_SUCCESS = 0;
+static const aclnnStatus ACLNN_ERR_PARAM_NULLPTR = 161001;
+static const aclnnStatus ACLNN_ERR_PARAM_INVALID = 161002;
+static const aclnnStatus ACLNN_ERR_RUNTIME_ERROR = 361001;
+static const aclnnStatus ACLNN_ERR_INNER = 561000;
+static const aclnnStatus ACLNN_ERR_INNER_TILING_ERROR = 561002;
+static const aclnnStatus ACLNN_ERR_INNER_NULLPTR = 561103;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ADDLORA_ACLNN_BASE_H_ */

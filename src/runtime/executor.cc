@@ -1,0 +1,162 @@
+// libnnopbase: the executor registry behind phase two of every aclnn operator.
+// An executor handle is live from register_executor() until it is consumed (single-use,
+// launched once) or destroyed (aclDestroyAclOpExecutor).  Queued runs hold shared
+// ownership, so destroying or consuming a handle never frees an executor a stream is about
+// to run; the last reference (registry or task) deletes it.
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+
+#include "runtime/guard.h"
+#include "runtime/internal.h"
+
+namespace addlora_rt {
+namespace {
+
+struct Entry {
+  std::shared_ptr<aclOpExecutor> executor;
+  bool repeatable = false;
+};
+
+std::mutex g_mutex;
+std::unordered_map<const aclOpExecutor*, Entry>& registry() {
+  static auto* map = new std::unordered_map<const aclOpExecutor*, Entry>;  // never destroyed: see runtime.cc
+  return *map;
+}
+
+template <class F>
+aclnnStatus nn_guarded(const char* fn, F&& body) noexcept {
+  return guarded(fn, ACLNN_ERR_INNER, ACLNN_ERR_INNER, std::forward<F>(body));
+}
+
+// Caller holds g_mutex.
+Entry* find_locked(const char* fn, const aclOpExecutor* e) {
+  auto it = registry().find(e);
+  if (it == registry().end()) {
+    set_error("%s: executor %p is not live (it already ran as a single-use executor, was destroyed, "
+              "or was never created)", fn, static_cast<const void*>(e));
+    return nullptr;
+  }
+  return &it->second;
+}
+
+aclnnStatus set_addr(const char* fn, bool input, aclOpExecutor* executor, size_t index, aclTensor* tensor,
+                     void* addr) {
+  if (executor == nullptr || tensor == nullptr) {
+    set_error("%s: %s is null", fn, executor == nullptr ? "executor" : "tensor");
+    return ACLNN_ERR_INNER_NULLPTR;
+  }
+  std::lock_guard<std::mutex> lock(g_mutex);
+  Entry* entry = find_locked(fn, executor);
+  if (entry == nullptr) return ACLNN_ERR_PARAM_INVALID;
+  const bool ok = input ? entry->executor->set_input_addr(index, addr) : entry->executor->set_output_addr(index, addr);
+  if (!ok) {
+    set_error("%s: %s index %zu is out of range for this operator", fn, input ? "input" : "output", index);
+    return ACLNN_ERR_PARAM_INVALID;
+  }
+  tensor->data = addr;
+  return ACLNN_SUCCESS;
+}
+
+}  // namespace
+
+aclOpExecutor* register_executor(std::unique_ptr<aclOpExecutor> e) {
+  if (!e) {
+    set_error("register_executor: null executor");
+    return nullptr;
+  }
+  try {
+    aclOpExecutor* handle = e.get();
+    Entry entry;
+    entry.executor = std::shared_ptr<aclOpExecutor>(std::move(e));
+    std::lock_guard<std::mutex> lock(g_mutex);
+    registry()[handle] = std::move(entry);
+    return handle;
+  } catch (...) {  // e (or the shared_ptr owning it) frees the executor on the way out
+    set_error("register_executor: out of host memory");
+    return nullptr;
+  }
+}
+
+aclnnStatus launch_executor(aclOpExecutor* e, void* workspace, uint64_t workspace_size, aclrtStream stream) {
+  return nn_guarded("launch_executor", [&]() -> aclnnStatus {
+    if (e == nullptr) {
+      set_error("phase two: executor is null");
+      return ACLNN_ERR_PARAM_NULLPTR;
+    }
+    // Held across enqueue so that two threads cannot both run one single-use executor, and a
+    // failed enqueue leaves it exactly as it was.
+    std::lock_guard<std::mutex> lock(g_mutex);
+    Entry* entry = find_locked("phase two", e);
+    if (entry == nullptr) return ACLNN_ERR_PARAM_INVALID;
+    const uint64_t needed = entry->executor->workspace_size;
+    if (workspace == nullptr && (workspace_size > 0 || needed > 0)) {
+      set_error("phase two: workspace is null but workspaceSize is %llu (phase one reported %llu bytes)",
+                static_cast<unsigned long long>(workspace_size), static_cast<unsigned long long>(needed));
+      return ACLNN_ERR_PARAM_NULLPTR;
+    }
+    if (workspace_size < needed) {
+      set_error("phase two: workspaceSize %llu is smaller than the %llu bytes phase one reported",
+                static_cast<unsigned long long>(workspace_size), static_cast<unsigned long long>(needed));
+      return ACLNN_ERR_PARAM_INVALID;
+    }
+    std::shared_ptr<aclOpExecutor> owner = entry->executor;
+    const aclError err = enqueue(stream, [owner, workspace] { owner->run(workspace); });
+    if (err != ACL_SUCCESS) return ACLNN_ERR_RUNTIME_ERROR;  // enqueue set the message
+    if (!entry->repeatable) registry().erase(e);  // consumed; the queued task owns it now
+    return ACLNN_SUCCESS;
+  });
+}
+
+}  // namespace addlora_rt
+
+using namespace addlora_rt;
+
+extern "C" {
+
+ACL_FUNC_VISIBILITY aclnnStatus aclSetAclOpExecutorRepeatable(aclOpExecutor* executor) {
+  return nn_guarded("aclSetAclOpExecutorRepeatable", [&]() -> aclnnStatus {
+    if (executor == nullptr) {
+      set_error("aclSetAclOpExecutorRepeatable: executor is null");
+      return ACLNN_ERR_INNER_NULLPTR;
+    }
+    std::lock_guard<std::mutex> lock(g_mutex);
+    Entry* entry = find_locked("aclSetAclOpExecutorRepeatable", executor);
+    if (entry == nullptr) return ACLNN_ERR_PARAM_INVALID;
+    entry->repeatable = true;
+    return ACLNN_SUCCESS;
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclDestroyAclOpExecutor(aclOpExecutor* executor) {
+  return nn_guarded("aclDestroyAclOpExecutor", [&]() -> aclnnStatus {
+    if (executor == nullptr) {
+      set_error("aclDestroyAclOpExecutor: executor is null");
+      return ACLNN_ERR_INNER_NULLPTR;
+    }
+    std::shared_ptr<aclOpExecutor> last;  // released after the lock: its destructor is operator code
+    {
+      std::lock_guard<std::mutex> lock(g_mutex);
+      Entry* entry = find_locked("aclDestroyAclOpExecutor", executor);
+      if (entry == nullptr) return ACLNN_ERR_PARAM_INVALID;
+      last = std::move(entry->executor);
+      registry().erase(executor);
+    }
+    return ACLNN_SUCCESS;
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclSetInputTensorAddr(aclOpExecutor* executor, const size_t index, aclTensor* tensor,
+                                                      void* addr) {
+  return nn_guarded("aclSetInputTensorAddr",
+                    [&] { return set_addr("aclSetInputTensorAddr", true, executor, index, tensor, addr); });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclSetOutputTensorAddr(aclOpExecutor* executor, const size_t index,
+                                                       aclTensor* tensor, void* addr) {
+  return nn_guarded("aclSetOutputTensorAddr",
+                    [&] { return set_addr("aclSetOutputTensorAddr", false, executor, index, tensor, addr); });
+}
+
+}  // extern "C"

@@ -1,0 +1,28 @@
+// Exception barrier for the C entry points of libascendcl and libnnopbase: nothing may
+// escape a C function, so every body runs inside guarded(), which turns std::bad_alloc and
+// any other exception into an error code plus a message.  Private to src/runtime.
+#pragma once
+#include <exception>
+#include <new>
+
+#include "runtime/internal.h"
+
+namespace addlora_rt {
+
+template <class F>
+auto guarded(const char* fn, int oom_code, int internal_code, F&& body) noexcept -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    set_error("%s: out of host memory", fn);
+    return static_cast<decltype(body())>(oom_code);
+  } catch (const std::exception& e) {
+    set_error("%s: internal error: %s", fn, e.what());
+    return static_cast<decltype(body())>(internal_code);
+  } catch (...) {
+    set_error("%s: internal error (unknown exception)", fn);
+    return static_cast<decltype(body())>(internal_code);
+  }
+}
+
+}  // namespace addlora_rt

@@ -1,0 +1,72 @@
+#include "runtime/stream.h"
+
+#include <exception>
+
+namespace addlora_rt {
+
+Stream::Stream() {
+  worker_ = std::thread([this] { loop(); });
+  worker_id_ = worker_.get_id();
+}
+
+Stream::~Stream() {
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    stopping_ = true;  // the worker drains the queue before it honours this
+  }
+  work_cv_.notify_all();
+  worker_.join();
+}
+
+void Stream::push(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    queue_.push_back(std::move(task));
+    ++pushed_;
+  }
+  work_cv_.notify_one();
+}
+
+void Stream::wait_idle() {
+  std::unique_lock<std::mutex> lock(m_);
+  const uint64_t target = pushed_;
+  done_cv_.wait(lock, [&] { return finished_ >= target; });
+}
+
+std::string Stream::take_failure() {
+  std::lock_guard<std::mutex> lock(m_);
+  std::string f;
+  f.swap(failure_);
+  return f;
+}
+
+void Stream::loop() {
+  std::unique_lock<std::mutex> lock(m_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything queued has run
+    std::function<void()> task = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    // Tasks "must not fail"; if one throws anyway, the stream survives and the next
+    // aclrtSynchronizeStream reports it.
+    bool threw = false;
+    std::string failed;
+    try {
+      task();
+    } catch (const std::exception& e) {
+      threw = true;
+      try { failed = e.what(); } catch (...) {}
+    } catch (...) {
+      threw = true;
+    }
+    if (threw && failed.empty()) failed = "task failed";  // short: no allocation
+    task = nullptr;  // release captures (e.g. a consumed executor) before reporting done
+    lock.lock();
+    if (!failed.empty() && failure_.empty()) failure_ = failed;
+    ++finished_;
+    done_cv_.notify_all();
+  }
+}
+
+}  // namespace addlora_rt

@@ -1,0 +1,45 @@
+// A stream: an ordered task queue executed by one worker thread of its own.  Private to
+// src/runtime (libascendcl).
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace addlora_rt {
+
+class Stream {
+ public:
+  Stream();  // starts the worker; throws std::system_error if no thread can be created
+  // Runs every task still queued, then stops and joins the worker.  Must not be called
+  // from the worker itself.
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  // Appends a task.  Throws only std::bad_alloc.
+  void push(std::function<void()> task);
+  // Blocks until every task pushed before the call has run.
+  void wait_idle();
+  // The first failure (a task that threw) since the last call, or "" if none; resets it.
+  std::string take_failure();
+  bool on_worker_thread() const { return std::this_thread::get_id() == worker_id_; }
+
+ private:
+  void loop();
+
+  std::mutex m_;
+  std::condition_variable work_cv_;  // worker waits for tasks / stop
+  std::condition_variable done_cv_;  // wait_idle waits for progress
+  std::deque<std::function<void()>> queue_;
+  uint64_t pushed_ = 0, finished_ = 0;
+  bool stopping_ = false;
+  std::string failure_;
+  std::thread worker_;
+  std::thread::id worker_id_;
+};
+
+}  // namespace addlora_rt

@@ -1,0 +1,216 @@
+// libnnopbase: aclTensor creation, destruction and getters.  Live tensors are tracked so
+// a double aclDestroyTensor, or a getter on a destroyed tensor, is an error code.
+#include <cstdint>
+#include <mutex>
+#include <unordered_set>
+#include <vector>
+
+#include "runtime/guard.h"
+#include "runtime/internal.h"
+
+namespace addlora_rt {
+namespace {
+
+constexpr uint64_t kMaxDims = 8;
+
+std::mutex g_tensors_mutex;
+std::unordered_set<const aclTensor*>& live_tensors() {
+  static auto* set = new std::unordered_set<const aclTensor*>;  // never destroyed: see runtime.cc
+  return *set;
+}
+
+template <class F>
+aclnnStatus nn_guarded(const char* fn, F&& body) noexcept {
+  return guarded(fn, ACLNN_ERR_INNER, ACLNN_ERR_INNER, std::forward<F>(body));
+}
+
+// Copies `n` values after checking the array and the values.  `what` names it in messages.
+bool copy_dims(const char* what, const int64_t* src, uint64_t n, std::vector<int64_t>* out) {
+  if (n > kMaxDims) {
+    set_error("aclCreateTensor: %s has %llu dims; at most %llu are supported", what,
+              static_cast<unsigned long long>(n), static_cast<unsigned long long>(kMaxDims));
+    return false;
+  }
+  if (n > 0 && src == nullptr) {
+    set_error("aclCreateTensor: %s is null but its count is %llu", what, static_cast<unsigned long long>(n));
+    return false;
+  }
+  out->assign(src, src + n);
+  for (uint64_t i = 0; i < n; ++i) {
+    if ((*out)[i] < 0) {
+      set_error("aclCreateTensor: %s[%llu] = %lld is negative", what, static_cast<unsigned long long>(i),
+                static_cast<long long>((*out)[i]));
+      return false;
+    }
+  }
+  return true;
+}
+
+// Number of elements a view spans from its first element: 1 + sum((d-1)*s), 0 if empty.
+// false on overflow.
+bool view_extent(const std::vector<int64_t>& dims, const std::vector<int64_t>& strides, int64_t* extent) {
+  int64_t last = 0;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] == 0) {
+      *extent = 0;
+      return true;
+    }
+    int64_t step;
+    if (__builtin_mul_overflow(dims[i] - 1, strides[i], &step) || __builtin_add_overflow(last, step, &last))
+      return false;
+  }
+  return !__builtin_add_overflow(last, int64_t{1}, extent);
+}
+
+template <class T>
+aclnnStatus check_getter(const char* fn, const aclTensor* t, const T* out1, const void* out2 = "") {
+  if (t == nullptr || out1 == nullptr || out2 == nullptr) {
+    set_error("%s: %s is null", fn, t == nullptr ? "tensor" : "an output argument");
+    return ACLNN_ERR_PARAM_NULLPTR;
+  }
+  std::lock_guard<std::mutex> lock(g_tensors_mutex);
+  if (live_tensors().count(t) == 0) {
+    set_error("%s: tensor %p was not created by aclCreateTensor, or was destroyed", fn, static_cast<const void*>(t));
+    return ACLNN_ERR_PARAM_INVALID;
+  }
+  return ACLNN_SUCCESS;
+}
+
+aclnnStatus copy_out(const std::vector<int64_t>& v, int64_t** values, uint64_t* num) {
+  int64_t* a = new int64_t[v.size()];  // caller frees with delete[] (CANN contract)
+  for (size_t i = 0; i < v.size(); ++i) a[i] = v[i];
+  *values = a;
+  *num = v.size();
+  return ACLNN_SUCCESS;
+}
+
+}  // namespace
+
+bool is_live_tensor(const aclTensor* t) {
+  if (t == nullptr) return false;
+  std::lock_guard<std::mutex> lock(g_tensors_mutex);
+  return live_tensors().count(t) != 0;
+}
+
+}  // namespace addlora_rt
+
+using namespace addlora_rt;
+
+extern "C" {
+
+ACL_FUNC_VISIBILITY aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t viewDimsNum, aclDataType dataType,
+                                               const int64_t* stride, int64_t offset, aclFormat format,
+                                               const int64_t* storageDims, uint64_t storageDimsNum,
+                                               void* tensorData) {
+  try {
+    auto t = std::make_unique<aclTensor>();
+    if (!copy_dims("viewDims", viewDims, viewDimsNum, &t->view_dims)) return nullptr;
+    const size_t n = t->view_dims.size();
+    if (stride != nullptr) {
+      if (!copy_dims("stride", stride, n, &t->strides)) return nullptr;
+    } else {  // contiguous, row-major; a zero dim counts as 1 so strides stay meaningful
+      t->strides.assign(n, 1);
+      for (size_t i = n; i-- > 1;) {
+        const int64_t d = t->view_dims[i] > 0 ? t->view_dims[i] : 1;
+        if (__builtin_mul_overflow(t->strides[i], d, &t->strides[i - 1])) {
+          set_error("aclCreateTensor: the view shape is too large (element count overflows int64)");
+          return nullptr;
+        }
+      }
+    }
+    if (offset < 0) {
+      set_error("aclCreateTensor: offset = %lld is negative", static_cast<long long>(offset));
+      return nullptr;
+    }
+    int64_t extent;
+    if (!view_extent(t->view_dims, t->strides, &extent)) {
+      set_error("aclCreateTensor: the view is too large (its extent overflows int64)");
+      return nullptr;
+    }
+    if (storageDims == nullptr && storageDimsNum == 0) {
+      int64_t total;
+      if (__builtin_add_overflow(offset, extent, &total)) {
+        set_error("aclCreateTensor: offset + view extent overflows int64");
+        return nullptr;
+      }
+      t->storage_dims.assign(1, total);  // the smallest 1-D storage holding the view
+    } else if (!copy_dims("storageDims", storageDims, storageDimsNum, &t->storage_dims)) {
+      return nullptr;
+    }
+    t->offset = offset;
+    t->dtype = dataType;
+    t->format = format;
+    t->data = tensorData;
+    std::lock_guard<std::mutex> lock(g_tensors_mutex);
+    live_tensors().insert(t.get());
+    return t.release();
+  } catch (...) {
+    set_error("aclCreateTensor: out of host memory");
+    return nullptr;
+  }
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
+  return nn_guarded("aclDestroyTensor", [&]() -> aclnnStatus {
+    if (tensor == nullptr) return ACLNN_SUCCESS;
+    {
+      std::lock_guard<std::mutex> lock(g_tensors_mutex);
+      if (live_tensors().erase(tensor) == 0) {
+        set_error("aclDestroyTensor: tensor %p was not created by aclCreateTensor, or was already destroyed",
+                  static_cast<const void*>(tensor));
+        return ACLNN_ERR_PARAM_INVALID;
+      }
+    }
+    delete tensor;
+    return ACLNN_SUCCESS;
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclGetViewShape(const aclTensor* tensor, int64_t** viewDims, uint64_t* viewDimsNum) {
+  return nn_guarded("aclGetViewShape", [&]() -> aclnnStatus {
+    if (aclnnStatus st = check_getter("aclGetViewShape", tensor, viewDims, viewDimsNum)) return st;
+    return copy_out(tensor->view_dims, viewDims, viewDimsNum);
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclGetStorageShape(const aclTensor* tensor, int64_t** storageDims,
+                                                   uint64_t* storageDimsNum) {
+  return nn_guarded("aclGetStorageShape", [&]() -> aclnnStatus {
+    if (aclnnStatus st = check_getter("aclGetStorageShape", tensor, storageDims, storageDimsNum)) return st;
+    return copy_out(tensor->storage_dims, storageDims, storageDimsNum);
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclGetViewStrides(const aclTensor* tensor, int64_t** stridesValue,
+                                                  uint64_t* stridesNum) {
+  return nn_guarded("aclGetViewStrides", [&]() -> aclnnStatus {
+    if (aclnnStatus st = check_getter("aclGetViewStrides", tensor, stridesValue, stridesNum)) return st;
+    return copy_out(tensor->strides, stridesValue, stridesNum);
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclGetViewOffset(const aclTensor* tensor, int64_t* offset) {
+  return nn_guarded("aclGetViewOffset", [&]() -> aclnnStatus {
+    if (aclnnStatus st = check_getter("aclGetViewOffset", tensor, offset)) return st;
+    *offset = tensor->offset;
+    return ACLNN_SUCCESS;
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclGetFormat(const aclTensor* tensor, aclFormat* format) {
+  return nn_guarded("aclGetFormat", [&]() -> aclnnStatus {
+    if (aclnnStatus st = check_getter("aclGetFormat", tensor, format)) return st;
+    *format = tensor->format;
+    return ACLNN_SUCCESS;
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclGetDataType(const aclTensor* tensor, aclDataType* dataType) {
+  return nn_guarded("aclGetDataType", [&]() -> aclnnStatus {
+    if (aclnnStatus st = check_getter("aclGetDataType", tensor, dataType)) return st;
+    *dataType = tensor->dtype;
+    return ACLNN_SUCCESS;
+  });
+}
+
+}  // extern "C"

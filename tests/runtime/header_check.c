@@ -1,0 +1,33 @@
+/* Compiled as C11 with -Wall -Wextra -Wpedantic -Werror: the public headers are valid C. */
+#include "acl/acl.h"
+#include "aclnn/aclnn_base.h"
+
+int addlora_header_check_c(void);
+
+int addlora_header_check_c(void) {
+  aclDataType dt = ACL_BF16;
+  aclFormat fmt = ACL_FORMAT_FRACTAL_NZ;
+  aclrtMemcpyKind kind = ACL_MEMCPY_DEFAULT;
+  aclrtMemMallocPolicy policy = ACL_MEM_MALLOC_NORMAL_ONLY;
+  aclrtEventRecordedStatus status = ACL_EVENT_RECORDED_STATUS_COMPLETE;
+  aclrtStream stream = 0;
+  aclrtEvent event = 0;
+  aclrtContext context = 0;
+  aclTensor *tensor = 0;
+  aclOpExecutor *executor = 0;
+  aclFloat16 half = 0x3c00;
+  aclError err = ACL_ERROR_RT_PARAM_INVALID;
+  aclnnStatus st = ACLNN_ERR_INNER_NULLPTR;
+  /* Function types as declared (assigning to exact pointer types checks the prototypes). */
+  aclError (*memcpy_fn)(void *, size_t, const void *, size_t, aclrtMemcpyKind) = aclrtMemcpy;
+  aclTensor *(*create_fn)(const int64_t *, uint64_t, aclDataType, const int64_t *, int64_t, aclFormat,
+                          const int64_t *, uint64_t, void *) = aclCreateTensor;
+  aclnnStatus (*shape_fn)(const aclTensor *, int64_t **, uint64_t *) = aclGetViewShape;
+  const char *(*msg_fn)(void) = aclGetRecentErrMsg;
+  int ok = dt == 27 && fmt == 29 && kind == 4 && policy == 2 && status == 1 && stream == 0 && event == 0 &&
+           context == 0 && tensor == 0 && executor == 0 && half == 0x3c00 && err == 107000 && st == 561103 &&
+           memcpy_fn != 0 && create_fn != 0 && shape_fn != 0 && msg_fn != 0 && sizeof(aclFloat16) == 2 &&
+           ACL_DT_UNDEFINED == -1 && ACL_FORMAT_UNDEFINED == -1 && ACL_FORMAT_NCDHW == 30 &&
+           ACL_ERROR_REPEAT_FINALIZE == 100037 && ACLNN_ERR_INNER_TILING_ERROR == 561002;
+  return ok;
+}
