@@ -52,7 +52,7 @@ bool within_target(double got, double exact, double magnitude, DType dtype) {
 
 CheckResult check_out(const Expected& e, const TensorView& out, int max_lines) {
   CheckResult r;
-  char line[256];
+  char line[512];
   for (int64_t b = 0; b < e.B; ++b)
     for (int64_t c = 0; c < e.H3; ++c) {
       const size_t k = static_cast<size_t>(b * e.H3 + c);
@@ -64,9 +64,19 @@ CheckResult check_out(const Expected& e, const TensorView& out, int max_lines) {
           const double ulps = std::fabs(got - e.value[k]) / ulp_of(e.value[k], out.dtype);
           if (ulps > r.max_err_ulps) r.max_err_ulps = ulps;
         }
+        if (!good) {
+          const double err = std::fabs(got - e.value[k]);
+          r.max_rel_magnitude = std::fmax(r.max_rel_magnitude, err / e.magnitude[k]);
+          r.max_rel_condition = std::fmax(r.max_rel_condition, err / e.condition[k]);
+        }
         if (!good && r.bad < max_lines) {
-          std::snprintf(line, sizeof line, "out[%lld,%lld] = %.9g, expected %.9g (|y|+|d| = %.4g, ulp %.3g)\n",
-                        (long long)b, (long long)c, got, e.value[k], e.magnitude[k], ulp_of(e.value[k], out.dtype));
+          std::snprintf(line, sizeof line,
+                        "out[%lld,%lld] = %.9g, expected %.9g (err %.3g = %.3g ulp = %.3g x (|y|+|d| = %.4g); "
+                        "%.3g x (|y|+|scale| sum|z||b| = %.4g))\n",
+                        (long long)b, (long long)c, got, e.value[k], std::fabs(got - e.value[k]),
+                        std::fabs(got - e.value[k]) / ulp_of(e.value[k], out.dtype),
+                        std::fabs(got - e.value[k]) / e.magnitude[k], e.magnitude[k],
+                        std::fabs(got - e.value[k]) / e.condition[k], e.condition[k]);
           r.report += line;
         }
       } else {
@@ -81,7 +91,11 @@ CheckResult check_out(const Expected& e, const TensorView& out, int max_lines) {
       if (!good) ++r.bad;
     }
   r.ok = r.bad == 0;
-  if (!r.ok) r.report = std::to_string(r.bad) + " bad element(s):\n" + r.report;
+  if (!r.ok) {
+    std::snprintf(line, sizeof line, " bad element(s); worst err/(|y|+|d|) %.3g, worst err/condition %.3g:\n",
+                  r.max_rel_magnitude, r.max_rel_condition);
+    r.report = std::to_string(r.bad) + line + r.report;
+  }
   return r;
 }
 

@@ -22,6 +22,8 @@ struct CheckResult {
   bool ok = true;
   int64_t bad = 0;             // elements outside the target
   double max_err_ulps = 0;     // worst |got - exact| / ulp(exact) over written elements
+  // Diagnostics for failures: worst |got - exact| / (|y| + |d|) and / condition (see Expected).
+  double max_rel_magnitude = 0, max_rel_condition = 0;
   std::string report;          // the first few failures, one per line
   explicit operator bool() const { return ok; }
 };

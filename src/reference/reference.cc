@@ -98,18 +98,20 @@ Expected compute(const Arguments& a) {
   const size_t n = static_cast<size_t>(B * H3);
   e.value.resize(n);
   e.magnitude.resize(n);
+  e.condition.resize(n);
   e.written.assign(n, 0);
   e.y_bits.resize(n);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t c = 0; c < H3; ++c) {
       e.value[b * H3 + c] = load(a.y, {b, c});
       e.magnitude[b * H3 + c] = std::fabs(e.value[b * H3 + c]);
+      e.condition[b * H3 + c] = e.magnitude[b * H3 + c];
       e.y_bits[b * H3 + c] = load_bits(a.y, {b, c});
     }
 
   // Adapter matrices converted once, on first use.
   std::vector<std::vector<double>> A(static_cast<size_t>(W)), Bm(static_cast<size_t>(W));
-  std::vector<double> x(static_cast<size_t>(H1)), z(static_cast<size_t>(R));
+  std::vector<double> x(static_cast<size_t>(H1)), z(static_cast<size_t>(R)), zabs(static_cast<size_t>(R));
   for (int64_t b = 0; b < B; ++b) {
     const int64_t i = load_index(a.indices, b);
     if (i < 0 || i >= W) continue;
@@ -121,21 +123,30 @@ Expected compute(const Arguments& a) {
     for (int64_t h = 0; h < H1; ++h) x[h] = load(a.x, {b, h});
     if (has_a) {
       for (int64_t r = 0; r < R; ++r) {
-        double s = 0;
+        double s = 0, sa = 0;
         const double* row = &A[i][r * H1];
-        for (int64_t h = 0; h < H1; ++h) s += x[h] * row[h];
+        for (int64_t h = 0; h < H1; ++h) {
+          s += x[h] * row[h];
+          sa += std::fabs(x[h] * row[h]);
+        }
         z[r] = s;
+        zabs[r] = sa;
       }
     } else {
       z = x;
+      for (int64_t r = 0; r < R; ++r) zabs[r] = std::fabs(x[r]);
     }
     for (int64_t c = 0; c < S; ++c) {
-      double s = 0;
+      double s = 0, sa = 0;
       const double* row = &Bm[i][c * R];
-      for (int64_t r = 0; r < R; ++r) s += z[r] * row[r];
+      for (int64_t r = 0; r < R; ++r) {
+        s += z[r] * row[r];
+        sa += zabs[r] * std::fabs(row[r]);
+      }
       const double d = a.scale * s;
       const size_t k = static_cast<size_t>(b * H3 + a.y_offset + c);
       e.magnitude[k] = std::fabs(e.value[k]) + std::fabs(d);
+      e.condition[k] = std::fabs(e.value[k]) + std::fabs(a.scale) * sa;
       e.value[k] += d;
       e.written[k] = 1;
     }
