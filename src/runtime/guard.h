@@ -2,8 +2,11 @@
 // escape a C function, so every body runs inside guarded(), which turns std::bad_alloc and
 // any other exception into an error code plus a message.  Private to src/runtime.
 #pragma once
+#include <cstdint>
+#include <cstring>
 #include <exception>
 #include <new>
+#include <type_traits>
 
 #include "runtime/internal.h"
 
@@ -23,6 +26,15 @@ auto guarded(const char* fn, int oom_code, int internal_code, F&& body) noexcept
     set_error("%s: internal error (unknown exception)", fn);
     return static_cast<decltype(body())>(internal_code);
   }
+}
+
+// The integer a C client stored in an enum parameter.  Read through memcpy: a value outside
+// the enum's range (legal in C) must not be loaded as the C++ enum type, which is undefined.
+template <class E>
+int64_t enum_bits(const E& e) {
+  typename std::underlying_type<E>::type raw;
+  std::memcpy(&raw, &e, sizeof raw);
+  return static_cast<int64_t>(raw);
 }
 
 }  // namespace addlora_rt

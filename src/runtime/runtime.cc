@@ -22,6 +22,7 @@ namespace {
 
 constexpr size_t kAlignment = 64;  // CANN promises 32; cache lines and AVX-512 like 64
 constexpr uintptr_t kDefaultContext = 0x10;
+constexpr size_t kMaxAllocation = size_t{1} << 46;  // 64 TiB
 
 // Event state.  A record issued as generation g completes when its stream reaches it;
 // `reached` keeps the highest generation reached, so the event reflects its latest record.
@@ -147,8 +148,13 @@ aclError allocate(const char* fn, void** ptr, size_t size, bool host) {
     return ACL_ERROR_INVALID_PARAM;
   }
   if (aclError err = check_initialized(fn)) return err;
+  // Absurd sizes fail here, not in the allocator (sanitizer allocators abort on them).
+  if (size > kMaxAllocation) {
+    set_error("%s: cannot allocate %zu bytes (more than any host can provide)", fn, size);
+    return ACL_ERROR_BAD_ALLOC;
+  }
   const size_t rounded = (size + kAlignment - 1) / kAlignment * kAlignment;  // aligned_alloc rule
-  void* p = rounded < size ? nullptr : std::aligned_alloc(kAlignment, rounded);
+  void* p = std::aligned_alloc(kAlignment, rounded);
   if (p == nullptr) {
     set_error("%s: cannot allocate %zu bytes", fn, size);
     return ACL_ERROR_BAD_ALLOC;
@@ -190,14 +196,13 @@ aclError release(const char* fn, void* p, bool host) {
 }
 
 aclError check_copy(const char* fn, const void* dst, size_t dest_max, const void* src, size_t count,
-                    aclrtMemcpyKind kind) {
+                    int64_t kind) {
   if (dst == nullptr || src == nullptr) {
     set_error("%s: %s pointer is null", fn, dst == nullptr ? "destination" : "source");
     return ACL_ERROR_INVALID_PARAM;
   }
-  const int k = static_cast<int>(kind);
-  if (k < ACL_MEMCPY_HOST_TO_HOST || k > ACL_MEMCPY_DEFAULT) {
-    set_error("%s: kind %d is not an aclrtMemcpyKind (0..4)", fn, k);
+  if (kind < ACL_MEMCPY_HOST_TO_HOST || kind > ACL_MEMCPY_DEFAULT) {
+    set_error("%s: kind %lld is not an aclrtMemcpyKind (0..4)", fn, static_cast<long long>(kind));
     return ACL_ERROR_INVALID_PARAM;
   }
   if (count > dest_max) {
@@ -456,7 +461,7 @@ ACL_FUNC_VISIBILITY aclError aclrtMemcpy(void* dst, size_t destMax, const void* 
                                          aclrtMemcpyKind kind) {
   return acl_guarded("aclrtMemcpy", [&]() -> aclError {
     if (aclError err = check_initialized("aclrtMemcpy")) return err;
-    if (aclError err = check_copy("aclrtMemcpy", dst, destMax, src, count, kind)) return err;
+    if (aclError err = check_copy("aclrtMemcpy", dst, destMax, src, count, enum_bits(kind))) return err;
     if (count > 0) std::memmove(dst, src, count);
     return ACL_SUCCESS;
   });
@@ -466,7 +471,7 @@ ACL_FUNC_VISIBILITY aclError aclrtMemcpyAsync(void* dst, size_t destMax, const v
                                               aclrtMemcpyKind kind, aclrtStream stream) {
   return acl_guarded("aclrtMemcpyAsync", [&]() -> aclError {
     if (aclError err = check_initialized("aclrtMemcpyAsync")) return err;
-    if (aclError err = check_copy("aclrtMemcpyAsync", dst, destMax, src, count, kind)) return err;
+    if (aclError err = check_copy("aclrtMemcpyAsync", dst, destMax, src, count, enum_bits(kind))) return err;
     return submit("aclrtMemcpyAsync", stream, [dst, src, count] {
       if (count > 0) std::memmove(dst, src, count);
     });
@@ -649,7 +654,7 @@ ACL_FUNC_VISIBILITY float aclFloat16ToFloat(aclFloat16 value) { return addlora::
 ACL_FUNC_VISIBILITY aclFloat16 aclFloatToFloat16(float value) { return addlora::numeric::float_to_half(value); }
 
 ACL_FUNC_VISIBILITY size_t aclDataTypeSize(aclDataType dataType) {
-  switch (dataType) {
+  switch (enum_bits(dataType)) {
     case ACL_BOOL: case ACL_INT8: case ACL_UINT8: return 1;
     case ACL_FLOAT16: case ACL_BF16: case ACL_INT16: case ACL_UINT16: return 2;
     case ACL_FLOAT: case ACL_INT32: case ACL_UINT32: return 4;

@@ -12,6 +12,8 @@ namespace addlora_rt {
 namespace {
 
 constexpr uint64_t kMaxDims = 8;
+// aclDataType and aclFormat both span -1..30, so each can hold exactly [-32, 31].
+constexpr int64_t kMinEnum = -32, kMaxEnum = 31;
 
 std::mutex g_tensors_mutex;
 std::unordered_set<const aclTensor*>& live_tensors() {
@@ -137,9 +139,20 @@ ACL_FUNC_VISIBILITY aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t
     } else if (!copy_dims("storageDims", storageDims, storageDimsNum, &t->storage_dims)) {
       return nullptr;
     }
+    // Values outside what the enum types can hold (possible from C) would be undefined
+    // behaviour to store; names not in our headers but representable are kept for the operator.
+    const int64_t dtype_bits = enum_bits(dataType), format_bits = enum_bits(format);
+    if (dtype_bits < kMinEnum || dtype_bits > kMaxEnum) {
+      set_error("aclCreateTensor: dataType %lld is not an aclDataType", static_cast<long long>(dtype_bits));
+      return nullptr;
+    }
+    if (format_bits < kMinEnum || format_bits > kMaxEnum) {
+      set_error("aclCreateTensor: format %lld is not an aclFormat", static_cast<long long>(format_bits));
+      return nullptr;
+    }
     t->offset = offset;
-    t->dtype = dataType;
-    t->format = format;
+    t->dtype = static_cast<aclDataType>(dtype_bits);
+    t->format = static_cast<aclFormat>(format_bits);
     t->data = tensorData;
     std::lock_guard<std::mutex> lock(g_tensors_mutex);
     live_tensors().insert(t.get());

@@ -31,3 +31,19 @@ int addlora_header_check_c(void) {
            ACL_ERROR_REPEAT_FINALIZE == 100037 && ACLNN_ERR_INNER_TILING_ERROR == 561002;
   return ok;
 }
+
+/* What only a C client can do: pass integers outside the enums' ranges.  The runtime must
+ * answer with an error, not undefined behaviour (the C++ side runs under UBSan in CI).
+ * Requires an initialised runtime.  Returns 1 when every call was rejected as expected. */
+int addlora_c_client_out_of_range_enums(void);
+
+int addlora_c_client_out_of_range_enums(void) {
+  const int64_t dims[1] = {4};
+  char a[4] = {0}, b[4] = {1, 2, 3, 4};
+  aclTensor *bad_dtype = aclCreateTensor(dims, 1, (aclDataType)1000, 0, 0, ACL_FORMAT_ND, dims, 1, 0);
+  aclTensor *bad_format = aclCreateTensor(dims, 1, ACL_FLOAT, 0, 0, (aclFormat)-77, dims, 1, 0);
+  aclError neg_kind = aclrtMemcpy(a, 4, b, 4, (aclrtMemcpyKind)-1);
+  aclError big_kind = aclrtMemcpyAsync(a, 4, b, 4, (aclrtMemcpyKind)100, 0);
+  return bad_dtype == 0 && bad_format == 0 && neg_kind == ACL_ERROR_INVALID_PARAM &&
+         big_kind == ACL_ERROR_INVALID_PARAM && a[0] == 0 && aclDataTypeSize((aclDataType)5000) == 0;
+}
