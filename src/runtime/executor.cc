@@ -5,6 +5,7 @@
 // to run; the last reference (registry or task) deletes it.
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -103,7 +104,11 @@ aclnnStatus launch_executor(aclOpExecutor* e, void* workspace, uint64_t workspac
     }
     std::shared_ptr<aclOpExecutor> owner = entry->executor;
     const aclError err = enqueue(stream, [owner, workspace] { owner->run(workspace); });
-    if (err != ACL_SUCCESS) return ACLNN_ERR_RUNTIME_ERROR;  // enqueue set the message
+    if (err != ACL_SUCCESS) {  // not consumed; restate the runtime's reason for the client
+      const std::string why = aclGetRecentErrMsg();
+      set_error("phase two: cannot launch on stream %p (aclError %d): %s", stream, err, why.c_str());
+      return ACLNN_ERR_RUNTIME_ERROR;
+    }
     if (!entry->repeatable) registry().erase(e);  // consumed; the queued task owns it now
     return ACLNN_SUCCESS;
   });
