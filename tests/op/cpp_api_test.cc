@@ -229,8 +229,6 @@ TEST(CppApi, PlanSetInputAndOutputData) {
   c.B = 19; c.H1 = 64; c.R = 32; c.H2 = 48; c.H3 = 64; c.W = 4; c.L = 1; c.strided = true; c.pattern = Pattern::mixed;
   c.seed = 51;
   auto d1 = optest::make_case(c);
-  c.seed = 52;
-  auto d2 = optest::make_case(c);  // same shapes and strides? no: strides are random per seed
   Plan plan;
   std::string msg;
   ASSERT_EQ(make_plan(d1->args(), Rules::cann, &plan, &msg), Status::ok) << msg;
@@ -255,7 +253,6 @@ TEST(CppApi, PlanSetInputAndOutputData) {
   EXPECT_FALSE(plan.set_input_data(5, x2.storage()));
   EXPECT_FALSE(plan.set_input_data(-1, x2.storage()));
   EXPECT_FALSE(plan.set_output_data(1, out2.storage()));
-  (void)d2;
 }
 
 // Rules::general lifts the NPU limits; Rules::cann rejects the same arguments exactly.
@@ -329,7 +326,7 @@ TEST(CppApi, CancellationAndLargeMagnitudes) {
   c.B = 8; c.H1 = 16; c.R = 16; c.H2 = 16; c.H3 = 16; c.W = 1; c.has_a = false; c.pattern = Pattern::same; c.seed = 81;
   auto d = optest::make_case(c);
   Arguments a = d->args();
-  // y = -d rounded to fp16 (so out is tiny), rows scaled up to about 1e4.
+  // y = -d rounded to fp16 (so y + d nearly cancels), rows b > 0 off by a relative b * 1e-3.
   ref::Expected e0 = ref::compute(a);
   for (int64_t b = 0; b < c.B; ++b)
     for (int64_t n = 0; n < c.H3; ++n) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ struct CaseSpec {
   CaseSpec& all(DType t) { dtype = w_dtype = y_dtype = t; return *this; }
   std::string name() const;  // a gtest-safe identifier
 };
+
+// gtest prints a case by its name.
+inline void PrintTo(const CaseSpec& c, std::ostream* os) { *os << c.name(); }
 
 // The tensors of one case.  out is absent when in place.
 struct CaseData {
