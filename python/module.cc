@@ -11,7 +11,9 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace nb = nanobind;
 using addlora::DType;
@@ -37,7 +39,7 @@ bool dtype_from_dlpack(nb::dlpack::dtype t, DType* out) {
 }
 
 std::string dlpack_dtype_name(nb::dlpack::dtype t) {
-  const char* kind = "code" ;
+  const char* kind = "";
   switch (static_cast<nb::dlpack::dtype_code>(t.code)) {
     case nb::dlpack::dtype_code::Int: kind = "int"; break;
     case nb::dlpack::dtype_code::UInt: kind = "uint"; break;
@@ -52,10 +54,12 @@ std::string dlpack_dtype_name(nb::dlpack::dtype t) {
   return s;
 }
 
+constexpr size_t kMaxDims = sizeof(TensorView::dims) / sizeof(TensorView::dims[0]);
+
 // A view over the array's memory.  An absent array (None) gives the empty view the library
 // reads as "missing": it then reports null_pointer for required tensors.
 template <class Array>
-TensorView view_of(const Array& a, const char* name) {
+TensorView view_of(const Array& a, const char* name, std::vector<std::unique_ptr<char[]>>& scratch) {
   TensorView v;
   if (!a.is_valid()) return v;
   if (a.device_type() != nb::device::cpu::value)
@@ -64,14 +68,27 @@ TensorView view_of(const Array& a, const char* name) {
   if (!dtype_from_dlpack(a.dtype(), &v.dtype))
     throw nb::type_error(("AddLora: " + std::string(name) + " has dtype " + dlpack_dtype_name(a.dtype()) +
                           "; supported: float16, bfloat16, float32 (indices: int32, int64)").c_str());
-  if (a.ndim() > 8)  // TensorView's capacity; the library reports the rank each input needs
-    throw nb::value_error(("AddLora: " + std::string(name) + " must have at most 8 dimensions (got " +
-                           std::to_string(a.ndim()) + ")").c_str());
+  if (a.ndim() > kMaxDims)  // TensorView's capacity; the library reports the rank each input needs
+    throw nb::value_error(("AddLora: " + std::string(name) + " must have at most " + std::to_string(kMaxDims) +
+                           " dimensions (got " + std::to_string(a.ndim()) + ")").c_str());
   v.data = static_cast<char*>(const_cast<void*>(static_cast<const void*>(a.data_handle()))) + a.byte_offset();
   v.ndim = static_cast<int32_t>(a.ndim());
   for (size_t d = 0; d < a.ndim(); ++d) {
     v.dims[d] = static_cast<int64_t>(a.shape(d));
     v.strides[d] = a.stride(d);  // DLPack strides are in elements, like TensorView's
+  }
+  if (a.size() == 0) {
+    // No elements (B == 0 under the general rules): torch exports these with a null data
+    // pointer and sometimes zero strides.  Nothing is read or written, but the library must
+    // see a present, well-formed view that aliases nothing: contiguous strides over a small
+    // buffer of its own.
+    int64_t extent = 1;
+    for (int d = v.ndim - 1; d >= 0; --d) {
+      v.strides[d] = extent;
+      extent *= v.dims[d] > 0 ? v.dims[d] : 1;
+    }
+    scratch.emplace_back(new char[static_cast<size_t>(extent) * addlora::dtype_size(v.dtype)]());
+    v.data = scratch.back().get();
   }
   return v;
 }
@@ -96,12 +113,13 @@ void run(const OutArray& out, const InArray& y, const InArray& x, const InArray&
          const InArray& indices, const InArray& weight_a, int64_t layer_idx, double scale,
          int64_t y_offset, int64_t y_slice_size, bool strict) {
   addlora::Arguments args;
-  args.y = view_of(y, "y");  // y before out: a bad y is reported as y, not as the out made like it
-  args.x = view_of(x, "x");
-  args.weight_b = view_of(weight_b, "weight_b");
-  args.indices = view_of(indices, "indices");
-  args.weight_a = view_of(weight_a, "weight_a");
-  args.out = view_of(out, "out");
+  std::vector<std::unique_ptr<char[]>> scratch;  // stand-in storage for arrays with no elements
+  args.y = view_of(y, "y", scratch);  // y before out: a bad y is reported as y, not as the out made like it
+  args.x = view_of(x, "x", scratch);
+  args.weight_b = view_of(weight_b, "weight_b", scratch);
+  args.indices = view_of(indices, "indices", scratch);
+  args.weight_a = view_of(weight_a, "weight_a", scratch);
+  args.out = view_of(out, "out", scratch);
   args.layer_idx = layer_idx;
   args.scale = scale;
   args.y_offset = y_offset;
