@@ -98,4 +98,5 @@ def test_gil_is_released_while_computing(rng, restore_threads):
     a, b = max(spans, key=lambda s: s[1] - s[0])
     assert b - a > 0.04, f"problem too small to tell ({(b - a) * 1e3:.1f} ms)"
     inside = int(((ticks > a + 0.25 * (b - a)) & (ticks < b - 0.25 * (b - a))).sum())
-    assert inside > 0.1 * (b - a) / 3e-4, (inside, b - a)
+    # Released: a tick every ~0.3 ms (fewer on a loaded machine); held: none at all.
+    assert inside >= 5, (inside, b - a)
