@@ -71,6 +71,22 @@ void DeviceCase::copy_back_all() {
     if (*t) (*t)->copy_back();
 }
 
+aclOpExecutor* plan(const CaseData& d, const DeviceCase& dc, uint64_t* ws_size) {
+  aclOpExecutor* exec = nullptr;
+  const aclnnStatus st = aclnnAddLoraGetWorkspaceSize(
+      dc.y->tensor(), dc.x->tensor(), dc.wb->tensor(), dc.idx->tensor(), dc.wa ? dc.wa->tensor() : nullptr,
+      d.spec.layer, d.scale, d.spec.y_offset, d.spec.y_slice, dc.out_tensor(), ws_size, &exec);
+  EXPECT_EQ(st, 0) << aclGetRecentErrMsg();
+  return exec;
+}
+
+CaseSpec small_case(uint64_t seed) {
+  CaseSpec c;
+  c.B = 37; c.H1 = 64; c.R = 32; c.H2 = 48; c.H3 = 96; c.W = 5; c.L = 3; c.layer = 2; c.y_offset = 17;
+  c.pattern = Pattern::mixed; c.strided = true; c.seed = seed;
+  return c;
+}
+
 std::string run_on_stream(CaseData& d, DeviceCase& dc, aclrtStream stream) {
   for (auto* t : {&dc.y, &dc.x, &dc.wa, &dc.wb, &dc.idx, &dc.out})
     if (*t && !(*t)->ok()) return std::string("device tensor setup failed: ") + aclGetRecentErrMsg();

@@ -61,6 +61,19 @@ struct DeviceCase {
   CaseData& data;
 };
 
+// A stream for the scope of a test.
+struct Stream {
+  aclrtStream s = nullptr;
+  Stream() { EXPECT_EQ(aclrtCreateStream(&s), 0) << aclGetRecentErrMsg(); }
+  ~Stream() { EXPECT_EQ(aclrtDestroyStream(s), 0) << aclGetRecentErrMsg(); }
+};
+
+// Phase one for `dc` (single-use executor; null on failure, with a test failure recorded).
+aclOpExecutor* plan(const CaseData& d, const DeviceCase& dc, uint64_t* ws_size);
+
+// A small strided problem (B 37, H1 64, R 32, H2 48, H3 96, W 5, L 3) for semantics tests.
+CaseSpec small_case(uint64_t seed);
+
 // Phase one + workspace + phase two + synchronize for one case; returns "" or what failed.
 std::string run_on_stream(CaseData& d, DeviceCase& dc, aclrtStream stream);
 
