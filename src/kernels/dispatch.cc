@@ -30,7 +30,7 @@ using detail::Problem;
 using internal::TargetKernels;
 using internal::Work;
 
-constexpr int64_t kRowTile = 32;      // rows per task (x / z tile reused across A / B blocks)
+constexpr int64_t kRowTile = 128;     // rows per task (x / z tile reused across A / B blocks)
 constexpr int64_t kNTile = 256;       // output columns per expand task
 constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratch stays O(B*R))
 constexpr int64_t kMinKChunk = 512;   // shortest K chunk worth a task

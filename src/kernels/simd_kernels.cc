@@ -22,6 +22,7 @@
 #define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SSE4)
 #endif
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 #include "core/numeric.h"
@@ -178,58 +179,86 @@ WeightRows Rows(const detail::WeightDesc& d, int64_t M, int64_t adapter) {
 }
 
 // ---- shrink: zpart[k][pos][r] = sum over h in K chunk k of x[row, h] * A[adapter, r, h] ------
+// Register block: kShrinkRows rows x kShrinkRanks ranks of vector accumulators.  The rows'
+// x chunk is first widened to fp32 in a stack buffer (once, instead of once per rank block);
+// A is widened as it streams (each A vector serves kShrinkRows rows).
 
-constexpr int kShrinkRows = 4;   // register block: rows x ranks accumulators
+constexpr int kShrinkRows = 6;
 constexpr int kShrinkRanks = 4;
+constexpr int64_t kXBuf = 2048;  // widest K chunk that takes the pre-widened path
+
+// acc[i][j] over h in [h0, h1) of x_i[h - xoff] * A row j; x_i are TX, A rows are TA.
+template <DType TX, DType TA>
+HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
+                            int64_t a_chunk_step, int64_t h0, int64_t h1, float* const* out, int rows_valid,
+                            int ranks_valid) {
+  const DF df;
+  const int64_t h_full = h0 + ((h1 - h0) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
+  VF acc[kShrinkRows][kShrinkRanks];
+  for (int i = 0; i < kShrinkRows; ++i)
+    for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::Zero(df);
+  for (int64_t h = h0; h < h_full; h += kLanes) {
+    const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
+    VF av[kShrinkRanks];
+    for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadF<TA>(ar[j], aoff);
+    for (int i = 0; i < kShrinkRows; ++i) {
+      const VF xv = LoadF<TX>(xr[i], h - xoff);
+      for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+    }
+  }
+  if (h_full < h1) {  // ragged end of H1
+    const int64_t rem = h1 - h_full;
+    const int64_t aoff = (h_full >> 4) * a_chunk_step + (h_full & 15);
+    VF av[kShrinkRanks];
+    for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadTailF<TA>(ar[j], aoff, rem);
+    for (int i = 0; i < kShrinkRows; ++i) {
+      const VF xv = LoadTailF<TX>(xr[i], h_full - xoff, rem);
+      for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < rows_valid; ++i)
+    for (int j = 0; j < ranks_valid; ++j) out[i][j] = hn::GetLane(hn::SumOfLanes(df, acc[i][j]));
+}
 
 template <DType TX, DType TA>
 void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
   const Problem& p = *w.p;
-  const DF df;
   const WeightRows A = Rows(p.a, p.R, adapter);
   const int64_t h_begin = k * w.kc;
   const int64_t h_end = std::min<int64_t>(p.H1, h_begin + w.kc);
-  const int64_t h_full = h_begin + ((h_end - h_begin) / kLanes) * kLanes;
-  const int64_t xes = ElemSize<TX>();
+  const int64_t len = h_end - h_begin;
+  const bool widen_x = TX != DType::f32 && len <= kXBuf;
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
   float* zk = w.zpart + k * w.B * w.rp;
+  HWY_ALIGN float xf[kShrinkRows][kXBuf];  // 48 KiB
 
   for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kShrinkRows) {
-    // Short blocks repeat their last row; those results are simply not stored.
+    const int rows_valid = static_cast<int>(std::min<int64_t>(kShrinkRows, pos_end - pos0));
+    // Short blocks repeat their last row; those results are not stored.
     const unsigned char* xr[kShrinkRows];
     for (int i = 0; i < kShrinkRows; ++i) {
-      const int64_t pos = std::min<int64_t>(pos0 + i, pos_end - 1);
-      xr[i] = xbase + w.order[pos] * p.x.row_stride * xes;
+      const int64_t pos = pos0 + std::min(i, rows_valid - 1);
+      xr[i] = xbase + w.order[pos] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
+    }
+    if (widen_x) {
+      for (int i = 0; i < rows_valid; ++i) {
+        for (int64_t h = 0; h < len; h += kLanes)
+          hn::Store(LoadAnyF(TX, xr[i], h_begin + h, len - h), DF(), &xf[i][h]);
+        xr[i] = reinterpret_cast<const unsigned char*>(xf[i]);
+      }
+      for (int i = rows_valid; i < kShrinkRows; ++i) xr[i] = xr[rows_valid - 1];
     }
     for (int64_t r0 = 0; r0 < p.R; r0 += kShrinkRanks) {
+      const int ranks_valid = static_cast<int>(std::min<int64_t>(kShrinkRanks, p.R - r0));
       const unsigned char* ar[kShrinkRanks];
       for (int j = 0; j < kShrinkRanks; ++j)
-        ar[j] = A.base + std::min<int64_t>(r0 + j, p.R - 1) * A.row_step * A.esize;
-      VF acc[kShrinkRows][kShrinkRanks];
-      for (int i = 0; i < kShrinkRows; ++i)
-        for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::Zero(df);
-      for (int64_t h = h_begin; h < h_full; h += kLanes) {
-        const int64_t aoff = (h >> 4) * A.chunk_step + (h & 15);
-        VF av[kShrinkRanks];
-        for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadF<TA>(ar[j], aoff);
-        for (int i = 0; i < kShrinkRows; ++i) {
-          const VF xv = LoadF<TX>(xr[i], h);
-          for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
-        }
-      }
-      if (h_full < h_end) {  // ragged end of H1
-        const int64_t rem = h_end - h_full;
-        const int64_t aoff = (h_full >> 4) * A.chunk_step + (h_full & 15);
-        VF av[kShrinkRanks];
-        for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadTailF<TA>(ar[j], aoff, rem);
-        for (int i = 0; i < kShrinkRows; ++i) {
-          const VF xv = LoadTailF<TX>(xr[i], h_full, rem);
-          for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
-        }
-      }
-      for (int i = 0; i < kShrinkRows && pos0 + i < pos_end; ++i)
-        for (int j = 0; j < kShrinkRanks && r0 + j < p.R; ++j)
-          zk[(pos0 + i) * w.rp + r0 + j] = hn::GetLane(hn::SumOfLanes(df, acc[i][j]));
+        ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * A.esize;
+      float* out[kShrinkRows];
+      for (int i = 0; i < kShrinkRows; ++i) out[i] = zk + (pos0 + i) * w.rp + r0;
+      if (widen_x)
+        ShrinkBlock<DType::f32, TA>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
+      else
+        ShrinkBlock<TX, TA>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
     }
   }
 }
@@ -253,8 +282,81 @@ void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
 
 // ---- expand: out[row, off+n] = y[row, off+n] + scale * sum_r z[pos][r] * B[adapter, n, r] ----
 // One vector of kLanes consecutive n per step: kLanes dot products over R (z is fp32, zero
-// padded to rp), folded into one vector by SumEachToLane.  The B block (kLanes x R) stays in
-// L1 while all rows of the tile use it.
+// padded to rp), folded into one vector by SumEachToLane.  For R <= kBBuf the kLanes x R block
+// of B is widened once into a zero-padded fp32 stack buffer that every row of the tile reuses
+// from L1; wider R streams B directly.
+
+constexpr int64_t kBBuf = 512;
+
+template <DType TB>
+HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t R,
+                        int64_t r_end) {
+  const DF df;
+  VF acc[kLanes];
+  for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
+  const int64_t r_full = (R / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
+  for (int64_t r = 0; r < r_full; r += kLanes) {
+    const VF zv = hn::LoadU(df, z + r);
+    const int64_t boff = (r >> 4) * chunk_step + (r & 15);
+    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(br[j], boff), acc[j]);
+  }
+  if (r_full < r_end) {  // ragged end of R (direct path only; the buffer is padded)
+    const VF zv = hn::LoadU(df, z + r_full);
+    const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
+    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, r_end - r_full), acc[j]);
+  }
+  return SumEachToLane(df, acc);
+}
+
+// Outer-product form for tiles with many rows: B's kOpN x R block is widened and transposed
+// once into bt[r][n] (fp32), then every row block accumulates acc[row][n-vector] +=
+// z[row][r] * bt[r][:] -- no horizontal reductions, one broadcast per kOpVecs FMAs.
+constexpr int kOpRows = kLanes >= 16 ? 8 : 4;
+constexpr int kOpVecs = 2;
+constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
+constexpr int64_t kOpMinRows = 8;  // fewer rows: the transpose does not pay, use the dot form
+
+struct ExpandCtx {
+  const Problem* p;
+  const Work* w;
+  VF scale;
+  const unsigned char* ybase;
+  unsigned char* obase;
+  int64_t yes, oes;
+  void finish(int64_t row, int64_t col, VF d, int64_t valid) const {  // out = y + scale * d
+    const VF yv = LoadAnyF(p->y.dtype, ybase + row * p->y.row_stride * yes, col, valid);
+    StoreAnyF(p->out.dtype, hn::MulAdd(d, scale, yv), obase + row * p->out.row_stride * oes, col, valid);
+  }
+};
+
+void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
+                 int64_t valid) {
+  const DF df;
+  const Work& w = *c.w;
+  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kOpRows) {
+    const int rows_valid = static_cast<int>(std::min<int64_t>(kOpRows, pos_end - pos0));
+    const float* z[kOpRows];
+    for (int i = 0; i < kOpRows; ++i) z[i] = w.zpart + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+    VF acc[kOpRows][kOpVecs];
+    for (int i = 0; i < kOpRows; ++i)
+      for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
+    for (int64_t r = 0; r < c.p->R; ++r) {
+      VF bv[kOpVecs];
+      for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
+      for (int i = 0; i < kOpRows; ++i) {
+        const VF zb = hn::Set(df, z[i][r]);
+        for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
+      }
+    }
+    for (int i = 0; i < rows_valid; ++i) {
+      const int64_t row = w.order[pos0 + i];
+      for (int v = 0; v < kOpVecs; ++v) {
+        const int64_t lanes = std::min<int64_t>(kLanes, valid - v * static_cast<int64_t>(kLanes));
+        if (lanes > 0) c.finish(row, c.p->y_offset + n0 + v * kLanes, acc[i][v], lanes);
+      }
+    }
+  }
+}
 
 template <DType TB>
 void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t n_begin,
@@ -262,39 +364,66 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   const Problem& p = *w.p;
   const DF df;
   const WeightRows Bw = Rows(p.b, p.H2, adapter);
-  const int64_t r_full = (p.R / kLanes) * kLanes;
-  const VF scale = hn::Set(df, p.scale);
-  const int64_t yes = p.y.dtype == DType::f32 ? 4 : 2;
-  const int64_t oes = p.out.dtype == DType::f32 ? 4 : 2;
-  const unsigned char* ybase = static_cast<const unsigned char*>(p.y.base);
-  unsigned char* obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
+  ExpandCtx c;
+  c.p = &p;
+  c.w = &w;
+  c.scale = hn::Set(df, p.scale);
+  c.yes = p.y.dtype == DType::f32 ? 4 : 2;
+  c.oes = p.out.dtype == DType::f32 ? 4 : 2;
+  c.ybase = static_cast<const unsigned char*>(p.y.base);
+  c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
+  // The tile's y (and out) lines are touched 64 bytes at a time, row after row: too scattered
+  // for the hardware prefetcher, so request them all up front (<= 128 rows x 512 bytes).
+  for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
+    const int64_t row = w.order[pos];
+    const unsigned char* yrow = c.ybase + (row * p.y.row_stride + p.y_offset) * c.yes;
+    const unsigned char* orow = c.obase + (row * p.out.row_stride + p.y_offset) * c.oes;
+    for (int64_t n = n_begin; n < n_end; n += 64 / c.yes) hwy::Prefetch(yrow + n * c.yes);
+    if (!p.in_place)
+      for (int64_t n = n_begin; n < n_end; n += 64 / c.oes) hwy::Prefetch(orow + n * c.oes);
+  }
+  // Widening B once pays when several rows reuse it; a single row streams it directly.
+  const bool widen_b = w.rp <= kBBuf && pos_end - pos_begin > 1;
+  HWY_ALIGN float bf[kOpN * kBBuf];  // <= 64 KiB: widened rows, or the transposed block
+
+  if (widen_b && pos_end - pos_begin >= kOpMinRows) {
+    HWY_ALIGN float rows[kOpN * kBBuf];  // widened rows, then transposed into bf
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
+      const int64_t valid = std::min<int64_t>(kOpN, n_end - n0);
+      // Widen all kOpN rows first, transpose after: reading scalars straight back from a
+      // just-stored vector would stall on store forwarding.
+      for (int64_t j = 0; j < kOpN; ++j) {
+        const unsigned char* src = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
+        for (int64_t r = 0; r < p.R; r += kLanes)
+          hn::Store(LoadAnyF(TB, src, (r >> 4) * Bw.chunk_step + (r & 15), p.R - r), df, rows + j * w.rp + r);
+      }
+      for (int64_t r = 0; r < p.R; ++r)
+        for (int64_t j = 0; j < kOpN; ++j) bf[r * kOpN + j] = rows[j * w.rp + r];
+      ExpandOuter(c, bf, pos_begin, pos_end, n0, valid);
+    }
+    return;
+  }
 
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kLanes) {
     const int64_t valid = std::min<int64_t>(kLanes, n_end - n0);
     const unsigned char* br[kLanes];
     for (size_t j = 0; j < kLanes; ++j)  // lanes past the end repeat the last column
       br[j] = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
+    if (widen_b) {
+      for (size_t j = 0; j < kLanes; ++j) {
+        float* dst = bf + j * w.rp;
+        for (int64_t r = 0; r < w.rp; r += kLanes) {
+          const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
+          hn::Store(r < p.R ? LoadAnyF(TB, br[j], boff, p.R - r) : hn::Zero(df), df, dst + r);
+        }
+        br[j] = reinterpret_cast<const unsigned char*>(dst);
+      }
+    }
     for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
       const float* z = w.zpart + pos * w.rp;
-      VF acc[kLanes];
-      for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
-      for (int64_t r = 0; r < r_full; r += kLanes) {
-        const VF zv = hn::LoadU(df, z + r);
-        const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
-        for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(br[j], boff), acc[j]);
-      }
-      if (r_full < p.R) {  // ragged end of R
-        const VF zv = hn::LoadU(df, z + r_full);
-        const int64_t boff = (r_full >> 4) * Bw.chunk_step + (r_full & 15);
-        for (size_t j = 0; j < kLanes; ++j)
-          acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, p.R - r_full), acc[j]);
-      }
-      const VF d = SumEachToLane(df, acc);
-      const int64_t row = w.order[pos];
-      const int64_t col = p.y_offset + n0;
-      const VF yv = LoadAnyF(p.y.dtype, ybase + row * p.y.row_stride * yes, col, valid);
-      StoreAnyF(p.out.dtype, hn::MulAdd(d, scale, yv), obase + row * p.out.row_stride * oes, col,
-                valid);
+      const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, w.rp, w.rp)
+                           : ExpandDot<TB>(z, br, Bw.chunk_step, p.R, p.R);
+      c.finish(w.order[pos], p.y_offset + n0, d, valid);
     }
   }
 }
