@@ -181,3 +181,37 @@ def test_torch_errors_carry_the_same_messages(rng):
     raises(ValueError, r"yOffset \+ H2 must be <= H3", **p, y_offset=21)
     raises(TypeError, "x has dtype float64", **dict(p, x=p["x"].double()))
     raises(ValueError, r"out overlaps x", addlora.add_lora, **dict(p, x=p["y"][:, :24]), out=p["y"])
+
+
+def dlpack_capsule(array, device_type):
+    """A raw DLPack capsule over `array`'s memory that claims to live on `device_type`."""
+    import ctypes
+
+    class Device(ctypes.Structure):
+        _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+    class DType(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+    class Tensor(ctypes.Structure):
+        _fields_ = [("data", ctypes.c_void_p), ("device", Device), ("ndim", ctypes.c_int32),
+                    ("dtype", DType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                    ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+    class Managed(ctypes.Structure):
+        _fields_ = [("dl_tensor", Tensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
+
+    shape = (ctypes.c_int64 * array.ndim)(*array.shape)
+    strides = (ctypes.c_int64 * array.ndim)(*[s // array.itemsize for s in array.strides])
+    m = Managed(Tensor(array.ctypes.data, Device(device_type, 0), array.ndim, DType(2, 16, 1), shape, strides, 0),
+                None, None)
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    return new(ctypes.addressof(m), b"dltensor", None), (m, shape, strides, array)  # keep-alive
+
+
+def test_non_cpu_memory(p):
+    capsule, keep = dlpack_capsule(p["x"], device_type=2)  # kDLCUDA
+    raises(TypeError, r"^AddLora: x must be in CPU memory \(DLPack device type 2\)$", **dict(p, x=capsule))
+    capsule, keep = dlpack_capsule(p["x"], device_type=1)  # control: the same capsule on the CPU works
+    assert addlora.npu_batch_gather_matmul(**dict(p, x=capsule)).shape == (7, 40)
