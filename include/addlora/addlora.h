@@ -76,6 +76,9 @@ class Plan {
   Plan(Plan&&) noexcept;
   Plan& operator=(Plan&&) noexcept;
   bool valid() const;
+  // An independent copy (same arguments, same buffers): e.g. to capture a plan's pointers
+  // before re-pointing the original.
+  Plan clone() const;
   // Scratch bytes run() needs (may be 0).  Depends only on the shapes.
   uint64_t workspace_bytes() const;
   // Executes on the calling thread (using the library's worker pool).  `workspace` must hold

@@ -44,6 +44,10 @@ TensorView to_view(const aclTensor* t) {
 struct AddLoraExecutor final : aclOpExecutor {
   addlora::Plan plan;
   void run(void* workspace) override { plan.run(workspace); }
+  std::function<void()> bind(void* workspace) override {
+    auto captured = std::make_shared<addlora::Plan>(plan.clone());
+    return [captured, workspace] { captured->run(workspace); };
+  }
   bool set_input_addr(uint64_t index, void* addr) override {
     return index < 5 && plan.set_input_data(static_cast<int>(index), addr);
   }
@@ -69,6 +73,12 @@ extern "C" aclnnStatus aclnnAddLoraGetWorkspaceSize(const aclTensor* y, const ac
       {"workspaceSize", workspaceSize}, {"executor", executor}};
   for (const auto& r : required)
     if (r.p == nullptr) return fail(ACLNN_ERR_PARAM_NULLPTR, std::string("AddLora: ") + r.name + " must not be null");
+  const struct { const char* name; const aclTensor* t; } tensors[] = {
+      {"y", y}, {"x", x}, {"weightB", weightB}, {"indices", indices}, {"weightA", weightAOptional}, {"out", out}};
+  for (const auto& t : tensors)
+    if (t.t != nullptr && !addlora_rt::is_live_tensor(t.t))
+      return fail(ACLNN_ERR_PARAM_INVALID,
+                  std::string("AddLora: ") + t.name + " is not a live aclTensor (destroyed, or not from aclCreateTensor)");
   try {
     addlora::Arguments args;
     args.y = to_view(y);

@@ -54,6 +54,12 @@ Plan::Plan(Plan&&) noexcept = default;
 Plan& Plan::operator=(Plan&&) noexcept = default;
 
 bool Plan::valid() const { return impl_ != nullptr; }
+
+Plan Plan::clone() const {
+  Plan copy;
+  if (impl_) copy.impl_.reset(new Impl(*impl_));
+  return copy;
+}
 uint64_t Plan::workspace_bytes() const { return impl_ ? impl_->workspace : 0; }
 
 void Plan::run(void* workspace) const {

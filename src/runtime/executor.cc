@@ -103,7 +103,8 @@ aclnnStatus launch_executor(aclOpExecutor* e, void* workspace, uint64_t workspac
       return ACLNN_ERR_PARAM_INVALID;
     }
     std::shared_ptr<aclOpExecutor> owner = entry->executor;
-    const aclError err = enqueue(stream, [owner, workspace] { owner->run(workspace); });
+    std::function<void()> task = owner->bind(workspace);
+    const aclError err = enqueue(stream, [owner, task = std::move(task)] { task(); });
     if (err != ACL_SUCCESS) {  // not consumed; restate the runtime's reason for the client
       const std::string why = aclGetRecentErrMsg();
       set_error("phase two: cannot launch on stream %p (aclError %d): %s", stream, err, why.c_str());

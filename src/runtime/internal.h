@@ -31,6 +31,13 @@ struct aclOpExecutor {
   // Runs the operator now, on the stream's worker thread.  Must not fail: everything was
   // validated in phase one.
   virtual void run(void* workspace) = 0;
+  // Called by phase two under the registry lock: captures the executor's arguments as they
+  // are now (as the device captures them at launch) and returns the task the stream runs.
+  // Later re-pointing (aclSetInputTensorAddr) affects only later launches.  The default
+  // runs the executor as it is when the stream gets to it.
+  virtual std::function<void()> bind(void* workspace) {
+    return [this, workspace] { run(workspace); };
+  }
   // Re-point buffers (aclSetInputTensorAddr / aclSetOutputTensorAddr).  false = bad index.
   virtual bool set_input_addr(uint64_t index, void* addr) = 0;
   virtual bool set_output_addr(uint64_t index, void* addr) = 0;
