@@ -8,6 +8,7 @@
 #include <string>
 
 #include "addlora/addlora.h"
+#include "core/fault.h"
 #include "runtime/internal.h"
 
 namespace {
@@ -92,6 +93,7 @@ extern "C" aclnnStatus aclnnAddLoraGetWorkspaceSize(const aclTensor* y, const ac
     args.y_offset = yOffset;
     args.y_slice_size = ySliceSize;
 
+    if (addlora::detail::allocation_fails()) throw std::bad_alloc();
     std::unique_ptr<AddLoraExecutor> e(new AddLoraExecutor);
     std::string message;
     const addlora::Status st = addlora::make_plan(args, addlora::Rules::cann, &e->plan, &message);

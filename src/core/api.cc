@@ -3,6 +3,7 @@
 #include <memory>
 #include <new>
 
+#include "core/fault.h"
 #include "core/plan_impl.h"
 #include "kernels/kernels.h"
 
@@ -97,7 +98,7 @@ Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* me
     if (message) *message = "AddLora: plan must not be null";
     return Status::null_pointer;
   }
-  std::unique_ptr<Plan::Impl> impl(new (std::nothrow) Plan::Impl);
+  std::unique_ptr<Plan::Impl> impl(detail::allocation_fails() ? nullptr : new (std::nothrow) Plan::Impl);
   if (!impl) {
     if (message) *message = "AddLora: out of memory while planning";
     return Status::internal;
@@ -117,7 +118,7 @@ Status add_lora(const Arguments& args, Rules rules, std::string* message) {
   const uint64_t bytes = plan.workspace_bytes();
   void* ws = nullptr;
   if (bytes > 0) {
-    ws = std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63});
+    ws = detail::allocation_fails() ? nullptr : std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63});
     if (!ws) {
       if (message) *message = "AddLora: cannot allocate the workspace (" + std::to_string(bytes) + " bytes)";
       return Status::internal;

@@ -73,4 +73,8 @@ __attribute__((visibility("default"))) aclnnStatus launch_executor(aclOpExecutor
 // libnnopbase.  (Added by the runtime helper.)
 __attribute__((visibility("default"))) bool is_live_tensor(const aclTensor* t);
 
+// Test hook: the `nth` next aclrtMalloc / aclrtMallocHost (0 = the very next) fails with
+// ACL_ERROR_BAD_ALLOC; -1 disables.  Exported by libascendcl.
+__attribute__((visibility("default"))) void test_fail_allocation(int64_t nth);
+
 }  // namespace addlora_rt

@@ -1,6 +1,7 @@
 // libascendcl: lifetime, the single "device", memory, streams and events of the CANN ACL
 // C API, on the host.  One process-wide registry (mutex-protected) maps handle tokens to
 // objects, so every handle a client passes is checked and a stale one is an error code.
+#include <atomic>
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
@@ -138,6 +139,15 @@ aclError check_initialized(const char* fn) {
   return rt().initialized ? ACL_SUCCESS : not_initialized(fn);
 }
 
+std::atomic<int64_t> g_fail_countdown{-1};
+
+bool injected_failure() {
+  int64_t n = g_fail_countdown.load(std::memory_order_relaxed);
+  while (n >= 0)
+    if (g_fail_countdown.compare_exchange_weak(n, n - 1)) return n == 0;
+  return false;
+}
+
 aclError allocate(const char* fn, void** ptr, size_t size, bool host) {
   if (ptr == nullptr) {
     set_error("%s: the output pointer is null", fn);
@@ -154,7 +164,7 @@ aclError allocate(const char* fn, void** ptr, size_t size, bool host) {
     return ACL_ERROR_BAD_ALLOC;
   }
   const size_t rounded = (size + kAlignment - 1) / kAlignment * kAlignment;  // aligned_alloc rule
-  void* p = std::aligned_alloc(kAlignment, rounded);
+  void* p = injected_failure() ? nullptr : std::aligned_alloc(kAlignment, rounded);
   if (p == nullptr) {
     set_error("%s: cannot allocate %zu bytes", fn, size);
     return ACL_ERROR_BAD_ALLOC;
@@ -235,6 +245,8 @@ aclError enqueue(aclrtStream stream, std::function<void()> task) {
     return submit("enqueue", stream, std::move(task));
   });
 }
+
+void test_fail_allocation(int64_t nth) { g_fail_countdown.store(nth < 0 ? -1 : nth); }
 
 }  // namespace addlora_rt
 
