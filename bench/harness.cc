@@ -181,6 +181,8 @@ struct Dataset::Impl_ {
   int64_t wa_elems = 0, wb_elems = 0;
   std::vector<uint16_t*> A, Bw, X, Y;
   std::vector<int32_t> idx;
+  std::vector<std::vector<int32_t>> idx_shift;  // idx relabelled (i + s) % W, s < W
+  int shift = 0;                                // relabelling of the current call
   float scale = 1e-3f;
   void* ws = nullptr;
   int64_t calls = 0;
@@ -197,7 +199,7 @@ struct Dataset::Impl_ {
     p.y = {Y[a], addlora::DType::f16, s.H2, 1};
     p.out = p.y;
     p.in_place = true;
-    p.indices = idx.data();
+    p.indices = idx_shift[shift].data();
     p.has_a = true;
     p.a = {A[w], addlora::DType::f16, addlora::Layout::nd, s.R * s.H1, s.H1, 1};
     p.b = {Bw[w], addlora::DType::f16, addlora::Layout::nd, s.H2 * s.R, s.R, 1};
@@ -234,6 +236,13 @@ Dataset::Dataset(const Shape& s, bool fp32) : d_(new Impl_) {
   std::discrete_distribution<int> pick(w.begin(), w.end());
   d.idx.resize(s.B);
   for (auto& v : d.idx) v = pick(rng);
+  // Call c uses weight slot c % nw with adapters relabelled by (c / nw) % W: successive calls
+  // touch different adapters even when a call uses only a few of a slot's W adapters, so a
+  // rotation touches every allocated weight byte and the working set stays far beyond L3.
+  for (int64_t sh = 0; sh < s.W; ++sh) {
+    d.idx_shift.push_back(d.idx);
+    for (auto& v : d.idx_shift.back()) v = static_cast<int32_t>((v + sh) % s.W);
+  }
   const auto p0 = d.problem(0, 0);
   d.ws = std::aligned_alloc(64, ((addlora::kernels::workspace_bytes(p0) + 63) / 64) * 64 + 64);
 
@@ -291,13 +300,15 @@ void Dataset::run(Impl impl) {
   Impl_& d = *d_;
   const Shape& s = d.s;
   const int w = static_cast<int>(d.calls % d.nw), a = static_cast<int>(d.calls % d.na);
+  d.shift = static_cast<int>((d.calls / d.nw) % s.W);
+  const std::vector<int32_t>& idx = d.idx_shift[d.shift];
   ++d.calls;
   switch (impl) {
     case Impl::addlora: addlora::kernels::execute(d.problem(w, a), d.ws); break;
     case Impl::plain: addlora::kernels::execute_portable(d.problem(w, a), d.ws); break;
     case Impl::gather:
       for (int64_t b = 0; b < s.B; ++b) {
-        const int64_t i = d.idx[b];
+        const int64_t i = idx[b];
         widen(d.A[w] + i * s.R * s.H1, d.bufA, s.R * s.H1);   // gather this token's adapter
         widen(d.Bw[w] + i * s.H2 * s.R, d.bufB, s.H2 * s.R);
         widen(d.X[a] + b * s.H1, d.xv, s.H1);
@@ -310,7 +321,7 @@ void Dataset::run(Impl impl) {
       break;
     case Impl::blas:
       for (size_t g = 0; g + 1 < d.gstart.size(); ++g) {
-        const int64_t k0 = d.gstart[g], rows = d.gstart[g + 1] - k0, i = d.gadapter[g];
+        const int64_t k0 = d.gstart[g], rows = d.gstart[g + 1] - k0, i = (d.gadapter[g] + d.shift) % s.W;
         float* z = d.zg + k0 * s.R;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, s.R, s.H1, 1.0f, d.Xg[a] + k0 * s.H1,
                     s.H1, d.Af[w] + i * s.R * s.H1, s.H1, 0.0f, z, s.R);

@@ -2,13 +2,12 @@
 // and splits the work into tasks (see work.h).  Determinism: every output element and every
 // partial sum is computed by exactly one task with a fixed loop order, and K chunks depend on
 // H1 only, so results are bitwise identical whatever the thread count or scheduling.
-#include <pthreadpool.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -18,6 +17,7 @@
 
 #include "core/numeric.h"
 #include "kernels/kernels.h"
+#include "kernels/thread_pool.h"
 #include "kernels/work.h"
 
 namespace addlora::kernels {
@@ -34,7 +34,10 @@ constexpr int64_t kRowTile = 128;     // rows per task (x / z tile reused across
 constexpr int64_t kNTile = 256;       // output columns per expand task
 constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratch stays O(B*R))
 constexpr int64_t kMinKChunk = 512;   // shortest K chunk worth a task
+constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h)
 constexpr int64_t kMaxCountingW = int64_t{1} << 20;
+constexpr double kInlineBytes = 96 * 1024;  // below both: single-threaded (decided by shape only)
+constexpr double kInlineFlops = 4e6;
 
 int64_t align64(int64_t n) { return (n + 63) & ~int64_t{63}; }
 int64_t round16(int64_t n) { return (n + 15) & ~int64_t{15}; }
@@ -117,9 +120,8 @@ const TargetKernels* current_target() {
 // ---- thread pool --------------------------------------------------------------------------
 
 struct Pool {
-  std::shared_mutex mu;       // execute() shares it; resizing takes it exclusively
-  pthreadpool_t pool = nullptr;
-  int threads = 0;
+  std::shared_mutex mu;  // execute() shares it; resizing takes it exclusively
+  std::unique_ptr<ThreadPool> pool;
 
   Pool() {
     int n = static_cast<int>(std::thread::hardware_concurrency());
@@ -129,11 +131,9 @@ struct Pool {
     }
     resize_locked(n < 1 ? 1 : n);
   }
-  ~Pool() { if (pool) pthreadpool_destroy(pool); }
   void resize_locked(int n) {
-    if (pool) pthreadpool_destroy(pool);
-    pool = n > 1 ? pthreadpool_create(static_cast<size_t>(n)) : nullptr;  // null: caller runs all
-    threads = pool ? static_cast<int>(pthreadpool_get_threads_count(pool)) : 1;
+    pool.reset();
+    pool = std::make_unique<ThreadPool>(n);
   }
 };
 
@@ -143,11 +143,13 @@ Pool& pool() {
 }
 
 template <class F>
-void parallel_for(pthreadpool_t tp, int64_t n, F& f) {
+void parallel_for(ThreadPool* tp, int64_t n, F& f) {
   if (n <= 0) return;
-  pthreadpool_parallelize_1d(
-      tp, [](void* ctx, size_t i) { (*static_cast<F*>(ctx))(static_cast<int64_t>(i)); }, &f,
-      static_cast<size_t>(n), 0);
+  if (!tp || n == 1) {  // nothing to share: skip waking the workers
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  tp->run([](void* ctx, int64_t i) { (*static_cast<F*>(ctx))(i); }, &f, n);
 }
 
 float load_scalar(const void* base, DType t, int64_t i) {
@@ -233,7 +235,11 @@ void execute(const Problem& p, void* workspace) {
   const TargetKernels* kt = current_target();
   Pool& pl = pool();
   std::shared_lock<std::shared_mutex> lock(pl.mu);
-  pthreadpool_t tp = pl.pool;
+  // Waking the workers costs microseconds (much more when the cores are oversubscribed):
+  // problems smaller than that run on the calling thread.
+  const double bytes = double(p.W) * p.R * (p.H1 + p.H2) * 2 + double(p.B) * (p.H1 + 2 * p.S) * 2;
+  const double flops = 2.0 * p.B * p.R * (p.H1 + p.H2);
+  ThreadPool* tp = (bytes < kInlineBytes && flops < kInlineFlops) ? nullptr : pl.pool.get();
 
   char* ws = static_cast<char*>(workspace);
   const Layout_ l = carve(p);
@@ -262,6 +268,12 @@ void execute(const Problem& p, void* workspace) {
     tile_start[g + 1] = tile_start[g] + static_cast<int32_t>((len + kRowTile - 1) / kRowTile);
   }
   const int64_t tiles = tile_start[w.ngroups];
+  int64_t largest = 0;
+  for (int64_t g = 0; g < w.ngroups; ++g) largest = std::max<int64_t>(largest, w.group_start[g + 1] - w.group_start[g]);
+  // Few rows per adapter (decode): nothing to block for, so split the ranks and stream each
+  // A row in one run instead of K-chunk pieces.  A function of the indices, not of threads.
+  w.rank_split = p.has_a && largest <= kRankSplitMaxRows;
+  if (w.rank_split) w.nk = 1;
   auto tile = [&](int64_t t, int64_t* g, int64_t* pb, int64_t* pe) {
     *g = std::upper_bound(tile_start, tile_start + w.ngroups + 1, static_cast<int32_t>(t)) -
          tile_start - 1;
@@ -270,12 +282,13 @@ void execute(const Problem& p, void* workspace) {
   };
 
   if (p.has_a) {
-    auto shrink = [&](int64_t t) {
+    const int64_t per_tile = w.rank_split ? (p.R + internal::kRankGroup - 1) / internal::kRankGroup : w.nk;
+    auto shrink_tasks = [&](int64_t t) {
       int64_t g, pb, pe;
-      tile(t / w.nk, &g, &pb, &pe);
-      kt->shrink(w, pb, pe, w.group_adapter[g], t % w.nk);
+      tile(t / per_tile, &g, &pb, &pe);
+      kt->shrink(w, pb, pe, w.group_adapter[g], t % per_tile);
     };
-    parallel_for(tp, tiles * w.nk, shrink);
+    parallel_for(tp, tiles * per_tile, shrink_tasks);
   }
   // combine the K chunks in a fixed order (or z = x), zero the padding lanes
   auto combine = [&](int64_t t) {
@@ -294,7 +307,8 @@ void execute(const Problem& p, void* workspace) {
       for (int64_t r = p.R; r < w.rp; ++r) z[r] = 0.0f;
     }
   };
-  parallel_for(tp, (rows + kRowTile - 1) / kRowTile, combine);
+  // (a few adds per row: not worth a parallel region unless there are many rows)
+  parallel_for(rows * p.R * w.nk < (int64_t{1} << 18) ? nullptr : tp, (rows + kRowTile - 1) / kRowTile, combine);
 
   const int64_t ntiles = (p.S + kNTile - 1) / kNTile;
   auto expand = [&](int64_t t) {
@@ -315,7 +329,7 @@ void set_num_threads(int n) {
 int num_threads() {
   Pool& pl = pool();
   std::shared_lock<std::shared_mutex> lock(pl.mu);
-  return pl.threads;
+  return pl.pool->threads();
 }
 
 const char* simd_target() { return current_target()->name; }

@@ -155,6 +155,48 @@ HWY_INLINE hn::Vec<D> SumEachToLane(D d, hn::Vec<D>* v) {
   return v[0];
 }
 
+// out[m] lane i = in[i] lane m for a kLanes x kLanes tile.  Interleaves within 128-bit blocks
+// give 4x4 transposes per block; block moves finish the job for 8 and 16 lanes.
+template <class D>
+HWY_INLINE void Transpose(D d, const hn::Vec<D>* in, hn::Vec<D>* out) {
+#if HWY_TARGET == HWY_SCALAR
+  out[0] = in[0];
+#else
+  using V = hn::Vec<D>;
+  constexpr size_t N = hn::MaxLanes(D());
+  static_assert(N == 4 || N == 8 || N == 16, "lane count");
+  const hn::Repartition<double, D> dd;
+  V u[N];  // u[c * (N/4) + g]: block b holds rows 4g..4g+3 at column 4b + c
+  for (size_t g = 0; g < N / 4; ++g) {
+    const V* r = in + 4 * g;
+    const V t0 = hn::InterleaveLower(d, r[0], r[1]), t1 = hn::InterleaveUpper(d, r[0], r[1]);
+    const V t2 = hn::InterleaveLower(d, r[2], r[3]), t3 = hn::InterleaveUpper(d, r[2], r[3]);
+    u[0 * (N / 4) + g] = hn::BitCast(d, hn::InterleaveLower(dd, hn::BitCast(dd, t0), hn::BitCast(dd, t2)));
+    u[1 * (N / 4) + g] = hn::BitCast(d, hn::InterleaveUpper(dd, hn::BitCast(dd, t0), hn::BitCast(dd, t2)));
+    u[2 * (N / 4) + g] = hn::BitCast(d, hn::InterleaveLower(dd, hn::BitCast(dd, t1), hn::BitCast(dd, t3)));
+    u[3 * (N / 4) + g] = hn::BitCast(d, hn::InterleaveUpper(dd, hn::BitCast(dd, t1), hn::BitCast(dd, t3)));
+  }
+  for (size_t c = 0; c < 4; ++c) {
+    const V* v = u + c * (N / 4);
+    if constexpr (N == 4) {
+      out[c] = v[0];
+    } else if constexpr (N == 8) {
+      out[c] = hn::ConcatLowerLower(d, v[1], v[0]);
+      out[4 + c] = hn::ConcatUpperUpper(d, v[1], v[0]);
+    } else {
+      const V b0 = hn::OddEvenBlocks(hn::SwapAdjacentBlocks(v[1]), v[0]);  // u0.b0 u1.b0 u0.b2 u1.b2
+      const V b1 = hn::OddEvenBlocks(v[1], hn::SwapAdjacentBlocks(v[0]));  // u0.b1 u1.b1 u0.b3 u1.b3
+      const V b2 = hn::OddEvenBlocks(hn::SwapAdjacentBlocks(v[3]), v[2]);
+      const V b3 = hn::OddEvenBlocks(v[3], hn::SwapAdjacentBlocks(v[2]));
+      out[c] = hn::ConcatLowerLower(d, b2, b0);
+      out[8 + c] = hn::ConcatUpperUpper(d, b2, b0);
+      out[4 + c] = hn::ConcatLowerLower(d, b3, b1);
+      out[12 + c] = hn::ConcatUpperUpper(d, b3, b1);
+    }
+  }
+#endif
+}
+
 // Where chunk-structured weight rows live (see the file comment).
 struct WeightRows {
   const unsigned char* base;  // adapter's element (0, 0)
@@ -224,8 +266,13 @@ template <DType TX, DType TA>
 void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
   const Problem& p = *w.p;
   const WeightRows A = Rows(p.a, p.R, adapter);
-  const int64_t h_begin = k * w.kc;
-  const int64_t h_end = std::min<int64_t>(p.H1, h_begin + w.kc);
+  // Split-K task: all ranks over K chunk k.  Rank-split task (small groups): ranks
+  // [k * kRankGroup, ...) over all of H1, so each A row streams as one long run.
+  const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
+  const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
+  const int64_t r_begin = w.rank_split ? k * internal::kRankGroup : 0;
+  const int64_t r_end = w.rank_split ? std::min<int64_t>(p.R, r_begin + internal::kRankGroup) : p.R;
+  if (w.rank_split) k = 0;
   const int64_t len = h_end - h_begin;
   const bool widen_x = TX != DType::f32 && len <= kXBuf;
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
@@ -248,8 +295,13 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
       }
       for (int i = rows_valid; i < kShrinkRows; ++i) xr[i] = xr[rows_valid - 1];
     }
-    for (int64_t r0 = 0; r0 < p.R; r0 += kShrinkRanks) {
-      const int ranks_valid = static_cast<int>(std::min<int64_t>(kShrinkRanks, p.R - r0));
+    for (int64_t r0 = r_begin; r0 < r_end; r0 += kShrinkRanks) {
+      const int ranks_valid = static_cast<int>(std::min<int64_t>(kShrinkRanks, r_end - r0));
+      // Stream the next rank block of A from DRAM while this one computes (the hardware
+      // prefetcher alone leaves a single core far below its bandwidth on these short rows).
+      if (pos0 == pos_begin)
+        for (int64_t r = r0 + kShrinkRanks; r < std::min<int64_t>(r_end, r0 + 2 * kShrinkRanks); ++r)
+          for (int64_t h = h_begin; h < h_end; h += 16) hwy::Prefetch(A.base + A.off(r, h) * A.esize);
       const unsigned char* ar[kShrinkRanks];
       for (int j = 0; j < kShrinkRanks; ++j)
         ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * A.esize;
@@ -397,8 +449,13 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
         for (int64_t r = 0; r < p.R; r += kLanes)
           hn::Store(LoadAnyF(TB, src, (r >> 4) * Bw.chunk_step + (r & 15), p.R - r), df, rows + j * w.rp + r);
       }
-      for (int64_t r = 0; r < p.R; ++r)
-        for (int64_t j = 0; j < kOpN; ++j) bf[r * kOpN + j] = rows[j * w.rp + r];
+      for (int64_t r0 = 0; r0 < p.R; r0 += kLanes)
+        for (int64_t half = 0; half < kOpVecs; ++half) {
+          VF in[kLanes], out[kLanes];
+          for (size_t i = 0; i < kLanes; ++i) in[i] = hn::Load(df, rows + (half * kLanes + i) * w.rp + r0);
+          Transpose(df, in, out);
+          for (size_t m = 0; m < kLanes; ++m) hn::Store(out[m], df, bf + (r0 + m) * kOpN + half * kLanes);
+        }
       ExpandOuter(c, bf, pos_begin, pos_end, n0, valid);
     }
     return;
@@ -406,6 +463,8 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
 
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kLanes) {
     const int64_t valid = std::min<int64_t>(kLanes, n_end - n0);
+    for (int64_t n = n0 + kLanes; n < std::min<int64_t>(n_end, n0 + 2 * kLanes); ++n)  // next block
+      for (int64_t r = 0; r < p.R; r += 16) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
     const unsigned char* br[kLanes];
     for (size_t j = 0; j < kLanes; ++j)  // lanes past the end repeat the last column
       br[j] = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;

@@ -7,7 +7,9 @@
 //   combine (row range)                -> z[pos] = zpart[0][pos] + ... + zpart[nk-1][pos]
 //                                         (fixed order; or z = x when there is no weight A)
 //   expand  (group, row tile, n tile)  -> out[row, y_offset + n]
-// K chunk boundaries depend only on H1, so results are bitwise identical for any thread count.
+// K chunk boundaries depend only on H1, and the choice between split-K and the rank split
+// (see Work::rank_split) only on the group sizes, so results are bitwise identical for any
+// thread count.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -16,6 +18,8 @@
 #include "core/problem.h"
 
 namespace addlora::kernels::internal {
+
+constexpr int64_t kRankGroup = 16;  // ranks per shrink task in rank-split mode
 
 struct Work {
   const detail::Problem* p = nullptr;
@@ -28,6 +32,9 @@ struct Work {
   int64_t rp = 0;                        // padded rank (multiple of 16): row pitch of z
   float* zpart = nullptr;                // [nk][B][rp]; chunk 0 holds the combined z
   int64_t B = 0;                         // rows (pitch between K-chunk planes is B*rp)
+  // Rank split instead of split-K (every group has few rows: decode).  Shrink task k then
+  // covers ranks [k*kRankGroup, ...) over all of H1 and writes z directly (nk is 1).
+  bool rank_split = false;
 };
 
 // Kernels of one SIMD target.  All ranges are half-open; positions index `order`.

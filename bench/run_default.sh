@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The benchmark's main job: the short default grid (well under a minute), printed as a table.
+#   bench/run_default.sh            short grid, table on stdout
+#   bench/run_default.sh --full     the issue's full grid; also writes docs/benchmarks.md,
+#                                   bench/results.csv and docs/roofline.png
+# Uses build/release (the release preset); builds the benchmark there if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${ADDLORA_BENCH_BUILD:-build/release}
+if [ ! -x "$build/bench/addlora_bench" ]; then
+  [ -f "$build/build.ninja" ] || cmake --preset release > /dev/null
+  cmake --build "$build" --target addlora_bench
+fi
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ "${1:-}" = "--full" ]; then
+  "$build/bench/addlora_bench" --full --min-time 0.3 --commit "$commit" \
+      --md docs/benchmarks.md --csv bench/results.csv
+  /usr/bin/env python3 bench/plot_roofline.py bench/results.csv docs/roofline.png || true
+else
+  "$build/bench/addlora_bench" --commit "$commit"
+fi
