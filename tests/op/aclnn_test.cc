@@ -232,3 +232,32 @@ TEST(AclnnExecutor, DataIsReadAtExecutionNotAtPhaseOne) {
   EXPECT_TRUE(r.ok) << r.report;
 }
 
+
+// torch_npu-style in place: out is a second aclTensor handle with exactly y's view of y's
+// memory.  Only the slice changes; everything else of y (gaps and guards too) stays.
+TEST(AclnnFlow, InPlaceThroughASecondTensorHandle) {
+  Stream s;
+  CaseSpec c = small_case(16);
+  c.in_place = true;
+  auto d = make_case(c);
+  const ref::Expected e = ref::compute(d->args());
+  const Snapshot snap = snapshot(*d);
+  DeviceCase dc(*d);
+  const auto& yv = *d->y;
+  const int64_t sdims[1] = {yv.storage_elems()};
+  aclTensor* out = aclCreateTensor(yv.dims().data(), 2, ACL_FLOAT16, yv.strides().data(), yv.offset(), ACL_FORMAT_ND,
+                                   sdims, 1, dc.y->storage());
+  ASSERT_NE(out, nullptr) << aclGetRecentErrMsg();
+  uint64_t ws_size = 0;
+  aclOpExecutor* exec = nullptr;
+  ACL_OK(aclnnAddLoraGetWorkspaceSize(dc.y->tensor(), dc.x->tensor(), dc.wb->tensor(), dc.idx->tensor(),
+                                      dc.wa->tensor(), c.layer, d->scale, c.y_offset, c.y_slice, out, &ws_size, &exec));
+  std::vector<char> ws(ws_size + 1);
+  ACL_OK(aclnnAddLora(ws.data(), ws_size, exec, s.s));
+  ACL_OK(aclrtSynchronizeStream(s.s));
+  dc.copy_back_all();
+  const ref::CheckResult r = ref::check_out(e, d->y->view());
+  EXPECT_TRUE(r.ok) << r.report;
+  EXPECT_EQ(memory_changes(*d, snap), "");
+  aclDestroyTensor(out);
+}

@@ -23,6 +23,7 @@ struct Desc {
   aclDataType dtype = ACL_FLOAT16;
   aclFormat format = ACL_FORMAT_ND;
   std::vector<int64_t> storage;  // empty: flat, just large enough
+  std::vector<int64_t> strides;  // empty: contiguous (null stride pointer)
   bool null = false;
 };
 
@@ -33,6 +34,7 @@ struct Call {
   double scale = 0.5;
   bool null_ws_size = false, null_exec = false;
   bool out_is_y = false;     // pass y's tensor as out
+  int64_t out_in_y = -1;     // >= 0: a separate out tensor over y's memory, this many elements in
   bool out_on_x = false;     // out's data inside x's buffer (overlap)
 };
 
@@ -67,14 +69,20 @@ Made make(const Desc& d, void* data_override = nullptr) {
     for (size_t k = 0; k + 2 < n; ++k) t *= d.dims[k];
     elems = std::max(elems, t * ((d.dims[n - 1] + 15) / 16) * ((d.dims[n - 2] + 15) / 16) * 256);
   }
+  if (!d.storage.empty()) {  // a declared storage is always backed by real memory
+    int64_t declared = 1;
+    for (int64_t v : d.storage) declared *= v;
+    elems = std::max(elems, declared);
+  }
   const size_t bytes = static_cast<size_t>(std::max<int64_t>(elems, 1) * dtype_bytes(d.dtype));
   if (!data_override) {
     if (aclrtMalloc(&m.dev, bytes, ACL_MEM_MALLOC_HUGE_FIRST) != 0) return m;
     aclrtMemset(m.dev, bytes, 0, bytes);
   }
   const std::vector<int64_t> storage = d.storage.empty() ? std::vector<int64_t>{elems} : d.storage;
-  m.t = aclCreateTensor(d.dims.data(), d.dims.size(), d.dtype, nullptr, 0, d.format, storage.data(), storage.size(),
-                        data_override ? data_override : m.dev);
+  // (x_storage_too_small declares less than it allocates: only the declaration is checked.)
+  m.t = aclCreateTensor(d.dims.data(), d.dims.size(), d.dtype, d.strides.empty() ? nullptr : d.strides.data(), 0,
+                        d.format, storage.data(), storage.size(), data_override ? data_override : m.dev);
   return m;
 }
 
@@ -82,7 +90,7 @@ Made make(const Desc& d, void* data_override = nullptr) {
 aclnnStatus call(const Call& c, std::string* msg) {
   Made y = make(c.y), x = make(c.x), wb = make(c.wb), idx = make(c.idx);
   Made wa = c.has_a ? make(c.wa) : Made{};
-  Made out = c.out_is_y ? Made{} : make(c.out, c.out_on_x ? x.dev : nullptr);
+  Made out = c.out_is_y ? Made{} : make(c.out, c.out_on_x ? x.dev : c.out_in_y >= 0 ? static_cast<char*>(y.dev) + 2 * c.out_in_y : nullptr);
   uint64_t ws = 0;
   aclOpExecutor* exec = nullptr;
   const aclnnStatus st = aclnnAddLoraGetWorkspaceSize(y.t, x.t, wb.t, idx.t, wa.t, c.layer, c.scale, c.y_offset,
@@ -207,6 +215,9 @@ TEST(AclnnValidation, BaselineIsValid) {
   EXPECT_EQ(call(slice, &msg), 0) << msg;
   slice.y_slice = 32;
   EXPECT_EQ(call(slice, &msg), 0) << msg;
+  Call same_view;  // out a different aclTensor handle with y's exact view: in place
+  same_view.out_in_y = 0;
+  EXPECT_EQ(call(same_view, &msg), 0) << msg;
 }
 
 TEST_P(ValidationRule, RejectedWithCodeAndMessage) {
@@ -230,5 +241,25 @@ TEST(AclnnValidation, OutOverlappingXIsRejected) {
   std::string msg;
   const aclnnStatus st = call(c, &msg);
   EXPECT_NE(st, 0);
+  EXPECT_TRUE(has_word(msg, "out")) << msg;
+}
+
+// Views that would make out write an element twice, or inputs with zero strides: rejected
+// (SPEC §4 allows any positive strides), with the parameter named.
+TEST(AclnnValidation, NonPositiveStridesAndSelfOverlappingOut) {
+  std::string msg;
+  Call c;
+  c.x.strides = {0, 1};  // every row of x is row 0
+  EXPECT_NE(call(c, &msg), 0);
+  EXPECT_TRUE(has_word(msg, "x")) << msg;
+  Call o;
+  o.out.strides = {16, 1};  // rows 48 wide, 16 apart: out overlaps itself
+  o.out.storage = {3 * 16 + 48};
+  EXPECT_NE(call(o, &msg), 0);
+  EXPECT_TRUE(has_word(msg, "out")) << msg;
+  Call p;  // out over y shifted by one row: neither in place nor disjoint
+  p.y.storage = {5 * 48};  // y's buffer holds 5 rows; y's view is its first 4
+  p.out_in_y = 48;
+  EXPECT_NE(call(p, &msg), 0);
   EXPECT_TRUE(has_word(msg, "out")) << msg;
 }
