@@ -50,7 +50,7 @@ bool within_target(double got, double exact, double magnitude, DType dtype) {
   return err <= ulp_of(exact, dtype) || err <= 1e-6 * magnitude;
 }
 
-CheckResult check_out(const Expected& e, const TensorView& out, int max_lines) {
+CheckResult check_out(const Expected& e, const TensorView& out, int max_lines, Target target) {
   CheckResult r;
   char line[512];
   for (int64_t b = 0; b < e.B; ++b)
@@ -59,7 +59,7 @@ CheckResult check_out(const Expected& e, const TensorView& out, int max_lines) {
       bool good;
       if (e.written[k]) {
         const double got = load(out, {b, c});
-        good = within_target(got, e.value[k], e.magnitude[k], out.dtype);
+        good = within_target(got, e.value[k], target == Target::spec ? e.magnitude[k] : e.condition[k], out.dtype);
         if (std::isfinite(got)) {
           const double ulps = std::fabs(got - e.value[k]) / ulp_of(e.value[k], out.dtype);
           if (ulps > r.max_err_ulps) r.max_err_ulps = ulps;

@@ -28,7 +28,13 @@ struct CheckResult {
   explicit operator bool() const { return ok; }
 };
 
+// Which tolerance applies to updated elements.
+enum class Target {
+  spec,  // SPEC §1: 1 ulp, or 1e-6 * (|y| + |d|)
+  fast,  // Precision::fast (fp32 sums): 1 ulp, or 1e-6 * (|y| + |scale| sum|z||b|)
+};
+
 // Compares every element of `out` (logical [B, H3], any strides) with the oracle.
-CheckResult check_out(const Expected& e, const TensorView& out, int max_lines = 8);
+CheckResult check_out(const Expected& e, const TensorView& out, int max_lines = 8, Target target = Target::spec);
 
 }  // namespace addlora::ref
