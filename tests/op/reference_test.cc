@@ -201,3 +201,17 @@ TEST(Check, ReportsWrongAndUntouchedElements) {
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.bad, 1);
 }
+
+TEST(Check, FastTargetUsesTheCondition) {
+  // exact 0.1 with |y|+|d| = 1 and condition 1000: an fp32 result 0.1005 (err 5e-4) misses the
+  // spec target (1e-6 * 1) but meets the fast one (1e-6 * 1000 = 1e-3).
+  Expected e;
+  e.B = 1; e.H3 = 1;
+  e.value = {0.1}; e.magnitude = {1}; e.condition = {1000}; e.written = {1}; e.y_bits = {0};
+  TestTensor out = TestTensor::nd(DType::f32, {1, 1});
+  out.set({0, 0}, 0.1005);
+  EXPECT_FALSE(check_out(e, out.view()).ok);
+  EXPECT_TRUE(check_out(e, out.view(), 8, Target::fast).ok);
+  out.set({0, 0}, 0.1015);  // err 1.5e-3: misses both
+  EXPECT_FALSE(check_out(e, out.view(), 8, Target::fast).ok);
+}
