@@ -287,6 +287,11 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
       const int64_t pos = pos0 + std::min(i, rows_valid - 1);
       xr[i] = xbase + w.order[pos] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
     }
+    // x rows are read in short runs (one K chunk each): prefetch the next row block's runs.
+    for (int64_t pos = pos0 + kShrinkRows; pos < std::min<int64_t>(pos_end, pos0 + 2 * kShrinkRows); ++pos) {
+      const unsigned char* xn = xbase + w.order[pos] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
+      for (int64_t h = h_begin; h < h_end; h += 64 / ElemSize<TX>()) hwy::Prefetch(xn + h * ElemSize<TX>());
+    }
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += kLanes)
@@ -442,8 +447,8 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
     HWY_ALIGN float rows[kOpN * kBBuf];  // widened rows, then transposed into bf
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
       const int64_t valid = std::min<int64_t>(kOpN, n_end - n0);
-      // Widen all kOpN rows first, transpose after: reading scalars straight back from a
-      // just-stored vector would stall on store forwarding.
+      for (int64_t n = n0 + kOpN; n < std::min<int64_t>(n_end, n0 + 2 * kOpN); ++n)  // next block
+        for (int64_t r = 0; r < p.R; r += 32) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
       for (int64_t j = 0; j < kOpN; ++j) {
         const unsigned char* src = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
         for (int64_t r = 0; r < p.R; r += kLanes)
