@@ -53,6 +53,11 @@ enum class Status : int32_t {
 
 enum class Rules { cann, general };
 
+// exact: sums in fp64, every element within 1 ulp of the exact result (SPEC §1), the default
+//        and what aclnnAddLora uses.  fast: sums in fp32 (error ~1e-6 relative to
+//        |y| + |scale|·Σ|z||b|), for compute-bound shapes where that is enough.
+enum class Precision { exact, fast };
+
 struct Arguments {
   TensorView y;          // [B, H3]
   TensorView x;          // [B, H1]
@@ -64,6 +69,7 @@ struct Arguments {
   double scale = 1.0;
   int64_t y_offset = 0;
   int64_t y_slice_size = -1;   // -1 -> H2
+  Precision precision = Precision::exact;
 };
 
 // Input positions for Plan::set_input_data (same order as aclnnAddLora's inputs).
@@ -91,7 +97,7 @@ class Plan {
   struct Impl;
  private:
   std::unique_ptr<Impl> impl_;
-  friend Status make_plan(const Arguments&, Rules, Plan*, std::string*);
+  friend Status make_plan(const Arguments*, size_t, Rules, Plan*, std::string*);
 };
 
 // Validates `args` under `rules` and builds a plan.  On failure returns the status and, if
@@ -100,6 +106,15 @@ Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* me
 
 // One-shot convenience: validate, allocate the workspace, run.
 Status add_lora(const Arguments& args, Rules rules = Rules::general, std::string* message = nullptr);
+
+// Multi-slice: several LoRA pairs added into several column slices of the same y in one call
+// (e.g. q, k, v of a fused QKV projection).  Every element of `slices` describes one pair and
+// must share y, x, indices, out, layer_idx and precision (same views); weights, scale,
+// y_offset and y_slice_size differ.  The written column ranges must not overlap.  The result
+// equals consecutive single calls (the first out of place, the rest in place on out).
+Status make_plan(const Arguments* slices, size_t num_slices, Rules rules, Plan* plan, std::string* message);
+Status add_lora(const Arguments* slices, size_t num_slices, Rules rules = Rules::general,
+                std::string* message = nullptr);
 
 // FRACTAL_NZ (SPEC §5) conversion of a stack of 16-bit matrices [..., M, N].
 // nz_elements: elements of the packed NZ storage for logical `dims` (0 on overflow).

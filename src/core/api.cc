@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <vector>
 
 #include "core/fault.h"
 #include "core/plan_impl.h"
@@ -64,17 +65,24 @@ Plan Plan::clone() const {
 uint64_t Plan::workspace_bytes() const { return impl_ ? impl_->workspace : 0; }
 
 void Plan::run(void* workspace) const {
-  if (impl_ && impl_->problem.B > 0) kernels::execute(impl_->problem, workspace);
+  if (!impl_) return;
+  for (const detail::Problem& p : impl_->problems)
+    if (p.B > 0) kernels::execute(p, workspace);
 }
 
 namespace {
+// Re-points `field` in every slice (shared inputs) or, for weights, in a single-slice plan.
 bool repoint(Plan::Impl* impl, TensorView Arguments::*field, void* data) {
   if (!impl) return false;
-  TensorView& v = impl->args.*field;
-  void* old = v.data;
-  v.data = data;
+  const bool per_slice = field == &Arguments::weight_a || field == &Arguments::weight_b;
+  if (per_slice && impl->slices.size() != 1) return false;
+  std::vector<void*> old;
+  for (Arguments& a : impl->slices) {
+    old.push_back((a.*field).data);
+    (a.*field).data = data;
+  }
   if (impl->rebuild(nullptr) != Status::ok) {
-    v.data = old;
+    for (size_t k = 0; k < old.size(); ++k) (impl->slices[k].*field).data = old[k];
     return false;
   }
   return true;
@@ -85,7 +93,7 @@ bool Plan::set_input_data(int index, void* data) {
   static constexpr TensorView Arguments::*kInputs[] = {&Arguments::y, &Arguments::x, &Arguments::weight_b,
                                                       &Arguments::indices, &Arguments::weight_a};
   if (index < 0 || index >= 5) return false;
-  if (index == kInputWeightA && !detail::has_weight_a(impl_ ? impl_->args : Arguments{})) return false;
+  if (index == kInputWeightA && !(impl_ && detail::has_weight_a(impl_->slices.front()))) return false;
   return repoint(impl_.get(), kInputs[index], data);
 }
 
@@ -94,6 +102,14 @@ bool Plan::set_output_data(int index, void* data) {
 }
 
 Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* message) {
+  return make_plan(&args, 1, rules, plan, message);
+}
+
+Status make_plan(const Arguments* slices, size_t num_slices, Rules rules, Plan* plan, std::string* message) {
+  if (slices == nullptr || num_slices == 0) {
+    if (message) *message = "AddLora: slices must not be null or empty";
+    return Status::null_pointer;
+  }
   if (plan == nullptr) {
     if (message) *message = "AddLora: plan must not be null";
     return Status::null_pointer;
@@ -103,7 +119,12 @@ Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* me
     if (message) *message = "AddLora: out of memory while planning";
     return Status::internal;
   }
-  impl->args = args;
+  try {
+    impl->slices.assign(slices, slices + num_slices);
+  } catch (const std::bad_alloc&) {
+    if (message) *message = "AddLora: out of memory while planning";
+    return Status::internal;
+  }
   impl->rules = rules;
   const Status st = impl->rebuild(message);
   if (st != Status::ok) return st;
@@ -112,8 +133,12 @@ Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* me
 }
 
 Status add_lora(const Arguments& args, Rules rules, std::string* message) {
+  return add_lora(&args, 1, rules, message);
+}
+
+Status add_lora(const Arguments* slices, size_t num_slices, Rules rules, std::string* message) {
   Plan plan;
-  const Status st = make_plan(args, rules, &plan, message);
+  const Status st = make_plan(slices, num_slices, rules, &plan, message);
   if (st != Status::ok) return st;
   const uint64_t bytes = plan.workspace_bytes();
   void* ws = nullptr;

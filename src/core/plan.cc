@@ -1,5 +1,7 @@
 // Planning: a validated Arguments becomes the normalised Problem the kernels run.
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <new>
 
 #include "core/plan_impl.h"
@@ -59,6 +61,7 @@ Problem build_problem(const Arguments& a, const Shape& s) {
   p.indices = at(a.indices, a.indices.offset);
   p.index_dtype = a.indices.dtype;
   p.index_stride = a.indices.strides[0];
+  p.fast_accumulate = a.precision == Precision::fast;
   p.has_a = s.has_a;
   if (s.has_a) p.a = weight(a.weight_a, a.layer_idx);
   p.b = weight(a.weight_b, a.layer_idx);
@@ -69,12 +72,67 @@ Problem build_problem(const Arguments& a, const Shape& s) {
 
 namespace addlora {
 
+namespace {
+
+bool same_view(const TensorView& a, const TensorView& b) {
+  if (a.data != b.data || a.dtype != b.dtype || a.ndim != b.ndim || a.offset != b.offset || a.layout != b.layout)
+    return false;
+  for (int i = 0; i < a.ndim && i < 8; ++i)
+    if (a.dims[i] != b.dims[i] || a.strides[i] != b.strides[i]) return false;
+  return true;
+}
+
+Status multi_fail(std::string* message, Status st, const std::string& text) {
+  if (message) *message = "AddLora: " + text;
+  return st;
+}
+
+}  // namespace
+
 Status Plan::Impl::rebuild(std::string* message) {
-  detail::Shape s;
-  const Status st = detail::validate(args, rules, &s, message);
-  if (st != Status::ok) return st;
-  problem = detail::build_problem(args, s);
-  workspace = kernels::workspace_bytes(problem);
+  if (slices.empty()) return multi_fail(message, Status::invalid_param, "at least one slice is needed");
+  std::vector<detail::Problem> built;
+  built.reserve(slices.size());
+  const Arguments& first = slices.front();
+  for (size_t k = 0; k < slices.size(); ++k) {
+    const Arguments& a = slices[k];
+    const std::string which = slices.size() > 1 ? "slice " + std::to_string(k) + ": " : "";
+    if (k > 0) {
+      const struct { const char* name; const TensorView& mine; const TensorView& theirs; } shared[] = {
+          {"y", a.y, first.y}, {"x", a.x, first.x}, {"indices", a.indices, first.indices}, {"out", a.out, first.out}};
+      for (const auto& t : shared)
+        if (!same_view(t.mine, t.theirs))
+          return multi_fail(message, Status::invalid_param, which + t.name + " must be the same view in every slice");
+      if (a.layer_idx != first.layer_idx || a.precision != first.precision)
+        return multi_fail(message, Status::invalid_param, which + "layerIdx and precision must be equal in every slice");
+    }
+    detail::Shape shape;
+    std::string m;
+    const Status st = detail::validate(a, rules, &shape, message ? &m : nullptr);
+    if (st != Status::ok) return multi_fail(message, st, which + (m.size() > 9 ? m.substr(9) : m));
+    built.push_back(detail::build_problem(a, shape));
+  }
+  // Written column ranges of different slices must not overlap (each slice reads y there).
+  for (size_t i = 0; i < built.size(); ++i)
+    for (size_t j = i + 1; j < built.size(); ++j) {
+      const auto& p = built[i];
+      const auto& q = built[j];
+      if (p.S > 0 && q.S > 0 && p.y_offset < q.y_offset + q.S && q.y_offset < p.y_offset + p.S)
+        return multi_fail(message, Status::invalid_shape,
+                          "slices " + std::to_string(i) + " and " + std::to_string(j) +
+                              " write overlapping columns ([" + std::to_string(p.y_offset) + ", " +
+                              std::to_string(p.y_offset + p.S) + ") and [" + std::to_string(q.y_offset) + ", " +
+                              std::to_string(q.y_offset + q.S) + "))");
+    }
+  // Slices after the first update out in place: y has been copied to out by the first.
+  for (size_t k = 1; k < built.size(); ++k) {
+    built[k].y = built[k].out;
+    built[k].in_place = true;
+  }
+  uint64_t ws = 0;
+  for (const auto& p : built) ws = std::max(ws, kernels::workspace_bytes(p));
+  problems = std::move(built);
+  workspace = ws;
   return Status::ok;
 }
 

@@ -1,7 +1,8 @@
 // What a Plan holds: the arguments it was made from (so buffers can be re-pointed and
-// re-validated) and the normalised Problem the kernels run.
+// re-validated) and the normalised Problems the kernels run, one per LoRA slice.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "addlora/addlora.h"
 #include "core/problem.h"
@@ -10,11 +11,11 @@
 namespace addlora {
 
 struct Plan::Impl {
-  Arguments args;
+  std::vector<Arguments> slices;   // one per LoRA pair; they share y, x, indices, out
   Rules rules = Rules::general;
-  detail::Problem problem;
+  std::vector<detail::Problem> problems;
   uint64_t workspace = 0;
-  // Validates args and rebuilds problem/workspace; leaves them untouched on failure.
+  // Validates the slices and rebuilds problems/workspace; leaves them untouched on failure.
   Status rebuild(std::string* message);
 };
 

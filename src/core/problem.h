@@ -46,6 +46,9 @@ struct Problem {
   DType index_dtype = DType::i32;  // i32 or i64
   int64_t index_stride = 1;
 
+  // Precision::fast: fp32 sums are enough; otherwise sums are fp64 (SPEC §1's 1 ulp).
+  bool fast_accumulate = false;
+
   bool has_a = false;
   WeightDesc a;           // [W, R, H1]  (m = r, n = h1)
   WeightDesc b;           // [W, H2, R]  (m = h2, n = r)

@@ -158,6 +158,11 @@ Status validate(const Arguments& a, Rules rules, Shape* shape, std::string* mess
     return fail(Status::invalid_param, "out dtype must equal y dtype (out=%s, y=%s)",
                 dtype_name(a.out.dtype), dtype_name(a.y.dtype));
 
+  if (a.precision != Precision::exact && a.precision != Precision::fast)
+    return fail(Status::invalid_param, "precision must be exact or fast (got %d)", static_cast<int>(a.precision));
+  if (cann && a.precision != Precision::exact)
+    return fail(Status::invalid_param, "the NPU rules compute with Precision::exact only");
+
   // ---- ranks and dims -------------------------------------------------------------------
   const struct { const Named t; int rank; } ranks[] = {
       {{"y", &a.y}, 2}, {{"x", &a.x}, 2}, {{"weightB", &a.weight_b}, 4},

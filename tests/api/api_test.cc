@@ -126,3 +126,79 @@ TEST(Threads, SettingIsVisible) {
 
 }  // namespace
 }  // namespace addlora
+
+namespace addlora {
+namespace {
+
+// q, k, v slices of a fused projection in one call == three consecutive single calls.
+TEST(MultiSlice, EqualsConsecutiveSingleCalls) {
+  const int64_t B = 7, H1 = 48, R = 16, W = 3, L = 2, H3 = 96;
+  const int64_t h2[3] = {32, 16, 40}, off[3] = {0, 32, 56};
+  std::vector<uint16_t> x(B * H1), y(B * H3), out_multi(B * H3, 0), out_single(B * H3, 0);
+  std::vector<std::vector<uint16_t>> a(3), b(3);
+  std::vector<int32_t> idx{0, 2, -1, 1, 5, 2, 0};
+  uint32_t s = 7;
+  auto rnd = [&] {
+    s = s * 1664525u + 1013904223u;
+    return numeric::float_to_half(static_cast<float>(static_cast<int>((s >> 9) % 2001) - 1000) / 1000.0f);
+  };
+  for (auto& v : x) v = rnd();
+  for (auto& v : y) v = rnd();
+  std::vector<Arguments> slices(3);
+  for (int k = 0; k < 3; ++k) {
+    a[k].resize(W * L * R * H1);
+    b[k].resize(W * L * h2[k] * R);
+    for (auto& v : a[k]) v = rnd();
+    for (auto& v : b[k]) v = rnd();
+    Arguments& g = slices[k];
+    g.x = TensorView::contiguous(x.data(), DType::f16, {B, H1});
+    g.y = TensorView::contiguous(y.data(), DType::f16, {B, H3});
+    g.out = TensorView::contiguous(out_multi.data(), DType::f16, {B, H3});
+    g.indices = TensorView::contiguous(idx.data(), DType::i32, {B});
+    g.weight_a = TensorView::contiguous(a[k].data(), DType::f16, {W, L, R, H1});
+    g.weight_b = TensorView::contiguous(b[k].data(), DType::f16, {W, L, h2[k], R});
+    g.layer_idx = 1;
+    g.scale = 0.05 * (k + 1);
+    g.y_offset = off[k];
+  }
+  const std::vector<uint16_t> y0 = y;
+  std::string msg;
+  ASSERT_EQ(add_lora(slices.data(), slices.size(), Rules::general, &msg), Status::ok) << msg;
+  EXPECT_EQ(y, y0) << "multi-slice out of place wrote y";
+  for (int k = 0; k < 3; ++k) {
+    Arguments g = slices[k];
+    g.out = TensorView::contiguous(out_single.data(), DType::f16, {B, H3});
+    if (k > 0) g.y = g.out;  // later calls update the first call's output in place
+    ASSERT_EQ(add_lora(g, Rules::general, &msg), Status::ok) << msg;
+  }
+  EXPECT_EQ(out_multi, out_single);
+  // Columns 48..55 belong to no slice and row 2 has no adapter: both equal y.
+  EXPECT_EQ(out_multi[0 * H3 + 50], y[0 * H3 + 50]);
+  EXPECT_EQ(out_multi[2 * H3 + 10], y[2 * H3 + 10]);
+  EXPECT_NE(out_multi[0 * H3 + 10], y[0 * H3 + 10]);
+}
+
+TEST(MultiSlice, RejectsOverlapAndMismatchedSharedViews) {
+  std::vector<float> x(2 * 16, 1), y(2 * 32, 0), out(2 * 32, 0), w(16 * 16, 0), x2(2 * 16, 1);
+  std::vector<int32_t> idx{0, 0};
+  Arguments g;
+  g.x = TensorView::contiguous(x.data(), DType::f32, {2, 16});
+  g.y = TensorView::contiguous(y.data(), DType::f32, {2, 32});
+  g.out = TensorView::contiguous(out.data(), DType::f32, {2, 32});
+  g.indices = TensorView::contiguous(idx.data(), DType::i32, {2});
+  g.weight_b = TensorView::contiguous(w.data(), DType::f32, {1, 1, 16, 16});
+  Arguments slices[2] = {g, g};
+  slices[1].y_offset = 8;  // [0, 16) and [8, 24) overlap
+  std::string msg;
+  EXPECT_EQ(add_lora(slices, 2, Rules::general, &msg), Status::invalid_shape);
+  EXPECT_NE(msg.find("overlapping columns"), std::string::npos) << msg;
+  slices[1].y_offset = 16;
+  EXPECT_EQ(add_lora(slices, 2, Rules::general, &msg), Status::ok) << msg;
+  slices[1].x = TensorView::contiguous(x2.data(), DType::f32, {2, 16});
+  EXPECT_EQ(add_lora(slices, 2, Rules::general, &msg), Status::invalid_param);
+  EXPECT_NE(msg.find("slice 1: x must be the same view"), std::string::npos) << msg;
+  EXPECT_EQ(add_lora(nullptr, 0, Rules::general, &msg), Status::null_pointer);
+}
+
+}  // namespace
+}  // namespace addlora

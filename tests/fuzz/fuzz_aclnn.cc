@@ -43,10 +43,10 @@ aclTensor* fuzz_tensor(FuzzedDataProvider& in, int rank_hint, Holder* h) {
   int64_t s = 1;
   for (size_t i = rank; i-- > 0;) {
     strides[i] = in.ConsumeIntegralInRange(0, 6) ? s : fuzz_dim(in);
-    if (dims[i] > 0 && s < (int64_t{1} << 40)) s *= dims[i];
+    if (dims[i] > 0 && dims[i] < (int64_t{1} << 20) && s < (int64_t{1} << 40)) s *= dims[i];
   }
-  const int32_t dtypes[] = {ACL_FLOAT16, ACL_FLOAT16, ACL_FLOAT16, ACL_INT32, ACL_FLOAT, ACL_BF16, ACL_INT8, ACL_INT64, 40, -1};
-  const int32_t formats[] = {ACL_FORMAT_ND, ACL_FORMAT_ND, ACL_FORMAT_ND, ACL_FORMAT_FRACTAL_NZ, ACL_FORMAT_NCHW, 77};
+  const int32_t dtypes[] = {ACL_FLOAT16, ACL_FLOAT16, ACL_FLOAT16, ACL_INT32, ACL_FLOAT, ACL_BF16, ACL_INT8, ACL_INT64, 30, -1};  // 30: unassigned but inside the enum's range
+  const int32_t formats[] = {ACL_FORMAT_ND, ACL_FORMAT_ND, ACL_FORMAT_ND, ACL_FORMAT_FRACTAL_NZ, ACL_FORMAT_NCHW, 31};
   const aclDataType dtype = static_cast<aclDataType>(dtypes[in.ConsumeIntegralInRange(0, 9)]);
   const aclFormat format = static_cast<aclFormat>(formats[in.ConsumeIntegralInRange(0, 5)]);
   const int64_t offset = in.ConsumeIntegralInRange(0, 5) ? in.ConsumeIntegralInRange<int64_t>(0, 9) : fuzz_dim(in);

@@ -40,7 +40,7 @@ TensorView fuzz_view(FuzzedDataProvider& in, int rank_hint, Buffer* buf) {
   int64_t s = 1;  // contiguous strides by default, sometimes arbitrary
   for (int i = v.ndim - 1; i >= 0; --i) {
     v.strides[i] = in.ConsumeIntegralInRange(0, 5) ? s : fuzz_dim(in);
-    if (v.dims[i] > 0 && s < (int64_t{1} << 40)) s *= v.dims[i];
+    if (v.dims[i] > 0 && v.dims[i] < (int64_t{1} << 20) && s < (int64_t{1} << 40)) s *= v.dims[i];
   }
   v.offset = in.ConsumeIntegralInRange(0, 5) ? in.ConsumeIntegralInRange<int64_t>(0, 8) : fuzz_dim(in);
   const int64_t elems = in.ConsumeIntegralInRange<int64_t>(0, kMaxStorage);
