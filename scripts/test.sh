@@ -12,10 +12,14 @@ ctest --preset release -j2 --timeout 600
 
 # A CANN client built only against the install prefix (SPEC §4 layout).
 prefix="$PWD/build/prefix"
-rm -rf "$prefix" build/example
+rm -rf "$prefix" build/example build/cpp_consumer
 cmake --install build/release --prefix "$prefix" > /dev/null
 cmake -S examples/add_lora_sample -B build/example -G Ninja -DASCEND_CUSTOM_PATH="$prefix" > /dev/null
 cmake --build build/example
 ./build/example/add_lora_sample
+# The library's own C++ API through find_package(addlora).
+cmake -S examples/cpp_consumer -B build/cpp_consumer -G Ninja -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
+cmake --build build/cpp_consumer
+./build/cpp_consumer/cpp_consumer
 
 bash scripts/python-test.sh
