@@ -50,12 +50,9 @@ void k_split(const Problem& p, int64_t* kc, int64_t* nk) {
   *nk = (p.H1 + *kc - 1) / *kc;
 }
 
-// The SIMD path needs unit column strides (or NZ weights) and a 16-bit output; anything else
-// runs the portable kernel (correct for any strides, fp64 sums, single-threaded).
+// The SIMD path needs unit column strides (or NZ weights); anything else runs the portable
+// kernel (correct for any strides, fp64 sums, single-threaded).
 bool simd_eligible(const Problem& p) {
-  // fp32 outputs: fp32 sums cannot promise SPEC §1's 1 ulp of fp32; the portable kernel sums
-  // in fp64.
-  if (p.out.dtype == DType::f32) return false;
   auto unit = [](int64_t stride, int64_t cols) { return stride == 1 || cols == 1; };
   if (!unit(p.y.col_stride, p.H3) || !unit(p.out.col_stride, p.H3)) return false;
   if (p.b.layout == Layout::nd && !unit(p.b.col_stride, p.R)) return false;
@@ -80,7 +77,7 @@ Layout_ carve(const Problem& p) {
   l.group_start = at;   at += align64((p.B + 1) * 4);
   l.group_adapter = at; at += align64(p.B * 4);
   l.tile_start = at;    at += align64((p.B + 1) * 4);
-  l.zpart = at;         at += align64(nk * p.B * round16(p.R) * 4);
+  l.zpart = at;         at += align64(nk * p.B * round16(p.R) * 8);  // fp64 when exact
   l.total = at;
   return l;
 }
@@ -248,6 +245,8 @@ void execute(const Problem& p, void* workspace) {
   w.B = p.B;
   w.rp = round16(p.R);
   w.zpart = reinterpret_cast<float*>(ws + l.zpart);
+  w.zpart_d = reinterpret_cast<double*>(ws + l.zpart);
+  w.exact = !p.fast_accumulate;  // Precision::exact (the default): fp64 sums
   k_split(p, &w.kc, &w.nk);
 
   // out = y everywhere first (out of place only); the expand then overwrites the slices.
@@ -286,17 +285,17 @@ void execute(const Problem& p, void* workspace) {
     auto shrink_tasks = [&](int64_t t) {
       int64_t g, pb, pe;
       tile(t / per_tile, &g, &pb, &pe);
-      kt->shrink(w, pb, pe, w.group_adapter[g], t % per_tile);
+      (w.exact ? kt->shrink_exact : kt->shrink)(w, pb, pe, w.group_adapter[g], t % per_tile);
     };
     parallel_for(tp, tiles * per_tile, shrink_tasks);
   }
   // combine the K chunks in a fixed order (or z = x), zero the padding lanes
-  auto combine = [&](int64_t t) {
+  auto combine_rows = [&](auto* z0, int64_t t) {
     for (int64_t pos = t * kRowTile, e = std::min(rows, pos + kRowTile); pos < e; ++pos) {
-      float* z = w.zpart + pos * w.rp;
+      auto* z = z0 + pos * w.rp;
       if (p.has_a) {
         for (int64_t k = 1; k < w.nk; ++k) {
-          const float* zk = z + k * w.B * w.rp;
+          const auto* zk = z + k * w.B * w.rp;
           for (int64_t r = 0; r < p.R; ++r) z[r] += zk[r];
         }
       } else {
@@ -304,8 +303,12 @@ void execute(const Problem& p, void* workspace) {
         for (int64_t r = 0; r < p.R; ++r)
           z[r] = load_scalar(p.x.base, p.x.dtype, row * p.x.row_stride + r * p.x.col_stride);
       }
-      for (int64_t r = p.R; r < w.rp; ++r) z[r] = 0.0f;
+      for (int64_t r = p.R; r < w.rp; ++r) z[r] = 0;
     }
+  };
+  auto combine = [&](int64_t t) {
+    if (w.exact) combine_rows(w.zpart_d, t);
+    else combine_rows(w.zpart, t);
   };
   // (a few adds per row: not worth a parallel region unless there are many rows)
   parallel_for(rows * p.R * w.nk < (int64_t{1} << 18) ? nullptr : tp, (rows + kRowTile - 1) / kRowTile, combine);
@@ -315,7 +318,7 @@ void execute(const Problem& p, void* workspace) {
     int64_t g, pb, pe;
     tile(t / ntiles, &g, &pb, &pe);
     const int64_t nb = (t % ntiles) * kNTile;
-    kt->expand(w, pb, pe, w.group_adapter[g], nb, std::min(p.S, nb + kNTile));
+    (w.exact ? kt->expand_exact : kt->expand)(w, pb, pe, w.group_adapter[g], nb, std::min(p.S, nb + kNTile));
   };
   parallel_for(tp, tiles * ntiles, expand);
 }

@@ -31,10 +31,12 @@ struct Work {
   int64_t nk = 1;                        // number of K chunks
   int64_t rp = 0;                        // padded rank (multiple of 16): row pitch of z
   float* zpart = nullptr;                // [nk][B][rp]; chunk 0 holds the combined z
+  double* zpart_d = nullptr;             // the same memory, as fp64, when exact
   int64_t B = 0;                         // rows (pitch between K-chunk planes is B*rp)
   // Rank split instead of split-K (every group has few rows: decode).  Shrink task k then
   // covers ranks [k*kRankGroup, ...) over all of H1 and writes z directly (nk is 1).
   bool rank_split = false;
+  bool exact = false;                    // fp64 sums (Precision::exact) -> *_exact kernels
 };
 
 // Kernels of one SIMD target.  All ranges are half-open; positions index `order`.
@@ -43,6 +45,8 @@ struct TargetKernels {
   void (*shrink)(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k);
   void (*expand)(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
                  int64_t n_begin, int64_t n_end);
+  decltype(shrink) shrink_exact;  // fp64 sums, z in zpart_d
+  decltype(expand) expand_exact;
 };
 
 // Per-target kernel tables compiled into this build and supported by this CPU, best first.

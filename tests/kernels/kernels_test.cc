@@ -34,17 +34,18 @@ struct Spec {
   bool row_pad = false;    // activations and ND weights with padded rows (SIMD path)
   bool col_stride = false; // activations with column stride 2 (generic path)
   double none_fraction = 0.2;  // rows with no adapter
+  addlora::Precision precision = addlora::Precision::exact;  // fast: fp32 sums, Target::fast
   uint64_t seed = 1;
 
   std::string str() const {
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "B=%lld H1=%lld H2=%lld H3=%lld R=%lld W=%lld off=%lld slice=%lld A=%d inplace=%d "
-                  "nzA=%d nzB=%d pad=%d colstride=%d dt=%d/%d/%d seed=%llu",
+                  "nzA=%d nzB=%d pad=%d colstride=%d dt=%d/%d/%d fast=%d seed=%llu",
                   (long long)B, (long long)H1, (long long)H2, (long long)H3, (long long)R, (long long)W,
                   (long long)y_offset, (long long)slice, has_a, in_place, la == Layout::fractal_nz,
                   lb == Layout::fractal_nz, row_pad, col_stride, (int)xd, (int)wd, (int)yd,
-                  (unsigned long long)seed);
+                  precision == addlora::Precision::fast, (unsigned long long)seed);
     return buf;
   }
 };
@@ -101,6 +102,7 @@ struct Case {
     a.scale = scale;
     a.y_offset = s.y_offset;
     a.y_slice_size = s.slice;
+    a.precision = s.precision;
     return a;
   }
   const TestTensor& out_tensor() const { return out ? *out : *y; }
@@ -135,7 +137,9 @@ void check_case(const Spec& s) {
   std::string failure;
   run(c, &failure);
   ASSERT_EQ(failure, "");
-  const auto res = addlora::ref::check_out(e, c.out_tensor().view());
+  const auto res = addlora::ref::check_out(
+      e, c.out_tensor().view(), 8,
+      s.precision == addlora::Precision::fast ? addlora::ref::Target::fast : addlora::ref::Target::spec);
   EXPECT_TRUE(res.ok) << res.bad << " bad elements, max " << res.max_err_ulps << " ulp\n" << res.report;
   EXPECT_EQ(c.out_tensor().changes_outside_view(c.out ? before[5] : before[0]), "");
   // Inputs untouched (y too when out of place).
@@ -198,6 +202,8 @@ std::vector<Spec> sweep(uint64_t seed, int n) {
     if ((s.la == Layout::fractal_nz || s.lb == Layout::fractal_nz) && s.wd == DType::f32) s.wd = DType::bf16;
     if (i % 3 == 0) s.xd = s.wd = s.yd = DType::f16;  // the main case
     out.push_back(s);
+    s.precision = addlora::Precision::fast;  // the same case with fp32 sums
+    out.push_back(s);
   }
   return out;
 }
@@ -228,6 +234,10 @@ TEST_F(PerTarget, BlockingEdges) {
   { Spec s; s.R = 512; s.H1 = 32; s.H2 = 48; s.H3 = 48; s.B = 3; s.lb = Layout::fractal_nz; s.la = Layout::fractal_nz; specs.push_back(s); }
   { Spec s; s.B = 20; s.none_fraction = 1.0; specs.push_back(s); }  // no row has an adapter
   { Spec s; s.B = 5; s.slice = 0; specs.push_back(s); }              // nothing written
+  for (size_t i = 0, n = specs.size(); i < n; ++i) {  // and every case with fp32 sums
+    specs.push_back(specs[i]);
+    specs.back().precision = addlora::Precision::fast;
+  }
   for_each_target([&] {
     for (const Spec& s : specs) check_case(s);
   });
@@ -241,6 +251,10 @@ TEST(Threads, BitwiseIdenticalAcrossThreadCounts) {
   { Spec s; s.B = 300; s.H1 = 1000; s.H2 = 700; s.H3 = 720; s.y_offset = 7; s.R = 48; s.W = 5; s.seed = 3; specs.push_back(s); }
   { Spec s; s.B = 37; s.H1 = 2100; s.H2 = 333; s.H3 = 333; s.R = 130; s.W = 4; s.in_place = true; s.seed = 4;
     s.xd = DType::bf16; s.yd = DType::f32; specs.push_back(s); }
+  for (size_t i = 0, n = specs.size(); i < n; ++i) {
+    specs.push_back(specs[i]);
+    specs.back().precision = addlora::Precision::fast;
+  }
   for (const Spec& s : specs) {
     SCOPED_TRACE(s.str());
     std::vector<uint8_t> first;
