@@ -416,6 +416,29 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
   }
 }
 
+// bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one).
+// `rows` is scratch for the widened rows: kOpN x rp floats.
+void PackTransposed(DType tb, const WeightRows& Bw, int64_t R, int64_t rp, int64_t n0, int64_t n_end, float* rows,
+                    float* bt) {
+  const DF df;
+  for (int64_t n = n0 + kOpN; n < std::min<int64_t>(n_end, n0 + 2 * kOpN); ++n)  // next block
+    for (int64_t r = 0; r < R; r += 32) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
+  // Widen all rows first, transpose after (scalars read straight back from a just-stored
+  // vector would stall on store forwarding; the in-register transpose avoids that anyway).
+  for (int64_t j = 0; j < kOpN; ++j) {
+    const unsigned char* src = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
+    for (int64_t r = 0; r < R; r += kLanes)
+      hn::Store(LoadAnyF(tb, src, (r >> 4) * Bw.chunk_step + (r & 15), R - r), df, rows + j * rp + r);
+  }
+  for (int64_t r0 = 0; r0 < R; r0 += kLanes)
+    for (int64_t half = 0; half < kOpVecs; ++half) {
+      VF in[kLanes], out[kLanes];
+      for (size_t i = 0; i < kLanes; ++i) in[i] = hn::Load(df, rows + (half * kLanes + i) * rp + r0);
+      Transpose(df, in, out);
+      for (size_t m = 0; m < kLanes; ++m) hn::Store(out[m], df, bt + (r0 + m) * kOpN + half * kLanes);
+    }
+}
+
 template <DType TB>
 void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t n_begin,
              int64_t n_end) {
@@ -448,20 +471,7 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
     HWY_ALIGN float rows[kOpN * kBBuf];  // widened rows, then transposed into bf
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
       const int64_t valid = std::min<int64_t>(kOpN, n_end - n0);
-      for (int64_t n = n0 + kOpN; n < std::min<int64_t>(n_end, n0 + 2 * kOpN); ++n)  // next block
-        for (int64_t r = 0; r < p.R; r += 32) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
-      for (int64_t j = 0; j < kOpN; ++j) {
-        const unsigned char* src = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
-        for (int64_t r = 0; r < p.R; r += kLanes)
-          hn::Store(LoadAnyF(TB, src, (r >> 4) * Bw.chunk_step + (r & 15), p.R - r), df, rows + j * w.rp + r);
-      }
-      for (int64_t r0 = 0; r0 < p.R; r0 += kLanes)
-        for (int64_t half = 0; half < kOpVecs; ++half) {
-          VF in[kLanes], out[kLanes];
-          for (size_t i = 0; i < kLanes; ++i) in[i] = hn::Load(df, rows + (half * kLanes + i) * w.rp + r0);
-          Transpose(df, in, out);
-          for (size_t m = 0; m < kLanes; ++m) hn::Store(out[m], df, bf + (r0 + m) * kOpN + half * kLanes);
-        }
+      PackTransposed(TB, Bw, p.R, w.rp, n0, n_end, rows, bf);
       ExpandOuter(c, bf, pos_begin, pos_end, n0, valid);
     }
     return;
@@ -641,6 +651,48 @@ void ShrinkExact(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t
   }
 }
 
+// Outer-product form with fp64 accumulators (see ExpandOuter): kExOpRows rows x kOpN columns.
+constexpr int kExOpRows = kLanes >= 16 ? 4 : 2;
+constexpr int64_t kExOpVecs = kOpN / static_cast<int64_t>(kLanesD);
+
+void ExpandOuterExact(const Work& w, const float* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
+                      int64_t valid) {
+  const DD dd;
+  const DFH dfh;
+  const Problem& p = *w.p;
+  const VD scale = hn::Set(dd, static_cast<double>(p.scale));
+  const int64_t yes = p.y.dtype == DType::f32 ? 4 : 2;
+  const int64_t oes = p.out.dtype == DType::f32 ? 4 : 2;
+  const unsigned char* ybase = static_cast<const unsigned char*>(p.y.base);
+  unsigned char* obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
+  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kExOpRows) {
+    const int rows_valid = static_cast<int>(std::min<int64_t>(kExOpRows, pos_end - pos0));
+    const double* z[kExOpRows];
+    for (int i = 0; i < kExOpRows; ++i) z[i] = w.zpart_d + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+    VD acc[kExOpRows][kExOpVecs];
+    for (int i = 0; i < kExOpRows; ++i)
+      for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::Zero(dd);
+    for (int64_t r = 0; r < p.R; ++r) {
+      VD bv[kExOpVecs];
+      for (int v = 0; v < kExOpVecs; ++v) bv[v] = hn::PromoteTo(dd, hn::Load(dfh, bt + r * kOpN + v * kLanesD));
+      for (int i = 0; i < kExOpRows; ++i) {
+        const VD zb = hn::Set(dd, z[i][r]);
+        for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
+      }
+    }
+    for (int i = 0; i < rows_valid; ++i) {
+      const int64_t row = w.order[pos0 + i];
+      for (int v = 0; v < kExOpVecs; ++v) {
+        const int64_t lanes = std::min<int64_t>(kLanesD, valid - v * static_cast<int64_t>(kLanesD));
+        if (lanes <= 0) continue;
+        const int64_t col = p.y_offset + n0 + v * kLanesD;
+        const VD yv = LoadAnyD(p.y.dtype, ybase + row * p.y.row_stride * yes, col, lanes);
+        StoreAnyD(p.out.dtype, hn::MulAdd(acc[i][v], scale, yv), obase + row * p.out.row_stride * oes, col, lanes);
+      }
+    }
+  }
+}
+
 template <DType TB>
 void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t n_begin,
                   int64_t n_end) {
@@ -658,7 +710,15 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     for (int64_t n = n_begin; n < n_end; n += 64 / yes) hwy::Prefetch(yrow + n * yes);
   }
   const bool widen_b = w.rp <= kBBuf && pos_end - pos_begin > 1;
-  HWY_ALIGN float bf[kLanesD * kBBuf];
+  HWY_ALIGN float bf[kOpN * kBBuf];
+  if (widen_b && pos_end - pos_begin >= kOpMinRows) {
+    HWY_ALIGN float rows[kOpN * kBBuf];
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
+      PackTransposed(TB, Bw, p.R, w.rp, n0, n_end, rows, bf);
+      ExpandOuterExact(w, bf, pos_begin, pos_end, n0, std::min<int64_t>(kOpN, n_end - n0));
+    }
+    return;
+  }
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kLanesD) {
     const int64_t valid = std::min<int64_t>(kLanesD, n_end - n0);
     for (int64_t n = n0 + kLanesD; n < std::min<int64_t>(n_end, n0 + 2 * kLanesD); ++n)
