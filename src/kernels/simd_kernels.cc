@@ -231,20 +231,20 @@ constexpr int kShrinkRanks = 4;
 constexpr int64_t kXBuf = 2048;  // widest K chunk that takes the pre-widened path
 
 // acc[i][j] over h in [h0, h1) of x_i[h - xoff] * A row j; x_i are TX, A rows are TA.
-template <DType TX, DType TA>
+template <DType TX, DType TA, int kRows = kShrinkRows>
 HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                             int64_t a_chunk_step, int64_t h0, int64_t h1, float* const* out, int rows_valid,
                             int ranks_valid) {
   const DF df;
   const int64_t h_full = h0 + ((h1 - h0) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
-  VF acc[kShrinkRows][kShrinkRanks];
-  for (int i = 0; i < kShrinkRows; ++i)
+  VF acc[kRows][kShrinkRanks];
+  for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::Zero(df);
   for (int64_t h = h0; h < h_full; h += kLanes) {
     const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
     VF av[kShrinkRanks];
     for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadF<TA>(ar[j], aoff);
-    for (int i = 0; i < kShrinkRows; ++i) {
+    for (int i = 0; i < kRows; ++i) {
       const VF xv = LoadF<TX>(xr[i], h - xoff);
       for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
     }
@@ -254,7 +254,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     const int64_t aoff = (h_full >> 4) * a_chunk_step + (h_full & 15);
     VF av[kShrinkRanks];
     for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadTailF<TA>(ar[j], aoff, rem);
-    for (int i = 0; i < kShrinkRows; ++i) {
+    for (int i = 0; i < kRows; ++i) {
       const VF xv = LoadTailF<TX>(xr[i], h_full - xoff, rem);
       for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
     }
@@ -313,8 +313,13 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
         ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * A.esize;
       float* out[kShrinkRows];
       for (int i = 0; i < kShrinkRows; ++i) out[i] = zk + (pos0 + i) * w.rp + r0;
-      if (widen_x)
+      // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
+      if (widen_x && rows_valid == 1)
+        ShrinkBlock<DType::f32, TA, 1>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+      else if (widen_x)
         ShrinkBlock<DType::f32, TA>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
+      else if (rows_valid == 1)
+        ShrinkBlock<TX, TA, 1>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
       else
         ShrinkBlock<TX, TA>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
     }
@@ -551,21 +556,21 @@ void StoreAnyD(DType t, VD v, void* base, int64_t off, int64_t count) {
 constexpr int kExRows = 3;
 constexpr int kExRanks = 4;
 
-template <DType TX, DType TA>
+template <DType TX, DType TA, int kRows = kExRows>
 HWY_INLINE void ShrinkBlockExact(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                                  int64_t a_chunk_step, int64_t h0, int64_t h1, double* const* out,
                                  int rows_valid, int ranks_valid) {
   const DD dd;
   const int64_t step = static_cast<int64_t>(kLanesD);
   const int64_t h_full = h0 + ((h1 - h0) / step) * step;
-  VD acc[kExRows][kExRanks];
-  for (int i = 0; i < kExRows; ++i)
+  VD acc[kRows][kExRanks];
+  for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::Zero(dd);
   for (int64_t h = h0; h < h_full; h += step) {
     const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
     VD av[kExRanks];
     for (int j = 0; j < kExRanks; ++j) av[j] = LoadD<TA>(ar[j], aoff);
-    for (int i = 0; i < kExRows; ++i) {
+    for (int i = 0; i < kRows; ++i) {
       const VD xv = LoadD<TX>(xr[i], h - xoff);
       for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
     }
@@ -575,7 +580,7 @@ HWY_INLINE void ShrinkBlockExact(const unsigned char* const* xr, int64_t xoff, c
     const int64_t aoff = (h_full >> 4) * a_chunk_step + (h_full & 15);
     VD av[kExRanks];
     for (int j = 0; j < kExRanks; ++j) av[j] = LoadTailD<TA>(ar[j], aoff, rem);
-    for (int i = 0; i < kExRows; ++i) {
+    for (int i = 0; i < kRows; ++i) {
       const VD xv = LoadTailD<TX>(xr[i], h_full - xoff, rem);
       for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
     }
@@ -626,8 +631,12 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
         ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * A.esize;
       double* out[kExRows];
       for (int i = 0; i < kExRows; ++i) out[i] = zk + (pos0 + i) * w.rp + r0;
-      if (widen_x)
+      if (widen_x && rows_valid == 1)
+        ShrinkBlockExact<DType::f32, TA, 1>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+      else if (widen_x)
         ShrinkBlockExact<DType::f32, TA>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
+      else if (rows_valid == 1)
+        ShrinkBlockExact<TX, TA, 1>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
       else
         ShrinkBlockExact<TX, TA>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
     }
