@@ -33,7 +33,7 @@ using internal::Work;
 constexpr int64_t kRowTile = 128;     // rows per task (x / z tile reused across A / B blocks)
 constexpr int64_t kNTile = 256;       // output columns per expand task
 constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratch stays O(B*R))
-constexpr int64_t kMinKChunk = 512;   // shortest K chunk worth a task
+constexpr int64_t kMinKChunk = 1024;  // shortest K chunk worth a task (reductions amortised)
 constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h)
 constexpr int64_t kMaxCountingW = int64_t{1} << 20;
 constexpr double kInlineBytes = 96 * 1024;  // below both: single-threaded (decided by shape only)

@@ -374,7 +374,7 @@ HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t 
 // Outer-product form for tiles with many rows: B's kOpN x R block is widened and transposed
 // once into bt[r][n] (fp32), then every row block accumulates acc[row][n-vector] +=
 // z[row][r] * bt[r][:] -- no horizontal reductions, one broadcast per kOpVecs FMAs.
-constexpr int kOpRows = kLanes >= 16 ? 8 : 4;
+constexpr int kOpRows = kLanes >= 16 ? 12 : 4;
 constexpr int kOpVecs = 2;
 constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
 constexpr int64_t kOpMinRows = 8;  // fewer rows: the transpose does not pay, use the dot form
