@@ -145,7 +145,9 @@ void check_case(const Spec& s) {
   // Inputs untouched (y too when out of place).
   int i = 0;
   for (const TestTensor* t : {c.y.get(), c.x.get(), c.wb.get(), c.idx.get(), c.wa.get()}) {
-    if (t && !(i == 0 && s.in_place)) EXPECT_EQ(t->changes(before[i]), "") << "input " << i;
+    if (t && !(i == 0 && s.in_place)) {
+      EXPECT_EQ(t->changes(before[i]), "") << "input " << i;
+    }
     ++i;
   }
 }
