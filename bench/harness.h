@@ -12,6 +12,7 @@ namespace bench {
 // This machine, measured now: streaming read bandwidth (bytes/s) and fp32 FMA peak (flop/s).
 struct Machine {
   double bw = 0, peak = 0;
+  double peak64 = 0;  // fp64 FMA peak: the compute roof of Precision::exact (fp64 sums)
   int threads = 1;
   std::string simd;  // widest FMA code the peak loop used
 };

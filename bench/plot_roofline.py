@@ -34,7 +34,11 @@ def main():
         xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
         color = styles[t][0]
         ax.plot(xs, [min(peak, x * bw) / 1e9 for x in xs], color=color, lw=1.5,
-                label=f"roofline, {t} thread(s): {bw / 1e9:.0f} GB/s, {peak / 1e9:.0f} GFLOP/s")
+                label=f"roofline fp32, {t} thread(s): {bw / 1e9:.0f} GB/s, {peak / 1e9:.0f} GFLOP/s")
+        if r0.get("peak64"):
+            p64 = float(r0["peak64"])
+            ax.plot(xs, [min(p64, x * bw) / 1e9 for x in xs], color=color, lw=1, ls="--",
+                    label=f"roofline fp64 (exact's ceiling), {t} thread(s): {p64 / 1e9:.0f} GFLOP/s")
         pts = [r for r in rows if int(r["threads"]) == t]
         ax.scatter([float(r["flops"]) / float(r["bytes"]) for r in pts],
                    [float(r["flops"]) / float(r["seconds"]) / 1e9 for r in pts],

@@ -553,7 +553,7 @@ void StoreAnyD(DType t, VD v, void* base, int64_t off, int64_t count) {
   }
 }
 
-constexpr int kExRows = 3;
+constexpr int kExRows = kLanes >= 16 ? 4 : 3;
 constexpr int kExRanks = 4;
 
 template <DType TX, DType TA, int kRows = kExRows>
@@ -661,13 +661,12 @@ void ShrinkExact(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t
 }
 
 // Outer-product form with fp64 accumulators (see ExpandOuter): kExOpRows rows x kOpN columns.
-constexpr int kExOpRows = kLanes >= 16 ? 4 : 2;
+constexpr int kExOpRows = kLanes >= 16 ? 6 : 2;
 constexpr int64_t kExOpVecs = kOpN / static_cast<int64_t>(kLanesD);
 
-void ExpandOuterExact(const Work& w, const float* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
+void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
                       int64_t valid) {
   const DD dd;
-  const DFH dfh;
   const Problem& p = *w.p;
   const VD scale = hn::Set(dd, static_cast<double>(p.scale));
   const int64_t yes = p.y.dtype == DType::f32 ? 4 : 2;
@@ -683,7 +682,7 @@ void ExpandOuterExact(const Work& w, const float* bt, int64_t pos_begin, int64_t
       for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::Zero(dd);
     for (int64_t r = 0; r < p.R; ++r) {
       VD bv[kExOpVecs];
-      for (int v = 0; v < kExOpVecs; ++v) bv[v] = hn::PromoteTo(dd, hn::Load(dfh, bt + r * kOpN + v * kLanesD));
+      for (int v = 0; v < kExOpVecs; ++v) bv[v] = hn::Load(dd, bt + r * kOpN + v * kLanesD);
       for (int i = 0; i < kExOpRows; ++i) {
         const VD zb = hn::Set(dd, z[i][r]);
         for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
@@ -722,9 +721,12 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
   HWY_ALIGN float bf[kOpN * kBBuf];
   if (widen_b && pos_end - pos_begin >= kOpMinRows) {
     HWY_ALIGN float rows[kOpN * kBBuf];
+    HWY_ALIGN double bt64[kOpN * kBBuf];  // the transposed block in fp64: no widening in the FMA loop
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
       PackTransposed(TB, Bw, p.R, w.rp, n0, n_end, rows, bf);
-      ExpandOuterExact(w, bf, pos_begin, pos_end, n0, std::min<int64_t>(kOpN, n_end - n0));
+      for (int64_t i = 0; i < p.R * kOpN; i += kLanesD)
+        hn::Store(hn::PromoteTo(dd, hn::Load(dfh, bf + i)), dd, bt64 + i);
+      ExpandOuterExact(w, bt64, pos_begin, pos_end, n0, std::min<int64_t>(kOpN, n_end - n0));
     }
     return;
   }
