@@ -556,7 +556,8 @@ void StoreAnyD(DType t, VD v, void* base, int64_t off, int64_t count) {
 constexpr int kExRows = kLanes >= 16 ? 4 : 3;
 constexpr int kExRanks = 4;
 
-template <DType TX, DType TA, int kRows = kExRows>
+// TX == f32 with kXf64: the x rows are pre-widened fp64 buffers (zero padded to a whole vector).
+template <DType TX, DType TA, int kRows = kExRows, bool kXf64 = false>
 HWY_INLINE void ShrinkBlockExact(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                                  int64_t a_chunk_step, int64_t h0, int64_t h1, double* const* out,
                                  int rows_valid, int ranks_valid) {
@@ -571,7 +572,8 @@ HWY_INLINE void ShrinkBlockExact(const unsigned char* const* xr, int64_t xoff, c
     VD av[kExRanks];
     for (int j = 0; j < kExRanks; ++j) av[j] = LoadD<TA>(ar[j], aoff);
     for (int i = 0; i < kRows; ++i) {
-      const VD xv = LoadD<TX>(xr[i], h - xoff);
+      const VD xv = kXf64 ? hn::LoadU(dd, reinterpret_cast<const double*>(xr[i]) + (h - xoff))
+                          : LoadD<TX>(xr[i], h - xoff);
       for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
     }
   }
@@ -581,7 +583,8 @@ HWY_INLINE void ShrinkBlockExact(const unsigned char* const* xr, int64_t xoff, c
     VD av[kExRanks];
     for (int j = 0; j < kExRanks; ++j) av[j] = LoadTailD<TA>(ar[j], aoff, rem);
     for (int i = 0; i < kRows; ++i) {
-      const VD xv = LoadTailD<TX>(xr[i], h_full - xoff, rem);
+      const VD xv = kXf64 ? hn::LoadU(dd, reinterpret_cast<const double*>(xr[i]) + (h_full - xoff))
+                          : LoadTailD<TX>(xr[i], h_full - xoff, rem);
       for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
     }
   }
@@ -602,7 +605,7 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
   const bool widen_x = TX != DType::f32 && len <= kXBuf;
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
   double* zk = w.zpart_d + k * w.B * w.rp;
-  HWY_ALIGN float xf[kExRows][kXBuf];
+  HWY_ALIGN double xf[kExRows][kXBuf + 16];  // x rows widened to fp64 once per row block
 
   for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kExRows) {
     const int rows_valid = static_cast<int>(std::min<int64_t>(kExRows, pos_end - pos0));
@@ -615,8 +618,8 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     }
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
-        for (int64_t h = 0; h < len; h += kLanes)
-          hn::Store(LoadAnyF(TX, xr[i], h_begin + h, len - h), DF(), &xf[i][h]);
+        for (int64_t h = 0; h < len; h += kLanesD)
+          hn::Store(LoadAnyD(TX, xr[i], h_begin + h, len - h), DD(), &xf[i][h]);
         xr[i] = reinterpret_cast<const unsigned char*>(xf[i]);
       }
       for (int i = rows_valid; i < kExRows; ++i) xr[i] = xr[rows_valid - 1];
@@ -632,9 +635,10 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
       double* out[kExRows];
       for (int i = 0; i < kExRows; ++i) out[i] = zk + (pos0 + i) * w.rp + r0;
       if (widen_x && rows_valid == 1)
-        ShrinkBlockExact<DType::f32, TA, 1>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+        ShrinkBlockExact<DType::f32, TA, 1, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
       else if (widen_x)
-        ShrinkBlockExact<DType::f32, TA>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
+        ShrinkBlockExact<DType::f32, TA, kExRows, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid,
+                                                       ranks_valid);
       else if (rows_valid == 1)
         ShrinkBlockExact<TX, TA, 1>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
       else
