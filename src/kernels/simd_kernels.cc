@@ -109,7 +109,7 @@ HWY_INLINE void StoreTailF(hn::Vec<D> v, void* base, int64_t off, int64_t count)
               static_cast<size_t>(count) * ElemSize<T>());
 }
 
-VF LoadAnyF(DType t, const void* base, int64_t off, int64_t count) {
+HWY_INLINE VF LoadAnyF(DType t, const void* base, int64_t off, int64_t count) {
   if (count >= static_cast<int64_t>(kLanes)) {
     switch (t) {
       case DType::f16: return LoadF<DType::f16>(base, off);
@@ -124,7 +124,7 @@ VF LoadAnyF(DType t, const void* base, int64_t off, int64_t count) {
   }
 }
 
-void StoreAnyF(DType t, VF v, void* base, int64_t off, int64_t count) {
+HWY_INLINE void StoreAnyF(DType t, VF v, void* base, int64_t off, int64_t count) {
   if (count >= static_cast<int64_t>(kLanes)) {
     switch (t) {
       case DType::f16: return StoreF<DType::f16>(v, base, off);
@@ -386,7 +386,7 @@ struct ExpandCtx {
   const unsigned char* ybase;
   unsigned char* obase;
   int64_t yes, oes;
-  void finish(int64_t row, int64_t col, VF d, int64_t valid) const {  // out = y + scale * d
+  HWY_INLINE void finish(int64_t row, int64_t col, VF d, int64_t valid) const {  // out = y + scale * d
     const VF yv = LoadAnyF(p->y.dtype, ybase + row * p->y.row_stride * yes, col, valid);
     StoreAnyF(p->out.dtype, hn::MulAdd(d, scale, yv), obase + row * p->out.row_stride * oes, col, valid);
   }
@@ -534,7 +534,7 @@ HWY_INLINE VD LoadTailD(const void* base, int64_t off, int64_t count) {
   return hn::PromoteTo(DD(), LoadTailF<T, DFH>(base, off, count));
 }
 
-VD LoadAnyD(DType t, const void* base, int64_t off, int64_t count) {
+HWY_INLINE VD LoadAnyD(DType t, const void* base, int64_t off, int64_t count) {
   const bool full = count >= static_cast<int64_t>(kLanesD);
   switch (t) {
     case DType::f16: return full ? LoadD<DType::f16>(base, off) : LoadTailD<DType::f16>(base, off, count);
@@ -543,7 +543,7 @@ VD LoadAnyD(DType t, const void* base, int64_t off, int64_t count) {
   }
 }
 
-void StoreAnyD(DType t, VD v, void* base, int64_t off, int64_t count) {
+HWY_INLINE void StoreAnyD(DType t, VD v, void* base, int64_t off, int64_t count) {
   const hn::Vec<DFH> f = hn::DemoteTo(DFH(), v);
   const bool full = count >= static_cast<int64_t>(kLanesD);
   switch (t) {
