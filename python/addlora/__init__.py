@@ -14,7 +14,12 @@ Shapes: ``y, out [B, H3]``, ``x [B, H1]``, ``weight_b [W, L, H2, R]``, ``weight_
 Inputs are numpy arrays, torch CPU tensors or any other DLPack / buffer-protocol CPU array.
 They are used in place, never copied: non-contiguous views (transposed, sliced) are read
 through their strides.  Dtypes: float16 (the CANN contract), bfloat16 (torch) and float32, all
-tensors the same; indices int32 or int64.  Products and sums are done in fp32 and rounded once.
+tensors the same; indices int32 or int64.  ``precision="exact"`` (default) sums in fp64 and
+rounds once (1 ulp); ``precision="fast"`` sums in fp32 (error ~1e-6 of |y| + |scale|·Σ|z||b|).
+
+Also: ``add_lora_multi`` (several LoRA pairs into disjoint column slices of y in one call, e.g.
+q/k/v of a fused QKV projection), and FRACTAL_NZ weights (``nd_to_nz``, ``nz_to_nd``,
+``weight_format="nz"``).
 
 By default the library's general rules apply: any H1/H2/H3, any R, any W and L, fp16/bf16/fp32,
 int64 indices.  ``strict=True`` enforces exactly what aclnnAddLora accepts on the NPU (fp16,
@@ -23,13 +28,18 @@ int32 indices, x16 alignment, R <= 128 with weight_a, W/L <= 32, ...).
 Errors raise ValueError (a shape or attribute rule, or a missing tensor) or TypeError (a dtype
 or a non-CPU array), with the library's message.  The GIL is released while computing.
 """
+import math as _math
 import operator as _operator
 import sys as _sys
+from collections.abc import Mapping as _Mapping
+from dataclasses import dataclass as _dataclass
+from typing import Any as _Any, Optional as _Optional, Sequence as _Sequence
 
 from . import _core
 
-__all__ = ["npu_batch_gather_matmul", "npu_batch_gather_matmul_", "add_lora",
-           "info", "set_num_threads", "num_threads", "__version__"]
+__all__ = ["npu_batch_gather_matmul", "npu_batch_gather_matmul_", "add_lora", "add_lora_multi",
+           "LoraSlice", "nd_to_nz", "nz_to_nd", "nz_shape", "info", "set_num_threads", "num_threads",
+           "__version__"]
 
 __version__ = _core.version()
 
@@ -48,13 +58,26 @@ def _prepare(a):
     return a
 
 
+def _torch():
+    return _sys.modules["torch"]
+
+
+def _empty(like, shape, dtype, what):
+    """A new contiguous array of `like`'s type (torch or numpy) with this shape and dtype."""
+    if _torch_tensor(like):
+        return _torch().empty(tuple(shape), dtype=dtype, device=like.device)
+    import numpy as np
+    if isinstance(like, np.ndarray):
+        return np.empty(tuple(shape), dtype=dtype)
+    raise TypeError(f"AddLora: cannot allocate {what} like {type(like).__name__}")
+
+
 def _new_like(y):
     """A new, contiguous array of y's type, shape and dtype (y's values are written by run)."""
     if y is None:
         return None
     if _torch_tensor(y):
-        torch = _sys.modules["torch"]
-        return torch.empty(tuple(y.shape), dtype=y.dtype, device=y.device)
+        return _torch().empty(tuple(y.shape), dtype=y.dtype, device=y.device)
     import numpy as np
     if isinstance(y, np.ndarray):
         return np.empty(y.shape, dtype=y.dtype)
@@ -73,46 +96,148 @@ def _check_writable(a, name):
         raise ValueError(f"AddLora: {name} is read-only")
 
 
-def _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
-         out_name="out"):
+def _integers(**named):
     try:
-        layer_idx = _operator.index(layer_idx)
-        y_offset = _operator.index(y_offset)
-        y_slice_size = -1 if y_slice_size is None else _operator.index(y_slice_size)
+        return [-1 if v is None and k == "y_slice_size" else _operator.index(v) for k, v in named.items()]
     except TypeError as e:
         raise TypeError(f"AddLora: layer_idx, y_offset and y_slice_size must be integers ({e})") from None
+
+
+def _fast(precision):
+    """precision keyword -> the library's fp32-sums flag."""
+    if precision == "exact":
+        return False
+    if precision == "fast":
+        return True
+    raise ValueError(f"AddLora: precision must be 'exact' or 'fast' (got {precision!r})")
+
+
+# ---- FRACTAL_NZ ---------------------------------------------------------------------------------
+def _shape_tuple(shape, name):
+    try:
+        shape = tuple(_operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"AddLora: {name} must be a sequence of integers (got {shape!r})") from None
+    if len(shape) < 2 or any(d < 0 for d in shape):
+        raise ValueError(f"AddLora: {name} must have >= 2 non-negative dims (got {list(shape)})")
+    return shape
+
+
+def nz_shape(shape):
+    """Packed FRACTAL_NZ shape of a logical ``[..., M, N]`` shape: ``[..., ceil(N/16), ceil(M/16), 16, 16]``."""
+    shape = _shape_tuple(shape, "shape")
+    *lead, m, n = shape
+    return (*lead, -(-n // 16), -(-m // 16), 16, 16)
+
+
+def _check_nz_array(nz, logical, name):
+    """The packed array must be exactly the storage of `logical`: its NZ shape, or flat."""
+    expected = nz_shape(logical)
+    got = tuple(nz.shape)
+    if got != expected and got != (_math.prod(expected),):
+        raise ValueError(f"AddLora: {name} in FRACTAL_NZ must have shape {list(expected)} (or flat "
+                         f"[{_math.prod(expected)}]) for logical shape {list(logical)} (got {list(got)})")
+
+
+def nd_to_nz(weight):
+    """Packs a float16/bfloat16 ``[..., M, N]`` array into FRACTAL_NZ (SPEC §5).
+
+    Returns a new contiguous array of the same type and dtype, shape
+    ``[..., ceil(N/16), ceil(M/16), 16, 16]``: element ``(m, n)`` of each matrix is at block
+    ``(n // 16, m // 16)``, position ``(m % 16, n % 16)``; the padding is zero.  ``weight`` may
+    be any strided view.  ``nz_to_nd(nd_to_nz(w), w.shape)`` gives ``w`` back.
+    """
+    weight = _prepare(weight)
+    if not hasattr(weight, "shape") or not hasattr(weight, "dtype"):
+        raise TypeError(f"AddLora: nd_to_nz needs a numpy array or torch tensor (got {type(weight).__name__})")
+    dst = _empty(weight, nz_shape(weight.shape), weight.dtype, "an NZ array")
+    if _math.prod(dst.shape):
+        _core.nd_to_nz(weight, dst)
+    return dst
+
+
+def nz_to_nd(nz, shape):
+    """Unpacks FRACTAL_NZ storage (as ``nd_to_nz`` returns, or flat) into a new ``shape`` array."""
+    shape = _shape_tuple(shape, "shape")
+    nz = _prepare(nz)
+    if not hasattr(nz, "shape") or not hasattr(nz, "dtype"):
+        raise TypeError(f"AddLora: nz_to_nd needs a numpy array or torch tensor (got {type(nz).__name__})")
+    _check_nz_array(nz, shape, "nz")
+    dst = _empty(nz, shape, nz.dtype, "an ND array")
+    if _math.prod(shape):
+        _core.nz_to_nd(nz, dst)
+    return dst
+
+
+def _weight_shapes(weight_format, weight_b, weight_a, weight_b_shape, weight_a_shape, where=""):
+    """Logical shapes for the library when the weights are packed NZ arrays, else (None, None)."""
+    if weight_format == "nd":
+        if weight_b_shape is not None or weight_a_shape is not None:
+            raise ValueError(f"AddLora: {where}weight_b_shape / weight_a_shape are only for weight_format='nz'")
+        return None, None
+    if weight_format != "nz":
+        raise ValueError(f"AddLora: weight_format must be 'nd' or 'nz' (got {weight_format!r})")
+    shapes = []
+    for name, w, shape in (("weight_b", weight_b, weight_b_shape), ("weight_a", weight_a, weight_a_shape)):
+        if w is None:
+            if shape is not None:
+                raise ValueError(f"AddLora: {where}{name}_shape is given but {name} is None")
+            shapes.append(None)
+            continue
+        if shape is None:
+            raise ValueError(f"AddLora: weight_format='nz' needs {where}{name}_shape (the logical "
+                             f"ND shape; the packed array loses the remainders of its last two dims)")
+        shape = _shape_tuple(shape, f"{where}{name}_shape")
+        if hasattr(w, "shape"):
+            _check_nz_array(w, shape, where + name)
+        shapes.append(list(shape))
+    return tuple(shapes)
+
+
+# ---- the operation --------------------------------------------------------------------------------
+def _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
+         precision="exact", weight_format="nd", weight_b_shape=None, weight_a_shape=None, out_name="out"):
+    layer_idx, y_offset, y_slice_size = _integers(layer_idx=layer_idx, y_offset=y_offset,
+                                                  y_slice_size=y_slice_size)
+    fast = _fast(precision)
+    b_shape, a_shape = _weight_shapes(weight_format, weight_b, weight_a, weight_b_shape, weight_a_shape)
     _check_writable(out, out_name)
     _core.run(_prepare(out), _prepare(y), _prepare(x), _prepare(weight_b), _prepare(indices),
-              _prepare(weight_a), layer_idx, float(scale), y_offset, y_slice_size, bool(strict))
+              _prepare(weight_a), layer_idx, float(scale), y_offset, y_slice_size, bool(strict), fast,
+              b_shape, a_shape)
     return out
 
 
 def npu_batch_gather_matmul(y, x, weight_b, indices, weight_a=None, layer_idx=0, scale=1e-3,
-                            y_offset=0, y_slice_size=-1, *, strict=False):
+                            y_offset=0, y_slice_size=-1, *, strict=False, precision="exact",
+                            weight_format="nd", weight_b_shape=None, weight_a_shape=None):
     """torch_npu's ``npu_batch_gather_matmul``: returns a new array, ``y`` is not modified.
 
     The result has y's type (numpy in -> numpy out, torch in -> torch out), shape and dtype.
     Note the default ``scale=1e-3`` (torch_npu's).  ``y_slice_size=-1`` means H2 (torch_npu
     maps it to H3, which its own validation then rejects whenever H3 > H2).
-    ``strict=True`` applies the NPU's limits (see the module docstring).
+    Keywords ``strict``, ``precision``, ``weight_format``, ``weight_b_shape``, ``weight_a_shape``:
+    see ``add_lora``.
     """
     return _run(_new_like(y), y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset,
-                y_slice_size, strict)
+                y_slice_size, strict, precision, weight_format, weight_b_shape, weight_a_shape)
 
 
 def npu_batch_gather_matmul_(y, x, weight_b, indices, weight_a=None, layer_idx=0, scale=1e-3,
-                             y_offset=0, y_slice_size=-1, *, strict=False):
+                             y_offset=0, y_slice_size=-1, *, strict=False, precision="exact",
+                             weight_format="nd", weight_b_shape=None, weight_a_shape=None):
     """torch_npu's ``npu_batch_gather_matmul_``: adds the LoRA delta into ``y`` and returns ``y``.
 
     ``y`` may be a non-contiguous view; only its rows/columns named by the rule are written.
-    Default ``scale=1e-3`` (torch_npu's).
+    Default ``scale=1e-3`` (torch_npu's).  Keywords as ``add_lora``.
     """
     return _run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
-                out_name="y")
+                precision, weight_format, weight_b_shape, weight_a_shape, out_name="y")
 
 
 def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, y_offset=0,
-             y_slice_size=None, out=None, strict=False):
+             y_slice_size=None, out=None, strict=False, precision="exact", weight_format="nd",
+             weight_b_shape=None, weight_a_shape=None):
     """``out = y + scale * LoRA(x)`` for a batch of rows, each with its own adapter.
 
     Args:
@@ -128,13 +253,93 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
       out: ``[B, H3]`` destination; None allocates one like y; ``out=y`` is in place.  Any other
         overlap with an input is an error.
       strict: apply the NPU's aclnnAddLora limits instead of the general rules.
+      precision: ``"exact"`` (fp64 sums, every element within 1 ulp of the exact result) or
+        ``"fast"`` (fp32 sums: within 1 ulp or 1e-6 * (|y| + |scale| * sum|z||b|)).  strict
+        allows only "exact".
+      weight_format: ``"nd"`` (plain arrays) or ``"nz"``: weight_b / weight_a are packed
+        FRACTAL_NZ arrays from ``nd_to_nz`` (float16/bfloat16, contiguous, NZ shape or flat) and
+        ``weight_b_shape`` / ``weight_a_shape`` give their logical shapes
+        (``[W, L, H2, R]`` / ``[W, L, R, H1]``).  Results are bitwise equal to the ND call.
 
     Returns:
       ``out``.
     """
     if out is None:
         out = _new_like(y)
-    return _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict)
+    return _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
+                precision, weight_format, weight_b_shape, weight_a_shape)
+
+
+# ---- multi-slice ------------------------------------------------------------------------------
+@_dataclass
+class LoraSlice:
+    """One LoRA pair of ``add_lora_multi`` (a dict with these keys works too)."""
+    weight_b: _Any
+    weight_a: _Any = None
+    scale: float = 1.0
+    y_offset: int = 0
+    y_slice_size: _Optional[int] = -1
+    weight_b_shape: _Optional[_Sequence[int]] = None   # logical shapes, weight_format="nz" only
+    weight_a_shape: _Optional[_Sequence[int]] = None
+
+
+_SLICE_KEYS = ("weight_b", "weight_a", "scale", "y_offset", "y_slice_size", "weight_b_shape", "weight_a_shape")
+
+
+def _slice_fields(s, k):
+    if isinstance(s, _Mapping):
+        unknown = set(s) - set(_SLICE_KEYS)
+        if unknown:
+            raise ValueError(f"AddLora: slices[{k}] has unknown keys {sorted(unknown)}; "
+                             f"allowed: {', '.join(_SLICE_KEYS)}")
+        if "weight_b" not in s:
+            raise ValueError(f"AddLora: slices[{k}] has no weight_b")
+        get = s.get
+    else:
+        if not hasattr(s, "weight_b"):
+            raise TypeError(f"AddLora: slices[{k}] must be a dict or an object with a weight_b "
+                            f"attribute (got {type(s).__name__})")
+        get = lambda key, default=None: getattr(s, key, default)  # noqa: E731
+    return LoraSlice(get("weight_b"), get("weight_a", None), get("scale", 1.0), get("y_offset", 0),
+                     get("y_slice_size", -1), get("weight_b_shape", None), get("weight_a_shape", None))
+
+
+def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="exact", strict=False,
+                   weight_format="nd"):
+    """Several LoRA pairs added into column slices of the same ``y`` in ONE library call.
+
+    E.g. q, k and v of a fused QKV projection: ``y [B, Hq + Hk + Hv]``, one slice per projection
+    with its own weights (of different widths), scale, ``y_offset`` and ``y_slice_size``.
+
+    Args:
+      y, x, indices, layer_idx, out, precision, strict: as ``add_lora``, shared by every slice.
+      slices: a sequence of dicts or objects (e.g. ``LoraSlice``) with ``weight_b`` and optional
+        ``weight_a=None``, ``scale=1.0``, ``y_offset=0``, ``y_slice_size=-1`` (H2), and, with
+        ``weight_format="nz"``, ``weight_b_shape`` / ``weight_a_shape``.
+      weight_format: ``"nd"`` or ``"nz"`` for every slice's weights (see ``add_lora``).
+
+    The written column ranges must not overlap (ValueError).  The result equals consecutive
+    ``add_lora`` calls, bitwise.  Returns ``out``.
+    """
+    if isinstance(slices, (_Mapping, LoraSlice)) or not isinstance(slices, _Sequence):
+        raise TypeError(f"AddLora: slices must be a sequence of dicts or LoraSlice objects "
+                        f"(got {type(slices).__name__})")
+    (layer_idx,) = _integers(layer_idx=layer_idx)
+    fast = _fast(precision)
+    packed = []
+    for k, s in enumerate(slices):
+        s = _slice_fields(s, k)
+        y_offset, y_slice_size = _integers(y_offset=s.y_offset, y_slice_size=s.y_slice_size)
+        b_shape, a_shape = _weight_shapes(weight_format, s.weight_b, s.weight_a, s.weight_b_shape,
+                                          s.weight_a_shape, where=f"slices[{k}].")
+        packed.append((_prepare(s.weight_b), _prepare(s.weight_a), float(s.scale), y_offset, y_slice_size,
+                       b_shape, a_shape))
+    if out is None:
+        out = _new_like(y)
+    _check_writable(out, "out")
+    _core.run_multi(_prepare(out), _prepare(y), _prepare(x), _prepare(indices), packed, layer_idx,
+                    bool(strict), fast)
+    return out
 
 
 def set_num_threads(n):
@@ -156,4 +361,6 @@ def info():
         "dtypes": ["float16", "bfloat16", "float32"],
         "index_dtypes": ["int32", "int64"],
         "default_rules": "general",
+        "precisions": ["exact", "fast"],
+        "weight_formats": ["nd", "nz"],
     }
