@@ -400,6 +400,16 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
     const int rows_valid = static_cast<int>(std::min<int64_t>(kOpRows, pos_end - pos0));
     const float* z[kOpRows];
     for (int i = 0; i < kOpRows; ++i) z[i] = w.zpart + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+    // Read this block's y before any of its stores: rows are often 2^k bytes apart, and a load
+    // right after a store to the same address modulo 4 KiB stalls (4K aliasing).
+    HWY_ALIGN float yb[kOpRows][kOpN];
+    for (int i = 0; i < rows_valid; ++i) {
+      const unsigned char* yrow = c.ybase + w.order[pos0 + i] * c.p->y.row_stride * c.yes;
+      for (int v = 0; v < kOpVecs; ++v) {
+        const int64_t lanes = std::min<int64_t>(kLanes, valid - v * static_cast<int64_t>(kLanes));
+        if (lanes > 0) hn::Store(LoadAnyF(c.p->y.dtype, yrow, c.p->y_offset + n0 + v * kLanes, lanes), df, &yb[i][v * kLanes]);
+      }
+    }
     VF acc[kOpRows][kOpVecs];
     for (int i = 0; i < kOpRows; ++i)
       for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
@@ -412,10 +422,12 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
       }
     }
     for (int i = 0; i < rows_valid; ++i) {
-      const int64_t row = w.order[pos0 + i];
+      unsigned char* orow = c.obase + w.order[pos0 + i] * c.p->out.row_stride * c.oes;
       for (int v = 0; v < kOpVecs; ++v) {
         const int64_t lanes = std::min<int64_t>(kLanes, valid - v * static_cast<int64_t>(kLanes));
-        if (lanes > 0) c.finish(row, c.p->y_offset + n0 + v * kLanes, acc[i][v], lanes);
+        if (lanes > 0)
+          StoreAnyF(c.p->out.dtype, hn::MulAdd(acc[i][v], c.scale, hn::Load(df, &yb[i][v * kLanes])), orow,
+                    c.p->y_offset + n0 + v * kLanes, lanes);
       }
     }
   }
@@ -681,6 +693,14 @@ void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_
     const int rows_valid = static_cast<int>(std::min<int64_t>(kExOpRows, pos_end - pos0));
     const double* z[kExOpRows];
     for (int i = 0; i < kExOpRows; ++i) z[i] = w.zpart_d + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+    HWY_ALIGN double yb[kExOpRows][kOpN];  // y read before the block's stores (see ExpandOuter)
+    for (int i = 0; i < rows_valid; ++i) {
+      const unsigned char* yrow = ybase + w.order[pos0 + i] * p.y.row_stride * yes;
+      for (int v = 0; v < kExOpVecs; ++v) {
+        const int64_t lanes = std::min<int64_t>(kLanesD, valid - v * static_cast<int64_t>(kLanesD));
+        if (lanes > 0) hn::Store(LoadAnyD(p.y.dtype, yrow, p.y_offset + n0 + v * kLanesD, lanes), dd, &yb[i][v * kLanesD]);
+      }
+    }
     VD acc[kExOpRows][kExOpVecs];
     for (int i = 0; i < kExOpRows; ++i)
       for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::Zero(dd);
@@ -698,7 +718,7 @@ void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_
         const int64_t lanes = std::min<int64_t>(kLanesD, valid - v * static_cast<int64_t>(kLanesD));
         if (lanes <= 0) continue;
         const int64_t col = p.y_offset + n0 + v * kLanesD;
-        const VD yv = LoadAnyD(p.y.dtype, ybase + row * p.y.row_stride * yes, col, lanes);
+        const VD yv = hn::Load(dd, &yb[i][v * kLanesD]);
         StoreAnyD(p.out.dtype, hn::MulAdd(acc[i][v], scale, yv), obase + row * p.out.row_stride * oes, col, lanes);
       }
     }
