@@ -9,7 +9,7 @@ pkgs=(build-essential cmake ninja-build pkg-config git
 want_python=0
 for a in "$@"; do [ "$a" = "--python" ] && want_python=1; done
 if [ "$want_python" = 1 ]; then
-  pkgs+=(python3 python3-dev python3-venv python3-pip python3-numpy python3-pytest python3-torch)
+  pkgs+=(python3 python3-dev python3-venv python3-pip python3-numpy python3-pytest python3-torch python3-matplotlib)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
