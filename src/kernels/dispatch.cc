@@ -34,6 +34,8 @@ constexpr int64_t kRowTile = 128;     // rows per task (x / z tile reused across
 constexpr int64_t kNTile = 256;       // output columns per expand task
 constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratch stays O(B*R))
 constexpr int64_t kMinKChunk = 1024;  // shortest K chunk worth a task (reductions amortised)
+constexpr int64_t kWholeRow = 4096;   // longest K chunk (simd_kernels.cc kXBuf)
+constexpr int64_t kMinShrinkTasks = 16;  // fixed, not the thread count: results stay identical
 constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h)
 constexpr int64_t kMaxCountingW = int64_t{1} << 20;
 constexpr double kInlineBytes = 96 * 1024;  // below both: single-threaded (decided by shape only)
@@ -42,10 +44,16 @@ constexpr double kInlineFlops = 4e6;
 int64_t align64(int64_t n) { return (n + 63) & ~int64_t{63}; }
 int64_t round16(int64_t n) { return (n + 15) & ~int64_t{15}; }
 
-// K chunking: a function of H1 only (never of the thread count).
-void k_split(const Problem& p, int64_t* kc, int64_t* nk) {
+// K chunking: a function of the shapes and of the number of row tiles (from the indices),
+// never of the thread count.  tiles < 0: the most chunks any call may use (workspace sizing).
+// Many tiles already give enough tasks, so the chunks grow up to whole rows of x (<= kWholeRow
+// elements): long runs stream from DRAM, and the per-chunk reductions amortise.
+void k_split(const Problem& p, int64_t tiles, int64_t* kc, int64_t* nk) {
   if (!p.has_a) { *kc = p.H1; *nk = 1; return; }
-  int64_t n = std::min<int64_t>(kMaxKChunks, std::max<int64_t>(1, p.H1 / kMinKChunk));
+  const int64_t most = std::min<int64_t>(kMaxKChunks, std::max<int64_t>(1, p.H1 / kMinKChunk));
+  int64_t n = most;
+  if (tiles > 0)
+    n = std::min(most, std::max((kMinShrinkTasks + tiles - 1) / tiles, (p.H1 + kWholeRow - 1) / kWholeRow));
   *kc = round16((p.H1 + n - 1) / n);
   *nk = (p.H1 + *kc - 1) / *kc;
 }
@@ -69,7 +77,7 @@ struct Layout_ {
 
 Layout_ carve(const Problem& p) {
   int64_t kc, nk;
-  k_split(p, &kc, &nk);
+  k_split(p, -1, &kc, &nk);
   Layout_ l{};
   int64_t at = 0;
   l.counts = at;        at += p.W <= kMaxCountingW ? align64((p.W + 1) * 4) : 0;
@@ -247,7 +255,6 @@ void execute(const Problem& p, void* workspace) {
   w.zpart = reinterpret_cast<float*>(ws + l.zpart);
   w.zpart_d = reinterpret_cast<double*>(ws + l.zpart);
   w.exact = !p.fast_accumulate;  // Precision::exact (the default): fp64 sums
-  k_split(p, &w.kc, &w.nk);
 
   // out = y everywhere first (out of place only); the expand then overwrites the slices.
   if (!p.in_place) {
@@ -271,6 +278,7 @@ void execute(const Problem& p, void* workspace) {
   for (int64_t g = 0; g < w.ngroups; ++g) largest = std::max<int64_t>(largest, w.group_start[g + 1] - w.group_start[g]);
   // Few rows per adapter (decode): nothing to block for, so split the ranks and stream each
   // A row in one run instead of K-chunk pieces.  A function of the indices, not of threads.
+  k_split(p, tiles, &w.kc, &w.nk);
   w.rank_split = p.has_a && largest <= kRankSplitMaxRows;
   if (w.rank_split) w.nk = 1;
   auto tile = [&](int64_t t, int64_t* g, int64_t* pb, int64_t* pe) {

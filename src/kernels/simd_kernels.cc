@@ -228,7 +228,7 @@ WeightRows Rows(const detail::WeightDesc& d, int64_t M, int64_t adapter) {
 
 constexpr int kShrinkRows = 6;
 constexpr int kShrinkRanks = 4;
-constexpr int64_t kXBuf = 2048;  // widest K chunk that takes the pre-widened path
+constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
 
 // acc[i][j] over h in [h0, h1) of x_i[h - xoff] * A row j; x_i are TX, A rows are TA.
 template <DType TX, DType TA, int kRows = kShrinkRows>
@@ -278,7 +278,7 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   const bool widen_x = TX != DType::f32 && len <= kXBuf;
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
   float* zk = w.zpart + k * w.B * w.rp;
-  HWY_ALIGN float xf[kShrinkRows][kXBuf];  // 48 KiB
+  HWY_ALIGN float xf[kShrinkRows][kXBuf];  // 96 KiB
 
   for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kShrinkRows) {
     const int rows_valid = static_cast<int>(std::min<int64_t>(kShrinkRows, pos_end - pos0));
