@@ -350,6 +350,7 @@ void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
 // from L1; wider R streams B directly.
 
 constexpr int64_t kBBuf = 512;
+constexpr int64_t kPrefetchRows = 64;  // how far ahead (in B rows) the dot path prefetches
 
 template <DType TB>
 HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t R,
@@ -496,7 +497,9 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
 
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kLanes) {
     const int64_t valid = std::min<int64_t>(kLanes, n_end - n0);
-    for (int64_t n = n0 + kLanes; n < std::min<int64_t>(n_end, n0 + 2 * kLanes); ++n)  // next block
+    // B rows kPrefetchRows ahead: a block's dot products take far less than a DRAM round trip.
+    for (int64_t n = std::max<int64_t>(n0 + kLanes, n0 == n_begin ? n0 : n0 + kPrefetchRows);
+         n < std::min<int64_t>(n_end, n0 + kPrefetchRows + kLanes); ++n)
       for (int64_t r = 0; r < p.R; r += 16) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
     const unsigned char* br[kLanes];
     for (size_t j = 0; j < kLanes; ++j)  // lanes past the end repeat the last column
@@ -756,7 +759,8 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
   }
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kLanesD) {
     const int64_t valid = std::min<int64_t>(kLanesD, n_end - n0);
-    for (int64_t n = n0 + kLanesD; n < std::min<int64_t>(n_end, n0 + 2 * kLanesD); ++n)
+    for (int64_t n = std::max<int64_t>(n0 + kLanesD, n0 == n_begin ? n0 : n0 + kPrefetchRows);
+         n < std::min<int64_t>(n_end, n0 + kPrefetchRows + kLanesD); ++n)
       for (int64_t r = 0; r < p.R; r += 16) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
     const unsigned char* br[kLanesD];
     for (size_t j = 0; j < kLanesD; ++j)
