@@ -311,7 +311,8 @@ NB_MODULE(_core, m) {
         "out = y + scale * gathered LoRA delta (out may be y). No allocation, no copies; "
         "raises ValueError / TypeError / RuntimeError with the library's message. "
         "A weight with an NZ shape is packed FRACTAL_NZ storage of that logical shape.");
-  m.def("run_multi", &run_multi, nb::arg("out"), nb::arg("y"), nb::arg("x"), nb::arg("indices"),
+  m.def("run_multi", &run_multi, nb::arg("out").none(), nb::arg("y").none(), nb::arg("x").none(),
+        nb::arg("indices").none(),
         nb::arg("slices"), nb::arg("layer_idx"), nb::arg("strict"), nb::arg("fast"),
         "Several (weight_b, weight_a, scale, y_offset, y_slice_size, b_nz_shape, a_nz_shape) slices "
         "added into disjoint column ranges of out in one library call.");

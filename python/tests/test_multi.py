@@ -185,3 +185,16 @@ def test_torch_errors_and_grad(rng):
     check(got, y, expected(y, x, indices, slices))
     with pytest.raises(ValueError, match=r"out overlaps x in memory"):
         addlora.add_lora_multi(y, y[:, :H1], indices, slices, out=y)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_missing_shared_tensors_and_empty_batch(rng, lib):
+    y, x, indices, slices = qkv(rng, lib, "float16")
+    with pytest.raises(ValueError, match=r"^AddLora: slice 0: y must not be null$"):
+        addlora.add_lora_multi(None, x, indices, slices, out=clone(y))
+    with pytest.raises(ValueError, match=r"^AddLora: slice 0: indices must not be null$"):
+        addlora.add_lora_multi(y, x, None, slices)
+    # B == 0 under the general rules: nothing to do, in place or not (torch exports null data here)
+    y0, x0, i0 = y[:0], x[:0], indices[:0]
+    assert tuple(addlora.add_lora_multi(y0, x0, i0, slices).shape) == (0, 64)
+    assert addlora.add_lora_multi(y0, x0, i0, slices, out=y0) is y0

@@ -25,6 +25,7 @@ def test_info():
     assert info["num_threads"] == addlora.num_threads() >= 1
     assert info["dtypes"] == ["float16", "bfloat16", "float32"]
     assert info["index_dtypes"] == ["int32", "int64"]
+    assert info["precisions"] == ["exact", "fast"] and info["weight_formats"] == ["nd", "nz"]
 
 
 def test_set_num_threads(restore_threads):
@@ -67,19 +68,26 @@ def test_concurrent_calls_from_python_threads(rng):
         assert np.array_equal(outs[k], expected)
 
 
-def test_gil_is_released_while_computing(rng, restore_threads):
+@pytest.mark.parametrize("api", ["add_lora", "add_lora_multi"])
+def test_gil_is_released_while_computing(rng, restore_threads, api):
     # While a thread is inside the library, the main thread must keep running Python code.
     # Holding the GIL, the worker would let the main thread run only between its calls and
     # around their edges (switch intervals, scheduling delays on a busy machine): so count the
     # main thread's ticks in the middle half of calls long enough (~0.1 s) to have a middle.
     addlora.set_num_threads(1)
     p = make_problem(rng, "numpy", "float32", B=2048, H1=4096, R=64, H2=4096, H3=4096, W=2, L=1)
+    # The same work as two slices (left and right column halves) of one multi-slice call.
+    halves = [dict(weight_b=p["weight_b"][:, :, :2048], weight_a=p["weight_a"]),
+              dict(weight_b=p["weight_b"][:, :, 2048:], weight_a=p["weight_a"], y_offset=2048)]
     spans = []
 
     def calls():
         for _ in range(2):
             start = time.perf_counter()
-            addlora.add_lora(**p)
+            if api == "add_lora":
+                addlora.add_lora(**p)
+            else:
+                addlora.add_lora_multi(p["y"], p["x"], p["indices"], halves)
             spans.append((start, time.perf_counter()))
 
     t = threading.Thread(target=calls)
