@@ -75,9 +75,19 @@ struct Layout_ {
   int64_t counts, order, group_start, group_adapter, tile_start, zpart, total;
 };
 
+// Most z elements the partial sums ever need: nk * rows * rp over every possible row count
+// (rows with an adapter <= B, in >= ceil(rows / kRowTile) tiles).  Many rows mean many tiles
+// and so few K chunks, which keeps this near B * rp instead of kMaxKChunks * B * rp.
+int64_t zpart_rows(const Problem& p) {
+  int64_t most = 0, kc, nk;
+  for (int64_t tiles = 1; (tiles - 1) * kRowTile < p.B; ++tiles) {
+    k_split(p, tiles, &kc, &nk);
+    most = std::max(most, nk * std::min(p.B, tiles * kRowTile));
+  }
+  return most;
+}
+
 Layout_ carve(const Problem& p) {
-  int64_t kc, nk;
-  k_split(p, -1, &kc, &nk);
   Layout_ l{};
   int64_t at = 0;
   l.counts = at;        at += p.W <= kMaxCountingW ? align64((p.W + 1) * 4) : 0;
@@ -85,7 +95,7 @@ Layout_ carve(const Problem& p) {
   l.group_start = at;   at += align64((p.B + 1) * 4);
   l.group_adapter = at; at += align64(p.B * 4);
   l.tile_start = at;    at += align64((p.B + 1) * 4);
-  l.zpart = at;         at += align64(nk * p.B * round16(p.R) * 8);  // fp64 when exact
+  l.zpart = at;         at += align64(zpart_rows(p) * round16(p.R) * 8);  // fp64 when exact
   l.total = at;
   return l;
 }
@@ -250,7 +260,6 @@ void execute(const Problem& p, void* workspace) {
   const Layout_ l = carve(p);
   Work w;
   w.p = &p;
-  w.B = p.B;
   w.rp = round16(p.R);
   w.zpart = reinterpret_cast<float*>(ws + l.zpart);
   w.zpart_d = reinterpret_cast<double*>(ws + l.zpart);
@@ -281,6 +290,7 @@ void execute(const Problem& p, void* workspace) {
   k_split(p, tiles, &w.kc, &w.nk);
   w.rank_split = p.has_a && largest <= kRankSplitMaxRows;
   if (w.rank_split) w.nk = 1;
+  w.B = rows;  // K-chunk planes are rows * rp apart (carve() sized them with zpart_rows)
   auto tile = [&](int64_t t, int64_t* g, int64_t* pb, int64_t* pe) {
     *g = std::upper_bound(tile_start, tile_start + w.ngroups + 1, static_cast<int32_t>(t)) -
          tile_start - 1;

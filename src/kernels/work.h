@@ -30,9 +30,9 @@ struct Work {
   int64_t kc = 0;                        // K chunk length (multiple of 16)
   int64_t nk = 1;                        // number of K chunks
   int64_t rp = 0;                        // padded rank (multiple of 16): row pitch of z
-  float* zpart = nullptr;                // [nk][B][rp]; chunk 0 holds the combined z
+  float* zpart = nullptr;                // [nk][B][rp] (B as below); chunk 0 holds the combined z
   double* zpart_d = nullptr;             // the same memory, as fp64, when exact
-  int64_t B = 0;                         // rows (pitch between K-chunk planes is B*rp)
+  int64_t B = 0;                         // rows with an adapter: K-chunk planes are B*rp apart
   // Rank split instead of split-K (every group has few rows: decode).  Shrink task k then
   // covers ranks [k*kRankGroup, ...) over all of H1 and writes z directly (nk is 1).
   bool rank_split = false;
