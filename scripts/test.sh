@@ -17,6 +17,7 @@ cmake --install build/release --prefix "$prefix" > /dev/null
 cmake -S examples/add_lora_sample -B build/example -G Ninja -DASCEND_CUSTOM_PATH="$prefix" > /dev/null
 cmake --build build/example
 ./build/example/add_lora_sample
+./build/example/add_lora_vendor_sweep 300
 # The library's own C++ API through find_package(addlora).
 cmake -S examples/cpp_consumer -B build/cpp_consumer -G Ninja -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
 cmake --build build/cpp_consumer
