@@ -12,13 +12,19 @@ namespace addlora::kernels {
 uint64_t workspace_bytes(const detail::Problem& p);
 
 // Computes out for the whole problem.  `workspace` holds workspace_bytes(p) bytes.
-// Results are bitwise identical for any thread count.
+// Results are bitwise identical for any thread count and run.  p.fast_accumulate selects fp32
+// sums (Precision::fast); otherwise sums are fp64 (Precision::exact).  SIMD kernels (Highway,
+// best target of this CPU) on the thread pool; strides other than unit column strides (or NZ
+// weights) fall back to execute_portable.
 void execute(const detail::Problem& p, void* workspace);
 
-// Plain C++ baseline (fp32 accumulation, grouped by adapter).  Same contract as execute().
+// Plain C++ baseline (scalar, one thread, fp64 sums, grouped by adapter).  Same contract as
+// execute(); also its generic-stride path.
 void execute_portable(const detail::Problem& p, void* workspace);
 
 // Thread pool and SIMD target control (backing addlora::set_num_threads & co).
+// Default threads: ADDLORA_NUM_THREADS, else the hardware threads.  simd_target(): "AVX3",
+// "AVX2" or "SCALAR"; ADDLORA_SIMD_TARGET=<name> (EMU128 = SCALAR) forces a lower one.
 void set_num_threads(int n);
 int num_threads();
 const char* simd_target();
