@@ -316,6 +316,9 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if (widen_x && rows_valid == 1)
         ShrinkBlock<DType::f32, TA, 1>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+      else if (widen_x && rows_valid <= kShrinkRows / 2)  // short last block: half the FMAs
+        ShrinkBlock<DType::f32, TA, kShrinkRows / 2>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid,
+                                                     ranks_valid);
       else if (widen_x)
         ShrinkBlock<DType::f32, TA>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
       else if (rows_valid == 1)
@@ -393,17 +396,18 @@ struct ExpandCtx {
   }
 };
 
-void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
+template <int kRows>
+void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
                  int64_t valid) {
   const DF df;
   const Work& w = *c.w;
-  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kOpRows) {
-    const int rows_valid = static_cast<int>(std::min<int64_t>(kOpRows, pos_end - pos0));
-    const float* z[kOpRows];
-    for (int i = 0; i < kOpRows; ++i) z[i] = w.zpart + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRows) {
+    const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
+    const float* z[kRows];
+    for (int i = 0; i < kRows; ++i) z[i] = w.zpart + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
     // Read this block's y before any of its stores: rows are often 2^k bytes apart, and a load
     // right after a store to the same address modulo 4 KiB stalls (4K aliasing).
-    HWY_ALIGN float yb[kOpRows][kOpN];
+    HWY_ALIGN float yb[kRows][kOpN];
     for (int i = 0; i < rows_valid; ++i) {
       const unsigned char* yrow = c.ybase + w.order[pos0 + i] * c.p->y.row_stride * c.yes;
       for (int v = 0; v < kOpVecs; ++v) {
@@ -411,13 +415,13 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
         if (lanes > 0) hn::Store(LoadAnyF(c.p->y.dtype, yrow, c.p->y_offset + n0 + v * kLanes, lanes), df, &yb[i][v * kLanes]);
       }
     }
-    VF acc[kOpRows][kOpVecs];
-    for (int i = 0; i < kOpRows; ++i)
+    VF acc[kRows][kOpVecs];
+    for (int i = 0; i < kRows; ++i)
       for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
     for (int64_t r = 0; r < c.p->R; ++r) {
       VF bv[kOpVecs];
       for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
-      for (int i = 0; i < kOpRows; ++i) {
+      for (int i = 0; i < kRows; ++i) {
         const VF zb = hn::Set(df, z[i][r]);
         for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
       }
@@ -432,6 +436,16 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
       }
     }
   }
+}
+
+// Full blocks of kOpRows rows, then the rest in blocks of 4 (a short block would otherwise
+// compute duplicated rows: 16 rows in 12-row blocks waste a third of the FMAs).
+void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
+                 int64_t valid) {
+  constexpr int kSmall = kOpRows < 4 ? kOpRows : 4;
+  const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kOpRows) * kOpRows;
+  if (full_end > pos_begin) ExpandOuterBlock<kOpRows>(c, bt, pos_begin, full_end, n0, valid);
+  if (full_end < pos_end) ExpandOuterBlock<kSmall>(c, bt, full_end, pos_end, n0, valid);
 }
 
 // bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one).
@@ -651,6 +665,9 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
       for (int i = 0; i < kExRows; ++i) out[i] = zk + (pos0 + i) * w.rp + r0;
       if (widen_x && rows_valid == 1)
         ShrinkBlockExact<DType::f32, TA, 1, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+      else if (widen_x && rows_valid <= kExRows / 2)
+        ShrinkBlockExact<DType::f32, TA, kExRows / 2, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out,
+                                                            rows_valid, ranks_valid);
       else if (widen_x)
         ShrinkBlockExact<DType::f32, TA, kExRows, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid,
                                                        ranks_valid);
@@ -683,7 +700,8 @@ void ShrinkExact(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t
 constexpr int kExOpRows = kLanes >= 16 ? 6 : 2;
 constexpr int64_t kExOpVecs = kOpN / static_cast<int64_t>(kLanesD);
 
-void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
+template <int kRows>
+void ExpandOuterExactBlock(const Work& w, const double* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
                       int64_t valid) {
   const DD dd;
   const Problem& p = *w.p;
@@ -692,11 +710,11 @@ void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_
   const int64_t oes = p.out.dtype == DType::f32 ? 4 : 2;
   const unsigned char* ybase = static_cast<const unsigned char*>(p.y.base);
   unsigned char* obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
-  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kExOpRows) {
-    const int rows_valid = static_cast<int>(std::min<int64_t>(kExOpRows, pos_end - pos0));
-    const double* z[kExOpRows];
-    for (int i = 0; i < kExOpRows; ++i) z[i] = w.zpart_d + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
-    HWY_ALIGN double yb[kExOpRows][kOpN];  // y read before the block's stores (see ExpandOuter)
+  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRows) {
+    const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
+    const double* z[kRows];
+    for (int i = 0; i < kRows; ++i) z[i] = w.zpart_d + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+    HWY_ALIGN double yb[kRows][kOpN];  // y read before the block's stores (see ExpandOuter)
     for (int i = 0; i < rows_valid; ++i) {
       const unsigned char* yrow = ybase + w.order[pos0 + i] * p.y.row_stride * yes;
       for (int v = 0; v < kExOpVecs; ++v) {
@@ -704,13 +722,13 @@ void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_
         if (lanes > 0) hn::Store(LoadAnyD(p.y.dtype, yrow, p.y_offset + n0 + v * kLanesD, lanes), dd, &yb[i][v * kLanesD]);
       }
     }
-    VD acc[kExOpRows][kExOpVecs];
-    for (int i = 0; i < kExOpRows; ++i)
+    VD acc[kRows][kExOpVecs];
+    for (int i = 0; i < kRows; ++i)
       for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::Zero(dd);
     for (int64_t r = 0; r < p.R; ++r) {
       VD bv[kExOpVecs];
       for (int v = 0; v < kExOpVecs; ++v) bv[v] = hn::Load(dd, bt + r * kOpN + v * kLanesD);
-      for (int i = 0; i < kExOpRows; ++i) {
+      for (int i = 0; i < kRows; ++i) {
         const VD zb = hn::Set(dd, z[i][r]);
         for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
       }
@@ -726,6 +744,14 @@ void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_
       }
     }
   }
+}
+
+void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
+                      int64_t valid) {
+  constexpr int kSmall = kExOpRows < 2 ? kExOpRows : 2;
+  const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kExOpRows) * kExOpRows;
+  if (full_end > pos_begin) ExpandOuterExactBlock<kExOpRows>(w, bt, pos_begin, full_end, n0, valid);
+  if (full_end < pos_end) ExpandOuterExactBlock<kSmall>(w, bt, full_end, pos_end, n0, valid);
 }
 
 template <DType TB>
