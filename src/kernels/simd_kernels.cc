@@ -382,6 +382,7 @@ constexpr int kOpRows = kLanes >= 16 ? 12 : 4;
 constexpr int kOpVecs = 2;
 constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
 constexpr int64_t kOpMinRows = 8;  // fewer rows: the transpose does not pay, use the dot form
+constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
 
 struct ExpandCtx {
   const Problem* p;
@@ -453,8 +454,10 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
 void PackTransposed(DType tb, const WeightRows& Bw, int64_t R, int64_t rp, int64_t n0, int64_t n_end, float* rows,
                     float* bt) {
   const DF df;
-  for (int64_t n = n0 + kOpN; n < std::min<int64_t>(n_end, n0 + 2 * kOpN); ++n)  // next block
-    for (int64_t r = 0; r < R; r += 32) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
+  // Prefetch a few blocks ahead, a cache line at a time (one burst of a whole block would
+  // overflow the miss buffers and the extra prefetches are dropped).
+  for (int64_t n = n0 + kPackAhead * kOpN; n < std::min<int64_t>(n_end, n0 + (kPackAhead + 1) * kOpN); ++n)
+    for (int64_t r = 0; r < R; r += 64 / Bw.esize) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
   // Widen all rows first, transpose after (scalars read straight back from a just-stored
   // vector would stall on store forwarding; the in-register transpose avoids that anyway).
   for (int64_t j = 0; j < kOpN; ++j) {
