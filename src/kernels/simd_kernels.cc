@@ -221,6 +221,23 @@ WeightRows Rows(const detail::WeightDesc& d, int64_t M, int64_t adapter) {
   return w;
 }
 
+// Rows `order[pos]` for pos in [pb, pe) of a row-major matrix are about to be read over bytes
+// [b0, b1) each.  Prefetch the first lines of every 4 KiB page of those runs: the hardware
+// stream prefetcher takes over within a page but does not start a new one by itself, and a
+// burst of every line would overflow the miss buffers (the surplus prefetches are dropped).
+HWY_INLINE void PrefetchRunHeads(const unsigned char* base, const int32_t* order, int64_t row_bytes, int64_t pb,
+                                 int64_t pe, int64_t b0, int64_t b1) {
+  for (int64_t pos = pb; pos < pe; ++pos) {
+    const unsigned char* row = base + order[pos] * row_bytes;
+    for (int64_t b = b0; b < b1;) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(row + b);
+      hwy::Prefetch(row + b);
+      if (b + 64 < b1) hwy::Prefetch(row + b + 64);
+      b += static_cast<int64_t>(4096 - (a & 4095));  // next page
+    }
+  }
+}
+
 // ---- shrink: zpart[k][pos][r] = sum over h in K chunk k of x[row, h] * A[adapter, r, h] ------
 // Register block: kShrinkRows rows x kShrinkRanks ranks of vector accumulators.  The rows'
 // x chunk is first widened to fp32 in a stack buffer (once, instead of once per rank block);
@@ -288,11 +305,9 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
       const int64_t pos = pos0 + std::min(i, rows_valid - 1);
       xr[i] = xbase + w.order[pos] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
     }
-    // x rows are read in short runs (one K chunk each): prefetch the next row block's runs.
-    for (int64_t pos = pos0 + kShrinkRows; pos < std::min<int64_t>(pos_end, pos0 + 2 * kShrinkRows); ++pos) {
-      const unsigned char* xn = xbase + w.order[pos] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
-      for (int64_t h = h_begin; h < h_end; h += 64 / ElemSize<TX>()) hwy::Prefetch(xn + h * ElemSize<TX>());
-    }
+    PrefetchRunHeads(xbase, w.order, p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()), pos0 + kShrinkRows,
+                     std::min<int64_t>(pos_end, pos0 + 2 * kShrinkRows), h_begin * ElemSize<TX>(),
+                     h_end * ElemSize<TX>());
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += kLanes)
@@ -406,6 +421,16 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, in
     const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
     const float* z[kRows];
     for (int i = 0; i < kRows; ++i) z[i] = w.zpart + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+    // y (and out) of the row block after next, same columns; at the end of the tile, the
+    // tile's first rows for the next column block.
+    for (int64_t k = 0; k < kRows; ++k) {
+      int64_t pos = pos0 + 2 * kRows + k, col = c.p->y_offset + n0;
+      if (pos >= pos_end) { pos = pos_begin + (pos - pos_end); col += kOpN; }
+      if (pos >= pos_end || pos < pos_begin) continue;
+      const int64_t row = w.order[pos];
+      hwy::Prefetch(c.ybase + (row * c.p->y.row_stride + col) * c.yes);
+      if (!c.p->in_place) hwy::Prefetch(c.obase + (row * c.p->out.row_stride + col) * c.oes);
+    }
     // Read this block's y before any of its stores: rows are often 2^k bytes apart, and a load
     // right after a store to the same address modulo 4 KiB stalls (4K aliasing).
     HWY_ALIGN float yb[kRows][kOpN];
@@ -488,8 +513,10 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   c.oes = p.out.dtype == DType::f32 ? 4 : 2;
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
-  // The tile's y (and out) lines are touched 64 bytes at a time, row after row: too scattered
-  // for the hardware prefetcher, so request them all up front (<= 128 rows x 512 bytes).
+  // Dot path (few rows): the tile's y (and out) lines are touched 64 bytes at a time, row
+  // after row -- too scattered for the hardware prefetcher, so request them up front.  The
+  // outer-product path prefetches per row block instead (ExpandOuterBlock).
+  if (!(w.rp <= kBBuf && pos_end - pos_begin >= kOpMinRows))
   for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
     const int64_t row = w.order[pos];
     const unsigned char* yrow = c.ybase + (row * p.y.row_stride + p.y_offset) * c.yes;
@@ -644,10 +671,9 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     const unsigned char* xr[kExRows];
     for (int i = 0; i < kExRows; ++i)
       xr[i] = xbase + w.order[pos0 + std::min(i, rows_valid - 1)] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
-    for (int64_t pos = pos0 + kExRows; pos < std::min<int64_t>(pos_end, pos0 + 2 * kExRows); ++pos) {
-      const unsigned char* xn = xbase + w.order[pos] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
-      for (int64_t h = h_begin; h < h_end; h += 64 / ElemSize<TX>()) hwy::Prefetch(xn + h * ElemSize<TX>());
-    }
+    PrefetchRunHeads(xbase, w.order, p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()), pos0 + kExRows,
+                     std::min<int64_t>(pos_end, pos0 + 2 * kExRows), h_begin * ElemSize<TX>(),
+                     h_end * ElemSize<TX>());
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += kLanesD)
