@@ -248,16 +248,20 @@ constexpr int kShrinkRanks = 4;
 constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
 
 // acc[i][j] over h in [h0, h1) of x_i[h - xoff] * A row j; x_i are TX, A rows are TA.
+// pf (may be null): a row of the next row block's x, prefetched a line per 64 bytes of progress
+// (spreading those misses over the FMA loop instead of stalling on them later).
 template <DType TX, DType TA, int kRows = kShrinkRows>
 HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                             int64_t a_chunk_step, int64_t h0, int64_t h1, float* const* out, int rows_valid,
-                            int ranks_valid) {
+                            int ranks_valid, const unsigned char* pf = nullptr, int64_t pf_esize = 2) {
   const DF df;
   const int64_t h_full = h0 + ((h1 - h0) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
+  const int64_t pf_mask = 64 / pf_esize - 1;
   VF acc[kRows][kShrinkRanks];
   for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::Zero(df);
   for (int64_t h = h0; h < h_full; h += kLanes) {
+    if (pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(pf + (h - h0) * pf_esize);
     const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
     VF av[kShrinkRanks];
     for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadF<TA>(ar[j], aoff);
@@ -305,9 +309,10 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
       const int64_t pos = pos0 + std::min(i, rows_valid - 1);
       xr[i] = xbase + w.order[pos] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
     }
-    PrefetchRunHeads(xbase, w.order, p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()), pos0 + kShrinkRows,
-                     std::min<int64_t>(pos_end, pos0 + 2 * kShrinkRows), h_begin * ElemSize<TX>(),
-                     h_end * ElemSize<TX>());
+    if (!widen_x)
+      PrefetchRunHeads(xbase, w.order, p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()), pos0 + kShrinkRows,
+                       std::min<int64_t>(pos_end, pos0 + 2 * kShrinkRows), h_begin * ElemSize<TX>(),
+                       h_end * ElemSize<TX>());
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += kLanes)
@@ -328,6 +333,12 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
         ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * A.esize;
       float* out[kShrinkRows];
       for (int i = 0; i < kShrinkRows; ++i) out[i] = zk + (pos0 + i) * w.rp + r0;
+      // Rank block j prefetches next-block row j, j + nrb, ... (one row per rank block here).
+      const int64_t rb = (r0 - r_begin) / kShrinkRanks;
+      const unsigned char* pf = nullptr;
+      if (widen_x && rb < kShrinkRows && pos0 + kShrinkRows + rb < pos_end)
+        pf = xbase + w.order[pos0 + kShrinkRows + rb] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()) +
+             h_begin * static_cast<int64_t>(ElemSize<TX>());
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if (widen_x && rows_valid == 1)
         ShrinkBlock<DType::f32, TA, 1>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
@@ -335,7 +346,8 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
         ShrinkBlock<DType::f32, TA, kShrinkRows / 2>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid,
                                                      ranks_valid);
       else if (widen_x)
-        ShrinkBlock<DType::f32, TA>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
+        ShrinkBlock<DType::f32, TA>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid, pf,
+                                    ElemSize<TX>());
       else if (rows_valid == 1)
         ShrinkBlock<TX, TA, 1>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
       else
