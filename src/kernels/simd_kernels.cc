@@ -631,14 +631,17 @@ constexpr int kExRanks = 4;
 template <DType TX, DType TA, int kRows = kExRows, bool kXf64 = false>
 HWY_INLINE void ShrinkBlockExact(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                                  int64_t a_chunk_step, int64_t h0, int64_t h1, double* const* out,
-                                 int rows_valid, int ranks_valid) {
+                                 int rows_valid, int ranks_valid, const unsigned char* pf = nullptr,
+                                 int64_t pf_esize = 2) {
   const DD dd;
   const int64_t step = static_cast<int64_t>(kLanesD);
   const int64_t h_full = h0 + ((h1 - h0) / step) * step;
+  const int64_t pf_mask = 64 / pf_esize - 1;  // see ShrinkBlock
   VD acc[kRows][kExRanks];
   for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::Zero(dd);
   for (int64_t h = h0; h < h_full; h += step) {
+    if (pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(pf + (h - h0) * pf_esize);
     const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
     VD av[kExRanks];
     for (int j = 0; j < kExRanks; ++j) av[j] = LoadD<TA>(ar[j], aoff);
@@ -683,9 +686,10 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     const unsigned char* xr[kExRows];
     for (int i = 0; i < kExRows; ++i)
       xr[i] = xbase + w.order[pos0 + std::min(i, rows_valid - 1)] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
-    PrefetchRunHeads(xbase, w.order, p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()), pos0 + kExRows,
-                     std::min<int64_t>(pos_end, pos0 + 2 * kExRows), h_begin * ElemSize<TX>(),
-                     h_end * ElemSize<TX>());
+    if (!widen_x)
+      PrefetchRunHeads(xbase, w.order, p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()), pos0 + kExRows,
+                       std::min<int64_t>(pos_end, pos0 + 2 * kExRows), h_begin * ElemSize<TX>(),
+                       h_end * ElemSize<TX>());
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += kLanesD)
@@ -704,6 +708,11 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
         ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * A.esize;
       double* out[kExRows];
       for (int i = 0; i < kExRows; ++i) out[i] = zk + (pos0 + i) * w.rp + r0;
+      const int64_t rb = (r0 - r_begin) / kExRanks;
+      const unsigned char* pf = nullptr;
+      if (widen_x && rb < kExRows && pos0 + kExRows + rb < pos_end)
+        pf = xbase + w.order[pos0 + kExRows + rb] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()) +
+             h_begin * static_cast<int64_t>(ElemSize<TX>());
       if (widen_x && rows_valid == 1)
         ShrinkBlockExact<DType::f32, TA, 1, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
       else if (widen_x && rows_valid <= kExRows / 2)
@@ -711,7 +720,7 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
                                                             rows_valid, ranks_valid);
       else if (widen_x)
         ShrinkBlockExact<DType::f32, TA, kExRows, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid,
-                                                       ranks_valid);
+                                                       ranks_valid, pf, ElemSize<TX>());
       else if (rows_valid == 1)
         ShrinkBlockExact<TX, TA, 1>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
       else
