@@ -253,16 +253,20 @@ constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened pa
 template <DType TX, DType TA, int kRows = kShrinkRows>
 HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                             int64_t a_chunk_step, int64_t h0, int64_t h1, float* const* out, int rows_valid,
-                            int ranks_valid, const unsigned char* pf = nullptr, int64_t pf_esize = 2) {
+                            int ranks_valid, const unsigned char* pf = nullptr, int64_t pf_esize = 2,
+                            const unsigned char* const* apf = nullptr, int64_t a_esize = 2) {
   const DF df;
   const int64_t h_full = h0 + ((h1 - h0) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
   const int64_t pf_mask = 64 / pf_esize - 1;
+  const int64_t apf_mask = 64 / a_esize - 1;
   VF acc[kRows][kShrinkRanks];
   for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::Zero(df);
   for (int64_t h = h0; h < h_full; h += kLanes) {
     if (pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(pf + (h - h0) * pf_esize);
     const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
+    if (apf && (h & apf_mask) == 0)  // the next rank block's A, a line per 64 bytes of progress
+      for (int j = 0; j < kShrinkRanks; ++j) hwy::Prefetch(apf[j] + aoff * a_esize);
     VF av[kShrinkRanks];
     for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadF<TA>(ar[j], aoff);
     for (int i = 0; i < kRows; ++i) {
@@ -323,11 +327,17 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
     }
     for (int64_t r0 = r_begin; r0 < r_end; r0 += kShrinkRanks) {
       const int ranks_valid = static_cast<int>(std::min<int64_t>(kShrinkRanks, r_end - r0));
-      // Stream the next rank block of A from DRAM while this one computes (the hardware
-      // prefetcher alone leaves a single core far below its bandwidth on these short rows).
-      if (pos0 == pos_begin)
+      // The first row block streams A from DRAM: the micro-kernel prefetches the next rank
+      // block's rows as it goes (a burst per block would overflow the miss buffers).
+      const unsigned char* apf_rows[kShrinkRanks];
+      // (Rank split, decode: whole 8 KiB A rows stream well already; a burst ahead suffices.)
+      const bool apf_on = !w.rank_split && pos0 == pos_begin && r0 + kShrinkRanks < r_end;
+      if (w.rank_split)
         for (int64_t r = r0 + kShrinkRanks; r < std::min<int64_t>(r_end, r0 + 2 * kShrinkRanks); ++r)
           for (int64_t h = h_begin; h < h_end; h += 16) hwy::Prefetch(A.base + A.off(r, h) * A.esize);
+      for (int j = 0; j < kShrinkRanks; ++j)
+        apf_rows[j] = A.base + std::min<int64_t>(r0 + kShrinkRanks + j, p.R - 1) * A.row_step * A.esize;
+      const unsigned char* const* apf = apf_on ? apf_rows : nullptr;
       const unsigned char* ar[kShrinkRanks];
       for (int j = 0; j < kShrinkRanks; ++j)
         ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * A.esize;
@@ -340,18 +350,21 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
         pf = xbase + w.order[pos0 + kShrinkRows + rb] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()) +
              h_begin * static_cast<int64_t>(ElemSize<TX>());
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
+      const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
       if (widen_x && rows_valid == 1)
-        ShrinkBlock<DType::f32, TA, 1>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+        ShrinkBlock<DType::f32, TA, 1>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid, nullptr,
+                                       xes, apf, aes);
       else if (widen_x && rows_valid <= kShrinkRows / 2)  // short last block: half the FMAs
         ShrinkBlock<DType::f32, TA, kShrinkRows / 2>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid,
-                                                     ranks_valid);
+                                                     ranks_valid, nullptr, xes, apf, aes);
       else if (widen_x)
         ShrinkBlock<DType::f32, TA>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid, pf,
-                                    ElemSize<TX>());
+                                    xes, apf, aes);
       else if (rows_valid == 1)
-        ShrinkBlock<TX, TA, 1>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+        ShrinkBlock<TX, TA, 1>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid, nullptr, xes, apf, aes);
       else
-        ShrinkBlock<TX, TA>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
+        ShrinkBlock<TX, TA>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid, nullptr, xes, apf,
+                            aes);
     }
   }
 }
