@@ -504,13 +504,13 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
 void PackTransposed(DType tb, const WeightRows& Bw, int64_t R, int64_t rp, int64_t n0, int64_t n_end, float* rows,
                     float* bt) {
   const DF df;
-  // Prefetch a few blocks ahead, a cache line at a time (one burst of a whole block would
-  // overflow the miss buffers and the extra prefetches are dropped).
-  for (int64_t n = n0 + kPackAhead * kOpN; n < std::min<int64_t>(n_end, n0 + (kPackAhead + 1) * kOpN); ++n)
-    for (int64_t r = 0; r < R; r += 64 / Bw.esize) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
-  // Widen all rows first, transpose after (scalars read straight back from a just-stored
-  // vector would stall on store forwarding; the in-register transpose avoids that anyway).
+  // Widen all rows first, transpose after.  While widening row j, prefetch row j of the block
+  // kPackAhead blocks ahead: spread out, one row's lines at a time (a burst of a whole block
+  // would overflow the miss buffers and the surplus prefetches would be dropped).
+  const int64_t ahead = n0 + kPackAhead * kOpN;
   for (int64_t j = 0; j < kOpN; ++j) {
+    if (ahead + j < n_end)
+      for (int64_t r = 0; r < R; r += 64 / Bw.esize) hwy::Prefetch(Bw.base + Bw.off(ahead + j, r) * Bw.esize);
     const unsigned char* src = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
     for (int64_t r = 0; r < R; r += kLanes)
       hn::Store(LoadAnyF(tb, src, (r >> 4) * Bw.chunk_step + (r & 15), R - r), df, rows + j * rp + r);
