@@ -9,13 +9,27 @@
 extern "C" {
 #endif
 
-static const aclnnStatus ACLNN_SUCCESS = 0;
-static const aclnnStatus ACLNN_ERR_PARAM_NULLPTR = 161001;
-static const aclnnStatus ACLNN_ERR_PARAM_INVALID = 161002;
-static const aclnnStatus ACLNN_ERR_RUNTIME_ERROR = 361001;
-static const aclnnStatus ACLNN_ERR_INNER = 561000;
-static const aclnnStatus ACLNN_ERR_INNER_TILING_ERROR = 561002;
-static const aclnnStatus ACLNN_ERR_INNER_NULLPTR = 561103;
+#ifndef ACLNN_SUCCESS
+#define ACLNN_SUCCESS 0
+#endif
+#ifndef ACLNN_ERR_PARAM_NULLPTR
+#define ACLNN_ERR_PARAM_NULLPTR 161001
+#endif
+#ifndef ACLNN_ERR_PARAM_INVALID
+#define ACLNN_ERR_PARAM_INVALID 161002
+#endif
+#ifndef ACLNN_ERR_RUNTIME_ERROR
+#define ACLNN_ERR_RUNTIME_ERROR 361001
+#endif
+#ifndef ACLNN_ERR_INNER
+#define ACLNN_ERR_INNER 561000
+#endif
+#ifndef ACLNN_ERR_INNER_TILING_ERROR
+#define ACLNN_ERR_INNER_TILING_ERROR 561002
+#endif
+#ifndef ACLNN_ERR_INNER_NULLPTR
+#define ACLNN_ERR_INNER_NULLPTR 561103
+#endif
 
 #ifdef __cplusplus
 }

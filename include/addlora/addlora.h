@@ -70,6 +70,12 @@ struct Arguments {
   int64_t y_offset = 0;
   int64_t y_slice_size = -1;   // -1 -> H2
   Precision precision = Precision::exact;
+  // Optional per-adapter settings (Rules::general only; data == nullptr -> absent):
+  TensorView ranks;    // [W] int32: adapter i uses only the first ranks[i] of its R ranks
+                       // (values are read at run time and clamped to [0, R]; the rest of A
+                       // and B is not read, so adapters of different ranks share one padded
+                       // tensor without paying for the padding)
+  TensorView scales;   // [W] fp32: adapter i's delta is multiplied by scale * scales[i]
 };
 
 // Input positions for Plan::set_input_data (same order as aclnnAddLora's inputs).

@@ -42,19 +42,52 @@ TensorView to_view(const aclTensor* t) {
   return v;
 }
 
+// Holds the arguments (so re-pointed buffers can be re-validated at the next launch) and the
+// plan made from them.
 struct AddLoraExecutor final : aclOpExecutor {
+  addlora::Arguments args;
   addlora::Plan plan;
+  bool repointed = false;  // args changed since `plan` was made
+
   void run(void* workspace) override { plan.run(workspace); }
+
   std::function<void()> bind(void* workspace) override {
+    if (repointed) {
+      addlora::Plan fresh;
+      std::string message;
+      const addlora::Status st = addlora::make_plan(args, addlora::Rules::cann, &fresh, &message);
+      if (st != addlora::Status::ok) {
+        addlora_rt::set_error("%s (after re-pointing buffers)", message.c_str());
+        return {};
+      }
+      plan = std::move(fresh);  // same shapes, so the same workspace size
+      repointed = false;
+    }
     auto captured = std::make_shared<addlora::Plan>(plan.clone());
     return [captured, workspace] { captured->run(workspace); };
   }
+
   bool set_input_addr(uint64_t index, void* addr) override {
-    return index < 5 && plan.set_input_data(static_cast<int>(index), addr);
+    static constexpr addlora::TensorView addlora::Arguments::*kInputs[] = {
+        &addlora::Arguments::y, &addlora::Arguments::x, &addlora::Arguments::weight_b, &addlora::Arguments::indices,
+        &addlora::Arguments::weight_a};
+    if (index >= 5 || (index == 4 && args.weight_a.ndim == 0)) return false;
+    (args.*kInputs[index]).data = addr;
+    // In place stays in place: out is the same view as y.
+    if (index == 0 && in_place()) args.out.data = addr;
+    repointed = true;
+    return true;
   }
+
   bool set_output_addr(uint64_t index, void* addr) override {
-    return index == 0 && plan.set_output_data(0, addr);
+    if (index != 0) return false;
+    args.out.data = addr;
+    repointed = true;
+    return true;
   }
+
+ private:
+  bool in_place() const { return args.out.data == args.y.data && args.out.offset == args.y.offset; }
 };
 
 aclnnStatus fail(aclnnStatus code, const std::string& message) {
@@ -95,6 +128,7 @@ extern "C" aclnnStatus aclnnAddLoraGetWorkspaceSize(const aclTensor* y, const ac
 
     if (addlora::detail::allocation_fails()) throw std::bad_alloc();
     std::unique_ptr<AddLoraExecutor> e(new AddLoraExecutor);
+    e->args = args;
     std::string message;
     const addlora::Status st = addlora::make_plan(args, addlora::Rules::cann, &e->plan, &message);
     if (st != addlora::Status::ok) return fail(static_cast<aclnnStatus>(st), message);

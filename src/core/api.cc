@@ -1,5 +1,8 @@
 // The public C++ API (include/addlora/addlora.h) on top of validation, planning and kernels.
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <thread>
 #include <memory>
 #include <new>
 #include <vector>
@@ -45,7 +48,8 @@ TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list
   int64_t stride = 1;
   for (int k = v.ndim - 1; k >= 0; --k) {
     v.strides[k] = stride;
-    stride *= v.dims[k] > 0 ? v.dims[k] : 1;
+    // Saturate instead of overflowing: validation then rejects the view as too large.
+    if (__builtin_mul_overflow(stride, v.dims[k] > 0 ? v.dims[k] : 1, &stride)) stride = INT64_MAX;
   }
   return v;
 }
@@ -77,11 +81,18 @@ bool repoint(Plan::Impl* impl, TensorView Arguments::*field, void* data) {
   const bool per_slice = field == &Arguments::weight_a || field == &Arguments::weight_b;
   if (per_slice && impl->slices.size() != 1) return false;
   std::vector<void*> old;
+  old.reserve(impl->slices.size());  // may throw before anything changed
   for (Arguments& a : impl->slices) {
     old.push_back((a.*field).data);
     (a.*field).data = data;
   }
-  if (impl->rebuild(nullptr) != Status::ok) {
+  Status st;
+  try {
+    st = impl->rebuild(nullptr);
+  } catch (const std::bad_alloc&) {
+    st = Status::internal;
+  }
+  if (st != Status::ok) {
     for (size_t k = 0; k < old.size(); ++k) (impl->slices[k].*field).data = old[k];
     return false;
   }
@@ -126,7 +137,13 @@ Status make_plan(const Arguments* slices, size_t num_slices, Rules rules, Plan* 
     return Status::internal;
   }
   impl->rules = rules;
-  const Status st = impl->rebuild(message);
+  Status st;
+  try {
+    st = impl->rebuild(message);
+  } catch (const std::bad_alloc&) {
+    if (message) *message = "AddLora: out of memory while planning";
+    return Status::internal;
+  }
   if (st != Status::ok) return st;
   plan->impl_ = std::move(impl);
   return Status::ok;
@@ -154,7 +171,12 @@ Status add_lora(const Arguments* slices, size_t num_slices, Rules rules, std::st
   return Status::ok;
 }
 
-void set_num_threads(int n) { kernels::set_num_threads(n); }
+void set_num_threads(int n) {
+  // More workers than 8x the hardware threads only costs memory; a huge n would fail to
+  // create its threads.
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  kernels::set_num_threads(std::max(1, std::min(n, 8 * hw)));
+}
 int num_threads() { return kernels::num_threads(); }
 const char* simd_target() { return kernels::simd_target(); }
 const char* version() { return "0.1.0"; }

@@ -29,7 +29,7 @@ addlora::TensorView view(const addlora_tensor& t) {
     int64_t s = 1;
     for (int i = n - 1; i >= 0; --i) {
       v.strides[i] = s;
-      s *= t.dims[i] > 0 ? t.dims[i] : 1;
+      if (__builtin_mul_overflow(s, t.dims[i] > 0 ? t.dims[i] : 1, &s)) s = INT64_MAX;  // rejected later
     }
   }
   return v;
@@ -64,6 +64,12 @@ extern "C" int32_t addlora_run(const addlora_args* a, int32_t strict) {
 }
 
 extern "C" const char* addlora_last_error(void) { return t_last_error.c_str(); }
-extern "C" void addlora_set_num_threads(int32_t n) { addlora::set_num_threads(n); }
+extern "C" void addlora_set_num_threads(int32_t n) {
+  try {
+    addlora::set_num_threads(n);
+  } catch (...) {  // threads could not be created: the previous pool stays
+    t_last_error = "AddLora: cannot create the worker threads";
+  }
+}
 extern "C" int32_t addlora_num_threads(void) { return addlora::num_threads(); }
 extern "C" const char* addlora_simd_target(void) { return addlora::simd_target(); }

@@ -20,9 +20,10 @@ bool geometry(const int64_t* dims, int ndim, Geometry* g) {
     if (__builtin_mul_overflow(g->batch, dims[i], &g->batch)) return false;
   g->M = dims[ndim - 2];
   g->N = dims[ndim - 1];
-  g->m1 = (g->M + 15) / 16;
-  g->n1 = (g->N + 15) / 16;
-  return !__builtin_mul_overflow(g->batch, g->m1 * 256, &g->elems) &&
+  g->m1 = g->M / 16 + (g->M % 16 != 0);  // ceil without overflow near 2^63
+  g->n1 = g->N / 16 + (g->N % 16 != 0);
+  int64_t block = 0;
+  return !__builtin_mul_overflow(g->m1, int64_t{256}, &block) && !__builtin_mul_overflow(g->batch, block, &g->elems) &&
          !__builtin_mul_overflow(g->elems, g->n1, &g->elems);
 }
 
@@ -39,8 +40,17 @@ Status check(const TensorView& v, int64_t nz_elems, Geometry* g, std::string* me
   if (v.layout != Layout::nd) return fail("the ND side of an NZ conversion must have Layout::nd");
   if (!geometry(v.dims, v.ndim, g)) return fail("NZ conversion needs 2 to 8 non-negative dims without overflow");
   if (nz_elems < g->elems) return fail("NZ buffer is smaller than nz_elements(dims)");
-  for (int i = 0; i < v.ndim; ++i)
+  if (v.offset < 0) return fail("ND offset must be >= 0");
+  int64_t last = v.offset;
+  for (int i = 0; i < v.ndim; ++i) {
     if (v.dims[i] > 1 && v.strides[i] < 1) return fail("ND strides must be >= 1");
+    int64_t step = 0;
+    if (v.dims[i] > 1 &&
+        (__builtin_mul_overflow(v.dims[i] - 1, v.strides[i], &step) || __builtin_add_overflow(last, step, &last)))
+      return fail("ND view extent overflows 64 bits");
+  }
+  if (v.storage_elems >= 0 && g->elems > 0 && last >= v.storage_elems)
+    return fail("ND view does not fit its storage_elems");
   return Status::ok;
 }
 

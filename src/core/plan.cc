@@ -62,6 +62,14 @@ Problem build_problem(const Arguments& a, const Shape& s) {
   p.index_dtype = a.indices.dtype;
   p.index_stride = a.indices.strides[0];
   p.fast_accumulate = a.precision == Precision::fast;
+  if (a.ranks.data != nullptr) {
+    p.ranks = reinterpret_cast<const int32_t*>(at(a.ranks, a.ranks.offset));
+    p.ranks_stride = a.ranks.strides[0];
+  }
+  if (a.scales.data != nullptr) {
+    p.scales = reinterpret_cast<const float*>(at(a.scales, a.scales.offset));
+    p.scales_stride = a.scales.strides[0];
+  }
   p.has_a = s.has_a;
   if (s.has_a) p.a = weight(a.weight_a, a.layer_idx);
   p.b = weight(a.weight_b, a.layer_idx);

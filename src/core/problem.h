@@ -46,6 +46,13 @@ struct Problem {
   DType index_dtype = DType::i32;  // i32 or i64
   int64_t index_stride = 1;
 
+  // Optional per-adapter rank limit (int32, clamped to [0, R] when read) and scale factor
+  // (fp32, multiplied with `scale`); nullptr when absent.
+  const int32_t* ranks = nullptr;
+  int64_t ranks_stride = 1;
+  const float* scales = nullptr;
+  int64_t scales_stride = 1;
+
   // Precision::fast: fp32 sums are enough; otherwise sums are fp64 (SPEC §1's 1 ulp).
   bool fast_accumulate = false;
 
@@ -73,6 +80,23 @@ inline int64_t adapter_of(const Problem& p, int64_t b) {
                         ? static_cast<const int64_t*>(p.indices)[b * p.index_stride]
                         : static_cast<const int32_t*>(p.indices)[b * p.index_stride];
   return (i >= 0 && i < p.W) ? i : -1;
+}
+
+}  // namespace addlora::detail
+
+namespace addlora::detail {
+
+// Ranks adapter w uses (R unless a per-adapter rank limits it).
+inline int64_t rank_of(const Problem& p, int64_t w) {
+  if (p.ranks == nullptr) return p.R;
+  const int64_t r = p.ranks[w * p.ranks_stride];
+  return r < 0 ? 0 : (r > p.R ? p.R : r);
+}
+
+// Scale applied to adapter w's delta.
+inline float scale_of(const Problem& p, int64_t w) {
+  return p.scales == nullptr ? p.scale
+                             : static_cast<float>(static_cast<double>(p.scale) * p.scales[w * p.scales_stride]);
 }
 
 }  // namespace addlora::detail

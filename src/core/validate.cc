@@ -14,6 +14,7 @@ namespace addlora::detail {
 namespace {
 
 constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
+constexpr bool kPerAdapterKernels = false;  // set once the kernels honour Problem::ranks/scales
 
 class Failure {
  public:
@@ -52,7 +53,8 @@ int64_t last_element(const TensorView& v) {
     int64_t batch = 1;
     for (int i = 0; i + 2 < v.ndim; ++i)
       if (__builtin_mul_overflow(batch, v.dims[i], &batch)) return -1;
-    const int64_t m1 = (v.dims[v.ndim - 2] + 15) / 16, n1 = (v.dims[v.ndim - 1] + 15) / 16;
+    const int64_t M = v.dims[v.ndim - 2], N = v.dims[v.ndim - 1];
+    const int64_t m1 = M / 16 + (M % 16 != 0), n1 = N / 16 + (N % 16 != 0);  // no overflow near 2^63
     int64_t n = 0;
     if (__builtin_mul_overflow(batch, m1, &n) || __builtin_mul_overflow(n, n1, &n) ||
         __builtin_mul_overflow(n, int64_t{256}, &n) || __builtin_add_overflow(last, n - 1, &last))
@@ -66,6 +68,12 @@ int64_t last_element(const TensorView& v) {
       return -1;
   }
   return last;
+}
+
+bool is_empty(const TensorView& v) {
+  for (int i = 0; i < v.ndim && i < 8; ++i)
+    if (v.dims[i] == 0) return true;
+  return false;
 }
 
 struct Named {
@@ -85,6 +93,7 @@ Status check_memory(const Failure& fail, const Named& t) {
         return fail(Status::invalid_param, "%s stride of dim %d must be >= 1 (stride=%lld, dim=%lld)",
                     t.name, i, static_cast<long long>(v.strides[i]), static_cast<long long>(v.dims[i]));
   }
+  if (is_empty(v)) return Status::ok;  // no element is ever read or written
   const int64_t last = last_element(v);
   int64_t bytes = 0;
   if (last < 0 || last == kMaxInt64 ||
@@ -97,20 +106,47 @@ Status check_memory(const Failure& fail, const Named& t) {
   return Status::ok;
 }
 
+uintptr_t first_byte(const TensorView& v) {
+  return reinterpret_cast<uintptr_t>(v.data) + static_cast<uintptr_t>(v.offset) * dtype_size(v.dtype);
+}
+
 // Byte range [lo, hi) the view may touch.
 void byte_range(const TensorView& v, uintptr_t* lo, uintptr_t* hi) {
   const uintptr_t es = dtype_size(v.dtype);
-  *lo = reinterpret_cast<uintptr_t>(v.data) + static_cast<uintptr_t>(v.offset) * es;
+  *lo = first_byte(v);
   *hi = reinterpret_cast<uintptr_t>(v.data) + static_cast<uintptr_t>(last_element(v) + 1) * es;
 }
 
+// Two 2-D ND views with the same row pitch in bytes whose rows each fit in one pitch occupy
+// bands of byte residues modulo the pitch; disjoint bands share no byte (e.g. column slices
+// of one fused [B, 3H] buffer).  True when that proves the views disjoint.
+bool disjoint_bands(const TensorView& a, const TensorView& b) {
+  if (a.layout != Layout::nd || b.layout != Layout::nd || a.ndim != 2 || b.ndim != 2) return false;
+  const int64_t ea = static_cast<int64_t>(dtype_size(a.dtype)), eb = static_cast<int64_t>(dtype_size(b.dtype));
+  const int64_t pitch = a.strides[0] * ea;
+  if (pitch != b.strides[0] * eb || pitch <= 0) return false;
+  const int64_t wa = ((a.dims[1] - 1) * a.strides[1] + 1) * ea, wb = ((b.dims[1] - 1) * b.strides[1] + 1) * eb;
+  if (wa > pitch || wb > pitch) return false;
+  const uintptr_t p = static_cast<uintptr_t>(pitch);
+  const uintptr_t ra = first_byte(a) % p, rb = first_byte(b) % p;
+  return (rb + p - ra) % p >= static_cast<uintptr_t>(wa) && (ra + p - rb) % p >= static_cast<uintptr_t>(wb);
+}
+
+// Same elements: first byte, dtype, shape and strides.
 bool same_view(const TensorView& a, const TensorView& b) {
-  if (a.data != b.data || a.dtype != b.dtype || a.offset != b.offset || a.ndim != b.ndim ||
-      a.layout != b.layout)
-    return false;
+  if (first_byte(a) != first_byte(b) || a.dtype != b.dtype || a.ndim != b.ndim || a.layout != b.layout) return false;
   for (int i = 0; i < a.ndim; ++i)
     if (a.dims[i] != b.dims[i] || (a.dims[i] > 1 && a.strides[i] != b.strides[i])) return false;
   return true;
+}
+
+int64_t gcd(int64_t a, int64_t b) {
+  while (b != 0) {
+    const int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
 }
 
 }  // namespace
@@ -258,6 +294,26 @@ Status validate(const Arguments& a, Rules rules, Shape* shape, std::string* mess
     return fail(Status::invalid_shape, "B must be < 2^31 (B=%lld)", (ll)s.B);
   }
 
+  // ---- per-adapter ranks and scales (library API only) -----------------------------------------
+  const struct { const char* name; const TensorView* v; DType dtype; } per_adapter[] = {
+      {"ranks", &a.ranks, DType::i32}, {"scales", &a.scales, DType::f32}};
+  for (const auto& t : per_adapter) {
+    if (t.v->data == nullptr) continue;
+    if (cann)
+      return fail(Status::invalid_param, "%s is not an input of aclnnAddLora (use Rules::general)", t.name);
+    if (!kPerAdapterKernels)  // the kernels do not read them yet: refuse rather than ignore
+      return fail(Status::invalid_param, "%s: per-adapter settings are not supported by this build's kernels", t.name);
+    if (t.v->dtype != t.dtype)
+      return fail(Status::invalid_param, "%s dtype must be %s (got %s)", t.name, dtype_name(t.dtype),
+                  dtype_name(t.v->dtype));
+    if (t.v->layout != Layout::nd)
+      return fail(Status::invalid_param, "%s format must be ND", t.name);
+    if (t.v->ndim != 1 || t.v->dims[0] != s.W)
+      return fail(Status::invalid_shape, "%s must be 1-D of W=%lld elements (got %d-D, dim 0 = %lld)", t.name,
+                  (ll)s.W, t.v->ndim, t.v->ndim > 0 ? (ll)t.v->dims[0] : -1LL);
+    tensors.push_back({t.name, t.v});
+  }
+
   // ---- memory: strides, storage, workspace size, aliasing ------------------------------------
   for (const Named& t : tensors)
     if (Status st = check_memory(fail, t); st != Status::ok) return st;
@@ -265,26 +321,31 @@ Status validate(const Arguments& a, Rules rules, Shape* shape, std::string* mess
   if (__builtin_mul_overflow(s.B, s.R, &z_elems) || z_elems > (kMaxInt64 >> 4))
     return fail(Status::invalid_shape, "B * R is too large for the workspace (B=%lld, R=%lld)", (ll)s.B, (ll)s.R);
 
-  // out must not write one element twice: its two strides must separate rows and columns.
-  {
+  // out must not write one element twice.  Elements (i, j) and (i', j') coincide when
+  // di*rs == dj*cs; the smallest solution is (cs/g, rs/g) with g = gcd(rs, cs).
+  if (!is_empty(a.out)) {
     const int64_t rs = a.out.strides[0], cs = a.out.strides[1];
     const int64_t rows = a.out.dims[0], cols = a.out.dims[1];
-    const bool ok = rows <= 1 || cols <= 1 || (rs >= cs ? rs >= cs * cols : cs >= rs * rows);
-    if (!ok)
-      return fail(Status::invalid_param,
-                  "out view overlaps itself (strides=[%lld, %lld], shape=[%lld, %lld])", (ll)rs, (ll)cs,
-                  (ll)rows, (ll)cols);
+    if (rows > 1 && cols > 1) {
+      const int64_t g = gcd(rs, cs);
+      if (cs / g < rows && rs / g < cols)
+        return fail(Status::invalid_param,
+                    "out view overlaps itself (strides=[%lld, %lld], shape=[%lld, %lld])", (ll)rs, (ll)cs,
+                    (ll)rows, (ll)cols);
+    }
   }
   s.in_place = same_view(a.out, a.y);
-  uintptr_t olo, ohi;
-  byte_range(a.out, &olo, &ohi);
-  for (const Named& t : tensors) {
-    if (t.v == &a.out || (t.v == &a.y && s.in_place)) continue;
-    uintptr_t lo, hi;
-    byte_range(*t.v, &lo, &hi);
-    if (lo < ohi && olo < hi)
-      return fail(Status::invalid_param, "out overlaps %s in memory (only out == y, the identical view, may alias)",
-                  t.name);
+  if (!is_empty(a.out)) {
+    uintptr_t olo, ohi;
+    byte_range(a.out, &olo, &ohi);
+    for (const Named& t : tensors) {
+      if (t.v == &a.out || (t.v == &a.y && s.in_place) || is_empty(*t.v)) continue;
+      uintptr_t lo, hi;
+      byte_range(*t.v, &lo, &hi);
+      if (lo < ohi && olo < hi && !disjoint_bands(a.out, *t.v))
+        return fail(Status::invalid_param,
+                    "out overlaps %s in memory (only out == y, the identical view, may alias)", t.name);
+    }
   }
   *shape = s;
   return Status::ok;

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "reference/reference.h"
 
 #include <cmath>
@@ -116,13 +117,16 @@ Expected compute(const Arguments& a) {
     const int64_t i = load_index(a.indices, b);
     if (i < 0 || i >= W) continue;
     ++e.rows_with_adapter;
+    // Per-adapter rank (int32, clamped to [0, R]) and scale factor (fp32), when given.
+    const int64_t rank = a.ranks.data == nullptr ? R : std::min<int64_t>(R, std::max<int64_t>(0, load_index(a.ranks, i)));
+    const double scale = a.scales.data == nullptr ? a.scale : a.scale * load(a.scales, {i});
     if (Bm[i].empty()) {
       Bm[i] = weight_matrix(a.weight_b, i, a.layer_idx);                 // [H2, R]
       if (has_a) A[i] = weight_matrix(a.weight_a, i, a.layer_idx);       // [R, H1]
     }
     for (int64_t h = 0; h < H1; ++h) x[h] = load(a.x, {b, h});
     if (has_a) {
-      for (int64_t r = 0; r < R; ++r) {
+      for (int64_t r = 0; r < rank; ++r) {
         double s = 0, sa = 0;
         const double* row = &A[i][r * H1];
         for (int64_t h = 0; h < H1; ++h) {
@@ -139,14 +143,14 @@ Expected compute(const Arguments& a) {
     for (int64_t c = 0; c < S; ++c) {
       double s = 0, sa = 0;
       const double* row = &Bm[i][c * R];
-      for (int64_t r = 0; r < R; ++r) {
+      for (int64_t r = 0; r < rank; ++r) {
         s += z[r] * row[r];
         sa += zabs[r] * std::fabs(row[r]);
       }
-      const double d = a.scale * s;
+      const double d = scale * s;
       const size_t k = static_cast<size_t>(b * H3 + a.y_offset + c);
       e.magnitude[k] = std::fabs(e.value[k]) + std::fabs(d);
-      e.condition[k] = std::fabs(e.value[k]) + std::fabs(a.scale) * sa;
+      e.condition[k] = std::fabs(e.value[k]) + std::fabs(scale) * sa;
       e.value[k] += d;
       e.written[k] = 1;
     }

@@ -1,6 +1,8 @@
 // libnnopbase: the executor registry behind phase two of every aclnn operator.
 // An executor handle is live from register_executor() until it is consumed (single-use,
-// launched once) or destroyed (aclDestroyAclOpExecutor).  Queued runs hold shared
+// launched once) or destroyed (aclDestroyAclOpExecutor).  Handles are tokens that are never
+// reused (not the executor's address), so a stale handle can never reach a newer executor
+// that happens to live at the same address.  Queued runs hold shared
 // ownership, so destroying or consuming a handle never frees an executor a stream is about
 // to run; the last reference (registry or task) deletes it.
 #include <memory>
@@ -21,10 +23,11 @@ struct Entry {
 };
 
 std::mutex g_mutex;
-std::unordered_map<const aclOpExecutor*, Entry>& registry() {
+std::unordered_map<const aclOpExecutor*, Entry>& registry() {  // keyed by handle token
   static auto* map = new std::unordered_map<const aclOpExecutor*, Entry>;  // never destroyed: see runtime.cc
   return *map;
 }
+uintptr_t g_next_token = 0x7a0000;  // guarded by g_mutex; 16-byte steps, never reused
 
 template <class F>
 aclnnStatus nn_guarded(const char* fn, F&& body) noexcept {
@@ -51,12 +54,16 @@ aclnnStatus set_addr(const char* fn, bool input, aclOpExecutor* executor, size_t
   std::lock_guard<std::mutex> lock(g_mutex);
   Entry* entry = find_locked(fn, executor);
   if (entry == nullptr) return ACLNN_ERR_PARAM_INVALID;
+  if (!is_live_tensor(tensor)) {
+    set_error("%s: tensor %p is not live (destroyed, or not from aclCreateTensor)", fn, static_cast<void*>(tensor));
+    return ACLNN_ERR_PARAM_INVALID;
+  }
   const bool ok = input ? entry->executor->set_input_addr(index, addr) : entry->executor->set_output_addr(index, addr);
   if (!ok) {
     set_error("%s: %s index %zu is out of range for this operator", fn, input ? "input" : "output", index);
     return ACLNN_ERR_PARAM_INVALID;
   }
-  tensor->data = addr;
+  set_tensor_data(tensor, addr);  // under the tensor registry's lock: phase one may read it
   return ACLNN_SUCCESS;
 }
 
@@ -68,10 +75,11 @@ aclOpExecutor* register_executor(std::unique_ptr<aclOpExecutor> e) {
     return nullptr;
   }
   try {
-    aclOpExecutor* handle = e.get();
     Entry entry;
     entry.executor = std::shared_ptr<aclOpExecutor>(std::move(e));
     std::lock_guard<std::mutex> lock(g_mutex);
+    g_next_token += 16;
+    auto* handle = reinterpret_cast<aclOpExecutor*>(g_next_token);
     registry()[handle] = std::move(entry);
     return handle;
   } catch (...) {  // e (or the shared_ptr owning it) frees the executor on the way out
@@ -92,7 +100,7 @@ aclnnStatus launch_executor(aclOpExecutor* e, void* workspace, uint64_t workspac
     Entry* entry = find_locked("phase two", e);
     if (entry == nullptr) return ACLNN_ERR_PARAM_INVALID;
     const uint64_t needed = entry->executor->workspace_size;
-    if (workspace == nullptr && (workspace_size > 0 || needed > 0)) {
+    if (workspace == nullptr && workspace_size > 0) {
       set_error("phase two: workspace is null but workspaceSize is %llu (phase one reported %llu bytes)",
                 static_cast<unsigned long long>(workspace_size), static_cast<unsigned long long>(needed));
       return ACLNN_ERR_PARAM_NULLPTR;
@@ -104,6 +112,9 @@ aclnnStatus launch_executor(aclOpExecutor* e, void* workspace, uint64_t workspac
     }
     std::shared_ptr<aclOpExecutor> owner = entry->executor;
     std::function<void()> task = owner->bind(workspace);
+    if (!task) {  // the executor refused its current arguments (it set the message)
+      return ACLNN_ERR_PARAM_INVALID;
+    }
     const aclError err = enqueue(stream, [owner, task = std::move(task)] { task(); });
     if (err != ACL_SUCCESS) {  // not consumed; restate the runtime's reason for the client
       const std::string why = aclGetRecentErrMsg();

@@ -33,12 +33,16 @@ struct aclOpExecutor {
   virtual void run(void* workspace) = 0;
   // Called by phase two under the registry lock: captures the executor's arguments as they
   // are now (as the device captures them at launch) and returns the task the stream runs.
-  // Later re-pointing (aclSetInputTensorAddr) affects only later launches.  The default
-  // runs the executor as it is when the stream gets to it.
+  // Later re-pointing (aclSetInputTensorAddr) affects only later launches.  An empty
+  // function means the current arguments are invalid (the executor has set the message):
+  // phase two then returns 161002 and the executor is not consumed.  The default runs the
+  // executor as it is when the stream gets to it.
   virtual std::function<void()> bind(void* workspace) {
     return [this, workspace] { run(workspace); };
   }
   // Re-point buffers (aclSetInputTensorAddr / aclSetOutputTensorAddr).  false = bad index.
+  // The new addresses are validated at the next launch (bind), so a client may re-point
+  // several buffers in any order.
   virtual bool set_input_addr(uint64_t index, void* addr) = 0;
   virtual bool set_output_addr(uint64_t index, void* addr) = 0;
 };
@@ -72,6 +76,8 @@ __attribute__((visibility("default"))) aclnnStatus launch_executor(aclOpExecutor
 // operator reject a stale handle with 161002 instead of reading freed memory.  Exported by
 // libnnopbase.  (Added by the runtime helper.)
 __attribute__((visibility("default"))) bool is_live_tensor(const aclTensor* t);
+// Sets a live tensor's data pointer under the tensor registry's lock; false if not live.
+__attribute__((visibility("default"))) bool set_tensor_data(aclTensor* t, void* addr);
 
 // Test hook: the `nth` next aclrtMalloc / aclrtMallocHost (0 = the very next) fails with
 // ACL_ERROR_BAD_ALLOC; -1 disables.  Exported by libascendcl.

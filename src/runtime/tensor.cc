@@ -88,6 +88,13 @@ aclnnStatus copy_out(const std::vector<int64_t>& v, int64_t** values, uint64_t* 
 
 }  // namespace
 
+bool set_tensor_data(aclTensor* t, void* addr) {
+  std::lock_guard<std::mutex> lock(g_tensors_mutex);
+  if (live_tensors().count(t) == 0) return false;
+  t->data = addr;
+  return true;
+}
+
 bool is_live_tensor(const aclTensor* t) {
   if (t == nullptr) return false;
   std::lock_guard<std::mutex> lock(g_tensors_mutex);
