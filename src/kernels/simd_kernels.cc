@@ -53,8 +53,12 @@ HWY_INLINE hn::Vec<D> LoadF(const void* base, int64_t off) {
     const auto u = hn::PromoteTo(du32, hn::LoadU(du16, static_cast<const uint16_t*>(base) + off));
     return hn::BitCast(df, hn::ShiftLeft<16>(u));
   } else {
-#if HWY_TARGET == HWY_SCALAR  // Highway's scalar f16 promotion mishandles Inf/NaN
-    return hn::Set(df, numeric::half_to_float(static_cast<const uint16_t*>(base)[off]));
+#if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+    // Highway's portable f16 promotion mishandles Inf/NaN: convert lane by lane.
+    HWY_ALIGN float lanes[hn::MaxLanes(D())];
+    for (size_t i = 0; i < hn::MaxLanes(D()); ++i)
+      lanes[i] = numeric::half_to_float(static_cast<const uint16_t*>(base)[off + static_cast<int64_t>(i)]);
+    return hn::Load(df, lanes);
 #else
     const hn::Rebind<hwy::float16_t, D> dh;
     return hn::PromoteTo(df, hn::LoadU(dh, static_cast<const hwy::float16_t*>(base) + off));
@@ -92,8 +96,12 @@ HWY_INLINE void StoreF(hn::Vec<D> v, void* base, int64_t off) {
     hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, bits)), du16,
                static_cast<uint16_t*>(base) + off);
   } else {
-#if HWY_TARGET == HWY_SCALAR  // Highway's scalar f16 demotion truncates
-    static_cast<uint16_t*>(base)[off] = numeric::float_to_half(hn::GetLane(v));
+#if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+    // Highway's portable f16 demotion truncates: round to nearest even lane by lane.
+    HWY_ALIGN float lanes[hn::MaxLanes(D())];
+    hn::Store(v, df, lanes);
+    for (size_t i = 0; i < hn::MaxLanes(D()); ++i)
+      static_cast<uint16_t*>(base)[off + static_cast<int64_t>(i)] = numeric::float_to_half(lanes[i]);
 #else  // vcvtps2ph with the current (round to nearest even) mode
     const hn::Rebind<hwy::float16_t, D> dh;
     hn::StoreU(hn::DemoteTo(dh, v), dh, static_cast<hwy::float16_t*>(base) + off);
