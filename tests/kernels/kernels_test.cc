@@ -8,7 +8,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -276,6 +278,40 @@ TEST(Threads, BitwiseIdenticalAcrossThreadCounts) {
       }
     }
   }
+  addlora::set_num_threads(saved);
+}
+
+// Several callers at once while the pool is resized: every result still equals the
+// single-threaded one bit for bit (the pool serialises jobs; resizing waits for them).
+TEST(Threads, ConcurrentCallersWhileResizing) {
+  const int saved = addlora::num_threads();
+  Spec s;
+  s.B = 40; s.H1 = 1500; s.H2 = 300; s.H3 = 310; s.R = 24; s.W = 3; s.seed = 9;
+  addlora::set_num_threads(1);
+  std::string failure;
+  Case ref_case(s);
+  const std::vector<uint8_t> expected = run(ref_case, &failure);
+  ASSERT_EQ(failure, "");
+  std::atomic<bool> stop{false};
+  std::atomic<int> mismatches{0}, failures{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 2; ++t)
+    callers.emplace_back([&] {
+      Case c(s);
+      for (int i = 0; i < 15; ++i) {
+        std::string f;
+        if (run(c, &f) != expected) ++mismatches;
+        if (!f.empty()) ++failures;
+      }
+    });
+  std::thread resizer([&] {
+    for (int n = 0; !stop; ++n) addlora::set_num_threads(1 + n % 3);
+  });
+  for (auto& t : callers) t.join();
+  stop = true;
+  resizer.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(failures.load(), 0);
   addlora::set_num_threads(saved);
 }
 
