@@ -94,9 +94,8 @@ inline int64_t rank_of(const Problem& p, int64_t w) {
 }
 
 // Scale applied to adapter w's delta.
-inline float scale_of(const Problem& p, int64_t w) {
-  return p.scales == nullptr ? p.scale
-                             : static_cast<float>(static_cast<double>(p.scale) * p.scales[w * p.scales_stride]);
+inline double scale_of(const Problem& p, int64_t w) {
+  return p.scales == nullptr ? p.scale : static_cast<double>(p.scale) * p.scales[w * p.scales_stride];
 }
 
 }  // namespace addlora::detail

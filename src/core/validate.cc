@@ -14,7 +14,6 @@ namespace addlora::detail {
 namespace {
 
 constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
-constexpr bool kPerAdapterKernels = false;  // set once the kernels honour Problem::ranks/scales
 
 class Failure {
  public:
@@ -301,8 +300,6 @@ Status validate(const Arguments& a, Rules rules, Shape* shape, std::string* mess
     if (t.v->data == nullptr) continue;
     if (cann)
       return fail(Status::invalid_param, "%s is not an input of aclnnAddLora (use Rules::general)", t.name);
-    if (!kPerAdapterKernels)  // the kernels do not read them yet: refuse rather than ignore
-      return fail(Status::invalid_param, "%s: per-adapter settings are not supported by this build's kernels", t.name);
     if (t.v->dtype != t.dtype)
       return fail(Status::invalid_param, "%s dtype must be %s (got %s)", t.name, dtype_name(t.dtype),
                   dtype_name(t.v->dtype));

@@ -61,6 +61,8 @@ void k_split(const Problem& p, int64_t tiles, int64_t* kc, int64_t* nk) {
 // The SIMD path needs unit column strides (or NZ weights); anything else runs the portable
 // kernel (correct for any strides, fp64 sums, single-threaded).
 bool simd_eligible(const Problem& p) {
+  // Per-adapter ranks and scales are honoured by the portable kernel only (for now).
+  if (p.ranks != nullptr || p.scales != nullptr) return false;
   auto unit = [](int64_t stride, int64_t cols) { return stride == 1 || cols == 1; };
   if (!unit(p.y.col_stride, p.H3) || !unit(p.out.col_stride, p.H3)) return false;
   if (p.b.layout == Layout::nd && !unit(p.b.col_stride, p.R)) return false;

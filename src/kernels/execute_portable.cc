@@ -101,11 +101,15 @@ void execute_portable(const Problem& p, void* workspace) {
     int64_t end = g;
     while (end < p.B && s.key[s.order[end]] == w) ++end;
 
+    // Per-adapter rank and scale (Problem::ranks / scales): ranks past `rank` are not read.
+    const int64_t rank = detail::rank_of(p, w);
+    const double scale = detail::scale_of(p, w);
+
     // shrink: z[row] = x[row] . A[w]^T   (or z = x without weight A)
     for (int64_t k = g; k < end; ++k) {
       const int64_t row = s.order[k];
       double* z = s.z + k * p.R;
-      for (int64_t r = 0; r < p.R; ++r) {
+      for (int64_t r = 0; r < rank; ++r) {
         if (!p.has_a) {
           z[r] = load(p.x.base, p.x.dtype, row * p.x.row_stride + r * p.x.col_stride);
           continue;
@@ -123,11 +127,11 @@ void execute_portable(const Problem& p, void* workspace) {
       const double* z = s.z + k * p.R;
       for (int64_t n = 0; n < p.S; ++n) {
         double acc = 0.0;
-        for (int64_t r = 0; r < p.R; ++r)
+        for (int64_t r = 0; r < rank; ++r)
           acc += z[r] * load(p.b.base, p.b.dtype, detail::weight_offset(p.b, p.H2, w, n, r));
         const int64_t col = p.y_offset + n;
         const double yv = load(p.y.base, p.y.dtype, row * p.y.row_stride + col * p.y.col_stride);
-        store(out, p.out.dtype, row * p.out.row_stride + col * p.out.col_stride, yv + static_cast<double>(p.scale) * acc);
+        store(out, p.out.dtype, row * p.out.row_stride + col * p.out.col_stride, yv + scale * acc);
       }
     }
     g = end;
