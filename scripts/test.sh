@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh Debian 12 machine: installs dependencies, builds (Release),
-# runs the C++ suites (CTest), installs to a prefix and builds + runs the CANN-style example
-# against it, then builds, installs and tests the Python package.
+# runs the C++ suites (CTest), installs to a prefix and builds + runs the CANN-style clients
+# and a find_package consumer against it, builds, installs and tests the Python package, and
+# finally the reliability stage (ASan+UBSan, TSan, libFuzzer; scripts/test-sanitizers.sh).
+# ADDLORA_SKIP_SANITIZERS=1 skips that last stage (for a quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --python
@@ -24,3 +26,7 @@ cmake --build build/cpp_consumer
 ./build/cpp_consumer/cpp_consumer
 
 bash scripts/python-test.sh
+
+if [ "${ADDLORA_SKIP_SANITIZERS:-0}" != 1 ]; then
+  bash scripts/test-sanitizers.sh
+fi
