@@ -3,11 +3,12 @@
 // Every tensor arrives as a DLPack-described nb::ndarray (numpy, torch and any other DLPack
 // or buffer-protocol producer) and is handed to the library as a TensorView over the SAME
 // memory: shape, strides (in elements, possibly non-contiguous) and dtype are copied into the
-// view, never the data.  All validation is the library's (make_plan); this file only rejects
-// what a TensorView cannot express (non-CPU memory, dtypes with no DType, rank > 8, an NZ array
-// that is not one packed block of memory) and maps the library's Status to a Python exception
-// carrying its message.  The pythonic API
-// (allocation of results, numpy/torch symmetry, docstrings) lives in addlora/__init__.py.
+// view, never the data (one exception: int64 per-adapter ranks are converted to int32).  All
+// validation is the library's (make_plan); this file only rejects what a TensorView cannot
+// express (non-CPU memory, dtypes with no DType, rank > 8, an NZ array that is not one packed
+// block of memory, an int64 rank beyond int32) and maps the library's Status to a Python
+// exception carrying its message.  The pythonic API (allocation of results, numpy/torch
+// symmetry, docstrings) lives in addlora/__init__.py.
 #include <addlora/addlora.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -16,6 +17,8 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -167,6 +170,48 @@ TensorView weight_view(const InArray& a, const char* name, const std::optional<s
   return nz_dims ? nz_view_of(a, name, *nz_dims, scratch) : view_of(a, name, scratch);
 }
 
+// Per-adapter ranks ([W] int32) or scales ([W] fp32), or the empty view when absent (None).
+// The array is used in place like every other input (any strides), except int64 ranks (torch's
+// default integer dtype): those are copied into int32, each value range-checked, since the
+// library reads int32 only.  Other dtypes pass through unchanged when the library has a DType
+// for them (it then reports the dtype rule, or under strict the parameter itself).
+TensorView per_adapter_view(const InArray& a, const char* name, DType want, Scratch& scratch) {
+  TensorView v;
+  if (!a.is_valid()) return v;
+  if (a.device_type() != nb::device::cpu::value)
+    throw nb::type_error(("AddLora: " + std::string(name) + " must be in CPU memory (DLPack device type " +
+                          std::to_string(a.device_type()) + ")").c_str());
+  const char* supported = want == DType::i32 ? "int32 (int64 is converted)" : "float32";
+  if (!dtype_from_dlpack(a.dtype(), &v.dtype))
+    throw nb::type_error(("AddLora: " + std::string(name) + " has dtype " + dlpack_dtype_name(a.dtype()) +
+                          "; supported: " + supported).c_str());
+  if (!(want == DType::i32 && v.dtype == DType::i64)) return view_of(a, name, scratch);
+
+  v = view_of(a, name, scratch);  // shape (and a stand-in for no elements) as usual
+  v.dtype = DType::i32;
+  contiguous_strides(v);
+  if (v.ndim != 1) {
+    // Never read: the library rejects the rank before running.  Zeroed storage keeps the view
+    // well-formed so that its message (the shape rule) is the one raised.
+    stand_in_storage(v, scratch);
+    return v;
+  }
+  const int64_t n = v.dims[0], stride = a.stride(0);
+  const int64_t* src = static_cast<const int64_t*>(data_of(a));
+  scratch.emplace_back(new char[static_cast<size_t>(n > 0 ? n : 1) * sizeof(int32_t)]());
+  int32_t* dst = reinterpret_cast<int32_t*>(scratch.back().get());
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t r = src[k * stride];
+    if (r < std::numeric_limits<int32_t>::min() || r > std::numeric_limits<int32_t>::max())
+      throw nb::value_error(("AddLora: " + std::string(name) + "[" + std::to_string(k) + "] = " + std::to_string(r) +
+                             " does not fit int32 (int64 ranks are converted to int32)").c_str());
+    dst[k] = static_cast<int32_t>(r);
+  }
+  v.data = dst;
+  v.offset = 0;
+  return v;
+}
+
 // Python's split: TypeError for a wrong dtype, ValueError for everything about shapes,
 // attributes, missing tensors and memory (strides, overlap).  The library reports dtype and
 // memory problems with the same status (invalid_param), so its message decides: every dtype
@@ -191,7 +236,7 @@ using Shape = std::optional<std::vector<int64_t>>;
 void run(const OutArray& out, const InArray& y, const InArray& x, const InArray& weight_b,
          const InArray& indices, const InArray& weight_a, int64_t layer_idx, double scale,
          int64_t y_offset, int64_t y_slice_size, bool strict, bool fast, const Shape& weight_b_nz,
-         const Shape& weight_a_nz) {
+         const Shape& weight_a_nz, const InArray& ranks, const InArray& scales) {
   addlora::Arguments args;
   Scratch scratch;  // stand-in storage for arrays with no elements
   args.y = view_of(y, "y", scratch);  // y before out: a bad y is reported as y, not as the out made like it
@@ -200,6 +245,8 @@ void run(const OutArray& out, const InArray& y, const InArray& x, const InArray&
   args.indices = view_of(indices, "indices", scratch);
   args.weight_a = weight_view(weight_a, "weight_a", weight_a_nz, scratch);
   args.out = view_of(out, "out", scratch);
+  args.ranks = per_adapter_view(ranks, "ranks", DType::i32, scratch);
+  args.scales = per_adapter_view(scales, "scales", DType::f32, scratch);
   args.layer_idx = layer_idx;
   args.scale = scale;
   args.y_offset = y_offset;
@@ -216,8 +263,10 @@ void run(const OutArray& out, const InArray& y, const InArray& x, const InArray&
 }
 
 // One LoRA pair of a multi-slice call, as the Python layer packs it:
-// (weight_b | None, weight_a | None, scale, y_offset, y_slice_size, weight_b_nz_shape | None, weight_a_nz_shape | None).
-using SliceTuple = std::tuple<std::optional<InArray>, std::optional<InArray>, double, int64_t, int64_t, Shape, Shape>;
+// (weight_b | None, weight_a | None, scale, y_offset, y_slice_size, weight_b_nz_shape | None, weight_a_nz_shape | None,
+//  ranks | None, scales | None).
+using SliceTuple = std::tuple<std::optional<InArray>, std::optional<InArray>, double, int64_t, int64_t, Shape, Shape,
+                              std::optional<InArray>, std::optional<InArray>>;
 
 // Several slices in ONE library call (the multi-slice overload): y, x, indices and out are one
 // view each, shared by every slice, as the library requires.
@@ -228,9 +277,10 @@ void run_multi(const OutArray& out, const InArray& y, const InArray& x, const In
                    vi = view_of(indices, "indices", scratch), vo = view_of(out, "out", scratch);
   std::vector<addlora::Arguments> args(slices.size());
   for (size_t k = 0; k < slices.size(); ++k) {
-    const auto& [wb, wa, scale, y_offset, y_slice_size, wb_nz, wa_nz] = slices[k];
-    const std::string b_name = "slices[" + std::to_string(k) + "].weight_b";
-    const std::string a_name = "slices[" + std::to_string(k) + "].weight_a";
+    const auto& [wb, wa, scale, y_offset, y_slice_size, wb_nz, wa_nz, ranks, scales] = slices[k];
+    const std::string prefix = "slices[" + std::to_string(k) + "].";
+    const std::string b_name = prefix + "weight_b", a_name = prefix + "weight_a";
+    const std::string r_name = prefix + "ranks", s_name = prefix + "scales";
     addlora::Arguments& a = args[k];
     a.y = vy;
     a.x = vx;
@@ -238,6 +288,8 @@ void run_multi(const OutArray& out, const InArray& y, const InArray& x, const In
     a.out = vo;
     if (wb) a.weight_b = weight_view(*wb, b_name.c_str(), wb_nz, scratch);  // absent: the library says so
     if (wa) a.weight_a = weight_view(*wa, a_name.c_str(), wa_nz, scratch);
+    if (ranks) a.ranks = per_adapter_view(*ranks, r_name.c_str(), DType::i32, scratch);
+    if (scales) a.scales = per_adapter_view(*scales, s_name.c_str(), DType::f32, scratch);
     a.layer_idx = layer_idx;
     a.scale = scale;
     a.y_offset = y_offset;
@@ -307,14 +359,16 @@ NB_MODULE(_core, m) {
         nb::arg("weight_b").none(), nb::arg("indices").none(), nb::arg("weight_a").none(),
         nb::arg("layer_idx"), nb::arg("scale"), nb::arg("y_offset"), nb::arg("y_slice_size"),
         nb::arg("strict"), nb::arg("fast") = false, nb::arg("weight_b_nz_shape").none() = nb::none(),
-        nb::arg("weight_a_nz_shape").none() = nb::none(),
+        nb::arg("weight_a_nz_shape").none() = nb::none(), nb::arg("ranks").none() = nb::none(),
+        nb::arg("scales").none() = nb::none(),
         "out = y + scale * gathered LoRA delta (out may be y). No allocation, no copies; "
         "raises ValueError / TypeError / RuntimeError with the library's message. "
-        "A weight with an NZ shape is packed FRACTAL_NZ storage of that logical shape.");
+        "A weight with an NZ shape is packed FRACTAL_NZ storage of that logical shape. "
+        "ranks [W] int32 (int64 converted) / scales [W] float32: per-adapter rank limit and scale factor.");
   m.def("run_multi", &run_multi, nb::arg("out").none(), nb::arg("y").none(), nb::arg("x").none(),
         nb::arg("indices").none(),
         nb::arg("slices"), nb::arg("layer_idx"), nb::arg("strict"), nb::arg("fast"),
-        "Several (weight_b, weight_a, scale, y_offset, y_slice_size, b_nz_shape, a_nz_shape) slices "
+        "Several (weight_b, weight_a, scale, y_offset, y_slice_size, b_nz_shape, a_nz_shape, ranks, scales) slices "
         "added into disjoint column ranges of out in one library call.");
   m.def("nd_to_nz", &nd_to_nz, nb::arg("src"), nb::arg("dst"), "Pack ND src [..., M, N] into NZ storage dst.");
   m.def("nz_to_nd", &nz_to_nd, nb::arg("src"), nb::arg("dst"), "Unpack NZ storage src into ND dst.");

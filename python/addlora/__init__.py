@@ -18,8 +18,9 @@ tensors the same; indices int32 or int64.  ``precision="exact"`` (default) sums 
 rounds once (1 ulp); ``precision="fast"`` sums in fp32 (error ~1e-6 of |y| + |scale|·Σ|z||b|).
 
 Also: ``add_lora_multi`` (several LoRA pairs into disjoint column slices of y in one call, e.g.
-q/k/v of a fused QKV projection), and FRACTAL_NZ weights (``nd_to_nz``, ``nz_to_nd``,
-``weight_format="nz"``).
+q/k/v of a fused QKV projection), FRACTAL_NZ weights (``nd_to_nz``, ``nz_to_nd``,
+``weight_format="nz"``), and per-adapter ``ranks=`` / ``scales=`` (adapters of different ranks
+in one padded tensor, per-adapter alpha/r factors; general rules only).
 
 By default the library's general rules apply: any H1/H2/H3, any R, any W and L, fp16/bf16/fp32,
 int64 indices.  ``strict=True`` enforces exactly what aclnnAddLora accepts on the NPU (fp16,
@@ -195,8 +196,17 @@ def _weight_shapes(weight_format, weight_b, weight_a, weight_b_shape, weight_a_s
 
 
 # ---- the operation --------------------------------------------------------------------------------
+def _per_adapter(a, name):
+    """ranks / scales as the native layer takes them: an array (used in place) or None."""
+    if isinstance(a, (list, tuple, int, float)):
+        raise TypeError(f"AddLora: {name} must be a 1-D array (numpy, torch or DLPack), not a "
+                        f"{type(a).__name__}; e.g. np.array(..., np.{'int32' if name.endswith('ranks') else 'float32'})")
+    return _prepare(a)
+
+
 def _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
-         precision="exact", weight_format="nd", weight_b_shape=None, weight_a_shape=None, out_name="out"):
+         precision="exact", weight_format="nd", weight_b_shape=None, weight_a_shape=None, out_name="out",
+         ranks=None, scales=None):
     layer_idx, y_offset, y_slice_size = _integers(layer_idx=layer_idx, y_offset=y_offset,
                                                   y_slice_size=y_slice_size)
     fast = _fast(precision)
@@ -204,40 +214,44 @@ def _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_s
     _check_writable(out, out_name)
     _core.run(_prepare(out), _prepare(y), _prepare(x), _prepare(weight_b), _prepare(indices),
               _prepare(weight_a), layer_idx, float(scale), y_offset, y_slice_size, bool(strict), fast,
-              b_shape, a_shape)
+              b_shape, a_shape, _per_adapter(ranks, "ranks"), _per_adapter(scales, "scales"))
     return out
 
 
 def npu_batch_gather_matmul(y, x, weight_b, indices, weight_a=None, layer_idx=0, scale=1e-3,
                             y_offset=0, y_slice_size=-1, *, strict=False, precision="exact",
-                            weight_format="nd", weight_b_shape=None, weight_a_shape=None):
+                            weight_format="nd", weight_b_shape=None, weight_a_shape=None, ranks=None,
+                            scales=None):
     """torch_npu's ``npu_batch_gather_matmul``: returns a new array, ``y`` is not modified.
 
     The result has y's type (numpy in -> numpy out, torch in -> torch out), shape and dtype.
     Note the default ``scale=1e-3`` (torch_npu's).  ``y_slice_size=-1`` means H2 (torch_npu
     maps it to H3, which its own validation then rejects whenever H3 > H2).
-    Keywords ``strict``, ``precision``, ``weight_format``, ``weight_b_shape``, ``weight_a_shape``:
-    see ``add_lora``.
+    Keywords ``strict``, ``precision``, ``weight_format``, ``weight_b_shape``, ``weight_a_shape``,
+    ``ranks``, ``scales`` (not torch_npu's): see ``add_lora``.
     """
     return _run(_new_like(y), y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset,
-                y_slice_size, strict, precision, weight_format, weight_b_shape, weight_a_shape)
+                y_slice_size, strict, precision, weight_format, weight_b_shape, weight_a_shape,
+                ranks=ranks, scales=scales)
 
 
 def npu_batch_gather_matmul_(y, x, weight_b, indices, weight_a=None, layer_idx=0, scale=1e-3,
                              y_offset=0, y_slice_size=-1, *, strict=False, precision="exact",
-                             weight_format="nd", weight_b_shape=None, weight_a_shape=None):
+                             weight_format="nd", weight_b_shape=None, weight_a_shape=None, ranks=None,
+                             scales=None):
     """torch_npu's ``npu_batch_gather_matmul_``: adds the LoRA delta into ``y`` and returns ``y``.
 
     ``y`` may be a non-contiguous view; only its rows/columns named by the rule are written.
     Default ``scale=1e-3`` (torch_npu's).  Keywords as ``add_lora``.
     """
     return _run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
-                precision, weight_format, weight_b_shape, weight_a_shape, out_name="y")
+                precision, weight_format, weight_b_shape, weight_a_shape, out_name="y", ranks=ranks,
+                scales=scales)
 
 
 def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, y_offset=0,
              y_slice_size=None, out=None, strict=False, precision="exact", weight_format="nd",
-             weight_b_shape=None, weight_a_shape=None):
+             weight_b_shape=None, weight_a_shape=None, ranks=None, scales=None):
     """``out = y + scale * LoRA(x)`` for a batch of rows, each with its own adapter.
 
     Args:
@@ -260,6 +274,16 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
         FRACTAL_NZ arrays from ``nd_to_nz`` (float16/bfloat16, contiguous, NZ shape or flat) and
         ``weight_b_shape`` / ``weight_a_shape`` give their logical shapes
         (``[W, L, H2, R]`` / ``[W, L, R, H1]``).  Results are bitwise equal to the ND call.
+      ranks: ``[W]`` int32 array, or None: adapter ``i`` uses only its first ``ranks[i]`` ranks
+        (rows of weight_a / columns of weight_b; without weight_a, the first ``ranks[i]`` columns
+        of x), values clamped to ``[0, R]`` (0: the adapter adds nothing).  The result equals
+        weights sliced to ``[..., :ranks[i]]``; the rest of the padded tensors is never read.
+        int64 (torch's default) is converted to int32 (a copy; values outside int32 raise
+        ValueError); int32 arrays are used in place, any strides.
+      scales: ``[W]`` float32 array, or None: adapter ``i``'s delta is multiplied by
+        ``scale * scales[i]`` (e.g. each adapter's alpha / r).  Used in place, any strides.
+        ``ranks`` and ``scales`` are not aclnnAddLora inputs: ``strict=True`` rejects them
+        (ValueError); the values are read during the call.
 
     Returns:
       ``out``.
@@ -267,7 +291,7 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
     if out is None:
         out = _new_like(y)
     return _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
-                precision, weight_format, weight_b_shape, weight_a_shape)
+                precision, weight_format, weight_b_shape, weight_a_shape, ranks=ranks, scales=scales)
 
 
 # ---- multi-slice ------------------------------------------------------------------------------
@@ -281,9 +305,12 @@ class LoraSlice:
     y_slice_size: _Optional[int] = -1
     weight_b_shape: _Optional[_Sequence[int]] = None   # logical shapes, weight_format="nz" only
     weight_a_shape: _Optional[_Sequence[int]] = None
+    ranks: _Any = None      # [W] int32 per-adapter rank limit (see add_lora)
+    scales: _Any = None     # [W] float32 per-adapter scale factor
 
 
-_SLICE_KEYS = ("weight_b", "weight_a", "scale", "y_offset", "y_slice_size", "weight_b_shape", "weight_a_shape")
+_SLICE_KEYS = ("weight_b", "weight_a", "scale", "y_offset", "y_slice_size", "weight_b_shape", "weight_a_shape",
+               "ranks", "scales")
 
 
 def _slice_fields(s, k):
@@ -301,7 +328,8 @@ def _slice_fields(s, k):
                             f"attribute (got {type(s).__name__})")
         get = lambda key, default=None: getattr(s, key, default)  # noqa: E731
     return LoraSlice(get("weight_b"), get("weight_a", None), get("scale", 1.0), get("y_offset", 0),
-                     get("y_slice_size", -1), get("weight_b_shape", None), get("weight_a_shape", None))
+                     get("y_slice_size", -1), get("weight_b_shape", None), get("weight_a_shape", None),
+                     get("ranks", None), get("scales", None))
 
 
 def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="exact", strict=False,
@@ -314,8 +342,9 @@ def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="e
     Args:
       y, x, indices, layer_idx, out, precision, strict: as ``add_lora``, shared by every slice.
       slices: a sequence of dicts or objects (e.g. ``LoraSlice``) with ``weight_b`` and optional
-        ``weight_a=None``, ``scale=1.0``, ``y_offset=0``, ``y_slice_size=-1`` (H2), and, with
-        ``weight_format="nz"``, ``weight_b_shape`` / ``weight_a_shape``.
+        ``weight_a=None``, ``scale=1.0``, ``y_offset=0``, ``y_slice_size=-1`` (H2),
+        ``ranks=None``, ``scales=None`` (per-adapter, see ``add_lora``; W is the slice's own), and,
+        with ``weight_format="nz"``, ``weight_b_shape`` / ``weight_a_shape``.
       weight_format: ``"nd"`` or ``"nz"`` for every slice's weights (see ``add_lora``).
 
     The written column ranges must not overlap (ValueError).  The result equals consecutive
@@ -333,7 +362,8 @@ def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="e
         b_shape, a_shape = _weight_shapes(weight_format, s.weight_b, s.weight_a, s.weight_b_shape,
                                           s.weight_a_shape, where=f"slices[{k}].")
         packed.append((_prepare(s.weight_b), _prepare(s.weight_a), float(s.scale), y_offset, y_slice_size,
-                       b_shape, a_shape))
+                       b_shape, a_shape, _per_adapter(s.ranks, f"slices[{k}].ranks"),
+                       _per_adapter(s.scales, f"slices[{k}].scales")))
     if out is None:
         out = _new_like(y)
     _check_writable(out, "out")

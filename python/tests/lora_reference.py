@@ -6,6 +6,8 @@ output dtype, or within 1e-6 * (|y| + |d|) where y + d cancels; every other elem
 y exactly.  reference_fast() gives the looser target of precision="fast" (fp32 sums): 1 ulp, or
 1e-6 * (|y| + |scale| * sum_r |z_r| |b_r|) with |z_r| bounded by sum_h |x_h| |a_rh| (the
 condition of the two dot products: what fp32 accumulation error is relative to).
+Per-adapter ranks / scales (the library's extension): adapter i uses only its first
+clamp(ranks[i], 0, R) ranks and scale * scales[i].
 """
 import numpy as np
 
@@ -33,13 +35,21 @@ def ulp_of(v, dtype):
     return np.ldexp(1.0, e - (p - 1))
 
 
+def _values(a):
+    """A numpy copy of an index-like numpy array or torch tensor (int or float, any strides)."""
+    return np.asarray(a.detach().numpy() if hasattr(a, "detach") else a)
+
+
 def reference(y, x, weight_b, indices, weight_a=None, layer_idx=0, scale=1.0, y_offset=0,
-              y_slice_size=-1, _condition=False):
+              y_slice_size=-1, ranks=None, scales=None, _condition=False):
     """(exact, magnitude, written): the fp64 result, |y| + |d| per element, and which were written."""
     y, x, wb = as_f64(y), as_f64(x), as_f64(weight_b)
     wa = None if weight_a is None else as_f64(weight_a)
-    idx = np.asarray(indices.numpy() if hasattr(indices, "numpy") else indices).astype(np.int64)
-    W, H2 = wb.shape[0], wb.shape[2]
+    idx = _values(indices).astype(np.int64)
+    W, H2, R = wb.shape[0], wb.shape[2], wb.shape[3]
+    # Rank limit per adapter, clamped to [0, R]; scale factor per adapter (fp32 values, exact in fp64).
+    rank = np.full(W, R) if ranks is None else np.clip(_values(ranks).astype(np.int64), 0, R)
+    factor = np.ones(W) if scales is None else _values(scales).astype(np.float64)
     S = H2 if y_slice_size == -1 else y_slice_size
     exact = y.copy()
     magnitude = np.abs(y)
@@ -48,13 +58,16 @@ def reference(y, x, weight_b, indices, weight_a=None, layer_idx=0, scale=1.0, y_
         i = idx[b]
         if not 0 <= i < W:
             continue
-        z = x[b] if wa is None else wa[i, layer_idx] @ x[b]          # [R]
-        d = scale * (wb[i, layer_idx] @ z)                            # [H2]
+        r, s = rank[i], scale * factor[i]
+        a = None if wa is None else wa[i, layer_idx, :r]              # [r, H1]
+        bmat = wb[i, layer_idx, :, :r]                                # [H2, r]
+        z = x[b, :r] if a is None else a @ x[b]                       # [r]
+        d = s * (bmat @ z)                                            # [H2]
         cols = slice(y_offset, y_offset + S)
         exact[b, cols] = y[b, cols] + d[:S]
         if _condition:
-            zabs = np.abs(x[b]) if wa is None else np.abs(wa[i, layer_idx]) @ np.abs(x[b])
-            magnitude[b, cols] = np.abs(y[b, cols]) + abs(scale) * (np.abs(wb[i, layer_idx]) @ zabs)[:S]
+            zabs = np.abs(x[b, :r]) if a is None else np.abs(a) @ np.abs(x[b])
+            magnitude[b, cols] = np.abs(y[b, cols]) + abs(s) * (np.abs(bmat) @ zabs)[:S]
         else:
             magnitude[b, cols] = np.abs(y[b, cols]) + np.abs(d[:S])
         written[b, cols] = True
