@@ -1,0 +1,307 @@
+// Precision::exact kernels (fp64 sums), part of simd_kernels.cc: included inside its per-target
+// namespace once per Highway target (hence no include guard).  Uses that file's helpers.
+// NOLINT(build/header_guard)
+
+// ---- Precision::exact: the same phases with fp64 sums ---------------------------------------
+// Inputs are widened exactly (16-bit -> f32 -> f64); products and sums in f64 (kLanesD lanes);
+// the result is rounded f64 -> f32 -> output dtype.  That second rounding can only add
+// 2^-24 relative to the first, far inside SPEC §1's 1 ulp of a 16-bit output.  No outer-product
+// form here: the f64 path is the accuracy default, the fp32 path (Precision::fast) the speed one.
+
+using DD = hn::ScalableTag<double>;
+using VD = hn::Vec<DD>;
+using DFH = hn::Rebind<float, DD>;  // f32 vectors with DD's lane count
+constexpr size_t kLanesD = hn::MaxLanes(DD());
+
+template <DType T>
+HWY_INLINE VD LoadD(const void* base, int64_t off) { return hn::PromoteTo(DD(), LoadF<T, DFH>(base, off)); }
+template <DType T>
+HWY_INLINE VD LoadTailD(const void* base, int64_t off, int64_t count) {
+  return hn::PromoteTo(DD(), LoadTailF<T, DFH>(base, off, count));
+}
+
+HWY_INLINE VD LoadAnyD(DType t, const void* base, int64_t off, int64_t count) {
+  const bool full = count >= static_cast<int64_t>(kLanesD);
+  switch (t) {
+    case DType::f16: return full ? LoadD<DType::f16>(base, off) : LoadTailD<DType::f16>(base, off, count);
+    case DType::bf16: return full ? LoadD<DType::bf16>(base, off) : LoadTailD<DType::bf16>(base, off, count);
+    default: return full ? LoadD<DType::f32>(base, off) : LoadTailD<DType::f32>(base, off, count);
+  }
+}
+
+HWY_INLINE void StoreAnyD(DType t, VD v, void* base, int64_t off, int64_t count) {
+  const hn::Vec<DFH> f = hn::DemoteTo(DFH(), v);
+  const bool full = count >= static_cast<int64_t>(kLanesD);
+  switch (t) {
+    case DType::f16: return full ? StoreF<DType::f16, DFH>(f, base, off) : StoreTailF<DType::f16, DFH>(f, base, off, count);
+    case DType::bf16: return full ? StoreF<DType::bf16, DFH>(f, base, off) : StoreTailF<DType::bf16, DFH>(f, base, off, count);
+    default: return full ? StoreF<DType::f32, DFH>(f, base, off) : StoreTailF<DType::f32, DFH>(f, base, off, count);
+  }
+}
+
+constexpr int kExRows = kLanes >= 16 ? 4 : 3;
+constexpr int kExRanks = 4;
+
+// TX == f32 with kXf64: the x rows are pre-widened fp64 buffers (zero padded to a whole vector).
+template <DType TX, DType TA, int kRows = kExRows, bool kXf64 = false>
+HWY_INLINE void ShrinkBlockExact(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
+                                 int64_t a_chunk_step, int64_t h0, int64_t h1, double* const* out,
+                                 int rows_valid, int ranks_valid, const unsigned char* pf = nullptr,
+                                 int64_t pf_esize = 2) {
+  const DD dd;
+  const int64_t step = static_cast<int64_t>(kLanesD);
+  const int64_t h_full = h0 + ((h1 - h0) / step) * step;
+  const int64_t pf_mask = 64 / pf_esize - 1;  // see ShrinkBlock
+  VD acc[kRows][kExRanks];
+  for (int i = 0; i < kRows; ++i)
+    for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::Zero(dd);
+  for (int64_t h = h0; h < h_full; h += step) {
+    if (pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(pf + (h - h0) * pf_esize);
+    const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
+    VD av[kExRanks];
+    for (int j = 0; j < kExRanks; ++j) av[j] = LoadD<TA>(ar[j], aoff);
+    for (int i = 0; i < kRows; ++i) {
+      const VD xv = kXf64 ? hn::LoadU(dd, reinterpret_cast<const double*>(xr[i]) + (h - xoff))
+                          : LoadD<TX>(xr[i], h - xoff);
+      for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+    }
+  }
+  if (h_full < h1) {
+    const int64_t rem = h1 - h_full;
+    const int64_t aoff = (h_full >> 4) * a_chunk_step + (h_full & 15);
+    VD av[kExRanks];
+    for (int j = 0; j < kExRanks; ++j) av[j] = LoadTailD<TA>(ar[j], aoff, rem);
+    for (int i = 0; i < kRows; ++i) {
+      const VD xv = kXf64 ? hn::LoadU(dd, reinterpret_cast<const double*>(xr[i]) + (h_full - xoff))
+                          : LoadTailD<TX>(xr[i], h_full - xoff, rem);
+      for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < rows_valid; ++i)
+    for (int j = 0; j < ranks_valid; ++j) out[i][j] = hn::GetLane(hn::SumOfLanes(dd, acc[i][j]));
+}
+
+template <DType TX, DType TA>
+void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
+  const Problem& p = *w.p;
+  const WeightRows A = Rows(p.a, p.R, adapter);
+  const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
+  const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
+  const int64_t r_begin = w.rank_split ? k * internal::kRankGroup : 0;
+  const int64_t r_end = w.rank_split ? std::min<int64_t>(p.R, r_begin + internal::kRankGroup) : p.R;
+  if (w.rank_split) k = 0;
+  const int64_t len = h_end - h_begin;
+  const bool widen_x = TX != DType::f32 && len <= kXBuf;
+  const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
+  double* zk = w.zpart_d + k * w.B * w.rp;
+  HWY_ALIGN double xf[kExRows][kXBuf + 16];  // x rows widened to fp64 once per row block
+
+  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kExRows) {
+    const int rows_valid = static_cast<int>(std::min<int64_t>(kExRows, pos_end - pos0));
+    const unsigned char* xr[kExRows];
+    for (int i = 0; i < kExRows; ++i)
+      xr[i] = xbase + w.order[pos0 + std::min(i, rows_valid - 1)] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
+    if (!widen_x)
+      PrefetchRunHeads(xbase, w.order, p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()), pos0 + kExRows,
+                       std::min<int64_t>(pos_end, pos0 + 2 * kExRows), h_begin * ElemSize<TX>(),
+                       h_end * ElemSize<TX>());
+    if (widen_x) {
+      for (int i = 0; i < rows_valid; ++i) {
+        for (int64_t h = 0; h < len; h += kLanesD)
+          hn::Store(LoadAnyD(TX, xr[i], h_begin + h, len - h), DD(), &xf[i][h]);
+        xr[i] = reinterpret_cast<const unsigned char*>(xf[i]);
+      }
+      for (int i = rows_valid; i < kExRows; ++i) xr[i] = xr[rows_valid - 1];
+    }
+    for (int64_t r0 = r_begin; r0 < r_end; r0 += kExRanks) {
+      const int ranks_valid = static_cast<int>(std::min<int64_t>(kExRanks, r_end - r0));
+      if (pos0 == pos_begin)
+        for (int64_t r = r0 + kExRanks; r < std::min<int64_t>(r_end, r0 + 2 * kExRanks); ++r)
+          for (int64_t h = h_begin; h < h_end; h += 16) hwy::Prefetch(A.base + A.off(r, h) * A.esize);
+      const unsigned char* ar[kExRanks];
+      for (int j = 0; j < kExRanks; ++j)
+        ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * A.esize;
+      double* out[kExRows];
+      for (int i = 0; i < kExRows; ++i) out[i] = zk + (pos0 + i) * w.rp + r0;
+      const int64_t rb = (r0 - r_begin) / kExRanks;
+      const unsigned char* pf = nullptr;
+      if (widen_x && rb < kExRows && pos0 + kExRows + rb < pos_end)
+        pf = xbase + w.order[pos0 + kExRows + rb] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()) +
+             h_begin * static_cast<int64_t>(ElemSize<TX>());
+      if (widen_x && rows_valid == 1)
+        ShrinkBlockExact<DType::f32, TA, 1, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+      else if (widen_x && rows_valid <= kExRows / 2)
+        ShrinkBlockExact<DType::f32, TA, kExRows / 2, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out,
+                                                            rows_valid, ranks_valid);
+      else if (widen_x)
+        ShrinkBlockExact<DType::f32, TA, kExRows, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid,
+                                                       ranks_valid, pf, ElemSize<TX>());
+      else if (rows_valid == 1)
+        ShrinkBlockExact<TX, TA, 1>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+      else
+        ShrinkBlockExact<TX, TA>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
+    }
+  }
+}
+
+template <DType TX>
+void ShrinkExactX(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
+  switch (w.p->a.dtype) {
+    case DType::f16: return ShrinkExactT<TX, DType::f16>(w, pb, pe, adapter, k);
+    case DType::bf16: return ShrinkExactT<TX, DType::bf16>(w, pb, pe, adapter, k);
+    default: return ShrinkExactT<TX, DType::f32>(w, pb, pe, adapter, k);
+  }
+}
+
+void ShrinkExact(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
+  switch (w.p->x.dtype) {
+    case DType::f16: return ShrinkExactX<DType::f16>(w, pb, pe, adapter, k);
+    case DType::bf16: return ShrinkExactX<DType::bf16>(w, pb, pe, adapter, k);
+    default: return ShrinkExactX<DType::f32>(w, pb, pe, adapter, k);
+  }
+}
+
+// Outer-product form with fp64 accumulators (see ExpandOuter): kExOpRows rows x kOpN columns.
+constexpr int kExOpRows = kLanes >= 16 ? 6 : 2;
+constexpr int64_t kExOpVecs = kOpN / static_cast<int64_t>(kLanesD);
+
+template <int kRows>
+void ExpandOuterExactBlock(const Work& w, const double* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
+                      int64_t valid) {
+  const DD dd;
+  const Problem& p = *w.p;
+  const VD scale = hn::Set(dd, static_cast<double>(p.scale));
+  const int64_t yes = p.y.dtype == DType::f32 ? 4 : 2;
+  const int64_t oes = p.out.dtype == DType::f32 ? 4 : 2;
+  const unsigned char* ybase = static_cast<const unsigned char*>(p.y.base);
+  unsigned char* obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
+  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRows) {
+    const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
+    const double* z[kRows];
+    for (int i = 0; i < kRows; ++i) z[i] = w.zpart_d + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+    HWY_ALIGN double yb[kRows][kOpN];  // y read before the block's stores (see ExpandOuter)
+    for (int i = 0; i < rows_valid; ++i) {
+      const unsigned char* yrow = ybase + w.order[pos0 + i] * p.y.row_stride * yes;
+      for (int v = 0; v < kExOpVecs; ++v) {
+        const int64_t lanes = std::min<int64_t>(kLanesD, valid - v * static_cast<int64_t>(kLanesD));
+        if (lanes > 0) hn::Store(LoadAnyD(p.y.dtype, yrow, p.y_offset + n0 + v * kLanesD, lanes), dd, &yb[i][v * kLanesD]);
+      }
+    }
+    VD acc[kRows][kExOpVecs];
+    for (int i = 0; i < kRows; ++i)
+      for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::Zero(dd);
+    for (int64_t r = 0; r < p.R; ++r) {
+      VD bv[kExOpVecs];
+      for (int v = 0; v < kExOpVecs; ++v) bv[v] = hn::Load(dd, bt + r * kOpN + v * kLanesD);
+      for (int i = 0; i < kRows; ++i) {
+        const VD zb = hn::Set(dd, z[i][r]);
+        for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
+      }
+    }
+    for (int i = 0; i < rows_valid; ++i) {
+      const int64_t row = w.order[pos0 + i];
+      for (int v = 0; v < kExOpVecs; ++v) {
+        const int64_t lanes = std::min<int64_t>(kLanesD, valid - v * static_cast<int64_t>(kLanesD));
+        if (lanes <= 0) continue;
+        const int64_t col = p.y_offset + n0 + v * kLanesD;
+        const VD yv = hn::Load(dd, &yb[i][v * kLanesD]);
+        StoreAnyD(p.out.dtype, hn::MulAdd(acc[i][v], scale, yv), obase + row * p.out.row_stride * oes, col, lanes);
+      }
+    }
+  }
+}
+
+void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
+                      int64_t valid) {
+  constexpr int kSmall = kExOpRows < 2 ? kExOpRows : 2;
+  const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kExOpRows) * kExOpRows;
+  if (full_end > pos_begin) ExpandOuterExactBlock<kExOpRows>(w, bt, pos_begin, full_end, n0, valid);
+  if (full_end < pos_end) ExpandOuterExactBlock<kSmall>(w, bt, full_end, pos_end, n0, valid);
+}
+
+template <DType TB>
+void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t n_begin,
+                  int64_t n_end) {
+  const Problem& p = *w.p;
+  const DD dd;
+  const DFH dfh;
+  const WeightRows Bw = Rows(p.b, p.H2, adapter);
+  const VD scale = hn::Set(dd, static_cast<double>(p.scale));
+  const int64_t yes = p.y.dtype == DType::f32 ? 4 : 2;
+  const int64_t oes = p.out.dtype == DType::f32 ? 4 : 2;
+  const unsigned char* ybase = static_cast<const unsigned char*>(p.y.base);
+  unsigned char* obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
+  for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
+    const unsigned char* yrow = ybase + (w.order[pos] * p.y.row_stride + p.y_offset) * yes;
+    for (int64_t n = n_begin; n < n_end; n += 64 / yes) hwy::Prefetch(yrow + n * yes);
+  }
+  const bool widen_b = w.rp <= kBBuf && pos_end - pos_begin > 1;
+  HWY_ALIGN float bf[kOpN * kBBuf];
+  if (widen_b && pos_end - pos_begin >= kOpMinRows) {
+    HWY_ALIGN float rows[kOpN * kBBuf];
+    HWY_ALIGN double bt64[kOpN * kBBuf];  // the transposed block in fp64: no widening in the FMA loop
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
+      PackTransposed(TB, Bw, p.R, w.rp, n0, n_end, rows, bf);
+      for (int64_t i = 0; i < p.R * kOpN; i += kLanesD)
+        hn::Store(hn::PromoteTo(dd, hn::Load(dfh, bf + i)), dd, bt64 + i);
+      ExpandOuterExact(w, bt64, pos_begin, pos_end, n0, std::min<int64_t>(kOpN, n_end - n0));
+    }
+    return;
+  }
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kLanesD) {
+    const int64_t valid = std::min<int64_t>(kLanesD, n_end - n0);
+    for (int64_t n = std::max<int64_t>(n0 + kLanesD, n0 == n_begin ? n0 : n0 + kPrefetchRows);
+         n < std::min<int64_t>(n_end, n0 + kPrefetchRows + kLanesD); ++n)
+      for (int64_t r = 0; r < p.R; r += 16) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
+    const unsigned char* br[kLanesD];
+    for (size_t j = 0; j < kLanesD; ++j)
+      br[j] = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
+    if (widen_b) {
+      for (size_t j = 0; j < kLanesD; ++j) {
+        float* dst = bf + j * w.rp;
+        for (int64_t r = 0; r < w.rp; r += kLanes)
+          hn::Store(r < p.R ? LoadAnyF(TB, br[j], (r >> 4) * Bw.chunk_step + (r & 15), p.R - r) : hn::Zero(DF()),
+                    DF(), dst + r);
+      }
+    }
+    for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
+      const double* z = w.zpart_d + pos * w.rp;
+      VD acc[kLanesD];
+      for (size_t j = 0; j < kLanesD; ++j) acc[j] = hn::Zero(dd);
+      if (widen_b) {
+        for (int64_t r = 0; r < w.rp; r += kLanesD) {
+          const VD zv = hn::LoadU(dd, z + r);
+          for (size_t j = 0; j < kLanesD; ++j)
+            acc[j] = hn::MulAdd(zv, hn::PromoteTo(dd, hn::LoadU(dfh, bf + j * w.rp + r)), acc[j]);
+        }
+      } else {
+        const int64_t step = static_cast<int64_t>(kLanesD);
+        const int64_t r_full = (p.R / step) * step;
+        for (int64_t r = 0; r < r_full; r += step) {
+          const VD zv = hn::LoadU(dd, z + r);
+          const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
+          for (size_t j = 0; j < kLanesD; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(br[j], boff), acc[j]);
+        }
+        if (r_full < p.R) {
+          const VD zv = hn::LoadU(dd, z + r_full);
+          const int64_t boff = (r_full >> 4) * Bw.chunk_step + (r_full & 15);
+          for (size_t j = 0; j < kLanesD; ++j)
+            acc[j] = hn::MulAdd(zv, LoadTailD<TB>(br[j], boff, p.R - r_full), acc[j]);
+        }
+      }
+      const VD d = SumEachToLane(dd, acc);
+      const int64_t row = w.order[pos], col = p.y_offset + n0;
+      const VD yv = LoadAnyD(p.y.dtype, ybase + row * p.y.row_stride * yes, col, valid);
+      StoreAnyD(p.out.dtype, hn::MulAdd(d, scale, yv), obase + row * p.out.row_stride * oes, col, valid);
+    }
+  }
+}
+
+void ExpandExact(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, int64_t ne) {
+  switch (w.p->b.dtype) {
+    case DType::f16: return ExpandExactT<DType::f16>(w, pb, pe, adapter, nb, ne);
+    case DType::bf16: return ExpandExactT<DType::bf16>(w, pb, pe, adapter, nb, ne);
+    default: return ExpandExactT<DType::f32>(w, pb, pe, adapter, nb, ne);
+  }
+}
+
