@@ -1,8 +1,8 @@
 // Plain C++ baseline of the whole operator: group rows by adapter, shrink, expand.
-// Products and sums in fp64 (at scalar speed that costs nothing over fp32), one final rounding.
-// It is execute()'s generic path (any strides) and its path for fp32 outputs: with fp32 sums,
-// an fp32 result can miss SPEC §1's 1-ulp / 1e-6 target whenever the dot products cancel
-// internally, because their rounding error scales with sum |z||b|, not with |d|.
+// Products and sums in fp64 (at scalar speed that costs nothing over fp32), one final rounding
+// (fp16/bf16 outputs via a round-to-odd fp32 step, so the double rounding is exact).  It is
+// execute()'s generic path (strides the SIMD kernels do not take) for both precisions: fp64
+// sums meet SPEC §1 even where the dot products cancel internally.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
