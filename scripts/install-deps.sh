@@ -4,7 +4,7 @@
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential cmake ninja-build pkg-config git
-      libhwy-dev libpthreadpool-dev libgtest-dev libgmock-dev libbenchmark-dev
+      libhwy-dev libgtest-dev libgmock-dev libbenchmark-dev
       libopenblas-dev clang libclang-rt-14-dev llvm)
 want_python=0
 for a in "$@"; do [ "$a" = "--python" ] && want_python=1; done

@@ -53,7 +53,7 @@ Problem build_problem(const Arguments& a, const Shape& s) {
   p.W = s.W;
   p.S = s.S;
   p.y_offset = a.y_offset;
-  p.scale = static_cast<float>(a.scale);
+  p.scale = a.scale;
   p.x = matrix(a.x);
   p.y = matrix(a.y);
   p.out = matrix(a.out);

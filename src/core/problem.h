@@ -36,7 +36,7 @@ struct Problem {
   int64_t W = 0;          // adapters; indices outside [0, W) mean "no adapter"
   int64_t S = 0;          // columns written: out[:, y_offset : y_offset + S]
   int64_t y_offset = 0;
-  float scale = 1.0f;
+  double scale = 1.0;    // kept in double: the exact path multiplies in fp64
 
   MatrixDesc x, y;
   MatrixDesc out;         // base is writable (const_cast at the kernel boundary is fine)

@@ -541,7 +541,7 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   ExpandCtx c;
   c.p = &p;
   c.w = &w;
-  c.scale = hn::Set(df, p.scale);
+  c.scale = hn::Set(df, static_cast<float>(p.scale));
   c.yes = p.y.dtype == DType::f32 ? 4 : 2;
   c.oes = p.out.dtype == DType::f32 ? 4 : 2;
   c.ybase = static_cast<const unsigned char*>(p.y.base);
