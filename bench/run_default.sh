@@ -20,6 +20,8 @@ if [ "${1:-}" = "--full" ]; then
   [ -x "$py" ] || py=python3
   "$py" bench/plot_roofline.py bench/results.csv docs/roofline.png || true
   if [ -f bench/notes.md ]; then cat bench/notes.md >> docs/benchmarks.md; fi
+  cmake --build "$build" --target features_bench > /dev/null
+  "$build/bench/features_bench" >> docs/benchmarks.md
 else
   "$build/bench/addlora_bench" --commit "$commit"
 fi
