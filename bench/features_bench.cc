@@ -114,6 +114,23 @@ struct Activations {
   }
 };
 
+// Median time of one in-place call with the weights of rotation slot i, ND or NZ, with
+// optional per-adapter ranks.
+double time_single(Activations& act, Weights& A, Weights& Bw, bool nz, const std::vector<int32_t>* ranks,
+                   double min_time) {
+  return median_seconds(
+      [&](int i) {
+        Arguments g;
+        act.fill(&g);
+        g.weight_a = A.view(i, nz);
+        g.weight_b = Bw.view(i, nz);
+        if (ranks) g.ranks = TensorView::contiguous(const_cast<int32_t*>(ranks->data()), DType::i32, {A.W});
+        std::string m;
+        check(addlora::add_lora(g, addlora::Rules::general, &m), m);
+      },
+      min_time);
+}
+
 void row(const char* what, const char* shape, double base, double t, const char* base_name, const char* name) {
   std::printf("| %s | %s | %s %.1f us | %s %.1f us | %.2fx |\n", what, shape, base_name, base * 1e6, name, t * 1e6,
               base / t);
@@ -137,19 +154,8 @@ int main(int argc, char** argv) {
     const int64_t W = 8, R = 64, H = 4096;
     Weights A(W, R, H, gen, true), Bw(W, H, R, gen, true);
     Activations act(B, H, H, W, gen);
-    double t[2];
-    for (int nz = 0; nz < 2; ++nz) {
-      t[nz] = median_seconds(
-          [&](int i) {
-            Arguments g;
-            act.fill(&g);
-            g.weight_a = A.view(i, nz);
-            g.weight_b = Bw.view(i, nz);
-            std::string m;
-            check(addlora::add_lora(g, addlora::Rules::general, &m), m);
-          },
-          min_time);
-    }
+    const double t[2] = {time_single(act, A, Bw, false, nullptr, min_time),
+                         time_single(act, A, Bw, true, nullptr, min_time)};
     char shape[96];
     std::snprintf(shape, sizeof shape, "B=%lld W=8 R=64 H2=4096", static_cast<long long>(B));
     row("FRACTAL_NZ weights", shape, t[0], t[1], "ND", "NZ");
@@ -203,20 +209,8 @@ int main(int argc, char** argv) {
     Activations act(B, H, H, W, gen);
     std::vector<int32_t> full(static_cast<size_t>(W), static_cast<int32_t>(R)),
         quarter(static_cast<size_t>(W), static_cast<int32_t>(R / 4));
-    double t[2];
-    for (int q = 0; q < 2; ++q) {
-      t[q] = median_seconds(
-          [&](int i) {
-            Arguments g;
-            act.fill(&g);
-            g.weight_a = A.view(i, false);
-            g.weight_b = Bw.view(i, false);
-            g.ranks = TensorView::contiguous((q ? quarter : full).data(), DType::i32, {W});
-            std::string m;
-            check(addlora::add_lora(g, addlora::Rules::general, &m), m);
-          },
-          min_time);
-    }
+    const double t[2] = {time_single(act, A, Bw, false, &full, min_time),
+                         time_single(act, A, Bw, false, &quarter, min_time)};
     char shape[96];
     std::snprintf(shape, sizeof shape, "B=%lld W=8 R=64, ranks 64 vs 16", static_cast<long long>(B));
     row("per-adapter ranks", shape, t[0], t[1], "rank 64", "rank 16");
