@@ -61,8 +61,6 @@ void k_split(const Problem& p, int64_t tiles, int64_t* kc, int64_t* nk) {
 // The SIMD path needs unit column strides (or NZ weights); anything else runs the portable
 // kernel (correct for any strides, fp64 sums, single-threaded).
 bool simd_eligible(const Problem& p) {
-  // Per-adapter ranks and scales are honoured by the portable kernel only (for now).
-  if (p.ranks != nullptr || p.scales != nullptr) return false;
   auto unit = [](int64_t stride, int64_t cols) { return stride == 1 || cols == 1; };
   if (!unit(p.y.col_stride, p.H3) || !unit(p.out.col_stride, p.H3)) return false;
   if (p.b.layout == Layout::nd && !unit(p.b.col_stride, p.R)) return false;
@@ -313,17 +311,20 @@ void execute(const Problem& p, void* workspace) {
   auto combine_rows = [&](auto* z0, int64_t t) {
     for (int64_t pos = t * kRowTile, e = std::min(rows, pos + kRowTile); pos < e; ++pos) {
       auto* z = z0 + pos * w.rp;
+      const int64_t row = w.order[pos];
+      // Ranks past the adapter's own (Problem::ranks) were not computed: they become zeros,
+      // so the expand's vector tails can sum over a whole vector of z.
+      const int64_t rank = detail::rank_of(p, detail::adapter_of(p, row));
       if (p.has_a) {
         for (int64_t k = 1; k < w.nk; ++k) {
           const auto* zk = z + k * w.B * w.rp;
-          for (int64_t r = 0; r < p.R; ++r) z[r] += zk[r];
+          for (int64_t r = 0; r < rank; ++r) z[r] += zk[r];
         }
       } else {
-        const int64_t row = w.order[pos];
-        for (int64_t r = 0; r < p.R; ++r)
+        for (int64_t r = 0; r < rank; ++r)
           z[r] = load_scalar(p.x.base, p.x.dtype, row * p.x.row_stride + r * p.x.col_stride);
       }
-      for (int64_t r = p.R; r < w.rp; ++r) z[r] = 0;
+      for (int64_t r = rank; r < w.rp; ++r) z[r] = 0;
     }
   };
   auto combine = [&](int64_t t) {

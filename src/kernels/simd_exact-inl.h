@@ -87,8 +87,10 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
   const WeightRows A = Rows(p.a, p.R, adapter);
   const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
   const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
+  const int64_t rank = detail::rank_of(p, adapter);  // see ShrinkT: A rows past it are not read
   const int64_t r_begin = w.rank_split ? k * internal::kRankGroup : 0;
-  const int64_t r_end = w.rank_split ? std::min<int64_t>(p.R, r_begin + internal::kRankGroup) : p.R;
+  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + internal::kRankGroup) : rank;
+  if (r_begin >= r_end) return;
   if (w.rank_split) k = 0;
   const int64_t len = h_end - h_begin;
   const bool widen_x = TX != DType::f32 && len <= kXBuf;
@@ -167,10 +169,9 @@ constexpr int64_t kExOpVecs = kOpN / static_cast<int64_t>(kLanesD);
 
 template <int kRows>
 void ExpandOuterExactBlock(const Work& w, const double* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
-                      int64_t valid) {
+                           int64_t valid, int64_t rank, VD scale) {
   const DD dd;
   const Problem& p = *w.p;
-  const VD scale = hn::Set(dd, static_cast<double>(p.scale));
   const int64_t yes = p.y.dtype == DType::f32 ? 4 : 2;
   const int64_t oes = p.out.dtype == DType::f32 ? 4 : 2;
   const unsigned char* ybase = static_cast<const unsigned char*>(p.y.base);
@@ -190,7 +191,7 @@ void ExpandOuterExactBlock(const Work& w, const double* bt, int64_t pos_begin, i
     VD acc[kRows][kExOpVecs];
     for (int i = 0; i < kRows; ++i)
       for (int v = 0; v < kExOpVecs; ++v) acc[i][v] = hn::Zero(dd);
-    for (int64_t r = 0; r < p.R; ++r) {
+    for (int64_t r = 0; r < rank; ++r) {
       VD bv[kExOpVecs];
       for (int v = 0; v < kExOpVecs; ++v) bv[v] = hn::Load(dd, bt + r * kOpN + v * kLanesD);
       for (int i = 0; i < kRows; ++i) {
@@ -212,11 +213,11 @@ void ExpandOuterExactBlock(const Work& w, const double* bt, int64_t pos_begin, i
 }
 
 void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
-                      int64_t valid) {
+                      int64_t valid, int64_t rank, VD scale) {
   constexpr int kSmall = kExOpRows < 2 ? kExOpRows : 2;
   const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kExOpRows) * kExOpRows;
-  if (full_end > pos_begin) ExpandOuterExactBlock<kExOpRows>(w, bt, pos_begin, full_end, n0, valid);
-  if (full_end < pos_end) ExpandOuterExactBlock<kSmall>(w, bt, full_end, pos_end, n0, valid);
+  if (full_end > pos_begin) ExpandOuterExactBlock<kExOpRows>(w, bt, pos_begin, full_end, n0, valid, rank, scale);
+  if (full_end < pos_end) ExpandOuterExactBlock<kSmall>(w, bt, full_end, pos_end, n0, valid, rank, scale);
 }
 
 template <DType TB>
@@ -226,7 +227,10 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
   const DD dd;
   const DFH dfh;
   const WeightRows Bw = Rows(p.b, p.H2, adapter);
-  const VD scale = hn::Set(dd, static_cast<double>(p.scale));
+  // Per-adapter rank and scale; path choices by the rank (see ExpandT).
+  const int64_t rank = detail::rank_of(p, adapter);
+  const int64_t rank_p = (rank + 15) & ~int64_t{15};  // <= w.rp; z is zero in [rank, w.rp)
+  const VD scale = hn::Set(dd, detail::scale_of(p, adapter));
   const int64_t yes = p.y.dtype == DType::f32 ? 4 : 2;
   const int64_t oes = p.out.dtype == DType::f32 ? 4 : 2;
   const unsigned char* ybase = static_cast<const unsigned char*>(p.y.base);
@@ -235,16 +239,16 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     const unsigned char* yrow = ybase + (w.order[pos] * p.y.row_stride + p.y_offset) * yes;
     for (int64_t n = n_begin; n < n_end; n += 64 / yes) hwy::Prefetch(yrow + n * yes);
   }
-  const bool widen_b = w.rp <= kBBuf && pos_end - pos_begin > 1;
+  const bool widen_b = rank_p <= kBBuf && pos_end - pos_begin > 1;
   HWY_ALIGN float bf[kOpN * kBBuf];
   if (widen_b && pos_end - pos_begin >= kOpMinRows) {
     HWY_ALIGN float rows[kOpN * kBBuf];
     HWY_ALIGN double bt64[kOpN * kBBuf];  // the transposed block in fp64: no widening in the FMA loop
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
-      PackTransposed(TB, Bw, p.R, w.rp, n0, n_end, rows, bf);
-      for (int64_t i = 0; i < p.R * kOpN; i += kLanesD)
+      PackTransposed(TB, Bw, rank, rank_p, n0, n_end, rows, bf);
+      for (int64_t i = 0; i < rank * kOpN; i += kLanesD)
         hn::Store(hn::PromoteTo(dd, hn::Load(dfh, bf + i)), dd, bt64 + i);
-      ExpandOuterExact(w, bt64, pos_begin, pos_end, n0, std::min<int64_t>(kOpN, n_end - n0));
+      ExpandOuterExact(w, bt64, pos_begin, pos_end, n0, std::min<int64_t>(kOpN, n_end - n0), rank, scale);
     }
     return;
   }
@@ -252,15 +256,15 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     const int64_t valid = std::min<int64_t>(kLanesD, n_end - n0);
     for (int64_t n = std::max<int64_t>(n0 + kLanesD, n0 == n_begin ? n0 : n0 + kPrefetchRows);
          n < std::min<int64_t>(n_end, n0 + kPrefetchRows + kLanesD); ++n)
-      for (int64_t r = 0; r < p.R; r += 16) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
+      for (int64_t r = 0; r < rank; r += 16) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
     const unsigned char* br[kLanesD];
     for (size_t j = 0; j < kLanesD; ++j)
       br[j] = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
     if (widen_b) {
       for (size_t j = 0; j < kLanesD; ++j) {
-        float* dst = bf + j * w.rp;
-        for (int64_t r = 0; r < w.rp; r += kLanes)
-          hn::Store(r < p.R ? LoadAnyF(TB, br[j], (r >> 4) * Bw.chunk_step + (r & 15), p.R - r) : hn::Zero(DF()),
+        float* dst = bf + j * rank_p;
+        for (int64_t r = 0; r < rank_p; r += kLanes)
+          hn::Store(r < rank ? LoadAnyF(TB, br[j], (r >> 4) * Bw.chunk_step + (r & 15), rank - r) : hn::Zero(DF()),
                     DF(), dst + r);
       }
     }
@@ -269,24 +273,24 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
       VD acc[kLanesD];
       for (size_t j = 0; j < kLanesD; ++j) acc[j] = hn::Zero(dd);
       if (widen_b) {
-        for (int64_t r = 0; r < w.rp; r += kLanesD) {
+        for (int64_t r = 0; r < rank_p; r += kLanesD) {
           const VD zv = hn::LoadU(dd, z + r);
           for (size_t j = 0; j < kLanesD; ++j)
-            acc[j] = hn::MulAdd(zv, hn::PromoteTo(dd, hn::LoadU(dfh, bf + j * w.rp + r)), acc[j]);
+            acc[j] = hn::MulAdd(zv, hn::PromoteTo(dd, hn::LoadU(dfh, bf + j * rank_p + r)), acc[j]);
         }
       } else {
         const int64_t step = static_cast<int64_t>(kLanesD);
-        const int64_t r_full = (p.R / step) * step;
+        const int64_t r_full = (rank / step) * step;
         for (int64_t r = 0; r < r_full; r += step) {
           const VD zv = hn::LoadU(dd, z + r);
           const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
           for (size_t j = 0; j < kLanesD; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(br[j], boff), acc[j]);
         }
-        if (r_full < p.R) {
+        if (r_full < rank) {
           const VD zv = hn::LoadU(dd, z + r_full);
           const int64_t boff = (r_full >> 4) * Bw.chunk_step + (r_full & 15);
           for (size_t j = 0; j < kLanesD; ++j)
-            acc[j] = hn::MulAdd(zv, LoadTailD<TB>(br[j], boff, p.R - r_full), acc[j]);
+            acc[j] = hn::MulAdd(zv, LoadTailD<TB>(br[j], boff, rank - r_full), acc[j]);
         }
       }
       const VD d = SumEachToLane(dd, acc);

@@ -304,8 +304,12 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   // [k * kRankGroup, ...) over all of H1, so each A row streams as one long run.
   const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
   const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
+  // Only the adapter's own ranks (Problem::ranks): A rows past them are never read (A is still
+  // addressed with the full R above: NZ chunk pitch).  The combine zeroes the rest of z.
+  const int64_t rank = detail::rank_of(p, adapter);
   const int64_t r_begin = w.rank_split ? k * internal::kRankGroup : 0;
-  const int64_t r_end = w.rank_split ? std::min<int64_t>(p.R, r_begin + internal::kRankGroup) : p.R;
+  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + internal::kRankGroup) : rank;
+  if (r_begin >= r_end) return;
   if (w.rank_split) k = 0;
   const int64_t len = h_end - h_begin;
   const bool widen_x = TX != DType::f32 && len <= kXBuf;
@@ -344,7 +348,7 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
         for (int64_t r = r0 + kShrinkRanks; r < std::min<int64_t>(r_end, r0 + 2 * kShrinkRanks); ++r)
           for (int64_t h = h_begin; h < h_end; h += 16) hwy::Prefetch(A.base + A.off(r, h) * A.esize);
       for (int j = 0; j < kShrinkRanks; ++j)
-        apf_rows[j] = A.base + std::min<int64_t>(r0 + kShrinkRanks + j, p.R - 1) * A.row_step * A.esize;
+        apf_rows[j] = A.base + std::min<int64_t>(r0 + kShrinkRanks + j, r_end - 1) * A.row_step * A.esize;
       const unsigned char* const* apf = apf_on ? apf_rows : nullptr;
       const unsigned char* ar[kShrinkRanks];
       for (int j = 0; j < kShrinkRanks; ++j)
@@ -436,6 +440,7 @@ struct ExpandCtx {
   const Problem* p;
   const Work* w;
   VF scale;
+  int64_t rank;  // the adapter's ranks (Problem::ranks); B columns past it are not read
   const unsigned char* ybase;
   unsigned char* obase;
   int64_t yes, oes;
@@ -477,7 +482,7 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, in
     VF acc[kRows][kOpVecs];
     for (int i = 0; i < kRows; ++i)
       for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
-    for (int64_t r = 0; r < c.p->R; ++r) {
+    for (int64_t r = 0; r < c.rank; ++r) {
       VF bv[kOpVecs];
       for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
       for (int i = 0; i < kRows; ++i) {
@@ -507,7 +512,8 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
   if (full_end < pos_end) ExpandOuterBlock<kSmall>(c, bt, full_end, pos_end, n0, valid);
 }
 
-// bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one).
+// bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one), r < R
+// (the adapter's rank: B columns past it are not read; rows up to the next vector are zeros).
 // `rows` is scratch for the widened rows: kOpN x rp floats.
 void PackTransposed(DType tb, const WeightRows& Bw, int64_t R, int64_t rp, int64_t n0, int64_t n_end, float* rows,
                     float* bt) {
@@ -541,7 +547,12 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   ExpandCtx c;
   c.p = &p;
   c.w = &w;
-  c.scale = hn::Set(df, static_cast<float>(p.scale));
+  // Per-adapter rank and scale (Problem::ranks / scales).  The path choices below depend on
+  // the rank, not on R: a rank-limited adapter gives the same bits as a tensor of that rank.
+  const int64_t rank = detail::rank_of(p, adapter);
+  const int64_t rank_p = (rank + 15) & ~int64_t{15};  // <= w.rp; z is zero in [rank, w.rp)
+  c.rank = rank;
+  c.scale = hn::Set(df, static_cast<float>(detail::scale_of(p, adapter)));
   c.yes = p.y.dtype == DType::f32 ? 4 : 2;
   c.oes = p.out.dtype == DType::f32 ? 4 : 2;
   c.ybase = static_cast<const unsigned char*>(p.y.base);
@@ -549,7 +560,7 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   // Dot path (few rows): the tile's y (and out) lines are touched 64 bytes at a time, row
   // after row -- too scattered for the hardware prefetcher, so request them up front.  The
   // outer-product path prefetches per row block instead (ExpandOuterBlock).
-  if (!(w.rp <= kBBuf && pos_end - pos_begin >= kOpMinRows))
+  if (!(rank_p <= kBBuf && pos_end - pos_begin >= kOpMinRows))
   for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
     const int64_t row = w.order[pos];
     const unsigned char* yrow = c.ybase + (row * p.y.row_stride + p.y_offset) * c.yes;
@@ -559,14 +570,14 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
       for (int64_t n = n_begin; n < n_end; n += 64 / c.oes) hwy::Prefetch(orow + n * c.oes);
   }
   // Widening B once pays when several rows reuse it; a single row streams it directly.
-  const bool widen_b = w.rp <= kBBuf && pos_end - pos_begin > 1;
+  const bool widen_b = rank_p <= kBBuf && pos_end - pos_begin > 1;
   HWY_ALIGN float bf[kOpN * kBBuf];  // <= 64 KiB: widened rows, or the transposed block
 
   if (widen_b && pos_end - pos_begin >= kOpMinRows) {
     HWY_ALIGN float rows[kOpN * kBBuf];  // widened rows, then transposed into bf
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
       const int64_t valid = std::min<int64_t>(kOpN, n_end - n0);
-      PackTransposed(TB, Bw, p.R, w.rp, n0, n_end, rows, bf);
+      PackTransposed(TB, Bw, rank, rank_p, n0, n_end, rows, bf);
       ExpandOuter(c, bf, pos_begin, pos_end, n0, valid);
     }
     return;
@@ -577,24 +588,24 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
     // B rows kPrefetchRows ahead: a block's dot products take far less than a DRAM round trip.
     for (int64_t n = std::max<int64_t>(n0 + kLanes, n0 == n_begin ? n0 : n0 + kPrefetchRows);
          n < std::min<int64_t>(n_end, n0 + kPrefetchRows + kLanes); ++n)
-      for (int64_t r = 0; r < p.R; r += 16) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
+      for (int64_t r = 0; r < rank; r += 16) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
     const unsigned char* br[kLanes];
     for (size_t j = 0; j < kLanes; ++j)  // lanes past the end repeat the last column
       br[j] = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
     if (widen_b) {
       for (size_t j = 0; j < kLanes; ++j) {
-        float* dst = bf + j * w.rp;
-        for (int64_t r = 0; r < w.rp; r += kLanes) {
+        float* dst = bf + j * rank_p;
+        for (int64_t r = 0; r < rank_p; r += kLanes) {
           const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
-          hn::Store(r < p.R ? LoadAnyF(TB, br[j], boff, p.R - r) : hn::Zero(df), df, dst + r);
+          hn::Store(r < rank ? LoadAnyF(TB, br[j], boff, rank - r) : hn::Zero(df), df, dst + r);
         }
         br[j] = reinterpret_cast<const unsigned char*>(dst);
       }
     }
     for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
       const float* z = w.zpart + pos * w.rp;
-      const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, w.rp, w.rp)
-                           : ExpandDot<TB>(z, br, Bw.chunk_step, p.R, p.R);
+      const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, rank_p, rank_p)
+                           : ExpandDot<TB>(z, br, Bw.chunk_step, rank, rank);
       c.finish(w.order[pos], p.y_offset + n0, d, valid);
     }
   }

@@ -7,6 +7,10 @@
 //   combine (row range)                -> z[pos] = zpart[0][pos] + ... + zpart[nk-1][pos]
 //                                         (fixed order; or z = x when there is no weight A)
 //   expand  (group, row tile, n tile)  -> out[row, y_offset + n]
+// Per-adapter ranks (Problem::ranks): the kernels of adapter a compute and read only ranks
+// [0, rank_of(a)) -- A rows and B columns past it are never loaded -- and the combine sets
+// z[pos][rank..rp) to zero.  Path choices in the expand depend on the rank, so a rank-limited
+// adapter gives the same bits as a tensor of that rank.  The delta is scaled by scale_of(a).
 // K chunk boundaries depend only on H1, and the choice between split-K and the rank split
 // (see Work::rank_split) only on the group sizes, so results are bitwise identical for any
 // thread count.

@@ -4,8 +4,13 @@
 // FRACTAL_NZ), dtypes (fp16 / bf16 / fp32, mixed), in place and out of place.  Sentinels
 // around every buffer catch stray reads (NaN poisons the result) and writes; a guarded
 // workspace catches scratch overruns.  Results must be bitwise identical for 1/2/3/7 threads.
+// Per-adapter ranks and scales: the weights past each adapter's rank hold NaN (they must not
+// be read), and a rank-limited adapter gives the same bits as a tensor of that rank.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <atomic>
@@ -36,6 +41,7 @@ struct Spec {
   bool row_pad = false;    // activations and ND weights with padded rows (SIMD path)
   bool col_stride = false; // activations with column stride 2 (generic path)
   double none_fraction = 0.2;  // rows with no adapter
+  bool per_adapter = false;    // random Arguments::ranks (strided, some out of range) and scales
   addlora::Precision precision = addlora::Precision::exact;  // fast: fp32 sums, Target::fast
   uint64_t seed = 1;
 
@@ -43,18 +49,18 @@ struct Spec {
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "B=%lld H1=%lld H2=%lld H3=%lld R=%lld W=%lld off=%lld slice=%lld A=%d inplace=%d "
-                  "nzA=%d nzB=%d pad=%d colstride=%d dt=%d/%d/%d fast=%d seed=%llu",
+                  "nzA=%d nzB=%d pad=%d colstride=%d dt=%d/%d/%d fast=%d per_adapter=%d seed=%llu",
                   (long long)B, (long long)H1, (long long)H2, (long long)H3, (long long)R, (long long)W,
                   (long long)y_offset, (long long)slice, has_a, in_place, la == Layout::fractal_nz,
                   lb == Layout::fractal_nz, row_pad, col_stride, (int)xd, (int)wd, (int)yd,
-                  precision == addlora::Precision::fast, (unsigned long long)seed);
+                  precision == addlora::Precision::fast, per_adapter, (unsigned long long)seed);
     return buf;
   }
 };
 
 struct Case {
   Spec s;
-  std::unique_ptr<TestTensor> y, x, wa, wb, idx, out;
+  std::unique_ptr<TestTensor> y, x, wa, wb, idx, out, ranks, scales;
   double scale = 1;
 
   explicit Case(const Spec& spec) : s(spec) {
@@ -90,6 +96,38 @@ struct Case {
     idx = std::make_unique<TestTensor>(TestTensor::nd(DType::i32, {s.B}));
     idx->fill_ints(iv, -7);
     scale = addlora::ref::balanced_scale(s.H1, s.R, s.has_a) * (rng.below(2) ? 1 : -0.5);
+    if (s.per_adapter) add_ranks_and_scales(rng);
+  }
+
+  // Ranks: 0, R, out of range (clamped) or random; the selected layer's A rows and B columns
+  // past each rank are poisoned with NaN (a read would leak into the result).  ND: the first
+  // and the last row / column past the rank (a partial 16-chunk and a whole one beyond);
+  // NZ (every set() repacks): one element of each.
+  void add_ranks_and_scales(Rng& rng) {
+    std::vector<int64_t> rv(s.W);
+    for (auto& r : rv) {
+      switch (rng.below(5)) {
+        case 0: r = 0; break;
+        case 1: r = s.R; break;
+        case 2: r = rng.below(2) ? -1 - rng.below(5) : s.R + 1 + rng.below(5); break;
+        default: r = 1 + rng.below(s.R); break;
+      }
+    }
+    ranks = std::make_unique<TestTensor>(TestTensor::nd(DType::i32, {s.W}, {2}));
+    ranks->fill_ints(rv, -11);
+    scales = std::make_unique<TestTensor>(TestTensor::nd(DType::f32, {s.W}));
+    scales->fill_uniform(rng, -2, 2);
+    const double nan = std::nan("");
+    for (int64_t w = 0; w < s.W; ++w) {
+      const int64_t rank = std::min<int64_t>(s.R, std::max<int64_t>(0, rv[w]));
+      if (rank == s.R) continue;
+      for (int64_t r : {rank, s.R - 1}) {
+        const bool nz_b = s.lb == Layout::fractal_nz, nz_a = s.la == Layout::fractal_nz;
+        for (int64_t n = 0; n < (nz_b ? 1 : s.H2); ++n) wb->set({w, s.layer, n, r}, nan);
+        if (wa)
+          for (int64_t h = 0; h < (nz_a ? 1 : s.H1); ++h) wa->set({w, s.layer, r, h}, nan);
+      }
+    }
   }
 
   addlora::Arguments args() const {
@@ -99,6 +137,8 @@ struct Case {
     a.weight_b = wb->view();
     a.indices = idx->view();
     if (wa) a.weight_a = wa->view();
+    if (ranks) a.ranks = ranks->view();
+    if (scales) a.scales = scales->view();
     a.out = out ? out->view() : a.y;
     a.layer_idx = s.layer;
     a.scale = scale;
@@ -134,7 +174,8 @@ void check_case(const Spec& s) {
   Case c(s);
   const addlora::ref::Expected e = addlora::ref::compute(c.args());
   std::vector<std::vector<uint8_t>> before;
-  for (const TestTensor* t : {c.y.get(), c.x.get(), c.wb.get(), c.idx.get(), c.wa.get(), c.out.get()})
+  for (const TestTensor* t : {c.y.get(), c.x.get(), c.wb.get(), c.idx.get(), c.wa.get(), c.out.get(),
+                              c.ranks.get(), c.scales.get()})
     before.push_back(t ? t->image_bytes() : std::vector<uint8_t>{});
   std::string failure;
   run(c, &failure);
@@ -146,7 +187,8 @@ void check_case(const Spec& s) {
   EXPECT_EQ(c.out_tensor().changes_outside_view(c.out ? before[5] : before[0]), "");
   // Inputs untouched (y too when out of place).
   int i = 0;
-  for (const TestTensor* t : {c.y.get(), c.x.get(), c.wb.get(), c.idx.get(), c.wa.get()}) {
+  for (const TestTensor* t : {c.y.get(), c.x.get(), c.wb.get(), c.idx.get(), c.wa.get(), static_cast<TestTensor*>(nullptr), c.ranks.get(),
+                              c.scales.get()}) {
     if (t && !(i == 0 && s.in_place)) {
       EXPECT_EQ(t->changes(before[i]), "") << "input " << i;
     }
@@ -176,12 +218,13 @@ DType pick_dtype(Rng& rng) {
 }
 
 // Random shapes with ragged sizes; every target sees the same list.
-std::vector<Spec> sweep(uint64_t seed, int n) {
+std::vector<Spec> sweep(uint64_t seed, int n, bool per_adapter = false) {
   Rng rng(seed);
   std::vector<Spec> out;
   for (int i = 0; i < n; ++i) {
     Spec s;
     s.seed = seed * 1000 + i;
+    s.per_adapter = per_adapter;
     s.B = 1 + rng.below(i % 4 == 0 ? 300 : 40);
     s.H1 = 1 + rng.below(i % 5 == 0 ? 1100 : 200);
     s.R = 1 + rng.below(i % 6 == 0 ? 512 : 80);
@@ -219,6 +262,14 @@ TEST_F(PerTarget, RandomSweepAgainstOracle) {
   });
 }
 
+// Random per-adapter ranks and scales (Arguments::ranks / scales) on the same kind of sweep.
+TEST_F(PerTarget, PerAdapterRanksAndScalesSweep) {
+  const auto specs = sweep(11, 40, true);
+  for_each_target([&] {
+    for (const Spec& s : specs) check_case(s);
+  });
+}
+
 // Shapes at the edges of the blocking: K chunk boundaries, row blocks, lane tails.
 TEST_F(PerTarget, BlockingEdges) {
   std::vector<Spec> specs;
@@ -237,6 +288,17 @@ TEST_F(PerTarget, BlockingEdges) {
   { Spec s; s.R = 512; s.H1 = 64; s.H2 = 33; s.H3 = 33; s.B = 7; s.W = 2; specs.push_back(s); }
   { Spec s; s.R = 512; s.H1 = 32; s.H2 = 48; s.H3 = 48; s.B = 3; s.lb = Layout::fractal_nz; s.la = Layout::fractal_nz; specs.push_back(s); }
   { Spec s; s.B = 20; s.none_fraction = 1.0; specs.push_back(s); }  // no row has an adapter
+  // Per-adapter ranks across the path choices: outer product / dot, widened / streamed B,
+  // rank split / split-K shrink.
+  for (auto [B, R, H1, H2] : std::vector<std::array<int64_t, 4>>{
+           {9, 300, 64, 70}, {140, 40, 2100, 64}, {1, 512, 100, 300}, {5, 33, 2100, 40}, {30, 520, 48, 40}}) {
+    Spec s;
+    s.B = B; s.R = R; s.H1 = H1; s.H2 = H2; s.H3 = H2 + 3; s.y_offset = 2; s.W = 3; s.seed = B * R;
+    s.per_adapter = true;
+    specs.push_back(s);
+    s.la = s.lb = Layout::fractal_nz;
+    specs.push_back(s);
+  }
   { Spec s; s.B = 5; s.slice = 0; specs.push_back(s); }              // nothing written
   for (size_t i = 0, n = specs.size(); i < n; ++i) {  // and every case with fp32 sums
     specs.push_back(specs[i]);
@@ -245,6 +307,58 @@ TEST_F(PerTarget, BlockingEdges) {
   for_each_target([&] {
     for (const Spec& s : specs) check_case(s);
   });
+}
+
+// An adapter limited to rank r of a padded [.., R, ..] tensor gives the same bits as a tensor
+// of rank r (same path choices, same sums), on every target, for both precisions.
+TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
+  struct Shape { int64_t B, H1, H2, R, r; };
+  for (const Shape sh : {Shape{1, 40, 50, 40, 17}, Shape{5, 40, 50, 600, 8}, Shape{20, 40, 50, 600, 33},
+                         Shape{20, 1500, 50, 64, 16}, Shape{3, 70, 90, 32, 0}})
+    for (auto prec : {addlora::Precision::exact, addlora::Precision::fast}) {
+      SCOPED_TRACE(std::to_string(sh.B) + "x" + std::to_string(sh.R) + " r=" + std::to_string(sh.r) +
+                   (prec == addlora::Precision::fast ? " fast" : " exact"));
+      Rng rng(sh.R * 131 + sh.r);
+      std::vector<uint16_t> x(sh.B * sh.H1), y(sh.B * sh.H2), a(sh.R * sh.H1), b(sh.H2 * sh.R);
+      std::vector<uint16_t> ar(sh.r * sh.H1 + 1), br(sh.H2 * sh.r + 1);
+      for (auto* v : {&x, &y, &a, &b})
+        for (auto& e : *v) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+      for (int64_t k = 0; k < sh.r; ++k)
+        for (int64_t h = 0; h < sh.H1; ++h) ar[k * sh.H1 + h] = a[k * sh.H1 + h];
+      for (int64_t n = 0; n < sh.H2; ++n)
+        for (int64_t k = 0; k < sh.r; ++k) br[n * sh.r + k] = b[n * sh.R + k];
+      std::vector<int32_t> idx(sh.B, 0), rank{static_cast<int32_t>(sh.r)};
+      std::vector<float> factor{-1.25f};
+      using addlora::TensorView;
+      addlora::Arguments g;
+      g.x = TensorView::contiguous(x.data(), DType::f16, {sh.B, sh.H1});
+      g.y = TensorView::contiguous(y.data(), DType::f16, {sh.B, sh.H2});
+      g.indices = TensorView::contiguous(idx.data(), DType::i32, {sh.B});
+      g.weight_a = TensorView::contiguous(a.data(), DType::f16, {1, 1, sh.R, sh.H1});
+      g.weight_b = TensorView::contiguous(b.data(), DType::f16, {1, 1, sh.H2, sh.R});
+      g.ranks = TensorView::contiguous(rank.data(), DType::i32, {1});
+      g.scales = TensorView::contiguous(factor.data(), DType::f32, {1});
+      g.scale = 0.375;
+      g.precision = prec;
+      addlora::Arguments h = g;
+      h.ranks = h.scales = TensorView{};
+      h.scale = 0.375 * -1.25;
+      if (sh.r > 0) {
+        h.weight_a = TensorView::contiguous(ar.data(), DType::f16, {1, 1, sh.r, sh.H1});
+        h.weight_b = TensorView::contiguous(br.data(), DType::f16, {1, 1, sh.H2, sh.r});
+      } else {
+        h.scale = 0;  // rank 0: no delta at all
+      }
+      for_each_target([&] {
+        std::vector<uint16_t> o1(y.size()), o2(y.size());
+        g.out = TensorView::contiguous(o1.data(), DType::f16, {sh.B, sh.H2});
+        h.out = TensorView::contiguous(o2.data(), DType::f16, {sh.B, sh.H2});
+        ASSERT_EQ(addlora::add_lora(g, addlora::Rules::general), addlora::Status::ok);
+        ASSERT_EQ(addlora::add_lora(h, addlora::Rules::general), addlora::Status::ok);
+        EXPECT_TRUE(o1 == o2);
+        if (sh.r == 0) { EXPECT_TRUE(o1 == y); }
+      });
+    }
 }
 
 // The result does not depend on the thread count (split-K partials combine in a fixed order).
