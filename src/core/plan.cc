@@ -82,14 +82,6 @@ namespace addlora {
 
 namespace {
 
-bool same_view(const TensorView& a, const TensorView& b) {
-  if (a.data != b.data || a.dtype != b.dtype || a.ndim != b.ndim || a.offset != b.offset || a.layout != b.layout)
-    return false;
-  for (int i = 0; i < a.ndim && i < 8; ++i)
-    if (a.dims[i] != b.dims[i] || a.strides[i] != b.strides[i]) return false;
-  return true;
-}
-
 Status multi_fail(std::string* message, Status st, const std::string& text) {
   if (message) *message = "AddLora: " + text;
   return st;
@@ -109,7 +101,7 @@ Status Plan::Impl::rebuild(std::string* message) {
       const struct { const char* name; const TensorView& mine; const TensorView& theirs; } shared[] = {
           {"y", a.y, first.y}, {"x", a.x, first.x}, {"indices", a.indices, first.indices}, {"out", a.out, first.out}};
       for (const auto& t : shared)
-        if (!same_view(t.mine, t.theirs))
+        if (!detail::same_view(t.mine, t.theirs))
           return multi_fail(message, Status::invalid_param, which + t.name + " must be the same view in every slice");
       if (a.layer_idx != first.layer_idx || a.precision != first.precision)
         return multi_fail(message, Status::invalid_param, which + "layerIdx and precision must be equal in every slice");

@@ -131,13 +131,6 @@ bool disjoint_bands(const TensorView& a, const TensorView& b) {
   return (rb + p - ra) % p >= static_cast<uintptr_t>(wa) && (ra + p - rb) % p >= static_cast<uintptr_t>(wb);
 }
 
-// Same elements: first byte, dtype, shape and strides.
-bool same_view(const TensorView& a, const TensorView& b) {
-  if (first_byte(a) != first_byte(b) || a.dtype != b.dtype || a.ndim != b.ndim || a.layout != b.layout) return false;
-  for (int i = 0; i < a.ndim; ++i)
-    if (a.dims[i] != b.dims[i] || (a.dims[i] > 1 && a.strides[i] != b.strides[i])) return false;
-  return true;
-}
 
 int64_t gcd(int64_t a, int64_t b) {
   while (b != 0) {
@@ -149,6 +142,14 @@ int64_t gcd(int64_t a, int64_t b) {
 }
 
 }  // namespace
+
+// Same elements: first byte, dtype, shape and strides (strides of size-1 dims ignored).
+bool same_view(const TensorView& a, const TensorView& b) {
+  if (first_byte(a) != first_byte(b) || a.dtype != b.dtype || a.ndim != b.ndim || a.layout != b.layout) return false;
+  for (int i = 0; i < a.ndim; ++i)
+    if (a.dims[i] != b.dims[i] || (a.dims[i] > 1 && a.strides[i] != b.strides[i])) return false;
+  return true;
+}
 
 bool has_weight_a(const Arguments& a) { return a.weight_a.data != nullptr || a.weight_a.ndim != 0; }
 

@@ -16,6 +16,9 @@ struct Shape {
 
 bool has_weight_a(const Arguments& a);
 
+// The two views address the same elements in the same way (e.g. out is y: in place).
+bool same_view(const TensorView& a, const TensorView& b);
+
 // Returns Status::ok and fills `shape`, or the status of the first failed rule with a
 // message "AddLora: <rule> (<values>)".
 Status validate(const Arguments& a, Rules rules, Shape* shape, std::string* message);
