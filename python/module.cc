@@ -233,6 +233,20 @@ addlora::Precision precision_of(bool fast) { return fast ? addlora::Precision::f
 
 using Shape = std::optional<std::vector<int64_t>>;
 
+// Runs a library call with the GIL released (the arrays stay alive: nb::ndarray holds
+// references while other Python threads run) and turns a failed status into the matching
+// Python exception.
+template <class F>
+void call_without_gil(F&& call) {
+  std::string message;
+  Status status;
+  {
+    nb::gil_scoped_release release;
+    status = call(&message);
+  }
+  if (status != Status::ok) raise_status(status, message);
+}
+
 void run(const OutArray& out, const InArray& y, const InArray& x, const InArray& weight_b,
          const InArray& indices, const InArray& weight_a, int64_t layer_idx, double scale,
          int64_t y_offset, int64_t y_slice_size, bool strict, bool fast, const Shape& weight_b_nz,
@@ -252,14 +266,7 @@ void run(const OutArray& out, const InArray& y, const InArray& x, const InArray&
   args.y_offset = y_offset;
   args.y_slice_size = y_slice_size;
   args.precision = precision_of(fast);
-  std::string message;
-  Status status;
-  {
-    // The arrays stay alive (nb::ndarray holds references) while other Python threads run.
-    nb::gil_scoped_release release;
-    status = addlora::add_lora(args, rules_of(strict), &message);
-  }
-  if (status != Status::ok) raise_status(status, message);
+  call_without_gil([&](std::string* message) { return addlora::add_lora(args, rules_of(strict), message); });
 }
 
 // One LoRA pair of a multi-slice call, as the Python layer packs it:
@@ -296,13 +303,9 @@ void run_multi(const OutArray& out, const InArray& y, const InArray& x, const In
     a.y_slice_size = y_slice_size;
     a.precision = precision_of(fast);
   }
-  std::string message;
-  Status status;
-  {
-    nb::gil_scoped_release release;
-    status = addlora::add_lora(args.data(), args.size(), rules_of(strict), &message);
-  }
-  if (status != Status::ok) raise_status(status, message);
+  call_without_gil([&](std::string* message) {
+    return addlora::add_lora(args.data(), args.size(), rules_of(strict), message);
+  });
 }
 
 // ND [..., M, N] -> packed NZ storage `dst` (allocated by the caller, dst.size() elements).
@@ -312,13 +315,9 @@ void nd_to_nz(const InArray& src, const OutArray& dst) {
   DType dt;
   check_device_dtype(dst, "nz", &dt);
   require_packed(dst, "nz");
-  std::string message;
-  Status status;
-  {
-    nb::gil_scoped_release release;
-    status = addlora::nd_to_nz(v, data_of(dst), static_cast<int64_t>(dst.size()), &message);
-  }
-  if (status != Status::ok) raise_status(status, message);
+  call_without_gil([&](std::string* message) {
+    return addlora::nd_to_nz(v, data_of(dst), static_cast<int64_t>(dst.size()), message);
+  });
 }
 
 // Packed NZ storage `src` -> the ND array `dst` (its shape is the logical shape).
@@ -328,13 +327,9 @@ void nz_to_nd(const InArray& src, const OutArray& dst) {
   check_device_dtype(src, "nz", &dt);
   require_packed(src, "nz");
   const TensorView v = view_of(dst, "out", scratch);
-  std::string message;
-  Status status;
-  {
-    nb::gil_scoped_release release;
-    status = addlora::nz_to_nd(data_of(src), static_cast<int64_t>(src.size()), v, &message);
-  }
-  if (status != Status::ok) raise_status(status, message);
+  call_without_gil([&](std::string* message) {
+    return addlora::nz_to_nd(data_of(src), static_cast<int64_t>(src.size()), v, message);
+  });
 }
 
 int64_t nz_elements(const std::vector<int64_t>& dims) {
