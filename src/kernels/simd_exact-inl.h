@@ -40,24 +40,26 @@ HWY_INLINE void StoreAnyD(DType t, VD v, void* base, int64_t off, int64_t count)
 }
 
 constexpr int kExRows = kLanes >= 16 ? 4 : 3;
-constexpr int kExRanks = 4;
+constexpr int kExRanks = kShrinkRanks;  // ForEachShrinkBlock walks rank blocks of this size
 
 // TX == f32 with kXf64: the x rows are pre-widened fp64 buffers (zero padded to a whole vector).
+// io: as for ShrinkBlock.
 template <DType TX, DType TA, int kRows = kExRows, bool kXf64 = false>
 HWY_INLINE void ShrinkBlockExact(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                                  int64_t a_chunk_step, int64_t h0, int64_t h1, double* const* out,
-                                 int rows_valid, int ranks_valid, const unsigned char* pf = nullptr,
-                                 int64_t pf_esize = 2) {
+                                 int rows_valid, int ranks_valid, const BlockIo<VD>& io) {
   const DD dd;
   const int64_t step = static_cast<int64_t>(kLanesD);
   const int64_t h_full = h0 + ((h1 - h0) / step) * step;
-  const int64_t pf_mask = 64 / pf_esize - 1;  // see ShrinkBlock
+  const int64_t pf_mask = 64 / io.pf_esize - 1;
   VD acc[kRows][kExRanks];
   for (int i = 0; i < kRows; ++i)
-    for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::Zero(dd);
+    for (int j = 0; j < kExRanks; ++j) acc[i][j] = io.init ? io.init[i * kExRanks + j] : hn::Zero(dd);
   for (int64_t h = h0; h < h_full; h += step) {
-    if (pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(pf + (h - h0) * pf_esize);
+    if (io.pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
     const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
+    if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until)
+      for (int j = 0; j < kExRanks; ++j) hwy::Prefetch(io.apf[j] + aoff * io.a_esize);
     VD av[kExRanks];
     for (int j = 0; j < kExRanks; ++j) av[j] = LoadD<TA>(ar[j], aoff);
     for (int i = 0; i < kRows; ++i) {
@@ -77,6 +79,11 @@ HWY_INLINE void ShrinkBlockExact(const unsigned char* const* xr, int64_t xoff, c
       for (int j = 0; j < kExRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
     }
   }
+  if (io.keep) {
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < kExRanks; ++j) io.keep[i * kExRanks + j] = acc[i][j];
+    return;
+  }
   for (int i = 0; i < rows_valid; ++i)
     for (int j = 0; j < ranks_valid; ++j) out[i][j] = hn::GetLane(hn::SumOfLanes(dd, acc[i][j]));
 }
@@ -94,6 +101,7 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
   if (w.rank_split) k = 0;
   const int64_t len = h_end - h_begin;
   const bool widen_x = TX != DType::f32 && len <= kXBuf;
+  const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
   double* zk = w.zpart_d + k * w.B * w.rp;
   HWY_ALIGN double xf[kExRows][kXBuf + 16];  // x rows widened to fp64 once per row block
@@ -101,12 +109,10 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
   for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kExRows) {
     const int rows_valid = static_cast<int>(std::min<int64_t>(kExRows, pos_end - pos0));
     const unsigned char* xr[kExRows];
-    for (int i = 0; i < kExRows; ++i)
-      xr[i] = xbase + w.order[pos0 + std::min(i, rows_valid - 1)] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>());
+    for (int i = 0; i < kExRows; ++i) xr[i] = xbase + w.order[pos0 + std::min(i, rows_valid - 1)] * p.x.row_stride * xes;
     if (!widen_x)
-      PrefetchRunHeads(xbase, w.order, p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()), pos0 + kExRows,
-                       std::min<int64_t>(pos_end, pos0 + 2 * kExRows), h_begin * ElemSize<TX>(),
-                       h_end * ElemSize<TX>());
+      PrefetchRunHeads(xbase, w.order, p.x.row_stride * xes, pos0 + kExRows,
+                       std::min<int64_t>(pos_end, pos0 + 2 * kExRows), h_begin * xes, h_end * xes);
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += kLanesD)
@@ -115,34 +121,36 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
       }
       for (int i = rows_valid; i < kExRows; ++i) xr[i] = xr[rows_valid - 1];
     }
-    for (int64_t r0 = r_begin; r0 < r_end; r0 += kExRanks) {
+    double* out[kExRows];
+    for (int i = 0; i < kExRows; ++i) out[i] = zk + (pos0 + i) * w.rp;
+    auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo<VD> io) {  // see ShrinkT
       const int ranks_valid = static_cast<int>(std::min<int64_t>(kExRanks, r_end - r0));
-      if (pos0 == pos_begin)
-        for (int64_t r = r0 + kExRanks; r < std::min<int64_t>(r_end, r0 + 2 * kExRanks); ++r)
-          for (int64_t h = h_begin; h < h_end; h += 16) hwy::Prefetch(A.base + A.off(r, h) * A.esize);
       const unsigned char* ar[kExRanks];
-      for (int j = 0; j < kExRanks; ++j)
-        ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * A.esize;
-      double* out[kExRows];
-      for (int i = 0; i < kExRows; ++i) out[i] = zk + (pos0 + i) * w.rp + r0;
+      for (int j = 0; j < kExRanks; ++j) ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * aes;
+      double* o[kExRows];
+      for (int i = 0; i < kExRows; ++i) o[i] = out[i] + r0;
       const int64_t rb = (r0 - r_begin) / kExRanks;
-      const unsigned char* pf = nullptr;
       if (widen_x && rb < kExRows && pos0 + kExRows + rb < pos_end)
-        pf = xbase + w.order[pos0 + kExRows + rb] * p.x.row_stride * static_cast<int64_t>(ElemSize<TX>()) +
-             h_begin * static_cast<int64_t>(ElemSize<TX>());
+        io.pf = xbase + (w.order[pos0 + kExRows + rb] * p.x.row_stride + h0) * xes;
+      io.pf_esize = xes;
+      io.a_esize = aes;
+      BlockIo<VD> nopf = io;
+      nopf.pf = nullptr;
       if (widen_x && rows_valid == 1)
-        ShrinkBlockExact<DType::f32, TA, 1, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+        ShrinkBlockExact<DType::f32, TA, 1, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
       else if (widen_x && rows_valid <= kExRows / 2)
-        ShrinkBlockExact<DType::f32, TA, kExRows / 2, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out,
-                                                            rows_valid, ranks_valid);
+        ShrinkBlockExact<DType::f32, TA, kExRows / 2, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, rows_valid,
+                                                            ranks_valid, nopf);
       else if (widen_x)
-        ShrinkBlockExact<DType::f32, TA, kExRows, true>(xr, h_begin, ar, A.chunk_step, h_begin, h_end, out, rows_valid,
-                                                       ranks_valid, pf, ElemSize<TX>());
+        ShrinkBlockExact<DType::f32, TA, kExRows, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, rows_valid,
+                                                       ranks_valid, io);
       else if (rows_valid == 1)
-        ShrinkBlockExact<TX, TA, 1>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, 1, ranks_valid);
+        ShrinkBlockExact<TX, TA, 1>(xr, 0, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
       else
-        ShrinkBlockExact<TX, TA>(xr, 0, ar, A.chunk_step, h_begin, h_end, out, rows_valid, ranks_valid);
-    }
+        ShrinkBlockExact<TX, TA>(xr, 0, ar, A.chunk_step, h0, h1, o, rows_valid, ranks_valid, nopf);
+    };
+    ForEachShrinkBlock<VD, kExRows * kExRanks>(A, p.a.layout == Layout::fractal_nz, w.rank_split,
+                                               pos0 == pos_begin, r_begin, r_end, h_begin, h_end, block);
   }
 }
 
@@ -254,9 +262,8 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
   }
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kLanesD) {
     const int64_t valid = std::min<int64_t>(kLanesD, n_end - n0);
-    for (int64_t n = std::max<int64_t>(n0 + kLanesD, n0 == n_begin ? n0 : n0 + kPrefetchRows);
-         n < std::min<int64_t>(n_end, n0 + kPrefetchRows + kLanesD); ++n)
-      for (int64_t r = 0; r < rank; r += 16) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
+    PrefetchBRows(Bw, std::max<int64_t>(n0 + kLanesD, n0 == n_begin ? n0 : n0 + kPrefetchRows),
+                  std::min<int64_t>(n_end, n0 + kPrefetchRows + kLanesD), rank);
     const unsigned char* br[kLanesD];
     for (size_t j = 0; j < kLanesD; ++j)
       br[j] = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;

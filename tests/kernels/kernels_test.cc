@@ -361,6 +361,56 @@ TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
     }
 }
 
+// FRACTAL_NZ weights give the same bits as the same weights in ND, on every target and for both
+// precisions: the NZ traversal (panels of columns, accumulators kept between them) must sum
+// the same products in the same order.  Shapes cover several panels with a ragged end, the
+// rank split (few rows per adapter) and split-K (many), ranks that are not multiples of 4 or
+// 16, the outer-product and dot expands, and per-adapter ranks.
+TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
+  struct Shape { int64_t B, W, H1, H2, R; bool ranks; };
+  for (const Shape sh : {Shape{1, 1, 4096 + 17, 300, 128, false}, Shape{8, 4, 1000, 257, 33, false},
+                         Shape{40, 2, 2100, 64, 130, false}, Shape{200, 3, 700, 90, 17, true},
+                         Shape{12, 3, 1500, 520, 64, true}})
+    for (auto prec : {addlora::Precision::exact, addlora::Precision::fast}) {
+      SCOPED_TRACE("B=" + std::to_string(sh.B) + " H1=" + std::to_string(sh.H1) + " R=" + std::to_string(sh.R) +
+                   (prec == addlora::Precision::fast ? " fast" : " exact"));
+      Rng rng(sh.B * 7 + sh.R);
+      std::vector<uint16_t> x(sh.B * sh.H1), y(sh.B * sh.H2), a(sh.W * sh.R * sh.H1), b(sh.W * sh.H2 * sh.R);
+      for (auto* v : {&x, &y, &a, &b})
+        for (auto& e : *v) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+      std::vector<int32_t> idx(sh.B), ranks(sh.W);
+      for (int64_t i = 0; i < sh.B; ++i) idx[i] = static_cast<int32_t>(rng.below(sh.W + 1)) - (i % 5 == 4);
+      for (int64_t w = 0; w < sh.W; ++w) ranks[w] = static_cast<int32_t>(rng.below(sh.R + 1));
+      using addlora::TensorView;
+      addlora::Arguments nd;
+      nd.x = TensorView::contiguous(x.data(), DType::f16, {sh.B, sh.H1});
+      nd.y = TensorView::contiguous(y.data(), DType::f16, {sh.B, sh.H2});
+      nd.indices = TensorView::contiguous(idx.data(), DType::i32, {sh.B});
+      nd.weight_a = TensorView::contiguous(a.data(), DType::f16, {sh.W, 1, sh.R, sh.H1});
+      nd.weight_b = TensorView::contiguous(b.data(), DType::f16, {sh.W, 1, sh.H2, sh.R});
+      if (sh.ranks) nd.ranks = TensorView::contiguous(ranks.data(), DType::i32, {sh.W});
+      nd.scale = 0.75;
+      nd.precision = prec;
+      addlora::Arguments nz = nd;
+      std::vector<uint16_t> a_nz(addlora::nz_elements(nd.weight_a.dims, 4)), b_nz(addlora::nz_elements(nd.weight_b.dims, 4));
+      ASSERT_EQ(addlora::nd_to_nz(nd.weight_a, a_nz.data(), static_cast<int64_t>(a_nz.size())), addlora::Status::ok);
+      ASSERT_EQ(addlora::nd_to_nz(nd.weight_b, b_nz.data(), static_cast<int64_t>(b_nz.size())), addlora::Status::ok);
+      nz.weight_a.data = a_nz.data();
+      nz.weight_a.layout = Layout::fractal_nz;
+      nz.weight_b.data = b_nz.data();
+      nz.weight_b.layout = Layout::fractal_nz;
+      for_each_target([&] {
+        std::vector<uint16_t> o_nd(y.size()), o_nz(y.size());
+        nd.out = TensorView::contiguous(o_nd.data(), DType::f16, {sh.B, sh.H2});
+        nz.out = TensorView::contiguous(o_nz.data(), DType::f16, {sh.B, sh.H2});
+        ASSERT_EQ(addlora::add_lora(nd, addlora::Rules::general), addlora::Status::ok);
+        ASSERT_EQ(addlora::add_lora(nz, addlora::Rules::general), addlora::Status::ok);
+        EXPECT_TRUE(o_nd == o_nz);
+        EXPECT_FALSE(o_nd == y);  // the deltas were added
+      });
+    }
+}
+
 // The result does not depend on the thread count (split-K partials combine in a fixed order).
 TEST(Threads, BitwiseIdenticalAcrossThreadCounts) {
   const int saved = addlora::num_threads();
