@@ -70,8 +70,7 @@ uint64_t Plan::workspace_bytes() const { return impl_ ? impl_->workspace : 0; }
 
 void Plan::run(void* workspace) const {
   if (!impl_) return;
-  for (const detail::Problem& p : impl_->problems)
-    if (p.B > 0) kernels::execute(p, workspace);
+  kernels::execute(impl_->problems.data(), impl_->problems.size(), workspace);
 }
 
 namespace {

@@ -129,8 +129,7 @@ Status Plan::Impl::rebuild(std::string* message) {
     built[k].y = built[k].out;
     built[k].in_place = true;
   }
-  uint64_t ws = 0;
-  for (const auto& p : built) ws = std::max(ws, kernels::workspace_bytes(p));
+  const uint64_t ws = kernels::workspace_bytes(built.data(), built.size());
   problems = std::move(built);
   workspace = ws;
   return Status::ok;

@@ -40,6 +40,7 @@ constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split 
 constexpr int64_t kMaxCountingW = int64_t{1} << 20;
 constexpr double kInlineBytes = 96 * 1024;  // below both: single-threaded (decided by shape only)
 constexpr double kInlineFlops = 4e6;
+constexpr size_t kMaxFused = 8;       // slices sharing one set of parallel phases (more: in batches)
 
 int64_t align64(int64_t n) { return (n + 63) & ~int64_t{63}; }
 int64_t round16(int64_t n) { return (n + 15) & ~int64_t{15}; }
@@ -71,9 +72,29 @@ bool simd_eligible(const Problem& p) {
   return true;
 }
 
-struct Layout_ {
-  int64_t counts, order, group_start, group_adapter, tile_start, zpart, total;
+// Workspace: the grouping, shared by every slice of a call (they share indices), then each
+// slice's partial sums.
+struct Shared {
+  int64_t counts, order, group_start, group_adapter, tile_start, end;
 };
+
+int64_t max_adapters(const Problem* ps, size_t n) {
+  int64_t w = 0;
+  for (size_t k = 0; k < n; ++k) w = std::max(w, ps[k].W);
+  return w;
+}
+
+Shared carve_shared(int64_t B, int64_t W) {
+  Shared l{};
+  int64_t at = 0;
+  l.counts = at;        at += W <= kMaxCountingW ? align64((W + 1) * 4) : 0;
+  l.order = at;         at += align64(B * 4);
+  l.group_start = at;   at += align64((B + 1) * 4);
+  l.group_adapter = at; at += align64(B * 4);
+  l.tile_start = at;    at += align64((B + 1) * 4);
+  l.end = at;
+  return l;
+}
 
 // Most z elements the partial sums ever need: nk * rows * rp over every possible row count
 // (rows with an adapter <= B, in >= ceil(rows / kRowTile) tiles).  Many rows mean many tiles
@@ -87,18 +108,7 @@ int64_t zpart_rows(const Problem& p) {
   return most;
 }
 
-Layout_ carve(const Problem& p) {
-  Layout_ l{};
-  int64_t at = 0;
-  l.counts = at;        at += p.W <= kMaxCountingW ? align64((p.W + 1) * 4) : 0;
-  l.order = at;         at += align64(p.B * 4);
-  l.group_start = at;   at += align64((p.B + 1) * 4);
-  l.group_adapter = at; at += align64(p.B * 4);
-  l.tile_start = at;    at += align64((p.B + 1) * 4);
-  l.zpart = at;         at += align64(zpart_rows(p) * round16(p.R) * 8);  // fp64 when exact
-  l.total = at;
-  return l;
-}
+int64_t zpart_bytes(const Problem& p) { return align64(zpart_rows(p) * round16(p.R) * 8); }  // fp64 when exact
 
 // ---- SIMD target choice -------------------------------------------------------------------
 
@@ -197,119 +207,135 @@ void copy_row(const Problem& p, int64_t b) {  // out[b, :] = y[b, :]
   }
 }
 
-// Rows with an adapter, sorted by (adapter, row) (stable counting sort), and the groups.
-int64_t group_rows(const Problem& p, const Layout_& l, char* ws, Work* w) {
+// Row b's index if it names one of adapters [0, W), else -1.
+int64_t adapter_below(const Problem& p, int64_t b, int64_t W) {
+  const int64_t i = p.index_dtype == DType::i64 ? static_cast<const int64_t*>(p.indices)[b * p.index_stride]
+                                                : static_cast<const int32_t*>(p.indices)[b * p.index_stride];
+  return (i >= 0 && i < W) ? i : -1;
+}
+
+// Rows by adapter: order[] holds the rows with an index in [0, W), sorted by (index, row)
+// (stable counting sort), cut into groups of one adapter each, and the groups into row tiles.
+// Groups are sorted by adapter, so a slice with fewer adapters uses a prefix of them.
+struct Groups {
+  const int32_t* order;
+  const int32_t* start;    // [n + 1] first position of each group
+  const int32_t* adapter;  // [n]
+  const int32_t* tile;     // [n + 1] first row tile of each group
+  int64_t n;
+};
+
+Groups group_rows(const Problem& p, int64_t W, const Shared& l, char* ws) {
   auto* order = reinterpret_cast<int32_t*>(ws + l.order);
   auto* gstart = reinterpret_cast<int32_t*>(ws + l.group_start);
   auto* gadapter = reinterpret_cast<int32_t*>(ws + l.group_adapter);
+  auto* tile_start = reinterpret_cast<int32_t*>(ws + l.tile_start);
   int64_t n = 0;
-  if (p.W <= kMaxCountingW) {
+  if (W <= kMaxCountingW) {
     auto* count = reinterpret_cast<int32_t*>(ws + l.counts);
-    std::fill(count, count + p.W + 1, 0);
+    std::fill(count, count + W + 1, 0);
     for (int64_t b = 0; b < p.B; ++b) {
-      const int64_t a = detail::adapter_of(p, b);
+      const int64_t a = adapter_below(p, b, W);
       if (a >= 0) ++count[a + 1];
     }
-    for (int64_t a = 0; a < p.W; ++a) count[a + 1] += count[a];
-    n = count[p.W];
+    for (int64_t a = 0; a < W; ++a) count[a + 1] += count[a];
+    n = count[W];
     for (int64_t b = 0; b < p.B; ++b) {
-      const int64_t a = detail::adapter_of(p, b);
+      const int64_t a = adapter_below(p, b, W);
       if (a >= 0) order[count[a]++] = static_cast<int32_t>(b);
     }
   } else {
     for (int64_t b = 0; b < p.B; ++b)
-      if (detail::adapter_of(p, b) >= 0) order[n++] = static_cast<int32_t>(b);
+      if (adapter_below(p, b, W) >= 0) order[n++] = static_cast<int32_t>(b);
     std::stable_sort(order, order + n, [&](int32_t x, int32_t y) {
-      return detail::adapter_of(p, x) < detail::adapter_of(p, y);
+      return adapter_below(p, x, W) < adapter_below(p, y, W);
     });
   }
   int64_t g = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t a = detail::adapter_of(p, order[i]);
+    const int64_t a = adapter_below(p, order[i], W);
     if (i == 0 || a != gadapter[g - 1]) {
       gstart[g] = static_cast<int32_t>(i);
       gadapter[g++] = static_cast<int32_t>(a);
     }
   }
   gstart[g] = static_cast<int32_t>(n);
-  w->order = order;
-  w->group_start = gstart;
-  w->group_adapter = gadapter;
-  w->ngroups = g;
-  return n;
-}
-
-}  // namespace
-
-uint64_t workspace_bytes(const Problem& p) {
-  return std::max<uint64_t>(static_cast<uint64_t>(carve(p).total), workspace_bytes_portable(p));
-}
-
-void execute(const Problem& p, void* workspace) {
-  if (!simd_eligible(p)) { execute_portable(p, workspace); return; }
-  const TargetKernels* kt = current_target();
-  Pool& pl = pool();
-  std::shared_lock<std::shared_mutex> lock(pl.mu);
-  // Waking the workers costs microseconds (much more when the cores are oversubscribed):
-  // problems smaller than that run on the calling thread.
-  const double bytes = double(p.W) * p.R * (p.H1 + p.H2) * 2 + double(p.B) * (p.H1 + 2 * p.S) * 2;
-  const double flops = 2.0 * p.B * p.R * (p.H1 + p.H2);
-  ThreadPool* tp = (bytes < kInlineBytes && flops < kInlineFlops) ? nullptr : pl.pool.get();
-
-  char* ws = static_cast<char*>(workspace);
-  const Layout_ l = carve(p);
-  Work w;
-  w.p = &p;
-  w.rp = round16(p.R);
-  w.zpart = reinterpret_cast<float*>(ws + l.zpart);
-  w.zpart_d = reinterpret_cast<double*>(ws + l.zpart);
-  w.exact = !p.fast_accumulate;  // Precision::exact (the default): fp64 sums
-
-  // out = y everywhere first (out of place only); the expand then overwrites the slices.
-  if (!p.in_place) {
-    auto copy = [&](int64_t t) {
-      for (int64_t b = t * kRowTile, e = std::min(p.B, b + kRowTile); b < e; ++b) copy_row(p, b);
-    };
-    parallel_for(tp, (p.B + kRowTile - 1) / kRowTile, copy);
-  }
-  const int64_t rows = group_rows(p, l, ws, &w);
-  if (rows == 0 || p.S == 0) return;
-
-  // Row tiles of every group: tile_start[g] = first tile index of group g.
-  auto* tile_start = reinterpret_cast<int32_t*>(ws + l.tile_start);
   tile_start[0] = 0;
-  for (int64_t g = 0; g < w.ngroups; ++g) {
-    const int64_t len = w.group_start[g + 1] - w.group_start[g];
-    tile_start[g + 1] = tile_start[g] + static_cast<int32_t>((len + kRowTile - 1) / kRowTile);
-  }
-  const int64_t tiles = tile_start[w.ngroups];
-  int64_t largest = 0;
-  for (int64_t g = 0; g < w.ngroups; ++g) largest = std::max<int64_t>(largest, w.group_start[g + 1] - w.group_start[g]);
-  // Few rows per adapter (decode): nothing to block for, so split the ranks and stream each
-  // A row in one run instead of K-chunk pieces.  A function of the indices, not of threads.
-  k_split(p, tiles, &w.kc, &w.nk);
-  w.rank_split = p.has_a && largest <= kRankSplitMaxRows;
-  if (w.rank_split) w.nk = 1;
-  w.B = rows;  // K-chunk planes are rows * rp apart (carve() sized them with zpart_rows)
-  auto tile = [&](int64_t t, int64_t* g, int64_t* pb, int64_t* pe) {
-    *g = std::upper_bound(tile_start, tile_start + w.ngroups + 1, static_cast<int32_t>(t)) -
-         tile_start - 1;
+  for (int64_t k = 0; k < g; ++k)
+    tile_start[k + 1] = tile_start[k] + static_cast<int32_t>((gstart[k + 1] - gstart[k] + kRowTile - 1) / kRowTile);
+  return Groups{order, gstart, gadapter, tile_start, g};
+}
+
+// One slice's part of a call: its Work and its task counts in each phase.
+struct SliceRun {
+  Work w;
+  const int32_t* tile_start = nullptr;
+  int64_t rows = 0;       // positions with an adapter of this slice
+  int64_t tiles = 0;      // row tiles of its groups
+  int64_t per_tile = 0;   // shrink tasks per row tile (K chunks, or rank groups)
+  int64_t ntiles = 0;     // column tiles of the expand
+  int64_t shrink_tasks() const { return w.p->has_a ? tiles * per_tile : 0; }
+  int64_t combine_tasks() const { return (rows + kRowTile - 1) / kRowTile; }
+  int64_t expand_tasks() const { return tiles * ntiles; }
+  // Row tile t -> its group and positions [pb, pe).
+  void tile(int64_t t, int64_t* g, int64_t* pb, int64_t* pe) const {
+    *g = std::upper_bound(tile_start, tile_start + w.ngroups + 1, static_cast<int32_t>(t)) - tile_start - 1;
     *pb = w.group_start[*g] + (t - tile_start[*g]) * kRowTile;
     *pe = std::min<int64_t>(w.group_start[*g + 1], *pb + kRowTile);
-  };
-
-  if (p.has_a) {
-    const int64_t per_tile = w.rank_split ? (p.R + internal::kRankGroup - 1) / internal::kRankGroup : w.nk;
-    auto shrink_tasks = [&](int64_t t) {
-      int64_t g, pb, pe;
-      tile(t / per_tile, &g, &pb, &pe);
-      (w.exact ? kt->shrink_exact : kt->shrink)(w, pb, pe, w.group_adapter[g], t % per_tile);
-    };
-    parallel_for(tp, tiles * per_tile, shrink_tasks);
   }
-  // combine the K chunks in a fixed order (or z = x), zero the padding lanes
-  auto combine_rows = [&](auto* z0, int64_t t) {
-    for (int64_t pos = t * kRowTile, e = std::min(rows, pos + kRowTile); pos < e; ++pos) {
+};
+
+// Sets up slice p over the shared groups (the prefix with adapters below p.W).  Every choice
+// here depends on this slice's shapes and groups only, exactly as for a call of its own, so a
+// multi-slice call gives the same bits as consecutive single calls.
+SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
+  SliceRun s;
+  Work& w = s.w;
+  w.p = &p;
+  w.rp = round16(p.R);
+  w.zpart = reinterpret_cast<float*>(zpart);
+  w.zpart_d = reinterpret_cast<double*>(zpart);
+  w.exact = !p.fast_accumulate;  // Precision::exact (the default): fp64 sums
+  w.order = gr.order;
+  w.group_start = gr.start;
+  w.group_adapter = gr.adapter;
+  w.ngroups = std::lower_bound(gr.adapter, gr.adapter + gr.n, static_cast<int32_t>(std::min<int64_t>(p.W, INT32_MAX))) - gr.adapter;
+  s.tile_start = gr.tile;
+  s.rows = gr.start[w.ngroups];
+  if (s.rows == 0 || p.S == 0) return s;  // nothing to compute: no tasks
+  s.tiles = gr.tile[w.ngroups];
+  int64_t largest = 0;
+  for (int64_t g = 0; g < w.ngroups; ++g) largest = std::max<int64_t>(largest, gr.start[g + 1] - gr.start[g]);
+  // Few rows per adapter (decode): nothing to block for, so split the ranks and stream each
+  // A row in one run instead of K-chunk pieces.  A function of the indices, not of threads.
+  k_split(p, s.tiles, &w.kc, &w.nk);
+  w.rank_split = p.has_a && largest <= kRankSplitMaxRows;
+  if (w.rank_split) w.nk = 1;
+  w.B = s.rows;  // K-chunk planes are rows * rp apart (zpart_rows sized them)
+  s.per_tile = w.rank_split ? (p.R + internal::kRankGroup - 1) / internal::kRankGroup : w.nk;
+  s.ntiles = (p.S + kNTile - 1) / kNTile;
+  return s;
+}
+
+// Runs phase(slice, task) for every task of every slice as one parallel region: one wake-up
+// and one barrier per phase for the whole call, however many slices.
+template <class Count, class Body>
+void for_all_tasks(ThreadPool* tp, SliceRun* run, size_t n, Count count, Body body) {
+  int64_t first[kMaxFused + 1];
+  first[0] = 0;
+  for (size_t k = 0; k < n; ++k) first[k + 1] = first[k] + count(run[k]);
+  auto task = [&](int64_t t) {
+    const size_t k = static_cast<size_t>(std::upper_bound(first, first + n + 1, t) - first - 1);
+    body(run[k], t - first[k]);
+  };
+  parallel_for(tp, first[n], task);
+}
+
+void combine(const SliceRun& s, int64_t t) {  // K chunks summed in a fixed order (or z = x)
+  const Problem& p = *s.w.p;
+  const Work& w = s.w;
+  auto rows = [&](auto* z0) {
+    for (int64_t pos = t * kRowTile, e = std::min(s.rows, pos + kRowTile); pos < e; ++pos) {
       auto* z = z0 + pos * w.rp;
       const int64_t row = w.order[pos];
       // Ranks past the adapter's own (Problem::ranks) were not computed: they become zeros,
@@ -327,22 +353,106 @@ void execute(const Problem& p, void* workspace) {
       for (int64_t r = rank; r < w.rp; ++r) z[r] = 0;
     }
   };
-  auto combine = [&](int64_t t) {
-    if (w.exact) combine_rows(w.zpart_d, t);
-    else combine_rows(w.zpart, t);
-  };
-  // (a few adds per row: not worth a parallel region unless there are many rows)
-  parallel_for(rows * p.R * w.nk < (int64_t{1} << 18) ? nullptr : tp, (rows + kRowTile - 1) / kRowTile, combine);
-
-  const int64_t ntiles = (p.S + kNTile - 1) / kNTile;
-  auto expand = [&](int64_t t) {
-    int64_t g, pb, pe;
-    tile(t / ntiles, &g, &pb, &pe);
-    const int64_t nb = (t % ntiles) * kNTile;
-    (w.exact ? kt->expand_exact : kt->expand)(w, pb, pe, w.group_adapter[g], nb, std::min(p.S, nb + kNTile));
-  };
-  parallel_for(tp, tiles * ntiles, expand);
+  if (w.exact) rows(w.zpart_d);
+  else rows(w.zpart);
 }
+
+// Bytes and flops the call will move, from its groups: only the adapters in use, each at its
+// own rank (the single-thread threshold must not count padded ranks or idle adapters).
+void estimate_cost(const SliceRun* run, size_t n, double* bytes, double* flops) {
+  for (size_t k = 0; k < n; ++k) {
+    const SliceRun& s = run[k];
+    const Problem& p = *s.w.p;
+    if (s.tiles == 0) continue;
+    for (int64_t g = 0; g < s.w.ngroups; ++g) {
+      const double rank = static_cast<double>(detail::rank_of(p, s.w.group_adapter[g]));
+      const double len = s.w.group_start[g + 1] - s.w.group_start[g];
+      *bytes += rank * ((p.has_a ? p.H1 : 0) + p.H2) * 2;
+      *flops += 2.0 * len * rank * ((p.has_a ? p.H1 : 0) + p.H2);
+    }
+    *bytes += double(s.rows) * (p.H1 + 2 * p.S) * 2;
+  }
+}
+
+}  // namespace
+
+uint64_t workspace_bytes(const Problem* ps, size_t n) {
+  if (n == 0) return 0;
+  uint64_t simd = static_cast<uint64_t>(carve_shared(ps[0].B, max_adapters(ps, n)).end), portable = 0;
+  for (size_t k = 0; k < n; ++k) {
+    simd += static_cast<uint64_t>(zpart_bytes(ps[k]));
+    portable = std::max(portable, workspace_bytes_portable(ps[k]));
+  }
+  return std::max(simd, portable);
+}
+
+uint64_t workspace_bytes(const Problem& p) { return workspace_bytes(&p, 1); }
+
+void execute(const Problem* ps, size_t n, void* workspace) {
+  if (n == 0 || ps[0].B == 0) return;
+  // A slice the SIMD kernels do not take (strides) runs on its own; so do all when one does.
+  for (size_t k = 0; k < n; ++k)
+    if (!simd_eligible(ps[k])) {
+      for (size_t j = 0; j < n; ++j) {
+        if (simd_eligible(ps[j])) execute(&ps[j], 1, workspace);
+        else execute_portable(ps[j], workspace);
+      }
+      return;
+    }
+  const Problem& p0 = ps[0];
+  const TargetKernels* kt = current_target();
+  Pool& pl = pool();
+  std::shared_lock<std::shared_mutex> lock(pl.mu);
+  char* ws = static_cast<char*>(workspace);
+  const Shared l = carve_shared(p0.B, max_adapters(ps, n));
+  const Groups gr = group_rows(p0, max_adapters(ps, n), l, ws);
+
+  char* zpart = ws + l.end;
+  for (size_t k0 = 0; k0 < n; k0 += kMaxFused) {
+    const size_t m = std::min(kMaxFused, n - k0);
+    SliceRun run[kMaxFused];
+    for (size_t k = 0; k < m; ++k) {
+      run[k] = plan_slice(ps[k0 + k], gr, zpart);
+      zpart += zpart_bytes(ps[k0 + k]);
+    }
+    // Waking the workers costs microseconds (much more when the cores are oversubscribed):
+    // calls smaller than that run on the calling thread.  Decided by shapes and indices only.
+    double bytes = 0, flops = 0;
+    estimate_cost(run, m, &bytes, &flops);
+    const bool copy = k0 == 0 && !p0.in_place;  // later slices update out in place (plan.cc)
+    if (copy) bytes += double(p0.B) * p0.H3 * 4;
+    ThreadPool* tp = (bytes < kInlineBytes && flops < kInlineFlops) ? nullptr : pl.pool.get();
+
+    // out = y everywhere first (out of place only); the expands then overwrite the slices.
+    if (copy) {
+      auto copy_rows = [&](int64_t t) {
+        for (int64_t b = t * kRowTile, e = std::min(p0.B, b + kRowTile); b < e; ++b) copy_row(p0, b);
+      };
+      parallel_for(tp, (p0.B + kRowTile - 1) / kRowTile, copy_rows);
+    }
+    for_all_tasks(tp, run, m, [](const SliceRun& s) { return s.shrink_tasks(); },
+                  [&](const SliceRun& s, int64_t t) {
+                    int64_t g, pb, pe;
+                    s.tile(t / s.per_tile, &g, &pb, &pe);
+                    (s.w.exact ? kt->shrink_exact : kt->shrink)(s.w, pb, pe, s.w.group_adapter[g], t % s.per_tile);
+                  });
+    // (a few adds per row: not worth a parallel region unless there are many rows)
+    double combine_work = 0;
+    for (size_t k = 0; k < m; ++k) combine_work += double(run[k].rows) * run[k].w.p->R * std::max<int64_t>(1, run[k].w.nk);
+    for_all_tasks(combine_work < double(int64_t{1} << 18) ? nullptr : tp, run, m,
+                  [](const SliceRun& s) { return s.combine_tasks(); }, combine);
+    for_all_tasks(tp, run, m, [](const SliceRun& s) { return s.expand_tasks(); },
+                  [&](const SliceRun& s, int64_t t) {
+                    int64_t g, pb, pe;
+                    s.tile(t / s.ntiles, &g, &pb, &pe);
+                    const int64_t nb = (t % s.ntiles) * kNTile;
+                    (s.w.exact ? kt->expand_exact : kt->expand)(s.w, pb, pe, s.w.group_adapter[g], nb,
+                                                                std::min(s.w.p->S, nb + kNTile));
+                  });
+  }
+}
+
+void execute(const Problem& p, void* workspace) { execute(&p, 1, workspace); }
 
 void set_num_threads(int n) {
   Pool& pl = pool();

@@ -1,6 +1,7 @@
 // Kernel entry points.  Inputs are validated, normalised Problems (src/core/problem.h);
 // nothing here fails or allocates.  The SIMD variants are chosen at run time.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "core/problem.h"
@@ -17,6 +18,13 @@ uint64_t workspace_bytes(const detail::Problem& p);
 // best target of this CPU) on the thread pool; strides other than unit column strides (or NZ
 // weights) fall back to execute_portable.
 void execute(const detail::Problem& p, void* workspace);
+
+// Multi-slice: the slices of one call (they share x, y, out and indices; slices after the
+// first update out in place, see plan.cc), run as one job.  The rows are grouped once and each
+// phase runs every slice's tasks in one parallel region.  Same bits as execute() on each slice
+// in turn.  workspace_bytes(ps, n) >= the sum of what the slices need alone.
+uint64_t workspace_bytes(const detail::Problem* ps, size_t n);
+void execute(const detail::Problem* ps, size_t n, void* workspace);
 
 // Plain C++ baseline (scalar, one thread, fp64 sums, grouped by adapter).  Same contract as
 // execute(); also its generic-stride path.

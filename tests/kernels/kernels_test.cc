@@ -411,6 +411,116 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
     }
 }
 
+// Multi-slice (one call, rows grouped once, the slices' tasks in shared parallel regions)
+// gives the same bits as consecutive single calls, when the slices differ in everything they
+// may: adapter count W (an index can be valid for one slice and not another), rank, per-adapter
+// ranks and scales, weight A or none, NZ or ND, widths.  Also with more slices than run in one
+// fused batch, with a column-strided slice (the portable path), and with 1 and 2 threads.
+TEST_F(PerTarget, MultiSliceEqualsConsecutiveCalls) {
+  struct SliceSpec { int64_t W, R, H2; bool has_a, nz, ranks; };
+  const std::vector<std::vector<SliceSpec>> calls = {
+      {{4, 16, 64, true, false, false}, {2, 16, 32, true, false, false}, {3, 24, 40, true, true, true}},
+      {{1, 130, 300, true, false, true}, {5, 8, 20, true, true, false}, {3, 0, 17, false, false, false}},
+      {{2, 16, 16, true, false, false}, {2, 32, 16, true, false, false}, {4, 16, 16, true, true, false},
+       {1, 4, 16, true, false, false},  {3, 16, 16, true, false, true},  {2, 16, 16, false, false, false},
+       {2, 64, 16, true, false, false}, {5, 16, 16, true, true, true},   {2, 20, 16, true, false, false},
+       {3, 16, 33, true, false, false}}};  // 10 slices: two fused batches
+  const int saved = addlora::num_threads();
+  int combo = 0;
+  for (size_t call_no = 0; call_no < calls.size(); ++call_no)
+    for (const int64_t B : {1, 9, 150})
+      for (auto prec : {addlora::Precision::exact, addlora::Precision::fast})
+        for (const bool strided : {false, true}) {
+          const auto& call = calls[call_no];
+          SCOPED_TRACE("call " + std::to_string(call_no) + " B=" + std::to_string(B) + (strided ? " strided" : "") +
+                       (prec == addlora::Precision::fast ? " fast" : " exact"));
+          const int64_t H1 = 2100, n = static_cast<int64_t>(call.size());  // two K chunks
+          int64_t H3 = 5;
+          for (const SliceSpec& c : call) H3 += c.H2;
+          Rng rng(B * 31 + combo);
+          std::vector<uint16_t> x(B * H1), y(B * H3);
+          for (auto* v : {&x, &y})
+            for (auto& e : *v) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+          std::vector<int32_t> idx(B);
+          // -1 .. 5, valid for some slices only; adapter 0 only on row 0, so a slice with W = 1
+          // has one small group (rank split) where the others have large ones (split-K).
+          for (auto& i : idx) i = std::max<int32_t>(1, static_cast<int32_t>(rng.below(6))) - (rng.below(6) == 0 ? 2 : 0);
+          idx[0] = 0;
+          std::vector<std::vector<uint16_t>> a(n), b(n), a_nz(n), b_nz(n);
+          std::vector<std::vector<int32_t>> ranks(n);
+          std::vector<std::vector<float>> scales(n);
+          std::vector<addlora::Arguments> slices(n);
+          using addlora::TensorView;
+          int64_t off = 2;
+          for (int64_t k = 0; k < n; ++k) {
+            const SliceSpec& c = call[k];
+            const int64_t R = c.has_a ? c.R : H1;
+            addlora::Arguments& g = slices[k];
+            g.x = TensorView::contiguous(x.data(), DType::f16, {B, H1});
+            g.y = TensorView::contiguous(y.data(), DType::f16, {B, H3});
+            g.indices = TensorView::contiguous(idx.data(), DType::i32, {B});
+            b[k].resize(c.W * c.H2 * R);
+            for (auto& e : b[k]) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+            g.weight_b = TensorView::contiguous(b[k].data(), DType::f16, {c.W, 1, c.H2, R});
+            if (c.has_a) {
+              a[k].resize(c.W * R * H1);
+              for (auto& e : a[k]) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+              g.weight_a = TensorView::contiguous(a[k].data(), DType::f16, {c.W, 1, R, H1});
+            }
+            if (c.nz) {
+              a_nz[k].resize(addlora::nz_elements(g.weight_a.dims, 4));
+              b_nz[k].resize(addlora::nz_elements(g.weight_b.dims, 4));
+              ASSERT_EQ(addlora::nd_to_nz(g.weight_a, a_nz[k].data(), a_nz[k].size()), addlora::Status::ok);
+              ASSERT_EQ(addlora::nd_to_nz(g.weight_b, b_nz[k].data(), b_nz[k].size()), addlora::Status::ok);
+              g.weight_a.data = a_nz[k].data();
+              g.weight_a.layout = g.weight_b.layout = Layout::fractal_nz;
+              g.weight_b.data = b_nz[k].data();
+            }
+            if (c.ranks) {
+              for (int64_t w = 0; w < c.W; ++w) {
+                ranks[k].push_back(static_cast<int32_t>(rng.below(R + 1)));
+                scales[k].push_back(static_cast<float>(rng.uniform(-2, 2)));
+              }
+              g.ranks = TensorView::contiguous(ranks[k].data(), DType::i32, {c.W});
+              g.scales = TensorView::contiguous(scales[k].data(), DType::f32, {c.W});
+            }
+            if (strided && k == 1) {  // every other element of a doubled B: column stride 2
+              b[k].resize(2 * b[k].size());
+              for (int64_t i = c.W * c.H2 * R - 1; i >= 0; --i) b[k][2 * i] = b[k][i];
+              g.weight_b = TensorView::contiguous(b[k].data(), DType::f16, {c.W, 1, c.H2, R});
+              for (int d = 0; d < 4; ++d) g.weight_b.strides[d] *= 2;
+              g.weight_b.strides[3] = 2;
+              g.weight_b.storage_elems = static_cast<int64_t>(b[k].size());
+              g.weight_b.layout = Layout::nd;
+            }
+            g.scale = 0.1 * (k + 1);
+            g.precision = prec;
+            g.y_offset = off;
+            off += c.H2;
+          }
+          for_each_target([&] {
+            for (int threads : {1, 2}) {
+              addlora::set_num_threads(threads);
+              std::vector<uint16_t> o_multi(y.size()), o_single(y.size());
+              for (auto& g : slices) g.out = TensorView::contiguous(o_multi.data(), DType::f16, {B, H3});
+              std::string msg;
+              ASSERT_EQ(addlora::add_lora(slices.data(), slices.size(), addlora::Rules::general, &msg),
+                        addlora::Status::ok) << msg;
+              for (int64_t k = 0; k < n; ++k) {
+                addlora::Arguments g = slices[k];
+                g.out = TensorView::contiguous(o_single.data(), DType::f16, {B, H3});
+                if (k > 0) g.y = g.out;  // later calls update the first one's output
+                ASSERT_EQ(addlora::add_lora(g, addlora::Rules::general, &msg), addlora::Status::ok) << msg;
+              }
+              EXPECT_TRUE(o_multi == o_single) << "threads " << threads;
+              EXPECT_FALSE(o_multi == y);
+            }
+          });
+          ++combo;
+        }
+  addlora::set_num_threads(saved);
+}
+
 // The result does not depend on the thread count (split-K partials combine in a fixed order).
 TEST(Threads, BitwiseIdenticalAcrossThreadCounts) {
   const int saved = addlora::num_threads();
