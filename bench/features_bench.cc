@@ -216,7 +216,8 @@ int main(int argc, char** argv) {
     row("per-adapter ranks", shape, t[0], t[1], "rank 64", "rank 16");
   }
   std::printf("\nThe per-adapter rows compare the same kernels with ranks 64 and 16 on a rank-64 tensor: the "
-              "ratio is the saving from not reading the padded ranks.  Multi-slice runs the slices one after the "
-              "other inside one call (it saves the calls' overhead and the y->out copy, not weight traffic).\n");
+              "ratio is the saving from not reading the padded ranks.  Multi-slice groups the rows once and runs "
+              "each phase (shrink, combine, expand) of all slices in one parallel region: it saves two thirds of "
+              "the thread wake-ups and barriers, not weight traffic.  NZ and ND give the same bits.\n");
   return 0;
 }
