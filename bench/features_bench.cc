@@ -17,6 +17,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -150,14 +151,15 @@ int main(int argc, char** argv) {
   std::printf("| feature | shape | first | second | ratio |\n|---|---|---|---|---|\n");
 
   // ---- FRACTAL_NZ vs ND ---------------------------------------------------------------------
-  for (const int64_t B : {1, 64}) {
-    const int64_t W = 8, R = 64, H = 4096;
+  for (const auto [B, R] : {std::pair<int64_t, int64_t>{1, 64}, {64, 64}, {1, 128}, {8, 128}}) {
+    const int64_t W = 8, H = 4096;
     Weights A(W, R, H, gen, true), Bw(W, H, R, gen, true);
     Activations act(B, H, H, W, gen);
     const double t[2] = {time_single(act, A, Bw, false, nullptr, min_time),
                          time_single(act, A, Bw, true, nullptr, min_time)};
     char shape[96];
-    std::snprintf(shape, sizeof shape, "B=%lld W=8 R=64 H2=4096", static_cast<long long>(B));
+    std::snprintf(shape, sizeof shape, "B=%lld W=8 R=%lld H2=4096", static_cast<long long>(B),
+                  static_cast<long long>(R));
     row("FRACTAL_NZ weights", shape, t[0], t[1], "ND", "NZ");
   }
 
