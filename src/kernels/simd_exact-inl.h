@@ -228,6 +228,66 @@ void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_
   if (full_end < pos_end) ExpandOuterExactBlock<kSmall>(w, bt, full_end, pos_end, n0, valid, rank, scale);
 }
 
+// One row with B streamed (decode, the commonest call): the dot loop below with its per-block
+// bookkeeping cut down -- y/out dtype fixed at compile time (out has y's dtype), row pointers by
+// stride, no tail logic in full blocks.  At small ranks that bookkeeping cost more than the
+// FMAs.  The same FMAs and roundings in the same order as the general loop: the same bits.
+template <DType TB, DType TY>
+void ExpandRowExact(const Work& w, int64_t pos, const WeightRows& Bw, int64_t rank, VD scale, int64_t n_begin,
+                    int64_t n_end) {
+  const DD dd;
+  const Problem& p = *w.p;
+  constexpr int64_t kL = static_cast<int64_t>(kLanesD), yes = ElemSize<TY>();
+  const double* z = w.zpart_d + pos * w.rp;
+  const int64_t row = w.order[pos];
+  const unsigned char* yrow = static_cast<const unsigned char*>(p.y.base) + row * p.y.row_stride * yes;
+  unsigned char* orow = static_cast<unsigned char*>(const_cast<void*>(p.out.base)) + row * p.out.row_stride * yes;
+  const int64_t r_full = rank / kL * kL, rs = Bw.row_step * Bw.esize;
+  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows + kL), rank);
+  int64_t n0 = n_begin;
+  for (; n0 + kL <= n_end; n0 += kL) {
+    if (n0 + kPrefetchRows < n_end)
+      PrefetchBRows(Bw, n0 + kPrefetchRows, std::min<int64_t>(n_end, n0 + kPrefetchRows + kL), rank);
+    const unsigned char* b0 = Bw.row(n0);
+    VD acc[kL];
+    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::Zero(dd);
+    for (int64_t r = 0; r < r_full; r += kL) {
+      const VD zv = hn::LoadU(dd, z + r);
+      const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
+      for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(b0 + j * rs, boff), acc[j]);
+    }
+    if (r_full < rank) {
+      const VD zv = hn::LoadU(dd, z + r_full);
+      const int64_t boff = (r_full >> 4) * Bw.chunk_step + (r_full & 15);
+      for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadTailD<TB>(b0 + j * rs, boff, rank - r_full), acc[j]);
+    }
+    const VD d = SumEachToLane(dd, acc);
+    const int64_t col = p.y_offset + n0;
+    StoreF<TY, DFH>(hn::DemoteTo(DFH(), hn::MulAdd(d, scale, LoadD<TY>(yrow, col))), orow, col);
+  }
+  if (n0 == n_end) return;
+  // Last, partial block: lanes past the end repeat the last column, and only `valid` are stored.
+  const int64_t valid = n_end - n0;
+  VD acc[kL];
+  for (int64_t j = 0; j < kL; ++j) acc[j] = hn::Zero(dd);
+  const unsigned char* br[kL];
+  for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));
+  for (int64_t r = 0; r < r_full; r += kL) {
+    const VD zv = hn::LoadU(dd, z + r);
+    const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
+    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(br[j], boff), acc[j]);
+  }
+  if (r_full < rank) {
+    const VD zv = hn::LoadU(dd, z + r_full);
+    const int64_t boff = (r_full >> 4) * Bw.chunk_step + (r_full & 15);
+    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadTailD<TB>(br[j], boff, rank - r_full), acc[j]);
+  }
+  const VD d = SumEachToLane(dd, acc);
+  const int64_t col = p.y_offset + n0;
+  const VD yv = hn::PromoteTo(dd, LoadTailF<TY, DFH>(yrow, col, valid));
+  StoreTailF<TY, DFH>(hn::DemoteTo(DFH(), hn::MulAdd(d, scale, yv)), orow, col, valid);
+}
+
 template <DType TB>
 void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t n_begin,
                   int64_t n_end) {
@@ -248,6 +308,13 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     for (int64_t n = n_begin; n < n_end; n += 64 / yes) hwy::Prefetch(yrow + n * yes);
   }
   const bool widen_b = rank_p <= kBBuf && pos_end - pos_begin > 1;
+  if (pos_end - pos_begin == 1) {
+    switch (p.y.dtype) {
+      case DType::f16: return ExpandRowExact<TB, DType::f16>(w, pos_begin, Bw, rank, scale, n_begin, n_end);
+      case DType::bf16: return ExpandRowExact<TB, DType::bf16>(w, pos_begin, Bw, rank, scale, n_begin, n_end);
+      default: return ExpandRowExact<TB, DType::f32>(w, pos_begin, Bw, rank, scale, n_begin, n_end);
+    }
+  }
   HWY_ALIGN float bf[kOpN * kBBuf];
   if (widen_b && pos_end - pos_begin >= kOpMinRows) {
     HWY_ALIGN float rows[kOpN * kBBuf];

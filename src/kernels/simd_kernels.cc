@@ -213,6 +213,7 @@ struct WeightRows {
   int64_t row_step;           // elements between rows m and m+1
   int64_t chunk_step;         // elements between 16-chunks c and c+1 of one row
   int64_t off(int64_t m, int64_t k) const { return m * row_step + (k >> 4) * chunk_step + (k & 15); }
+  const unsigned char* row(int64_t m) const { return base + m * row_step * esize; }
   // Elements of a row that one prefetch covers: a cache line in ND, a 16-element piece in NZ.
   int64_t run() const { return chunk_step == 16 ? 64 / esize : 16; }
 };
