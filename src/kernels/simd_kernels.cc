@@ -626,6 +626,36 @@ void PackTransposed(DType tb, const WeightRows& Bw, int64_t R, int64_t rp, int64
     }
 }
 
+// One row with B streamed (decode): ExpandT's dot loop with the per-block bookkeeping cut down
+// (y/out dtype fixed at compile time -- out has y's dtype --, row pointers by stride), which at
+// small ranks cost more than the FMAs.  Same operations in the same order: the same bits.
+template <DType TB, DType TY>
+void ExpandRow(const ExpandCtx& c, int64_t pos, const WeightRows& Bw, int64_t n_begin, int64_t n_end) {
+  const Problem& p = *c.p;
+  const Work& w = *c.w;
+  constexpr int64_t kL = static_cast<int64_t>(kLanes), yes = ElemSize<TY>();
+  const float* z = w.zpart + pos * w.rp;
+  const int64_t row = w.order[pos];
+  const unsigned char* yrow = c.ybase + row * p.y.row_stride * yes;
+  unsigned char* orow = c.obase + row * p.out.row_stride * yes;
+  const int64_t rs = Bw.row_step * Bw.esize;
+  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows + kL), c.rank);
+  int64_t n0 = n_begin;
+  for (; n0 + kL <= n_end; n0 += kL) {
+    if (n0 + kPrefetchRows < n_end)
+      PrefetchBRows(Bw, n0 + kPrefetchRows, std::min<int64_t>(n_end, n0 + kPrefetchRows + kL), c.rank);
+    const unsigned char* br[kL];
+    for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(n0) + j * rs;
+    const VF d = ExpandDot<TB>(z, br, Bw.chunk_step, c.rank, c.rank);
+    const int64_t col = p.y_offset + n0;
+    StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(yrow, col)), orow, col);
+  }
+  if (n0 == n_end) return;
+  const unsigned char* br[kL];  // last, partial block: lanes past the end repeat the last column
+  for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));
+  c.finish(row, p.y_offset + n0, ExpandDot<TB>(z, br, Bw.chunk_step, c.rank, c.rank), n_end - n0);
+}
+
 template <DType TB>
 void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t n_begin,
              int64_t n_end) {
@@ -659,6 +689,13 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   }
   // Widening B once pays when several rows reuse it; a single row streams it directly.
   const bool widen_b = rank_p <= kBBuf && pos_end - pos_begin > 1;
+  if (pos_end - pos_begin == 1) {
+    switch (p.y.dtype) {
+      case DType::f16: return ExpandRow<TB, DType::f16>(c, pos_begin, Bw, n_begin, n_end);
+      case DType::bf16: return ExpandRow<TB, DType::bf16>(c, pos_begin, Bw, n_begin, n_end);
+      default: return ExpandRow<TB, DType::f32>(c, pos_begin, Bw, n_begin, n_end);
+    }
+  }
   HWY_ALIGN float bf[kOpN * kBBuf];  // <= 64 KiB: widened rows, or the transposed block
 
   if (widen_b && pos_end - pos_begin >= kOpMinRows) {
