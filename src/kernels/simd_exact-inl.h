@@ -316,7 +316,7 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     }
   }
   HWY_ALIGN float bf[kOpN * kBBuf];
-  if (widen_b && pos_end - pos_begin >= kOpMinRows) {
+  if (widen_b && pos_end - pos_begin >= OuterMinRows(rank_p)) {
     HWY_ALIGN float rows[kOpN * kBBuf];
     HWY_ALIGN double bt64[kOpN * kBBuf];  // the transposed block in fp64: no widening in the FMA loop
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {

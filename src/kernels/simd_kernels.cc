@@ -521,7 +521,11 @@ HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t 
 constexpr int kOpRows = kLanes >= 16 ? 12 : 4;
 constexpr int kOpVecs = 2;
 constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
-constexpr int64_t kOpMinRows = 8;  // fewer rows: the transpose does not pay, use the dot form
+// Fewest rows for which the transposed block pays off over dot products: the pack costs about
+// as much as the dot products' reductions of 2-4 rows at rank 16, of 4-6 at 32, of 6-8 beyond
+// (measured, bench/features_bench-like shapes, both precisions).  A function of the adapter's
+// rank only, so results stay independent of R (per-adapter ranks) and of the thread count.
+HWY_INLINE int64_t OuterMinRows(int64_t rank_p) { return rank_p <= 16 ? 3 : rank_p <= 32 ? 5 : 8; }
 constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
 
 struct ExpandCtx {
@@ -678,7 +682,7 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   // Dot path (few rows): the tile's y (and out) lines are touched 64 bytes at a time, row
   // after row -- too scattered for the hardware prefetcher, so request them up front.  The
   // outer-product path prefetches per row block instead (ExpandOuterBlock).
-  if (!(rank_p <= kBBuf && pos_end - pos_begin >= kOpMinRows))
+  if (!(rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)))
   for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
     const int64_t row = w.order[pos];
     const unsigned char* yrow = c.ybase + (row * p.y.row_stride + p.y_offset) * c.yes;
@@ -698,7 +702,7 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   }
   HWY_ALIGN float bf[kOpN * kBBuf];  // <= 64 KiB: widened rows, or the transposed block
 
-  if (widen_b && pos_end - pos_begin >= kOpMinRows) {
+  if (widen_b && pos_end - pos_begin >= OuterMinRows(rank_p)) {
     HWY_ALIGN float rows[kOpN * kBBuf];  // widened rows, then transposed into bf
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
       const int64_t valid = std::min<int64_t>(kOpN, n_end - n0);
