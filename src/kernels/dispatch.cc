@@ -310,6 +310,11 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
   // A row in one run instead of K-chunk pieces.  A function of the indices, not of threads.
   k_split(p, s.tiles, &w.kc, &w.nk);
   w.rank_split = p.has_a && largest <= kRankSplitMaxRows;
+  // ... unless that leaves a single task (one adapter of rank <= kRankGroup) where split-K has
+  // several: then one thread would do the whole shrink.  Decided on the largest rank in use,
+  // not R, so a rank-limited adapter still takes the path of a tensor of that rank.
+  if (w.rank_split && w.ngroups == 1 && w.nk > 1 && detail::rank_of(p, w.group_adapter[0]) <= internal::kRankGroup)
+    w.rank_split = false;
   if (w.rank_split) w.nk = 1;
   w.B = s.rows;  // K-chunk planes are rows * rp apart (zpart_rows sized them)
   s.per_tile = w.rank_split ? (p.R + internal::kRankGroup - 1) / internal::kRankGroup : w.nk;
