@@ -114,6 +114,9 @@ int main(int argc, char** argv) {
         if (r.flops <= 4e8) r.t_plain = data.time(Impl::plain, min_time, 2);
         if (decode) r.t_gather = data.time(Impl::gather, min_time, 2);
         r.t_blas = data.time(Impl::blas, min_time, 3);
+        // OpenBLAS's threads busy-wait for a while after a call; let them go idle so that they
+        // do not compete with the next shape's addlora timings for the cores.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
       }
       std::printf("%-30s %3d %9.1f %8.1f %9.1f %5.0f%% %9.1f %5.0f%% %4s %8s %8s %8s\n", s.str().c_str(), t,
                   r.t * 1e6, r.bytes / r.t / 1e9, r.flops / r.t / 1e9, 100 * r.t_roof64 / r.t, r.t_fast * 1e6,
