@@ -257,10 +257,9 @@ HWY_INLINE void PrefetchRunHeads(const unsigned char* base, const int32_t* order
 constexpr int kShrinkRows = 6;
 constexpr int kShrinkRanks = 4;
 constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
-// FRACTAL_NZ traversal (ShrinkT): ranks per group, columns per panel, prefetch distance.
-constexpr int64_t kNzGroupRanks = 16;
-// A panel of 8 chunks keeps a group's pieces within the L1's 8 ways when R makes blocks 4 KiB
-// apart (R = 128, fp16); two panels ahead measured best (bench/features_bench, NZ rows).
+// FRACTAL_NZ traversal (ForEachShrinkBlock): ranks per group, columns per panel, prefetch
+// distance; chosen by measurement (bench/features_bench NZ rows).
+constexpr int64_t kNzGroupRanks = 128;
 constexpr int64_t kNzPanel = 128;
 constexpr int64_t kNzPanelsAhead = 2;
 
@@ -336,12 +335,14 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
   if (nz) {
     // FRACTAL_NZ: a rank row is 16-element pieces a whole block apart, so walking it row by
     // row (as for ND) touches one small piece per block and defeats the hardware prefetchers.
-    // Instead, for each group of kNzGroupRanks ranks, walk panels of kNzPanel columns and run
-    // every rank block of the group over the panel: the group's pieces of a block are
-    // contiguous and read together.  The accumulators wait in `stash` between panels.
+    // Instead, for each group of kNzGroupRanks ranks (all of them for R <= 128), walk panels of
+    // kNzPanel columns and run every rank block of the group over the panel: the panel is
+    // then read as a whole (for R <= 128 one contiguous run), and prefetched as one.  The
+    // accumulators wait in `stash` between panels.
     HWY_ALIGN V stash[kNzGroupRanks / kShrinkRanks][kStashVecs];
     for (int64_t g0 = r_begin; g0 < r_end; g0 += kNzGroupRanks) {
       const int64_t g1 = std::min<int64_t>(r_end, g0 + kNzGroupRanks);
+      const bool whole = g0 == 0 && g1 * 16 >= A.chunk_step;  // the group holds every rank of a block
       for (int64_t hp = h_begin; hp < h_end; hp += kNzPanel) {
         const int64_t hq = std::min<int64_t>(h_end, hp + kNzPanel);
         for (int64_t r0 = g0; r0 < g1; r0 += kShrinkRanks) {
@@ -349,9 +350,19 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
           V* st = stash[(r0 - g0) / kShrinkRanks];
           io.init = hp > h_begin ? st : nullptr;
           io.keep = hq < h_end ? st : nullptr;
-          // The same rank rows kNzPanelsAhead panels ahead, a piece per 16-column chunk.
           const unsigned char* apf[kShrinkRanks];
-          if (first_row_block) {
+          if (first_row_block && whole) {
+            // This rank block's share of the panel kNzPanelsAhead ahead, which is one
+            // contiguous run when the group holds every rank.
+            const int64_t nrb = (g1 - g0 + kShrinkRanks - 1) / kShrinkRanks, rb = (r0 - g0) / kShrinkRanks;
+            const int64_t hn = hp + kNzPanelsAhead * kNzPanel;
+            if (hn < h_end) {
+              const int64_t bytes = ((std::min<int64_t>(h_end, hn + kNzPanel) - hn + 15) / 16) * A.chunk_step * aes;
+              const int64_t share = (bytes / nrb + 63) & ~int64_t{63};
+              const unsigned char* base = A.base + (hn / 16) * A.chunk_step * aes;
+              for (int64_t b = rb * share; b < std::min(bytes, (rb + 1) * share); b += 64) hwy::Prefetch(base + b);
+            }
+          } else if (first_row_block) {  // the same rank rows ahead, a piece per 16-column chunk
             const int64_t ahead = kNzPanelsAhead * (kNzPanel / 16) * A.chunk_step * aes;
             for (int j = 0; j < kShrinkRanks; ++j)
               apf[j] = A.base + std::min<int64_t>(r0 + j, g1 - 1) * A.row_step * aes + ahead;
