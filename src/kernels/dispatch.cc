@@ -36,6 +36,7 @@ constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratc
 constexpr int64_t kMinKChunk = 1024;  // shortest K chunk worth a task (reductions amortised)
 constexpr int64_t kWholeRow = 4096;   // longest K chunk (simd_kernels.cc kXBuf)
 constexpr int64_t kMinShrinkTasks = 16;  // fixed, not the thread count: results stay identical
+constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h)
 constexpr int64_t kMaxCountingW = int64_t{1} << 20;
 constexpr double kInlineBytes = 96 * 1024;  // below both: single-threaded (decided by shape only)
 constexpr double kInlineFlops = 4e6;
@@ -303,13 +304,24 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
   s.rows = gr.start[w.ngroups];
   if (s.rows == 0 || p.S == 0) return s;  // nothing to compute: no tasks
   s.tiles = gr.tile[w.ngroups];
-  // Shrink tasks: (row tile, K chunk).  Few tiles (decode) get more chunks, so both threads
-  // share even a single adapter's shrink.  A function of the shapes and indices, not of threads.
-  // (Splitting the ranks across tasks instead, each streaming whole A rows, measured 10-30 %
-  // slower on one thread and no faster on two.)
+  int64_t largest = 0;
+  for (int64_t g = 0; g < w.ngroups; ++g) largest = std::max<int64_t>(largest, gr.start[g + 1] - gr.start[g]);
+  // Shrink tasks: (row tile, K chunk), few tiles (decode) getting more chunks.  With fp32 sums
+  // (Precision::fast) and few rows per adapter, split the ranks instead and stream each A row
+  // in one run: measured per precision (bench/addlora_gbench, this 2-core machine), that is
+  // 5-15 % faster with fp32 sums, while with fp64 sums (more work per byte of A) split-K is
+  // 13-22 % faster on one thread and no slower on two.  A function of the shapes, indices and
+  // precision, never of the thread count.
   k_split(p, s.tiles, &w.kc, &w.nk);
+  w.rank_split = p.has_a && largest <= kRankSplitMaxRows && p.fast_accumulate;
+  // ... unless that leaves a single task (one adapter of rank <= kRankGroup) where split-K has
+  // several: then one thread would do the whole shrink.  Decided on the largest rank in use,
+  // not R, so a rank-limited adapter still takes the path of a tensor of that rank.
+  if (w.rank_split && w.ngroups == 1 && w.nk > 1 && detail::rank_of(p, w.group_adapter[0]) <= internal::kRankGroup)
+    w.rank_split = false;
+  if (w.rank_split) w.nk = 1;
   w.B = s.rows;  // K-chunk planes are rows * rp apart (zpart_rows sized them)
-  s.per_tile = w.nk;
+  s.per_tile = w.rank_split ? (p.R + internal::kRankGroup - 1) / internal::kRankGroup : w.nk;
   s.ntiles = (p.S + kNTile - 1) / kNTile;
   return s;
 }

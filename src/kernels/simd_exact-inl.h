@@ -92,10 +92,13 @@ template <DType TX, DType TA>
 void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
   const Problem& p = *w.p;
   const WeightRows A = Rows(p.a, p.R, adapter);
-  const int64_t h_begin = k * w.kc;
-  const int64_t h_end = std::min<int64_t>(p.H1, h_begin + w.kc);
+  const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
+  const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
   const int64_t rank = detail::rank_of(p, adapter);  // see ShrinkT: A rows past it are not read
-  if (rank == 0) return;
+  const int64_t r_begin = w.rank_split ? k * internal::kRankGroup : 0;
+  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + internal::kRankGroup) : rank;
+  if (r_begin >= r_end) return;
+  if (w.rank_split) k = 0;
   const int64_t len = h_end - h_begin;
   const bool widen_x = TX != DType::f32 && len <= kXBuf;
   const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
@@ -121,12 +124,12 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     double* out[kExRows];
     for (int i = 0; i < kExRows; ++i) out[i] = zk + (pos0 + i) * w.rp;
     auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo<VD> io) {  // see ShrinkT
-      const int ranks_valid = static_cast<int>(std::min<int64_t>(kExRanks, rank - r0));
+      const int ranks_valid = static_cast<int>(std::min<int64_t>(kExRanks, r_end - r0));
       const unsigned char* ar[kExRanks];
       for (int j = 0; j < kExRanks; ++j) ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * aes;
       double* o[kExRows];
       for (int i = 0; i < kExRows; ++i) o[i] = out[i] + r0;
-      const int64_t rb = r0 / kExRanks;
+      const int64_t rb = (r0 - r_begin) / kExRanks;
       if (widen_x && rb < kExRows && pos0 + kExRows + rb < pos_end)
         io.pf = xbase + (w.order[pos0 + kExRows + rb] * p.x.row_stride + h0) * xes;
       io.pf_esize = xes;
@@ -146,8 +149,8 @@ void ShrinkExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
       else
         ShrinkBlockExact<TX, TA>(xr, 0, ar, A.chunk_step, h0, h1, o, rows_valid, ranks_valid, nopf);
     };
-    ForEachShrinkBlock<VD, kExRows * kExRanks>(A, p.a.layout == Layout::fractal_nz,
-                                               pos0 == pos_begin, 0, rank, h_begin, h_end, block);
+    ForEachShrinkBlock<VD, kExRows * kExRanks>(A, p.a.layout == Layout::fractal_nz, w.rank_split,
+                                               pos0 == pos_begin, r_begin, r_end, h_begin, h_end, block);
   }
 }
 

@@ -329,7 +329,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
 // over [h_begin, h_end), in the order that suits A's layout, with A prefetches set in io.
 // first_row_block: this row block brings A from DRAM (later ones find it in the cache).
 template <class V, int kStashVecs, class Block>
-HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_block,
+HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool rank_split, bool first_row_block,
                                    int64_t r_begin, int64_t r_end, int64_t h_begin, int64_t h_end, Block& block) {
   const int64_t aes = A.esize;
   if (nz) {
@@ -378,10 +378,14 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
   }
   for (int64_t r0 = r_begin; r0 < r_end; r0 += kShrinkRanks) {
     BlockIo<V> io;
-    // The first row block prefetches the next rank block's rows as it goes, a line per 64
-    // bytes of progress (a burst would overflow the miss buffers).
+    // Rank split (decode): whole A rows stream well already; a burst of the next rank block
+    // ahead suffices.  Split-K: the first row block prefetches the next rank block's rows as
+    // it goes, a line per 64 bytes of progress (a burst would overflow the miss buffers).
     const unsigned char* apf[kShrinkRanks];
-    if (first_row_block && r0 + kShrinkRanks < r_end) {
+    if (rank_split)
+      for (int64_t r = r0 + kShrinkRanks; r < std::min<int64_t>(r_end, r0 + 2 * kShrinkRanks); ++r)
+        for (int64_t h = h_begin; h < h_end; h += 16) hwy::Prefetch(A.base + A.off(r, h) * aes);
+    if (!rank_split && first_row_block && r0 + kShrinkRanks < r_end) {
       for (int j = 0; j < kShrinkRanks; ++j)
         apf[j] = A.base + std::min<int64_t>(r0 + kShrinkRanks + j, r_end - 1) * A.row_step * aes;
       io.apf = apf;
@@ -395,13 +399,17 @@ template <DType TX, DType TA>
 void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
   const Problem& p = *w.p;
   const WeightRows A = Rows(p.a, p.R, adapter);
-  // A split-K task: all ranks over K chunk k.
-  const int64_t h_begin = k * w.kc;
-  const int64_t h_end = std::min<int64_t>(p.H1, h_begin + w.kc);
+  // Split-K task: all ranks over K chunk k.  Rank-split task (small groups): ranks
+  // [k * kRankGroup, ...) over all of H1, so each A row streams as one long run.
+  const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
+  const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
   // Only the adapter's own ranks (Problem::ranks): A rows past them are never read (A is still
   // addressed with the full R above: NZ chunk pitch).  The combine zeroes the rest of z.
   const int64_t rank = detail::rank_of(p, adapter);
-  if (rank == 0) return;
+  const int64_t r_begin = w.rank_split ? k * internal::kRankGroup : 0;
+  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + internal::kRankGroup) : rank;
+  if (r_begin >= r_end) return;
+  if (w.rank_split) k = 0;
   const int64_t len = h_end - h_begin;
   const bool widen_x = TX != DType::f32 && len <= kXBuf;
   const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
@@ -433,12 +441,12 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
     // One register block: ranks [r0, r0 + kShrinkRanks) over h in [h0, h1).  Rank block rb
     // prefetches row rb of the next row block's x (one row per rank block).
     auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo<VF> io) {
-      const int ranks_valid = static_cast<int>(std::min<int64_t>(kShrinkRanks, rank - r0));
+      const int ranks_valid = static_cast<int>(std::min<int64_t>(kShrinkRanks, r_end - r0));
       const unsigned char* ar[kShrinkRanks];
       for (int j = 0; j < kShrinkRanks; ++j) ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * aes;
       float* o[kShrinkRows];
       for (int i = 0; i < kShrinkRows; ++i) o[i] = out[i] + r0;
-      const int64_t rb = r0 / kShrinkRanks;
+      const int64_t rb = (r0 - r_begin) / kShrinkRanks;
       if (widen_x && rb < kShrinkRows && pos0 + kShrinkRows + rb < pos_end)
         io.pf = xbase + (w.order[pos0 + kShrinkRows + rb] * p.x.row_stride + h0) * xes;
       io.pf_esize = xes;
@@ -459,8 +467,8 @@ void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
         ShrinkBlock<TX, TA>(xr, 0, ar, A.chunk_step, h0, h1, o, rows_valid, ranks_valid, nopf);
     };
 
-    ForEachShrinkBlock<VF, kShrinkRows * kShrinkRanks>(A, p.a.layout == Layout::fractal_nz,
-                                                       pos0 == pos_begin, 0, rank, h_begin, h_end, block);
+    ForEachShrinkBlock<VF, kShrinkRows * kShrinkRanks>(A, p.a.layout == Layout::fractal_nz, w.rank_split,
+                                                       pos0 == pos_begin, r_begin, r_end, h_begin, h_end, block);
   }
 }
 

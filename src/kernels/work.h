@@ -11,7 +11,8 @@
 // [0, rank_of(a)) -- A rows and B columns past it are never loaded -- and the combine sets
 // z[pos][rank..rp) to zero.  Path choices in the expand depend on the rank, so a rank-limited
 // adapter gives the same bits as a tensor of that rank.  The delta is scaled by scale_of(a).
-// K chunk boundaries depend only on H1 and the number of row tiles, so results are bitwise identical for any
+// K chunk boundaries depend only on H1, and the choice between split-K and the rank split
+// (see Work::rank_split) only on the group sizes, so results are bitwise identical for any
 // thread count.
 #pragma once
 #include <cstdint>
@@ -22,6 +23,7 @@
 
 namespace addlora::kernels::internal {
 
+constexpr int64_t kRankGroup = 16;  // ranks per shrink task in rank-split mode
 
 struct Work {
   const detail::Problem* p = nullptr;
@@ -35,6 +37,9 @@ struct Work {
   float* zpart = nullptr;                // [nk][B][rp] (B as below); chunk 0 holds the combined z
   double* zpart_d = nullptr;             // the same memory, as fp64, when exact
   int64_t B = 0;                         // rows with an adapter: K-chunk planes are B*rp apart
+  // Rank split instead of split-K (every group has few rows: decode).  Shrink task k then
+  // covers ranks [k*kRankGroup, ...) over all of H1 and writes z directly (nk is 1).
+  bool rank_split = false;
   bool exact = false;                    // fp64 sums (Precision::exact) -> *_exact kernels
 };
 

@@ -289,7 +289,7 @@ TEST_F(PerTarget, BlockingEdges) {
   { Spec s; s.R = 512; s.H1 = 32; s.H2 = 48; s.H3 = 48; s.B = 3; s.lb = Layout::fractal_nz; s.la = Layout::fractal_nz; specs.push_back(s); }
   { Spec s; s.B = 20; s.none_fraction = 1.0; specs.push_back(s); }  // no row has an adapter
   // Per-adapter ranks across the path choices: outer product / dot, widened / streamed B,
-  // one K chunk / several.
+  // rank split / split-K shrink.
   for (auto [B, R, H1, H2] : std::vector<std::array<int64_t, 4>>{
            {9, 300, 64, 70}, {140, 40, 2100, 64}, {1, 512, 100, 300}, {5, 33, 2100, 40}, {30, 520, 48, 40}}) {
     Spec s;
@@ -363,9 +363,9 @@ TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
 
 // FRACTAL_NZ weights give the same bits as the same weights in ND, on every target and for both
 // precisions: the NZ traversal (panels of columns, accumulators kept between them) must sum
-// the same products in the same order.  Shapes cover several panels with a ragged end, one and
-// several K chunks, few and many rows per adapter, ranks that are not multiples of 4 or 16,
-// the outer-product and dot expands, and per-adapter ranks.
+// the same products in the same order.  Shapes cover several panels with a ragged end, the
+// rank split (few rows per adapter) and split-K (many), ranks that are not multiples of 4 or
+// 16, the outer-product and dot expands, and per-adapter ranks.
 TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
   struct Shape { int64_t B, W, H1, H2, R; bool ranks; };
   for (const Shape sh : {Shape{1, 1, 4096 + 17, 300, 128, false}, Shape{8, 4, 1000, 257, 33, false},
@@ -443,7 +443,7 @@ TEST_F(PerTarget, MultiSliceEqualsConsecutiveCalls) {
             for (auto& e : *v) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
           std::vector<int32_t> idx(B);
           // -1 .. 5, valid for some slices only; adapter 0 only on row 0, so a slice with W = 1
-          // has one small group (one row tile, one-row kernels) where the others have large ones.
+          // has one small group (rank split) where the others have large ones (split-K).
           for (auto& i : idx) i = std::max<int32_t>(1, static_cast<int32_t>(rng.below(6))) - (rng.below(6) == 0 ? 2 : 0);
           idx[0] = 0;
           std::vector<std::vector<uint16_t>> a(n), b(n), a_nz(n), b_nz(n);
