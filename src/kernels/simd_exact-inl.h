@@ -228,6 +228,28 @@ void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_
   if (full_end < pos_end) ExpandOuterExactBlock<kSmall>(w, bt, full_end, pos_end, n0, valid, rank, scale);
 }
 
+// Lane j of the result = sum over r < rank of z[r] * B row j, with B read directly (16-bit or
+// fp32, chunk-structured as in WeightRows): the fp64 counterpart of ExpandDot.
+template <DType TB>
+HWY_INLINE VD ExpandDotExact(const double* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
+  const DD dd;
+  constexpr int64_t kL = static_cast<int64_t>(kLanesD);
+  VD acc[kL];
+  for (int64_t j = 0; j < kL; ++j) acc[j] = hn::Zero(dd);
+  const int64_t r_full = rank / kL * kL;
+  for (int64_t r = 0; r < r_full; r += kL) {
+    const VD zv = hn::LoadU(dd, z + r);
+    const int64_t boff = (r >> 4) * chunk_step + (r & 15);
+    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(br[j], boff), acc[j]);
+  }
+  if (r_full < rank) {  // ragged end of the rank
+    const VD zv = hn::LoadU(dd, z + r_full);
+    const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
+    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadTailD<TB>(br[j], boff, rank - r_full), acc[j]);
+  }
+  return SumEachToLane(dd, acc);
+}
+
 // One row with B streamed (decode, the commonest call): the dot loop below with its per-block
 // bookkeeping cut down -- y/out dtype fixed at compile time (out has y's dtype), row pointers by
 // stride, no tail logic in full blocks.  At small ranks that bookkeeping cost more than the
@@ -242,47 +264,24 @@ void ExpandRowExact(const Work& w, int64_t pos, const WeightRows& Bw, int64_t ra
   const int64_t row = w.order[pos];
   const unsigned char* yrow = static_cast<const unsigned char*>(p.y.base) + row * p.y.row_stride * yes;
   unsigned char* orow = static_cast<unsigned char*>(const_cast<void*>(p.out.base)) + row * p.out.row_stride * yes;
-  const int64_t r_full = rank / kL * kL, rs = Bw.row_step * Bw.esize;
+  const int64_t rs = Bw.row_step * Bw.esize;
   PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows + kL), rank);
   int64_t n0 = n_begin;
   for (; n0 + kL <= n_end; n0 += kL) {
     if (n0 + kPrefetchRows < n_end)
       PrefetchBRows(Bw, n0 + kPrefetchRows, std::min<int64_t>(n_end, n0 + kPrefetchRows + kL), rank);
-    const unsigned char* b0 = Bw.row(n0);
-    VD acc[kL];
-    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::Zero(dd);
-    for (int64_t r = 0; r < r_full; r += kL) {
-      const VD zv = hn::LoadU(dd, z + r);
-      const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
-      for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(b0 + j * rs, boff), acc[j]);
-    }
-    if (r_full < rank) {
-      const VD zv = hn::LoadU(dd, z + r_full);
-      const int64_t boff = (r_full >> 4) * Bw.chunk_step + (r_full & 15);
-      for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadTailD<TB>(b0 + j * rs, boff, rank - r_full), acc[j]);
-    }
-    const VD d = SumEachToLane(dd, acc);
+    const unsigned char* br[kL];
+    for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(n0) + j * rs;
+    const VD d = ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
     const int64_t col = p.y_offset + n0;
     StoreF<TY, DFH>(hn::DemoteTo(DFH(), hn::MulAdd(d, scale, LoadD<TY>(yrow, col))), orow, col);
   }
   if (n0 == n_end) return;
   // Last, partial block: lanes past the end repeat the last column, and only `valid` are stored.
   const int64_t valid = n_end - n0;
-  VD acc[kL];
-  for (int64_t j = 0; j < kL; ++j) acc[j] = hn::Zero(dd);
   const unsigned char* br[kL];
   for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));
-  for (int64_t r = 0; r < r_full; r += kL) {
-    const VD zv = hn::LoadU(dd, z + r);
-    const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
-    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(br[j], boff), acc[j]);
-  }
-  if (r_full < rank) {
-    const VD zv = hn::LoadU(dd, z + r_full);
-    const int64_t boff = (r_full >> 4) * Bw.chunk_step + (r_full & 15);
-    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadTailD<TB>(br[j], boff, rank - r_full), acc[j]);
-  }
-  const VD d = SumEachToLane(dd, acc);
+  const VD d = ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
   const int64_t col = p.y_offset + n0;
   const VD yv = hn::PromoteTo(dd, LoadTailF<TY, DFH>(yrow, col, valid));
   StoreTailF<TY, DFH>(hn::DemoteTo(DFH(), hn::MulAdd(d, scale, yv)), orow, col, valid);
@@ -344,30 +343,19 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     }
     for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
       const double* z = w.zpart_d + pos * w.rp;
-      VD acc[kLanesD];
-      for (size_t j = 0; j < kLanesD; ++j) acc[j] = hn::Zero(dd);
+      VD d;
       if (widen_b) {
+        VD acc[kLanesD];
+        for (size_t j = 0; j < kLanesD; ++j) acc[j] = hn::Zero(dd);
         for (int64_t r = 0; r < rank_p; r += kLanesD) {
           const VD zv = hn::LoadU(dd, z + r);
           for (size_t j = 0; j < kLanesD; ++j)
             acc[j] = hn::MulAdd(zv, hn::PromoteTo(dd, hn::LoadU(dfh, bf + j * rank_p + r)), acc[j]);
         }
+        d = SumEachToLane(dd, acc);
       } else {
-        const int64_t step = static_cast<int64_t>(kLanesD);
-        const int64_t r_full = (rank / step) * step;
-        for (int64_t r = 0; r < r_full; r += step) {
-          const VD zv = hn::LoadU(dd, z + r);
-          const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
-          for (size_t j = 0; j < kLanesD; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(br[j], boff), acc[j]);
-        }
-        if (r_full < rank) {
-          const VD zv = hn::LoadU(dd, z + r_full);
-          const int64_t boff = (r_full >> 4) * Bw.chunk_step + (r_full & 15);
-          for (size_t j = 0; j < kLanesD; ++j)
-            acc[j] = hn::MulAdd(zv, LoadTailD<TB>(br[j], boff, rank - r_full), acc[j]);
-        }
+        d = ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
       }
-      const VD d = SumEachToLane(dd, acc);
       const int64_t row = w.order[pos], col = p.y_offset + n0;
       const VD yv = LoadAnyD(p.y.dtype, ybase + row * p.y.row_stride * yes, col, valid);
       StoreAnyD(p.out.dtype, hn::MulAdd(d, scale, yv), obase + row * p.out.row_stride * oes, col, valid);
