@@ -292,6 +292,8 @@ Status validate(const Arguments& a, Rules rules, Shape* shape, std::string* mess
     if (s.B > 65536) return fail(Status::invalid_shape, "B must be <= 65536 (B=%lld)", (ll)s.B);
   } else if (s.B > std::numeric_limits<int32_t>::max()) {
     return fail(Status::invalid_shape, "B must be < 2^31 (B=%lld)", (ll)s.B);
+  } else if (s.W > std::numeric_limits<int32_t>::max()) {  // the kernels keep adapter numbers as int32
+    return fail(Status::invalid_shape, "W (adapters) must be < 2^31 (W=%lld)", (ll)s.W);
   }
 
   // ---- per-adapter ranks and scales (library API only) -----------------------------------------

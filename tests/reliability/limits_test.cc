@@ -60,6 +60,12 @@ TEST(Limits, HugeDimsAreErrorsUnderBothRuleSets) {
     expect_rejected(s, g, Rules::cann, Status::invalid_shape, "B must be");
     expect_rejected(s, g, Rules::general, big > INT32_MAX ? Status::invalid_shape : Status::invalid_param, "B must be");
   }
+  for (const int64_t big : {int64_t{1} << 31, int64_t{1} << 62}) {  // W beyond the kernels' int32 adapter numbers
+    Arguments g = s.args();
+    g.weight_a.dims[0] = g.weight_b.dims[0] = big;
+    expect_rejected(s, g, Rules::cann, Status::invalid_shape, "W (adapters) must be <= 32");
+    expect_rejected(s, g, Rules::general, Status::invalid_shape, "W (adapters) must be < 2^31");
+  }
   Arguments g = s.args();
   g.weight_b.dims[2] = kBig;  // H2 larger than H3
   expect_rejected(s, g, Rules::general, Status::invalid_shape, "H2");
@@ -72,7 +78,7 @@ TEST(Limits, ExtentsThatOverflow64Bits) {
   g.x.strides[0] = kBig / 2 + 1;
   expect_rejected(s, g, Rules::general, Status::invalid_param, "x view is too large");
   g = s.args();
-  g.weight_a.dims[0] = g.weight_b.dims[0] = int64_t{1} << 40;  // W * L * R * H1 elements overflow bytes
+  g.weight_a.dims[0] = g.weight_b.dims[0] = int64_t{1} << 30;  // W * adapter stride overflows bytes
   g.weight_a.strides[0] = int64_t{1} << 40;
   expect_rejected(s, g, Rules::general, Status::invalid_param, "weight");
   // B * R beyond any workspace
