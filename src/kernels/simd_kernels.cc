@@ -147,6 +147,38 @@ HWY_INLINE void StoreAnyF(DType t, VF v, void* base, int64_t off, int64_t count)
   }
 }
 
+// The same loads for fp64 accumulators (Precision::exact): exact widening 16-bit -> f32 -> f64.
+using DD = hn::ScalableTag<double>;
+using VD = hn::Vec<DD>;
+using DFH = hn::Rebind<float, DD>;  // f32 vectors with DD's lane count
+constexpr size_t kLanesD = hn::MaxLanes(DD());
+
+template <DType T>
+HWY_INLINE VD LoadD(const void* base, int64_t off) { return hn::PromoteTo(DD(), LoadF<T, DFH>(base, off)); }
+template <DType T>
+HWY_INLINE VD LoadTailD(const void* base, int64_t off, int64_t count) {
+  return hn::PromoteTo(DD(), LoadTailF<T, DFH>(base, off, count));
+}
+
+HWY_INLINE VD LoadAnyD(DType t, const void* base, int64_t off, int64_t count) {
+  const bool full = count >= static_cast<int64_t>(kLanesD);
+  switch (t) {
+    case DType::f16: return full ? LoadD<DType::f16>(base, off) : LoadTailD<DType::f16>(base, off, count);
+    case DType::bf16: return full ? LoadD<DType::bf16>(base, off) : LoadTailD<DType::bf16>(base, off, count);
+    default: return full ? LoadD<DType::f32>(base, off) : LoadTailD<DType::f32>(base, off, count);
+  }
+}
+
+HWY_INLINE void StoreAnyD(DType t, VD v, void* base, int64_t off, int64_t count) {
+  const hn::Vec<DFH> f = hn::DemoteTo(DFH(), v);
+  const bool full = count >= static_cast<int64_t>(kLanesD);
+  switch (t) {
+    case DType::f16: return full ? StoreF<DType::f16, DFH>(f, base, off) : StoreTailF<DType::f16, DFH>(f, base, off, count);
+    case DType::bf16: return full ? StoreF<DType::bf16, DFH>(f, base, off) : StoreTailF<DType::bf16, DFH>(f, base, off, count);
+    default: return full ? StoreF<DType::f32, DFH>(f, base, off) : StoreTailF<DType::f32, DFH>(f, base, off, count);
+  }
+}
+
 // Lane j of the result = sum of the lanes of v[j] (v holds kLanes vectors; clobbered).
 // Pairwise ConcatEven+ConcatOdd halves the vector count per step: ~3 ops per output instead
 // of a full horizontal reduction per output.  The order is fixed for a given target.
@@ -248,246 +280,7 @@ HWY_INLINE void PrefetchRunHeads(const unsigned char* base, const int32_t* order
     }
   }
 }
-
-// ---- shrink: zpart[k][pos][r] = sum over h in K chunk k of x[row, h] * A[adapter, r, h] ------
-// Register block: kShrinkRows rows x kShrinkRanks ranks of vector accumulators.  The rows'
-// x chunk is first widened to fp32 in a stack buffer (once, instead of once per rank block);
-// A is widened as it streams (each A vector serves kShrinkRows rows).
-
-constexpr int kShrinkRows = 6;
-constexpr int kShrinkRanks = 4;
-constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
-// FRACTAL_NZ traversal (ForEachShrinkBlock): ranks per group, columns per panel, prefetch
-// distance; chosen by measurement (bench/features_bench NZ rows).
-constexpr int64_t kNzGroupRanks = 128;
-constexpr int64_t kNzPanel = 128;
-constexpr int64_t kNzPanelsAhead = 2;
-
-// How one register block of the shrink starts and ends, and what it prefetches as it goes.
-template <class V>
-struct BlockIo {
-  // A row of the next row block's x (its bytes at h0), prefetched a line per 64 bytes of
-  // progress: spreads those misses over the FMA loop instead of stalling on them later.
-  const unsigned char* pf = nullptr;
-  int64_t pf_esize = 2;
-  // A rows to prefetch at the offsets the block reads from ar (the caller points them at the
-  // next rank block, or NZ panels ahead), whenever (h & apf_mask) == 0 and h < apf_until.
-  const unsigned char* const* apf = nullptr;
-  int64_t apf_mask = 31;
-  int64_t apf_until = INT64_MAX;
-  int64_t a_esize = 2;
-  // NZ panels (ShrinkT): resume these accumulators instead of zeros, and/or store them to
-  // `keep` instead of reducing them into out.  Laid out [kRows][ranks] as acc below.  Each lane
-  // then sums the same products in the same order as one pass over [h0, h1) would.
-  const V* init = nullptr;
-  V* keep = nullptr;
-};
-
-// acc[i][j] over h in [h0, h1) of x_i[h - xoff] * A row j; x_i are TX, A rows are TA.
-template <DType TX, DType TA, int kRows = kShrinkRows>
-HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
-                            int64_t a_chunk_step, int64_t h0, int64_t h1, float* const* out, int rows_valid,
-                            int ranks_valid, const BlockIo<VF>& io) {
-  const DF df;
-  const int64_t h_full = h0 + ((h1 - h0) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
-  const int64_t pf_mask = 64 / io.pf_esize - 1;
-  VF acc[kRows][kShrinkRanks];
-  for (int i = 0; i < kRows; ++i)
-    for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = io.init ? io.init[i * kShrinkRanks + j] : hn::Zero(df);
-  for (int64_t h = h0; h < h_full; h += kLanes) {
-    if (io.pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
-    const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
-    if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until)
-      for (int j = 0; j < kShrinkRanks; ++j) hwy::Prefetch(io.apf[j] + aoff * io.a_esize);
-    VF av[kShrinkRanks];
-    for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadF<TA>(ar[j], aoff);
-    for (int i = 0; i < kRows; ++i) {
-      const VF xv = LoadF<TX>(xr[i], h - xoff);
-      for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
-    }
-  }
-  if (h_full < h1) {  // ragged end of H1
-    const int64_t rem = h1 - h_full;
-    const int64_t aoff = (h_full >> 4) * a_chunk_step + (h_full & 15);
-    VF av[kShrinkRanks];
-    for (int j = 0; j < kShrinkRanks; ++j) av[j] = LoadTailF<TA>(ar[j], aoff, rem);
-    for (int i = 0; i < kRows; ++i) {
-      const VF xv = LoadTailF<TX>(xr[i], h_full - xoff, rem);
-      for (int j = 0; j < kShrinkRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
-    }
-  }
-  if (io.keep) {
-    for (int i = 0; i < kRows; ++i)
-      for (int j = 0; j < kShrinkRanks; ++j) io.keep[i * kShrinkRanks + j] = acc[i][j];
-    return;
-  }
-  for (int i = 0; i < rows_valid; ++i)
-    for (int j = 0; j < ranks_valid; ++j) out[i][j] = hn::GetLane(hn::SumOfLanes(df, acc[i][j]));
-}
-
-// Calls block(r0, h0, h1, io) for every rank block r0 (kShrinkRanks ranks) of [r_begin, r_end)
-// over [h_begin, h_end), in the order that suits A's layout, with A prefetches set in io.
-// first_row_block: this row block brings A from DRAM (later ones find it in the cache).
-template <class V, int kStashVecs, class Block>
-HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool rank_split, bool first_row_block,
-                                   int64_t r_begin, int64_t r_end, int64_t h_begin, int64_t h_end, Block& block) {
-  const int64_t aes = A.esize;
-  if (nz) {
-    // FRACTAL_NZ: a rank row is 16-element pieces a whole block apart, so walking it row by
-    // row (as for ND) touches one small piece per block and defeats the hardware prefetchers.
-    // Instead, for each group of kNzGroupRanks ranks (all of them for R <= 128), walk panels of
-    // kNzPanel columns and run every rank block of the group over the panel: the panel is
-    // then read as a whole (for R <= 128 one contiguous run), and prefetched as one.  The
-    // accumulators wait in `stash` between panels.
-    HWY_ALIGN V stash[kNzGroupRanks / kShrinkRanks][kStashVecs];
-    for (int64_t g0 = r_begin; g0 < r_end; g0 += kNzGroupRanks) {
-      const int64_t g1 = std::min<int64_t>(r_end, g0 + kNzGroupRanks);
-      const bool whole = g0 == 0 && g1 * 16 >= A.chunk_step;  // the group holds every rank of a block
-      for (int64_t hp = h_begin; hp < h_end; hp += kNzPanel) {
-        const int64_t hq = std::min<int64_t>(h_end, hp + kNzPanel);
-        for (int64_t r0 = g0; r0 < g1; r0 += kShrinkRanks) {
-          BlockIo<V> io;
-          V* st = stash[(r0 - g0) / kShrinkRanks];
-          io.init = hp > h_begin ? st : nullptr;
-          io.keep = hq < h_end ? st : nullptr;
-          const unsigned char* apf[kShrinkRanks];
-          if (first_row_block && whole) {
-            // This rank block's share of the panel kNzPanelsAhead ahead, which is one
-            // contiguous run when the group holds every rank.
-            const int64_t nrb = (g1 - g0 + kShrinkRanks - 1) / kShrinkRanks, rb = (r0 - g0) / kShrinkRanks;
-            const int64_t hn = hp + kNzPanelsAhead * kNzPanel;
-            if (hn < h_end) {
-              const int64_t bytes = ((std::min<int64_t>(h_end, hn + kNzPanel) - hn + 15) / 16) * A.chunk_step * aes;
-              const int64_t share = (bytes / nrb + 63) & ~int64_t{63};
-              const unsigned char* base = A.base + (hn / 16) * A.chunk_step * aes;
-              for (int64_t b = rb * share; b < std::min(bytes, (rb + 1) * share); b += 64) hwy::Prefetch(base + b);
-            }
-          } else if (first_row_block) {  // the same rank rows ahead, a piece per 16-column chunk
-            const int64_t ahead = kNzPanelsAhead * (kNzPanel / 16) * A.chunk_step * aes;
-            for (int j = 0; j < kShrinkRanks; ++j)
-              apf[j] = A.base + std::min<int64_t>(r0 + j, g1 - 1) * A.row_step * aes + ahead;
-            io.apf = apf;
-            io.apf_mask = 15;
-            io.apf_until = h_end - kNzPanelsAhead * kNzPanel;
-          }
-          block(r0, hp, hq, io);
-        }
-      }
-    }
-    return;
-  }
-  for (int64_t r0 = r_begin; r0 < r_end; r0 += kShrinkRanks) {
-    BlockIo<V> io;
-    // Rank split (decode): whole A rows stream well already; a burst of the next rank block
-    // ahead suffices.  Split-K: the first row block prefetches the next rank block's rows as
-    // it goes, a line per 64 bytes of progress (a burst would overflow the miss buffers).
-    const unsigned char* apf[kShrinkRanks];
-    if (rank_split)
-      for (int64_t r = r0 + kShrinkRanks; r < std::min<int64_t>(r_end, r0 + 2 * kShrinkRanks); ++r)
-        for (int64_t h = h_begin; h < h_end; h += 16) hwy::Prefetch(A.base + A.off(r, h) * aes);
-    if (!rank_split && first_row_block && r0 + kShrinkRanks < r_end) {
-      for (int j = 0; j < kShrinkRanks; ++j)
-        apf[j] = A.base + std::min<int64_t>(r0 + kShrinkRanks + j, r_end - 1) * A.row_step * aes;
-      io.apf = apf;
-      io.apf_mask = 64 / aes - 1;
-    }
-    block(r0, h_begin, h_end, io);
-  }
-}
-
-template <DType TX, DType TA>
-void ShrinkT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
-  const Problem& p = *w.p;
-  const WeightRows A = Rows(p.a, p.R, adapter);
-  // Split-K task: all ranks over K chunk k.  Rank-split task (small groups): ranks
-  // [k * kRankGroup, ...) over all of H1, so each A row streams as one long run.
-  const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
-  const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
-  // Only the adapter's own ranks (Problem::ranks): A rows past them are never read (A is still
-  // addressed with the full R above: NZ chunk pitch).  The combine zeroes the rest of z.
-  const int64_t rank = detail::rank_of(p, adapter);
-  const int64_t r_begin = w.rank_split ? k * internal::kRankGroup : 0;
-  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + internal::kRankGroup) : rank;
-  if (r_begin >= r_end) return;
-  if (w.rank_split) k = 0;
-  const int64_t len = h_end - h_begin;
-  const bool widen_x = TX != DType::f32 && len <= kXBuf;
-  const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
-  const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
-  float* zk = w.zpart + k * w.B * w.rp;
-  HWY_ALIGN float xf[kShrinkRows][kXBuf];  // 96 KiB
-
-  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kShrinkRows) {
-    const int rows_valid = static_cast<int>(std::min<int64_t>(kShrinkRows, pos_end - pos0));
-    // Short blocks repeat their last row; those results are not stored.
-    const unsigned char* xr[kShrinkRows];
-    for (int i = 0; i < kShrinkRows; ++i) {
-      const int64_t pos = pos0 + std::min(i, rows_valid - 1);
-      xr[i] = xbase + w.order[pos] * p.x.row_stride * xes;
-    }
-    if (!widen_x)
-      PrefetchRunHeads(xbase, w.order, p.x.row_stride * xes, pos0 + kShrinkRows,
-                       std::min<int64_t>(pos_end, pos0 + 2 * kShrinkRows), h_begin * xes, h_end * xes);
-    if (widen_x) {
-      for (int i = 0; i < rows_valid; ++i) {
-        for (int64_t h = 0; h < len; h += kLanes)
-          hn::Store(LoadAnyF(TX, xr[i], h_begin + h, len - h), DF(), &xf[i][h]);
-        xr[i] = reinterpret_cast<const unsigned char*>(xf[i]);
-      }
-      for (int i = rows_valid; i < kShrinkRows; ++i) xr[i] = xr[rows_valid - 1];
-    }
-    float* out[kShrinkRows];
-    for (int i = 0; i < kShrinkRows; ++i) out[i] = zk + (pos0 + i) * w.rp;
-    // One register block: ranks [r0, r0 + kShrinkRanks) over h in [h0, h1).  Rank block rb
-    // prefetches row rb of the next row block's x (one row per rank block).
-    auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo<VF> io) {
-      const int ranks_valid = static_cast<int>(std::min<int64_t>(kShrinkRanks, r_end - r0));
-      const unsigned char* ar[kShrinkRanks];
-      for (int j = 0; j < kShrinkRanks; ++j) ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * aes;
-      float* o[kShrinkRows];
-      for (int i = 0; i < kShrinkRows; ++i) o[i] = out[i] + r0;
-      const int64_t rb = (r0 - r_begin) / kShrinkRanks;
-      if (widen_x && rb < kShrinkRows && pos0 + kShrinkRows + rb < pos_end)
-        io.pf = xbase + (w.order[pos0 + kShrinkRows + rb] * p.x.row_stride + h0) * xes;
-      io.pf_esize = xes;
-      io.a_esize = aes;
-      BlockIo<VF> nopf = io;
-      nopf.pf = nullptr;
-      // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
-      if (widen_x && rows_valid == 1)
-        ShrinkBlock<DType::f32, TA, 1>(xr, h_begin, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
-      else if (widen_x && rows_valid <= kShrinkRows / 2)  // short last block: half the FMAs
-        ShrinkBlock<DType::f32, TA, kShrinkRows / 2>(xr, h_begin, ar, A.chunk_step, h0, h1, o, rows_valid,
-                                                     ranks_valid, nopf);
-      else if (widen_x)
-        ShrinkBlock<DType::f32, TA>(xr, h_begin, ar, A.chunk_step, h0, h1, o, rows_valid, ranks_valid, io);
-      else if (rows_valid == 1)
-        ShrinkBlock<TX, TA, 1>(xr, 0, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
-      else
-        ShrinkBlock<TX, TA>(xr, 0, ar, A.chunk_step, h0, h1, o, rows_valid, ranks_valid, nopf);
-    };
-
-    ForEachShrinkBlock<VF, kShrinkRows * kShrinkRanks>(A, p.a.layout == Layout::fractal_nz, w.rank_split,
-                                                       pos0 == pos_begin, r_begin, r_end, h_begin, h_end, block);
-  }
-}
-
-template <DType TX>
-void ShrinkX(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
-  switch (w.p->a.dtype) {
-    case DType::f16: return ShrinkT<TX, DType::f16>(w, pb, pe, adapter, k);
-    case DType::bf16: return ShrinkT<TX, DType::bf16>(w, pb, pe, adapter, k);
-    default: return ShrinkT<TX, DType::f32>(w, pb, pe, adapter, k);
-  }
-}
-
-void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
-  switch (w.p->x.dtype) {
-    case DType::f16: return ShrinkX<DType::f16>(w, pb, pe, adapter, k);
-    case DType::bf16: return ShrinkX<DType::bf16>(w, pb, pe, adapter, k);
-    default: return ShrinkX<DType::f32>(w, pb, pe, adapter, k);
-  }
-}
+#include "kernels/shrink-inl.h"  // NOLINT(build/include)
 
 // ---- expand: out[row, off+n] = y[row, off+n] + scale * sum_r z[pos][r] * B[adapter, n, r] ----
 // One vector of kLanes consecutive n per step: kLanes dot products over R (z is fp32, zero

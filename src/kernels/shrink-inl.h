@@ -1,0 +1,317 @@
+// The shrink phase of both precisions, part of simd_kernels.cc: included inside its per-target
+// namespace once per Highway target (hence no include guard).  Uses that file's loads.
+// NOLINT(build/header_guard)
+//
+// ---- shrink: zpart[k][pos][r] = sum over h in K chunk k of x[row, h] * A[adapter, r, h] ------
+// One code path for both precisions, parameterised by the accumulator type T (ShrinkAcc):
+//   float  (Precision::fast):  fp32 products and sums, register blocks of 6 rows x 4 ranks;
+//   double (Precision::exact): inputs widened exactly to fp64, blocks of 4 (AVX2: 3) rows.
+// The rows' x chunk is first widened to T in a stack buffer (once, instead of once per rank
+// block); A is widened as it streams (each A vector serves every row of the block).
+
+constexpr int kShrinkRanks = 4;  // ranks per register block (FRACTAL_NZ one-row blocks: kNzRowRanks)
+constexpr int kNzRowRanks = 16;  // one NZ fractal row: 16 ranks of a 16-column chunk are contiguous
+constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
+// FRACTAL_NZ traversal (ForEachShrinkBlock): ranks per group, columns per panel, and how far
+// ahead (columns) the first row block prefetches; chosen by measurement (bench/features_bench
+// NZ rows; 128- and 512-column panels and 2-panel distances were slower).
+constexpr int64_t kNzGroupRanks = 128;
+constexpr int64_t kNzPanel = 256;
+constexpr int64_t kNzAhead = 256;
+
+template <typename T>
+struct ShrinkAcc;
+
+template <>
+struct ShrinkAcc<float> {
+  using D = DF;
+  static constexpr int kRows = 6;
+  template <DType TS>
+  static HWY_INLINE VF Load(const void* base, int64_t off) { return LoadF<TS>(base, off); }
+  template <DType TS>
+  static HWY_INLINE VF LoadTail(const void* base, int64_t off, int64_t n) { return LoadTailF<TS>(base, off, n); }
+  static HWY_INLINE VF LoadAny(DType t, const void* base, int64_t off, int64_t n) { return LoadAnyF(t, base, off, n); }
+  static float* z(const Work& w) { return w.zpart; }
+};
+
+template <>
+struct ShrinkAcc<double> {
+  using D = DD;
+  static constexpr int kRows = kLanes >= 16 ? 4 : 3;  // fewer: each fp64 vector holds half the lanes
+  template <DType TS>
+  static HWY_INLINE VD Load(const void* base, int64_t off) { return LoadD<TS>(base, off); }
+  template <DType TS>
+  static HWY_INLINE VD LoadTail(const void* base, int64_t off, int64_t n) { return LoadTailD<TS>(base, off, n); }
+  static HWY_INLINE VD LoadAny(DType t, const void* base, int64_t off, int64_t n) { return LoadAnyD(t, base, off, n); }
+  static double* z(const Work& w) { return w.zpart_d; }
+};
+
+// How one register block of the shrink starts and ends, and what it prefetches as it goes.
+template <class V>
+struct BlockIo {
+  // A row of the next row block's x (its bytes at h0), prefetched a line per 64 bytes of
+  // progress: spreads those misses over the FMA loop instead of stalling on them later.
+  const unsigned char* pf = nullptr;
+  int64_t pf_esize = 2;
+  // A rows to prefetch at the offsets the block reads from ar (the caller points them at the
+  // next rank block, or NZ panels ahead), whenever (h & apf_mask) == 0 and h < apf_until.
+  // apf_count of them (at most the block's ranks).
+  const unsigned char* const* apf = nullptr;
+  int apf_count = 0;
+  int64_t apf_mask = 31;
+  int64_t apf_until = INT64_MAX;
+  int64_t a_esize = 2;
+  // A contiguous run of A to prefetch, spread evenly over the block's steps (NZ panels ahead).
+  const unsigned char* run = nullptr;
+  int64_t run_bytes = 0;
+  // NZ panels: resume these accumulators instead of zeros, and/or store them to `keep`
+  // instead of reducing them into out.  Laid out [kRows][kRanks] as acc below.  Each lane
+  // then sums the same products in the same order as one pass over [h0, h1) would.
+  const V* init = nullptr;
+  V* keep = nullptr;
+};
+
+// acc[i][j] over h in [h0, h1) of x_i[h - xoff] * A row j, in T.  kXWide: the x rows are
+// buffers already widened to T (zero padded to a whole vector); else x is read as TX.
+template <typename T, DType TX, DType TA, int kRows, int kRanks, bool kXWide>
+HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
+                            int64_t a_chunk_step, int64_t h0, int64_t h1, T* const* out, int rows_valid,
+                            int ranks_valid, const BlockIo<hn::Vec<typename ShrinkAcc<T>::D>>& io) {
+  using Acc = ShrinkAcc<T>;
+  using D = typename Acc::D;
+  using V = hn::Vec<D>;
+  const D d;
+  const int64_t step = static_cast<int64_t>(hn::MaxLanes(d));
+  const int64_t h_full = h0 + ((h1 - h0) / step) * step;
+  const int64_t pf_mask = 64 / io.pf_esize - 1;
+  auto load_x = [&](int i, int64_t h) {
+    if constexpr (kXWide) return hn::LoadU(d, reinterpret_cast<const T*>(xr[i]) + (h - xoff));
+    else return Acc::template Load<TX>(xr[i], h - xoff);
+  };
+  const unsigned char* run = io.run;
+  const unsigned char* const run_end = io.run + io.run_bytes;
+  const int64_t run_step = run ? ((io.run_bytes / 64 + (h1 - h0) / step) / std::max<int64_t>(1, (h1 - h0) / step)) * 64 : 0;
+  V acc[kRows][kRanks];
+  for (int i = 0; i < kRows; ++i)
+    for (int j = 0; j < kRanks; ++j) acc[i][j] = io.init ? io.init[i * kRanks + j] : hn::Zero(d);
+  for (int64_t h = h0; h < h_full; h += step) {
+    if (io.pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
+    if (run < run_end) {
+      const int64_t n = std::min<int64_t>(run_step, run_end - run);
+      for (int64_t b = 0; b < n; b += 64) hwy::Prefetch(run + b);
+      run += n;
+    }
+    const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
+    if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until)
+      for (int j = 0; j < io.apf_count; ++j) hwy::Prefetch(io.apf[j] + aoff * io.a_esize);
+    V av[kRanks];
+    for (int j = 0; j < kRanks; ++j) av[j] = Acc::template Load<TA>(ar[j], aoff);
+    for (int i = 0; i < kRows; ++i) {
+      const V xv = load_x(i, h);
+      for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+    }
+  }
+  if (h_full < h1) {  // ragged end of H1
+    const int64_t rem = h1 - h_full;
+    const int64_t aoff = (h_full >> 4) * a_chunk_step + (h_full & 15);
+    V av[kRanks];
+    for (int j = 0; j < kRanks; ++j) av[j] = Acc::template LoadTail<TA>(ar[j], aoff, rem);
+    for (int i = 0; i < kRows; ++i) {
+      const V xv = kXWide ? load_x(i, h_full) : Acc::template LoadTail<TX>(xr[i], h_full - xoff, rem);
+      for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+    }
+  }
+  if (io.keep) {
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < kRanks; ++j) io.keep[i * kRanks + j] = acc[i][j];
+    return;
+  }
+  for (int i = 0; i < rows_valid; ++i)
+    for (int j = 0; j < ranks_valid; ++j) out[i][j] = hn::GetLane(hn::SumOfLanes(d, acc[i][j]));
+}
+
+// Calls block(r0, h0, h1, io) for every rank block r0 (block_ranks ranks) of [r_begin, r_end)
+// over [h_begin, h_end), in the order that suits A's layout, with A prefetches set in io.
+// first_row_block: this row block brings A from DRAM (later ones find it in the cache).
+// kStashVecs: accumulators of one kShrinkRanks-wide block (a wider block uses several slots).
+template <class V, int kStashVecs, class Block>
+HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool rank_split, bool first_row_block,
+                                   int64_t block_ranks, int64_t r_begin, int64_t r_end, int64_t h_begin,
+                                   int64_t h_end, Block& block) {
+  const int64_t aes = A.esize;
+  if (nz && first_row_block) {
+    // FRACTAL_NZ: a rank row is 16-element pieces a whole block apart, so walking it row by
+    // row (as for ND) touches one small piece per block and defeats the hardware prefetchers.
+    // Instead, for each group of kNzGroupRanks ranks (all of them for R <= 128), walk panels of
+    // kNzPanel columns and run every rank block of the group over the panel: the panel is
+    // then read as a whole (for R <= 128 one contiguous run), and prefetched as one.  The
+    // accumulators wait in `stash` between panels.  Later row blocks find the task's slice of
+    // A in L2 and take the ND order below (whole K per rank block, no stash): measured faster.
+    HWY_ALIGN V stash[kNzGroupRanks / kShrinkRanks * kStashVecs];
+    for (int64_t g0 = r_begin; g0 < r_end; g0 += kNzGroupRanks) {
+      const int64_t g1 = std::min<int64_t>(r_end, g0 + kNzGroupRanks);
+      const bool whole = g0 == 0 && g1 * 16 >= A.chunk_step;  // the group holds every rank of a block
+      const int64_t nrb = (g1 - g0 + block_ranks - 1) / block_ranks;
+      for (int64_t hp = h_begin; hp < h_end; hp += kNzPanel) {
+        const int64_t hq = std::min<int64_t>(h_end, hp + kNzPanel);
+        for (int64_t r0 = g0, rb = 0; r0 < g1; r0 += block_ranks, ++rb) {
+          BlockIo<V> io;
+          V* st = stash + (r0 - g0) / kShrinkRanks * kStashVecs;
+          io.init = hp > h_begin ? st : nullptr;
+          io.keep = hq < h_end ? st : nullptr;
+          const unsigned char* apf[kNzRowRanks];
+          if (whole) {
+            // This rank block's share of the columns kNzAhead ahead, which are one contiguous
+            // run when the group holds every rank; spread over the block's steps (a burst
+            // would overflow the miss buffers and stall).
+            const int64_t hn = hp + kNzAhead;
+            if (hn < h_end) {
+              const int64_t bytes = ((std::min<int64_t>(h_end, hn + (hq - hp)) - hn + 15) / 16) * A.chunk_step * aes;
+              const int64_t share = (bytes / nrb + 63) & ~int64_t{63};
+              io.run = A.base + (hn / 16) * A.chunk_step * aes + std::min(bytes, rb * share);
+              io.run_bytes = std::min(bytes, (rb + 1) * share) - std::min(bytes, rb * share);
+            }
+          } else {  // the same rank rows ahead, a piece per 16-column chunk
+            const int64_t ahead = (kNzAhead / 16) * A.chunk_step * aes;
+            for (int64_t j = 0; j < block_ranks; ++j)
+              apf[j] = A.base + std::min<int64_t>(r0 + j, g1 - 1) * A.row_step * aes + ahead;
+            io.apf = apf;
+            io.apf_count = static_cast<int>(block_ranks);
+            io.apf_mask = 15;
+            io.apf_until = h_end - kNzAhead;
+          }
+          block(r0, hp, hq, io);
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t r0 = r_begin; r0 < r_end; r0 += block_ranks) {
+    BlockIo<V> io;
+    // Rank split (decode): whole A rows stream well already; a burst of the next rank block
+    // ahead suffices.  Split-K: the first row block prefetches the next rank block's rows as
+    // it goes, a line per 64 bytes of progress (a burst would overflow the miss buffers).
+    const unsigned char* apf[kNzRowRanks];
+    if (rank_split)
+      for (int64_t r = r0 + block_ranks; r < std::min<int64_t>(r_end, r0 + 2 * block_ranks); ++r)
+        for (int64_t h = h_begin; h < h_end; h += 16) hwy::Prefetch(A.base + A.off(r, h) * aes);
+    if (!rank_split && first_row_block && r0 + block_ranks < r_end) {
+      for (int64_t j = 0; j < block_ranks; ++j)
+        apf[j] = A.base + std::min<int64_t>(r0 + block_ranks + j, r_end - 1) * A.row_step * aes;
+      io.apf = apf;
+      io.apf_count = static_cast<int>(block_ranks);
+      io.apf_mask = 64 / aes - 1;
+    }
+    block(r0, h_begin, h_end, io);
+  }
+}
+
+// One shrink task: rows order[pos_begin, pos_end) of one adapter, K chunk k (or rank group k).
+template <typename T, DType TX, DType TA>
+void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
+  using Acc = ShrinkAcc<T>;
+  using D = typename Acc::D;
+  using V = hn::Vec<D>;
+  constexpr int kRows = Acc::kRows;
+  const Problem& p = *w.p;
+  const WeightRows A = Rows(p.a, p.R, adapter);
+  const bool nz = p.a.layout == Layout::fractal_nz;
+  // Split-K task: all ranks over K chunk k.  Rank-split task (small groups): ranks
+  // [k * kRankGroup, ...) over all of H1, so each A row streams as one long run.
+  const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
+  const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
+  // Only the adapter's own ranks (Problem::ranks): A rows past them are never read (A is still
+  // addressed with the full R above: NZ chunk pitch).  The combine zeroes the rest of z.
+  const int64_t rank = detail::rank_of(p, adapter);
+  const int64_t r_begin = w.rank_split ? k * internal::kRankGroup : 0;
+  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + internal::kRankGroup) : rank;
+  if (r_begin >= r_end) return;
+  if (w.rank_split) k = 0;
+  const int64_t len = h_end - h_begin;
+  const bool widen_x = TX != DType::f32 && len <= kXBuf;
+  const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
+  const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
+  T* zk = Acc::z(w) + k * w.B * w.rp;
+  HWY_ALIGN T xf[kRows][kXBuf];  // x rows widened once per row block: 96 KiB fp32, 128 KiB fp64
+
+  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRows) {
+    const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
+    // Short blocks repeat their last row; those results are not stored.
+    const unsigned char* xr[kRows];
+    for (int i = 0; i < kRows; ++i) xr[i] = xbase + w.order[pos0 + std::min(i, rows_valid - 1)] * p.x.row_stride * xes;
+    if (!widen_x)
+      PrefetchRunHeads(xbase, w.order, p.x.row_stride * xes, pos0 + kRows,
+                       std::min<int64_t>(pos_end, pos0 + 2 * kRows), h_begin * xes, h_end * xes);
+    if (widen_x) {
+      for (int i = 0; i < rows_valid; ++i) {
+        for (int64_t h = 0; h < len; h += static_cast<int64_t>(hn::MaxLanes(D())))
+          hn::Store(Acc::LoadAny(TX, xr[i], h_begin + h, len - h), D(), &xf[i][h]);
+        xr[i] = reinterpret_cast<const unsigned char*>(xf[i]);
+      }
+      for (int i = rows_valid; i < kRows; ++i) xr[i] = xr[rows_valid - 1];
+    }
+    T* out[kRows];
+    for (int i = 0; i < kRows; ++i) out[i] = zk + (pos0 + i) * w.rp;
+    // A single row over FRACTAL_NZ weights takes whole NZ fractal rows (16 ranks, one
+    // contiguous piece per chunk): 4x fewer blocks per panel, each with 4x the work.
+    const int64_t block_ranks = nz && widen_x && rows_valid == 1 ? kNzRowRanks : kShrinkRanks;
+    // One register block: ranks [r0, r0 + block_ranks) over h in [h0, h1).  Rank block rb
+    // prefetches row rb of the next row block's x (one row per rank block).
+    auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo<V> io) {
+      const int ranks_valid = static_cast<int>(std::min<int64_t>(block_ranks, r_end - r0));
+      const unsigned char* ar[kNzRowRanks];
+      for (int j = 0; j < block_ranks; ++j) ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * aes;
+      T* o[kRows];
+      for (int i = 0; i < kRows; ++i) o[i] = out[i] + r0;
+      const int64_t rb = (r0 - r_begin) / block_ranks;
+      if (widen_x && rb < kRows && pos0 + kRows + rb < pos_end)
+        io.pf = xbase + (w.order[pos0 + kRows + rb] * p.x.row_stride + h0) * xes;
+      io.pf_esize = xes;
+      io.a_esize = aes;
+      BlockIo<V> nopf = io;
+      nopf.pf = nullptr;
+      constexpr int R4 = kShrinkRanks;
+      // Pre-widened x rows are read as T whatever TX was (one instantiation for all TX).
+      // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
+      if (block_ranks == kNzRowRanks)
+        ShrinkBlock<T, DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
+      else if (widen_x && rows_valid == 1)
+        ShrinkBlock<T, DType::f32, TA, 1, R4, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
+      else if (widen_x && rows_valid <= kRows / 2)  // short last block: half the FMAs
+        ShrinkBlock<T, DType::f32, TA, kRows / 2, R4, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, rows_valid,
+                                                    ranks_valid, nopf);
+      else if (widen_x)
+        ShrinkBlock<T, DType::f32, TA, kRows, R4, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, rows_valid, ranks_valid,
+                                                io);
+      else if (rows_valid == 1)
+        ShrinkBlock<T, TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
+      else
+        ShrinkBlock<T, TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, h0, h1, o, rows_valid, ranks_valid, nopf);
+    };
+    ForEachShrinkBlock<V, kRows * kShrinkRanks>(A, nz, w.rank_split, pos0 == pos_begin, block_ranks, r_begin, r_end,
+                                                h_begin, h_end, block);
+  }
+}
+
+template <typename T, DType TX>
+void ShrinkX(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
+  switch (w.p->a.dtype) {
+    case DType::f16: return ShrinkTask<T, TX, DType::f16>(w, pb, pe, adapter, k);
+    case DType::bf16: return ShrinkTask<T, TX, DType::bf16>(w, pb, pe, adapter, k);
+    default: return ShrinkTask<T, TX, DType::f32>(w, pb, pe, adapter, k);
+  }
+}
+
+template <typename T>
+void ShrinkAny(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
+  switch (w.p->x.dtype) {
+    case DType::f16: return ShrinkX<T, DType::f16>(w, pb, pe, adapter, k);
+    case DType::bf16: return ShrinkX<T, DType::bf16>(w, pb, pe, adapter, k);
+    default: return ShrinkX<T, DType::f32>(w, pb, pe, adapter, k);
+  }
+}
+
+void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) { ShrinkAny<float>(w, pb, pe, adapter, k); }
+void ShrinkExact(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
+  ShrinkAny<double>(w, pb, pe, adapter, k);
+}
