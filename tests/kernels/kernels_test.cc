@@ -370,7 +370,7 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
   struct Shape { int64_t B, W, H1, H2, R; bool ranks; };
   for (const Shape sh : {Shape{1, 1, 4096 + 17, 300, 128, false}, Shape{8, 4, 1000, 257, 33, false},
                          Shape{40, 2, 2100, 64, 130, false}, Shape{200, 3, 700, 90, 17, true},
-                         Shape{12, 3, 1500, 520, 64, true}})
+                         Shape{12, 3, 1500, 520, 64, true}, Shape{3, 3, 3000, 100, 130, false}})
     for (auto prec : {addlora::Precision::exact, addlora::Precision::fast}) {
       SCOPED_TRACE("B=" + std::to_string(sh.B) + " H1=" + std::to_string(sh.H1) + " R=" + std::to_string(sh.R) +
                    (prec == addlora::Precision::fast ? " fast" : " exact"));
