@@ -212,6 +212,22 @@ class PerTarget : public ::testing::Test {
   }
 };
 
+// Random fp16 values in [-1, 1] (the oracle's rounding), n of them.
+std::vector<uint16_t> random_f16(Rng& rng, int64_t n) {
+  std::vector<uint16_t> v(static_cast<size_t>(n));
+  for (auto& e : v) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+  return v;
+}
+
+// The row operands of a call over contiguous buffers: fp16 x [B, H1] and y [B, H3], int32 indices [B].
+void set_rows(addlora::Arguments* g, std::vector<uint16_t>& x, std::vector<uint16_t>& y, std::vector<int32_t>& idx,
+              int64_t B, int64_t H1, int64_t H3) {
+  using addlora::TensorView;
+  g->x = TensorView::contiguous(x.data(), DType::f16, {B, H1});
+  g->y = TensorView::contiguous(y.data(), DType::f16, {B, H3});
+  g->indices = TensorView::contiguous(idx.data(), DType::i32, {B});
+}
+
 DType pick_dtype(Rng& rng) {
   static const DType all[] = {DType::f16, DType::bf16, DType::f32};
   return all[rng.below(3)];
@@ -319,10 +335,9 @@ TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
       SCOPED_TRACE(std::to_string(sh.B) + "x" + std::to_string(sh.R) + " r=" + std::to_string(sh.r) +
                    (prec == addlora::Precision::fast ? " fast" : " exact"));
       Rng rng(sh.R * 131 + sh.r);
-      std::vector<uint16_t> x(sh.B * sh.H1), y(sh.B * sh.H2), a(sh.R * sh.H1), b(sh.H2 * sh.R);
+      std::vector<uint16_t> x = random_f16(rng, sh.B * sh.H1), y = random_f16(rng, sh.B * sh.H2);
+      std::vector<uint16_t> a = random_f16(rng, sh.R * sh.H1), b = random_f16(rng, sh.H2 * sh.R);
       std::vector<uint16_t> ar(sh.r * sh.H1 + 1), br(sh.H2 * sh.r + 1);
-      for (auto* v : {&x, &y, &a, &b})
-        for (auto& e : *v) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
       for (int64_t k = 0; k < sh.r; ++k)
         for (int64_t h = 0; h < sh.H1; ++h) ar[k * sh.H1 + h] = a[k * sh.H1 + h];
       for (int64_t n = 0; n < sh.H2; ++n)
@@ -331,9 +346,7 @@ TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
       std::vector<float> factor{-1.25f};
       using addlora::TensorView;
       addlora::Arguments g;
-      g.x = TensorView::contiguous(x.data(), DType::f16, {sh.B, sh.H1});
-      g.y = TensorView::contiguous(y.data(), DType::f16, {sh.B, sh.H2});
-      g.indices = TensorView::contiguous(idx.data(), DType::i32, {sh.B});
+      set_rows(&g, x, y, idx, sh.B, sh.H1, sh.H2);
       g.weight_a = TensorView::contiguous(a.data(), DType::f16, {1, 1, sh.R, sh.H1});
       g.weight_b = TensorView::contiguous(b.data(), DType::f16, {1, 1, sh.H2, sh.R});
       g.ranks = TensorView::contiguous(rank.data(), DType::i32, {1});
@@ -375,17 +388,14 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
       SCOPED_TRACE("B=" + std::to_string(sh.B) + " H1=" + std::to_string(sh.H1) + " R=" + std::to_string(sh.R) +
                    (prec == addlora::Precision::fast ? " fast" : " exact"));
       Rng rng(sh.B * 7 + sh.R);
-      std::vector<uint16_t> x(sh.B * sh.H1), y(sh.B * sh.H2), a(sh.W * sh.R * sh.H1), b(sh.W * sh.H2 * sh.R);
-      for (auto* v : {&x, &y, &a, &b})
-        for (auto& e : *v) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+      std::vector<uint16_t> x = random_f16(rng, sh.B * sh.H1), y = random_f16(rng, sh.B * sh.H2);
+      std::vector<uint16_t> a = random_f16(rng, sh.W * sh.R * sh.H1), b = random_f16(rng, sh.W * sh.H2 * sh.R);
       std::vector<int32_t> idx(sh.B), ranks(sh.W);
       for (int64_t i = 0; i < sh.B; ++i) idx[i] = static_cast<int32_t>(rng.below(sh.W + 1)) - (i % 5 == 4);
       for (int64_t w = 0; w < sh.W; ++w) ranks[w] = static_cast<int32_t>(rng.below(sh.R + 1));
       using addlora::TensorView;
       addlora::Arguments nd;
-      nd.x = TensorView::contiguous(x.data(), DType::f16, {sh.B, sh.H1});
-      nd.y = TensorView::contiguous(y.data(), DType::f16, {sh.B, sh.H2});
-      nd.indices = TensorView::contiguous(idx.data(), DType::i32, {sh.B});
+      set_rows(&nd, x, y, idx, sh.B, sh.H1, sh.H2);
       nd.weight_a = TensorView::contiguous(a.data(), DType::f16, {sh.W, 1, sh.R, sh.H1});
       nd.weight_b = TensorView::contiguous(b.data(), DType::f16, {sh.W, 1, sh.H2, sh.R});
       if (sh.ranks) nd.ranks = TensorView::contiguous(ranks.data(), DType::i32, {sh.W});
@@ -438,9 +448,7 @@ TEST_F(PerTarget, MultiSliceEqualsConsecutiveCalls) {
           int64_t H3 = 5;
           for (const SliceSpec& c : call) H3 += c.H2;
           Rng rng(B * 31 + combo);
-          std::vector<uint16_t> x(B * H1), y(B * H3);
-          for (auto* v : {&x, &y})
-            for (auto& e : *v) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+          std::vector<uint16_t> x = random_f16(rng, B * H1), y = random_f16(rng, B * H3);
           std::vector<int32_t> idx(B);
           // -1 .. 5, valid for some slices only; adapter 0 only on row 0, so a slice with W = 1
           // has one small group (rank split) where the others have large ones (split-K).
@@ -456,15 +464,11 @@ TEST_F(PerTarget, MultiSliceEqualsConsecutiveCalls) {
             const SliceSpec& c = call[k];
             const int64_t R = c.has_a ? c.R : H1;
             addlora::Arguments& g = slices[k];
-            g.x = TensorView::contiguous(x.data(), DType::f16, {B, H1});
-            g.y = TensorView::contiguous(y.data(), DType::f16, {B, H3});
-            g.indices = TensorView::contiguous(idx.data(), DType::i32, {B});
-            b[k].resize(c.W * c.H2 * R);
-            for (auto& e : b[k]) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+            set_rows(&g, x, y, idx, B, H1, H3);
+            b[k] = random_f16(rng, c.W * c.H2 * R);
             g.weight_b = TensorView::contiguous(b[k].data(), DType::f16, {c.W, 1, c.H2, R});
             if (c.has_a) {
-              a[k].resize(c.W * R * H1);
-              for (auto& e : a[k]) e = static_cast<uint16_t>(addlora::ref::encode(rng.uniform(-1, 1), DType::f16));
+              a[k] = random_f16(rng, c.W * R * H1);
               g.weight_a = TensorView::contiguous(a[k].data(), DType::f16, {c.W, 1, R, H1});
             }
             if (c.nz) {
