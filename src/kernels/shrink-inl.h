@@ -54,13 +54,11 @@ struct BlockIo {
   const unsigned char* pf = nullptr;
   int64_t pf_esize = 2;
   // A rows to prefetch at the offsets the block reads from ar (the caller points them at the
-  // next rank block, or NZ panels ahead), whenever (h & apf_mask) == 0 and h < apf_until.
-  // apf_count of them (at most the block's ranks).
+  // next rank block, or NZ panels ahead), whenever (h & apf_mask) == 0 and h < apf_until;
+  // one per rank of the block.
   const unsigned char* const* apf = nullptr;
-  int apf_count = 0;
-  int64_t apf_mask = 31;
+  int64_t apf_mask = 0;
   int64_t apf_until = INT64_MAX;
-  int64_t a_esize = 2;
   // A contiguous run of A to prefetch, spread evenly over the block's steps (NZ panels ahead).
   const unsigned char* run = nullptr;
   int64_t run_bytes = 0;
@@ -90,7 +88,8 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
   };
   const unsigned char* run = io.run;
   const unsigned char* const run_end = io.run + io.run_bytes;
-  const int64_t run_step = run ? ((io.run_bytes / 64 + (h1 - h0) / step) / std::max<int64_t>(1, (h1 - h0) / step)) * 64 : 0;
+  const int64_t run_lines = (io.run_bytes + 63) / 64, steps = std::max<int64_t>(1, (h1 - h0) / step);
+  const int64_t run_step = (run_lines + steps - 1) / steps * 64;  // bytes per step, whole lines
   V acc[kRows][kRanks];
   for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kRanks; ++j) acc[i][j] = io.init ? io.init[i * kRanks + j] : hn::Zero(d);
@@ -103,7 +102,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     }
     const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
     if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until)
-      for (int j = 0; j < io.apf_count; ++j) hwy::Prefetch(io.apf[j] + aoff * io.a_esize);
+      for (int j = 0; j < kRanks; ++j) hwy::Prefetch(io.apf[j] + aoff * static_cast<int64_t>(ElemSize<TA>()));
     V av[kRanks];
     for (int j = 0; j < kRanks; ++j) av[j] = Acc::template Load<TA>(ar[j], aoff);
     for (int i = 0; i < kRows; ++i) {
@@ -152,31 +151,29 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool rank_split
       const int64_t g1 = std::min<int64_t>(r_end, g0 + kNzGroupRanks);
       const bool whole = g0 == 0 && g1 * 16 >= A.chunk_step;  // the group holds every rank of a block
       const int64_t nrb = (g1 - g0 + block_ranks - 1) / block_ranks;
+      const int64_t ahead = (kNzAhead / 16) * A.chunk_step * aes;  // bytes
       for (int64_t hp = h_begin; hp < h_end; hp += kNzPanel) {
         const int64_t hq = std::min<int64_t>(h_end, hp + kNzPanel);
+        // Whole group: the columns kNzAhead ahead are one contiguous run; each rank block
+        // prefetches its share, spread over its steps (a burst would overflow the miss
+        // buffers and stall).
+        const int64_t hn = hp + kNzAhead;
+        const int64_t bytes = whole && hn < h_end ? ((std::min(h_end, hn + (hq - hp)) - hn + 15) / 16) * A.chunk_step * aes : 0;
+        const int64_t share = (bytes / nrb + 63) & ~int64_t{63};
+        const unsigned char* next = A.base + (hn / 16) * A.chunk_step * aes;
         for (int64_t r0 = g0, rb = 0; r0 < g1; r0 += block_ranks, ++rb) {
           BlockIo<V> io;
           V* st = stash + (r0 - g0) / kShrinkRanks * kStashVecs;
           io.init = hp > h_begin ? st : nullptr;
           io.keep = hq < h_end ? st : nullptr;
           const unsigned char* apf[kNzRowRanks];
-          if (whole) {
-            // This rank block's share of the columns kNzAhead ahead, which are one contiguous
-            // run when the group holds every rank; spread over the block's steps (a burst
-            // would overflow the miss buffers and stall).
-            const int64_t hn = hp + kNzAhead;
-            if (hn < h_end) {
-              const int64_t bytes = ((std::min<int64_t>(h_end, hn + (hq - hp)) - hn + 15) / 16) * A.chunk_step * aes;
-              const int64_t share = (bytes / nrb + 63) & ~int64_t{63};
-              io.run = A.base + (hn / 16) * A.chunk_step * aes + std::min(bytes, rb * share);
-              io.run_bytes = std::min(bytes, (rb + 1) * share) - std::min(bytes, rb * share);
-            }
-          } else {  // the same rank rows ahead, a piece per 16-column chunk
-            const int64_t ahead = (kNzAhead / 16) * A.chunk_step * aes;
+          if (bytes > 0) {
+            io.run = next + std::min(bytes, rb * share);
+            io.run_bytes = std::min(bytes, (rb + 1) * share) - std::min(bytes, rb * share);
+          } else if (!whole) {  // the same rank rows ahead, a piece per 16-column chunk
             for (int64_t j = 0; j < block_ranks; ++j)
               apf[j] = A.base + std::min<int64_t>(r0 + j, g1 - 1) * A.row_step * aes + ahead;
             io.apf = apf;
-            io.apf_count = static_cast<int>(block_ranks);
             io.apf_mask = 15;
             io.apf_until = h_end - kNzAhead;
           }
@@ -194,12 +191,11 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool rank_split
     const unsigned char* apf[kNzRowRanks];
     if (rank_split)
       for (int64_t r = r0 + block_ranks; r < std::min<int64_t>(r_end, r0 + 2 * block_ranks); ++r)
-        for (int64_t h = h_begin; h < h_end; h += 16) hwy::Prefetch(A.base + A.off(r, h) * aes);
+        for (int64_t h = h_begin; h < h_end; h += A.run()) hwy::Prefetch(A.base + A.off(r, h) * aes);
     if (!rank_split && first_row_block && r0 + block_ranks < r_end) {
       for (int64_t j = 0; j < block_ranks; ++j)
         apf[j] = A.base + std::min<int64_t>(r0 + block_ranks + j, r_end - 1) * A.row_step * aes;
       io.apf = apf;
-      io.apf_count = static_cast<int>(block_ranks);
       io.apf_mask = 64 / aes - 1;
     }
     block(r0, h_begin, h_end, io);
@@ -267,7 +263,6 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       if (widen_x && rb < kRows && pos0 + kRows + rb < pos_end)
         io.pf = xbase + (w.order[pos0 + kRows + rb] * p.x.row_stride + h0) * xes;
       io.pf_esize = xes;
-      io.a_esize = aes;
       BlockIo<V> nopf = io;
       nopf.pf = nullptr;
       constexpr int R4 = kShrinkRanks;
