@@ -74,13 +74,14 @@ inline int64_t weight_offset(const WeightDesc& d, int64_t M, int64_t w, int64_t 
   return w * d.adapter_stride + m * d.row_stride + n * d.col_stride;
 }
 
-// Adapter of row b, or -1 for "no adapter".
-inline int64_t adapter_of(const Problem& p, int64_t b) {
+// Adapter of row b among the first W adapters (default: all of p's), or -1 for "no adapter".
+inline int64_t adapter_of(const Problem& p, int64_t b, int64_t W) {
   const int64_t i = p.index_dtype == DType::i64
                         ? static_cast<const int64_t*>(p.indices)[b * p.index_stride]
                         : static_cast<const int32_t*>(p.indices)[b * p.index_stride];
-  return (i >= 0 && i < p.W) ? i : -1;
+  return (i >= 0 && i < W) ? i : -1;
 }
+inline int64_t adapter_of(const Problem& p, int64_t b) { return adapter_of(p, b, p.W); }
 
 }  // namespace addlora::detail
 
@@ -95,7 +96,7 @@ inline int64_t rank_of(const Problem& p, int64_t w) {
 
 // Scale applied to adapter w's delta.
 inline double scale_of(const Problem& p, int64_t w) {
-  return p.scales == nullptr ? p.scale : static_cast<double>(p.scale) * p.scales[w * p.scales_stride];
+  return p.scales == nullptr ? p.scale : p.scale * p.scales[w * p.scales_stride];
 }
 
 }  // namespace addlora::detail

@@ -36,7 +36,7 @@ constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratc
 constexpr int64_t kMinKChunk = 1024;  // shortest K chunk worth a task (reductions amortised)
 constexpr int64_t kWholeRow = 4096;   // longest K chunk (simd_kernels.cc kXBuf)
 constexpr int64_t kMinShrinkTasks = 16;  // fixed, not the thread count: results stay identical
-constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h)
+constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split if fast (work.h)
 constexpr int64_t kMaxCountingW = int64_t{1} << 20;
 constexpr double kInlineBytes = 96 * 1024;  // below both: single-threaded (decided by shape only)
 constexpr double kInlineFlops = 4e6;
@@ -207,13 +207,6 @@ void copy_row(const Problem& p, int64_t b) {  // out[b, :] = y[b, :]
   }
 }
 
-// Row b's index if it names one of adapters [0, W), else -1.
-int64_t adapter_below(const Problem& p, int64_t b, int64_t W) {
-  const int64_t i = p.index_dtype == DType::i64 ? static_cast<const int64_t*>(p.indices)[b * p.index_stride]
-                                                : static_cast<const int32_t*>(p.indices)[b * p.index_stride];
-  return (i >= 0 && i < W) ? i : -1;
-}
-
 // Rows by adapter: order[] holds the rows with an index in [0, W), sorted by (index, row)
 // (stable counting sort), cut into groups of one adapter each, and the groups into row tiles.
 // Groups are sorted by adapter, so a slice with fewer adapters uses a prefix of them.
@@ -235,25 +228,25 @@ Groups group_rows(const Problem& p, int64_t W, const Shared& l, char* ws) {
     auto* count = reinterpret_cast<int32_t*>(ws + l.counts);
     std::fill(count, count + W + 1, 0);
     for (int64_t b = 0; b < p.B; ++b) {
-      const int64_t a = adapter_below(p, b, W);
+      const int64_t a = detail::adapter_of(p, b, W);
       if (a >= 0) ++count[a + 1];
     }
     for (int64_t a = 0; a < W; ++a) count[a + 1] += count[a];
     n = count[W];
     for (int64_t b = 0; b < p.B; ++b) {
-      const int64_t a = adapter_below(p, b, W);
+      const int64_t a = detail::adapter_of(p, b, W);
       if (a >= 0) order[count[a]++] = static_cast<int32_t>(b);
     }
   } else {
     for (int64_t b = 0; b < p.B; ++b)
-      if (adapter_below(p, b, W) >= 0) order[n++] = static_cast<int32_t>(b);
+      if (detail::adapter_of(p, b, W) >= 0) order[n++] = static_cast<int32_t>(b);
     std::stable_sort(order, order + n, [&](int32_t x, int32_t y) {
-      return adapter_below(p, x, W) < adapter_below(p, y, W);
+      return detail::adapter_of(p, x, W) < detail::adapter_of(p, y, W);
     });
   }
   int64_t g = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t a = adapter_below(p, order[i], W);
+    const int64_t a = detail::adapter_of(p, order[i], W);
     if (i == 0 || a != gadapter[g - 1]) {
       gstart[g] = static_cast<int32_t>(i);
       gadapter[g++] = static_cast<int32_t>(a);
@@ -301,11 +294,14 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
   w.group_adapter = gr.adapter;
   w.ngroups = std::lower_bound(gr.adapter, gr.adapter + gr.n, static_cast<int32_t>(std::min<int64_t>(p.W, INT32_MAX))) - gr.adapter;
   s.tile_start = gr.tile;
+  if (gr.start[w.ngroups] == 0 || p.S == 0) return s;  // nothing to compute: no tasks at all
   s.rows = gr.start[w.ngroups];
-  if (s.rows == 0 || p.S == 0) return s;  // nothing to compute: no tasks
   s.tiles = gr.tile[w.ngroups];
-  int64_t largest = 0;
-  for (int64_t g = 0; g < w.ngroups; ++g) largest = std::max<int64_t>(largest, gr.start[g + 1] - gr.start[g]);
+  int64_t largest = 0, max_rank = 0;
+  for (int64_t g = 0; g < w.ngroups; ++g) {
+    largest = std::max<int64_t>(largest, gr.start[g + 1] - gr.start[g]);
+    max_rank = std::max(max_rank, detail::rank_of(p, gr.adapter[g]));
+  }
   // Shrink tasks: (row tile, K chunk), few tiles (decode) getting more chunks.  With fp32 sums
   // (Precision::fast) and few rows per adapter, split the ranks instead and stream each A row
   // in one run: measured per precision (bench/addlora_gbench, this 2-core machine), that is
@@ -321,7 +317,8 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
     w.rank_split = false;
   if (w.rank_split) w.nk = 1;
   w.B = s.rows;  // K-chunk planes are rows * rp apart (zpart_rows sized them)
-  s.per_tile = w.rank_split ? (p.R + internal::kRankGroup - 1) / internal::kRankGroup : w.nk;
+  // Rank groups past every adapter's rank would be empty tasks.
+  s.per_tile = w.rank_split ? std::max<int64_t>(1, (max_rank + internal::kRankGroup - 1) / internal::kRankGroup) : w.nk;
   s.ntiles = (p.S + kNTile - 1) / kNTile;
   return s;
 }
@@ -387,12 +384,16 @@ void estimate_cost(const SliceRun* run, size_t n, double* bytes, double* flops) 
 
 uint64_t workspace_bytes(const Problem* ps, size_t n) {
   if (n == 0) return 0;
-  uint64_t simd = static_cast<uint64_t>(carve_shared(ps[0].B, max_adapters(ps, n)).end), portable = 0;
+  // The grouping, then the partial sums of the largest batch of kMaxFused slices (batches run
+  // one after another, each slice's sums consumed within its batch).
+  uint64_t batch = 0, largest = 0, portable = 0;
   for (size_t k = 0; k < n; ++k) {
-    simd += static_cast<uint64_t>(zpart_bytes(ps[k]));
+    if (k % kMaxFused == 0) batch = 0;
+    batch += static_cast<uint64_t>(zpart_bytes(ps[k]));
+    largest = std::max(largest, batch);
     portable = std::max(portable, workspace_bytes_portable(ps[k]));
   }
-  return std::max(simd, portable);
+  return std::max(static_cast<uint64_t>(carve_shared(ps[0].B, max_adapters(ps, n)).end) + largest, portable);
 }
 
 uint64_t workspace_bytes(const Problem& p) { return workspace_bytes(&p, 1); }
@@ -413,12 +414,13 @@ void execute(const Problem* ps, size_t n, void* workspace) {
   Pool& pl = pool();
   std::shared_lock<std::shared_mutex> lock(pl.mu);
   char* ws = static_cast<char*>(workspace);
-  const Shared l = carve_shared(p0.B, max_adapters(ps, n));
-  const Groups gr = group_rows(p0, max_adapters(ps, n), l, ws);
+  const int64_t W = max_adapters(ps, n);
+  const Shared l = carve_shared(p0.B, W);
+  const Groups gr = group_rows(p0, W, l, ws);
 
-  char* zpart = ws + l.end;
   for (size_t k0 = 0; k0 < n; k0 += kMaxFused) {
     const size_t m = std::min(kMaxFused, n - k0);
+    char* zpart = ws + l.end;  // the previous batch's partial sums are consumed
     SliceRun run[kMaxFused];
     for (size_t k = 0; k < m; ++k) {
       run[k] = plan_slice(ps[k0 + k], gr, zpart);
@@ -447,7 +449,7 @@ void execute(const Problem* ps, size_t n, void* workspace) {
                   });
     // (a few adds per row: not worth a parallel region unless there are many rows)
     double combine_work = 0;
-    for (size_t k = 0; k < m; ++k) combine_work += double(run[k].rows) * run[k].w.p->R * std::max<int64_t>(1, run[k].w.nk);
+    for (size_t k = 0; k < m; ++k) combine_work += double(run[k].rows) * run[k].w.p->R * run[k].w.nk;
     for_all_tasks(combine_work < double(int64_t{1} << 18) ? nullptr : tp, run, m,
                   [](const SliceRun& s) { return s.combine_tasks(); }, combine);
     for_all_tasks(tp, run, m, [](const SliceRun& s) { return s.expand_tasks(); },

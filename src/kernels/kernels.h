@@ -22,7 +22,8 @@ void execute(const detail::Problem& p, void* workspace);
 // Multi-slice: the slices of one call (they share x, y, out and indices; slices after the
 // first update out in place, see plan.cc), run as one job.  The rows are grouped once and each
 // phase runs every slice's tasks in one parallel region.  Same bits as execute() on each slice
-// in turn.  workspace_bytes(ps, n) >= the sum of what the slices need alone.
+// in turn.  Slices run in batches of up to 8, so the workspace holds the grouping and the
+// partial sums of one batch.
 uint64_t workspace_bytes(const detail::Problem* ps, size_t n);
 void execute(const detail::Problem* ps, size_t n, void* workspace);
 
