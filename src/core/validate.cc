@@ -131,7 +131,6 @@ bool disjoint_bands(const TensorView& a, const TensorView& b) {
   return (rb + p - ra) % p >= static_cast<uintptr_t>(wa) && (ra + p - rb) % p >= static_cast<uintptr_t>(wb);
 }
 
-
 int64_t gcd(int64_t a, int64_t b) {
   while (b != 0) {
     const int64_t t = a % b;

@@ -101,7 +101,7 @@ void ExpandRowExact(const Work& w, int64_t pos, const WeightRows& Bw, int64_t ra
   const unsigned char* yrow = static_cast<const unsigned char*>(p.y.base) + row * p.y.row_stride * yes;
   unsigned char* orow = static_cast<unsigned char*>(const_cast<void*>(p.out.base)) + row * p.out.row_stride * yes;
   const int64_t rs = Bw.row_step * Bw.esize;
-  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows + kL), rank);
+  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows), rank);  // the loop goes on from there
   int64_t n0 = n_begin;
   for (; n0 + kL <= n_end; n0 += kL) {
     if (n0 + kPrefetchRows < n_end)

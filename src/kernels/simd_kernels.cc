@@ -283,10 +283,10 @@ HWY_INLINE void PrefetchRunHeads(const unsigned char* base, const int32_t* order
 #include "kernels/shrink-inl.h"  // NOLINT(build/include)
 
 // ---- expand: out[row, off+n] = y[row, off+n] + scale * sum_r z[pos][r] * B[adapter, n, r] ----
-// One vector of kLanes consecutive n per step: kLanes dot products over R (z is fp32, zero
-// padded to rp), folded into one vector by SumEachToLane.  For R <= kBBuf the kLanes x R block
-// of B is widened once into a zero-padded fp32 stack buffer that every row of the tile reuses
-// from L1; wider R streams B directly.
+// One vector of kLanes consecutive n per step: kLanes dot products over the adapter's rank (z
+// is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane.  For ranks
+// <= kBBuf the kLanes x rank_p block of B is widened once into a zero-padded fp32 stack buffer
+// that every row of the tile reuses from L1; one row, or a wider rank, streams B directly.
 
 constexpr int64_t kBBuf = 512;
 constexpr int64_t kPrefetchRows = 64;  // how far ahead (in B rows) the dot path prefetches
@@ -447,7 +447,7 @@ void ExpandRow(const ExpandCtx& c, int64_t pos, const WeightRows& Bw, int64_t n_
   const unsigned char* yrow = c.ybase + row * p.y.row_stride * yes;
   unsigned char* orow = c.obase + row * p.out.row_stride * yes;
   const int64_t rs = Bw.row_step * Bw.esize;
-  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows + kL), c.rank);
+  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows), c.rank);  // the loop goes on from there
   int64_t n0 = n_begin;
   for (; n0 + kL <= n_end; n0 += kL) {
     if (n0 + kPrefetchRows < n_end)

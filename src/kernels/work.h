@@ -3,7 +3,7 @@
 //
 // The scheduler groups rows by adapter (positions in `order`), then runs three phases on the
 // pool, each split into tasks whose results do not depend on which thread runs them:
-//   shrink  (group, row tile, K chunk) -> zpart[k][pos][0..R)     fp32 partial sums
+//   shrink  (group, row tile, K chunk) -> zpart[k][pos][0..rank)  partial sums (fp64 if exact)
 //   combine (row range)                -> z[pos] = zpart[0][pos] + ... + zpart[nk-1][pos]
 //                                         (fixed order; or z = x when there is no weight A)
 //   expand  (group, row tile, n tile)  -> out[row, y_offset + n]
@@ -11,9 +11,9 @@
 // [0, rank_of(a)) -- A rows and B columns past it are never loaded -- and the combine sets
 // z[pos][rank..rp) to zero.  Path choices in the expand depend on the rank, so a rank-limited
 // adapter gives the same bits as a tensor of that rank.  The delta is scaled by scale_of(a).
-// K chunk boundaries depend only on H1, and the choice between split-K and the rank split
-// (see Work::rank_split) only on the group sizes, so results are bitwise identical for any
-// thread count.
+// K chunk boundaries depend only on H1 and the number of row tiles, and the choice between
+// split-K and the rank split (see Work::rank_split) only on the group sizes, the precision and
+// the ranks in use -- never on the thread count, so results are bitwise identical for any.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -37,8 +37,8 @@ struct Work {
   float* zpart = nullptr;                // [nk][B][rp] (B as below); chunk 0 holds the combined z
   double* zpart_d = nullptr;             // the same memory, as fp64, when exact
   int64_t B = 0;                         // rows with an adapter: K-chunk planes are B*rp apart
-  // Rank split instead of split-K (every group has few rows: decode).  Shrink task k then
-  // covers ranks [k*kRankGroup, ...) over all of H1 and writes z directly (nk is 1).
+  // Rank split instead of split-K (Precision::fast, every group has few rows: decode).  Shrink
+  // task k then covers ranks [k*kRankGroup, ...) over all of H1 and writes z directly (nk is 1).
   bool rank_split = false;
   bool exact = false;                    // fp64 sums (Precision::exact) -> *_exact kernels
 };
