@@ -86,41 +86,75 @@ HWY_INLINE VD ExpandDotExact(const double* z, const unsigned char* const* br, in
   return SumEachToLane(dd, acc);
 }
 
-// One row with B streamed (decode, the commonest call): the dot loop below with its per-block
-// bookkeeping cut down -- y/out dtype fixed at compile time (out has y's dtype), row pointers by
-// stride, no tail logic in full blocks.  At small ranks that bookkeeping cost more than the
-// FMAs.  The same FMAs and roundings in the same order as the general loop: the same bits.
-template <DType TB, DType TY>
-void ExpandRowExact(const Work& w, int64_t pos, const WeightRows& Bw, int64_t rank, VD scale, int64_t n_begin,
-                    int64_t n_end) {
+// The dot-product path in fp64 (see ExpandDotRows): y/out dtype fixed at compile time; a
+// single row streams B, several rows share its block widened once to fp32.
+template <DType TB, DType TY, bool kOneRow>
+void ExpandDotRowsExact(const Work& w, const WeightRows& Bw, int64_t rank, VD scale, int64_t pos_begin,
+                        int64_t pos_end, int64_t n_begin, int64_t n_end) {
   const DD dd;
+  const DFH dfh;
   const Problem& p = *w.p;
   constexpr int64_t kL = static_cast<int64_t>(kLanesD), yes = ElemSize<TY>();
-  const double* z = w.zpart_d + pos * w.rp;
-  const int64_t row = w.order[pos];
-  const unsigned char* yrow = static_cast<const unsigned char*>(p.y.base) + row * p.y.row_stride * yes;
-  unsigned char* orow = static_cast<unsigned char*>(const_cast<void*>(p.out.base)) + row * p.out.row_stride * yes;
+  const int64_t rank_p = (rank + 15) & ~int64_t{15};
+  const bool widen_b = !kOneRow && rank_p <= kBBuf;
+  const unsigned char* ybase = static_cast<const unsigned char*>(p.y.base);
+  unsigned char* obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
+  HWY_ALIGN float bf[kOneRow ? 1 : kLanesD * kBBuf];  // the block of B, widened: kLanesD rows of rank_p
+  auto y_row = [&](int64_t pos) { return ybase + w.order[pos] * p.y.row_stride * yes; };
+  auto out_row = [&](int64_t pos) { return obase + w.order[pos] * p.out.row_stride * yes; };
+  const unsigned char* const y0 = y_row(pos_begin);  // one row: its pointers once
+  unsigned char* const o0 = out_row(pos_begin);
+  // Columns [n0, n0 + kL) of every row of the tile; kFull: all kL of them are in the slice.
+  auto block = [&](int64_t n0, const unsigned char* const* br, auto full) {
+    constexpr bool kFull = decltype(full)::value;
+    if (widen_b) {
+      for (int64_t j = 0; j < kL; ++j) {
+        float* dst = bf + j * rank_p;
+        for (int64_t r = 0; r < rank_p; r += kLanes)
+          hn::Store(r < rank ? LoadAnyF(TB, br[j], (r >> 4) * Bw.chunk_step + (r & 15), rank - r) : hn::Zero(DF()),
+                    DF(), dst + r);
+      }
+    }
+    const int64_t col = p.y_offset + n0;
+    for (int64_t pos = pos_begin; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
+      const double* z = w.zpart_d + pos * w.rp;
+      VD d;
+      if (widen_b) {
+        VD acc[kL];
+        for (int64_t j = 0; j < kL; ++j) acc[j] = hn::Zero(dd);
+        for (int64_t r = 0; r < rank_p; r += kL) {
+          const VD zv = hn::LoadU(dd, z + r);
+          for (int64_t j = 0; j < kL; ++j)
+            acc[j] = hn::MulAdd(zv, hn::PromoteTo(dd, hn::LoadU(dfh, bf + j * rank_p + r)), acc[j]);
+        }
+        d = SumEachToLane(dd, acc);
+      } else {
+        d = ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
+      }
+      const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
+      unsigned char* orow = kOneRow ? o0 : out_row(pos);
+      if constexpr (kFull) {
+        StoreF<TY, DFH>(hn::DemoteTo(dfh, hn::MulAdd(d, scale, LoadD<TY>(yrow, col))), orow, col);
+      } else {
+        const int64_t valid = n_end - n0;
+        const VD yv = hn::PromoteTo(dd, LoadTailF<TY, DFH>(yrow, col, valid));
+        StoreTailF<TY, DFH>(hn::DemoteTo(dfh, hn::MulAdd(d, scale, yv)), orow, col, valid);
+      }
+    }
+  };
+  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows), rank);
   const int64_t rs = Bw.row_step * Bw.esize;
-  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows), rank);  // the loop goes on from there
+  const unsigned char* br[kL];
   int64_t n0 = n_begin;
   for (; n0 + kL <= n_end; n0 += kL) {
     if (n0 + kPrefetchRows < n_end)
       PrefetchBRows(Bw, n0 + kPrefetchRows, std::min<int64_t>(n_end, n0 + kPrefetchRows + kL), rank);
-    const unsigned char* br[kL];
     for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(n0) + j * rs;
-    const VD d = ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
-    const int64_t col = p.y_offset + n0;
-    StoreF<TY, DFH>(hn::DemoteTo(DFH(), hn::MulAdd(d, scale, LoadD<TY>(yrow, col))), orow, col);
+    block(n0, br, std::true_type{});
   }
   if (n0 == n_end) return;
-  // Last, partial block: lanes past the end repeat the last column, and only `valid` are stored.
-  const int64_t valid = n_end - n0;
-  const unsigned char* br[kL];
-  for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));
-  const VD d = ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
-  const int64_t col = p.y_offset + n0;
-  const VD yv = hn::PromoteTo(dd, LoadTailF<TY, DFH>(yrow, col, valid));
-  StoreTailF<TY, DFH>(hn::DemoteTo(DFH(), hn::MulAdd(d, scale, yv)), orow, col, valid);
+  for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));  // repeat the last
+  block(n0, br, std::false_type{});
 }
 
 template <DType TB>
@@ -135,24 +169,14 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
   const int64_t rank_p = (rank + 15) & ~int64_t{15};  // <= w.rp; z is zero in [rank, w.rp)
   const VD scale = hn::Set(dd, detail::scale_of(p, adapter));
   const int64_t yes = p.y.dtype == DType::f32 ? 4 : 2;
-  const int64_t oes = p.out.dtype == DType::f32 ? 4 : 2;
   const unsigned char* ybase = static_cast<const unsigned char*>(p.y.base);
-  unsigned char* obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
   for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
     const unsigned char* yrow = ybase + (w.order[pos] * p.y.row_stride + p.y_offset) * yes;
     for (int64_t n = n_begin; n < n_end; n += 64 / yes) hwy::Prefetch(yrow + n * yes);
   }
-  const bool widen_b = rank_p <= kBBuf && pos_end - pos_begin > 1;
-  if (pos_end - pos_begin == 1) {
-    switch (p.y.dtype) {
-      case DType::f16: return ExpandRowExact<TB, DType::f16>(w, pos_begin, Bw, rank, scale, n_begin, n_end);
-      case DType::bf16: return ExpandRowExact<TB, DType::bf16>(w, pos_begin, Bw, rank, scale, n_begin, n_end);
-      default: return ExpandRowExact<TB, DType::f32>(w, pos_begin, Bw, rank, scale, n_begin, n_end);
-    }
-  }
-  HWY_ALIGN float bf[kOpN * kBBuf];
-  if (widen_b && pos_end - pos_begin >= OuterMinRows(rank_p)) {
+  if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)) {
     HWY_ALIGN float rows[kOpN * kBBuf];
+    HWY_ALIGN float bf[kOpN * kBBuf];
     HWY_ALIGN double bt64[kOpN * kBBuf];  // the transposed block in fp64: no widening in the FMA loop
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
       PackTransposed(TB, Bw, rank, rank_p, n0, n_end, rows, bf);
@@ -162,40 +186,17 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     }
     return;
   }
-  for (int64_t n0 = n_begin; n0 < n_end; n0 += kLanesD) {
-    const int64_t valid = std::min<int64_t>(kLanesD, n_end - n0);
-    PrefetchBRows(Bw, std::max<int64_t>(n0 + kLanesD, n0 == n_begin ? n0 : n0 + kPrefetchRows),
-                  std::min<int64_t>(n_end, n0 + kPrefetchRows + kLanesD), rank);
-    const unsigned char* br[kLanesD];
-    for (size_t j = 0; j < kLanesD; ++j)
-      br[j] = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
-    if (widen_b) {
-      for (size_t j = 0; j < kLanesD; ++j) {
-        float* dst = bf + j * rank_p;
-        for (int64_t r = 0; r < rank_p; r += kLanes)
-          hn::Store(r < rank ? LoadAnyF(TB, br[j], (r >> 4) * Bw.chunk_step + (r & 15), rank - r) : hn::Zero(DF()),
-                    DF(), dst + r);
-      }
-    }
-    for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
-      const double* z = w.zpart_d + pos * w.rp;
-      VD d;
-      if (widen_b) {
-        VD acc[kLanesD];
-        for (size_t j = 0; j < kLanesD; ++j) acc[j] = hn::Zero(dd);
-        for (int64_t r = 0; r < rank_p; r += kLanesD) {
-          const VD zv = hn::LoadU(dd, z + r);
-          for (size_t j = 0; j < kLanesD; ++j)
-            acc[j] = hn::MulAdd(zv, hn::PromoteTo(dd, hn::LoadU(dfh, bf + j * rank_p + r)), acc[j]);
-        }
-        d = SumEachToLane(dd, acc);
-      } else {
-        d = ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
-      }
-      const int64_t row = w.order[pos], col = p.y_offset + n0;
-      const VD yv = LoadAnyD(p.y.dtype, ybase + row * p.y.row_stride * yes, col, valid);
-      StoreAnyD(p.out.dtype, hn::MulAdd(d, scale, yv), obase + row * p.out.row_stride * oes, col, valid);
-    }
+  const bool one = pos_end - pos_begin == 1;  // decode: B streamed, no widening, one row
+  switch (p.y.dtype) {
+    case DType::f16:
+      return (one ? ExpandDotRowsExact<TB, DType::f16, true> : ExpandDotRowsExact<TB, DType::f16, false>)(
+          w, Bw, rank, scale, pos_begin, pos_end, n_begin, n_end);
+    case DType::bf16:
+      return (one ? ExpandDotRowsExact<TB, DType::bf16, true> : ExpandDotRowsExact<TB, DType::bf16, false>)(
+          w, Bw, rank, scale, pos_begin, pos_end, n_begin, n_end);
+    default:
+      return (one ? ExpandDotRowsExact<TB, DType::f32, true> : ExpandDotRowsExact<TB, DType::f32, false>)(
+          w, Bw, rank, scale, pos_begin, pos_end, n_begin, n_end);
   }
 }
 

@@ -13,6 +13,7 @@
 //   AVX2 is a full load plus blend, so it would read past the end.)
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/simd_kernels.cc"
@@ -299,22 +300,23 @@ HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, 
     for (int64_t n = n_lo; n < n_hi; ++n) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
 }
 
+// Lane j of the result = sum over r < rank of z[r] * B row j (rows br, chunk-structured as in
+// WeightRows).
 template <DType TB>
-HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t R,
-                        int64_t r_end) {
+HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
   const DF df;
   VF acc[kLanes];
   for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
-  const int64_t r_full = (R / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
+  const int64_t r_full = (rank / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
   for (int64_t r = 0; r < r_full; r += kLanes) {
     const VF zv = hn::LoadU(df, z + r);
     const int64_t boff = (r >> 4) * chunk_step + (r & 15);
     for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(br[j], boff), acc[j]);
   }
-  if (r_full < r_end) {  // ragged end of R (direct path only; the buffer is padded)
+  if (r_full < rank) {  // ragged end of the rank (direct path only; the buffer is padded)
     const VF zv = hn::LoadU(df, z + r_full);
     const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
-    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, r_end - r_full), acc[j]);
+    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, rank - r_full), acc[j]);
   }
   return SumEachToLane(df, acc);
 }
@@ -339,11 +341,7 @@ struct ExpandCtx {
   int64_t rank;  // the adapter's ranks (Problem::ranks); B columns past it are not read
   const unsigned char* ybase;
   unsigned char* obase;
-  int64_t yes, oes;
-  HWY_INLINE void finish(int64_t row, int64_t col, VF d, int64_t valid) const {  // out = y + scale * d
-    const VF yv = LoadAnyF(p->y.dtype, ybase + row * p->y.row_stride * yes, col, valid);
-    StoreAnyF(p->out.dtype, hn::MulAdd(d, scale, yv), obase + row * p->out.row_stride * oes, col, valid);
-  }
+  int64_t yes;  // bytes per y (and out) element
 };
 
 template <int kRows>
@@ -363,7 +361,7 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, in
       if (pos >= pos_end || pos < pos_begin) continue;
       const int64_t row = w.order[pos];
       hwy::Prefetch(c.ybase + (row * c.p->y.row_stride + col) * c.yes);
-      if (!c.p->in_place) hwy::Prefetch(c.obase + (row * c.p->out.row_stride + col) * c.oes);
+      if (!c.p->in_place) hwy::Prefetch(c.obase + (row * c.p->out.row_stride + col) * c.yes);
     }
     // Read this block's y before any of its stores: rows are often 2^k bytes apart, and a load
     // right after a store to the same address modulo 4 KiB stalls (4K aliasing).
@@ -387,7 +385,7 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, in
       }
     }
     for (int i = 0; i < rows_valid; ++i) {
-      unsigned char* orow = c.obase + w.order[pos0 + i] * c.p->out.row_stride * c.oes;
+      unsigned char* orow = c.obase + w.order[pos0 + i] * c.p->out.row_stride * c.yes;
       for (int v = 0; v < kOpVecs; ++v) {
         const int64_t lanes = std::min<int64_t>(kLanes, valid - v * static_cast<int64_t>(kLanes));
         if (lanes > 0)
@@ -434,34 +432,65 @@ void PackTransposed(DType tb, const WeightRows& Bw, int64_t R, int64_t rp, int64
     }
 }
 
-// One row with B streamed (decode): ExpandT's dot loop with the per-block bookkeeping cut down
-// (y/out dtype fixed at compile time -- out has y's dtype --, row pointers by stride), which at
-// small ranks cost more than the FMAs.  Same operations in the same order: the same bits.
-template <DType TB, DType TY>
-void ExpandRow(const ExpandCtx& c, int64_t pos, const WeightRows& Bw, int64_t n_begin, int64_t n_end) {
+// The dot-product path: tiles with fewer rows than the outer product pays for, and decode.
+// The y/out dtype is fixed at compile time (out has y's dtype): at small ranks a per-block
+// dtype switch cost as much as the FMAs.  Widening B once pays when several rows reuse it; a
+// single row streams it directly.
+template <DType TB, DType TY, bool kOneRow>
+void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, int64_t pos_end, int64_t n_begin,
+                   int64_t n_end) {
+  const DF df;
   const Problem& p = *c.p;
   const Work& w = *c.w;
   constexpr int64_t kL = static_cast<int64_t>(kLanes), yes = ElemSize<TY>();
-  const float* z = w.zpart + pos * w.rp;
-  const int64_t row = w.order[pos];
-  const unsigned char* yrow = c.ybase + row * p.y.row_stride * yes;
-  unsigned char* orow = c.obase + row * p.out.row_stride * yes;
+  const int64_t rank = c.rank, rank_p = (rank + 15) & ~int64_t{15};
+  const bool widen_b = !kOneRow && rank_p <= kBBuf;
+  HWY_ALIGN float bf[kOneRow ? 1 : kLanes * kBBuf];  // the block of B, widened: kLanes rows of rank_p
+  auto y_row = [&](int64_t pos) { return c.ybase + w.order[pos] * p.y.row_stride * yes; };
+  auto out_row = [&](int64_t pos) { return c.obase + w.order[pos] * p.out.row_stride * yes; };
+  const unsigned char* const y0 = y_row(pos_begin);  // one row: its pointers once
+  unsigned char* const o0 = out_row(pos_begin);
+  // Columns [n0, n0 + kL) of every row of the tile; kFull: all kL of them are in the slice.
+  auto block = [&](int64_t n0, const unsigned char** br, auto full) {  // br: rewritten if widened
+    constexpr bool kFull = decltype(full)::value;
+    if (widen_b) {
+      for (int64_t j = 0; j < kL; ++j) {
+        float* dst = bf + j * rank_p;
+        for (int64_t r = 0; r < rank_p; r += kL) {
+          const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
+          hn::Store(r < rank ? LoadAnyF(TB, br[j], boff, rank - r) : hn::Zero(df), df, dst + r);
+        }
+        br[j] = reinterpret_cast<const unsigned char*>(dst);
+      }
+    }
+    const int64_t col = p.y_offset + n0;
+    for (int64_t pos = pos_begin; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
+      const float* z = w.zpart + pos * w.rp;
+      const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, rank_p) : ExpandDot<TB>(z, br, Bw.chunk_step, rank);
+      const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
+      unsigned char* orow = kOneRow ? o0 : out_row(pos);
+      if constexpr (kFull) {
+        StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(yrow, col)), orow, col);
+      } else {
+        const int64_t valid = n_end - n0;
+        StoreTailF<TY>(hn::MulAdd(d, c.scale, LoadTailF<TY>(yrow, col, valid)), orow, col, valid);
+      }
+    }
+  };
+  // B rows kPrefetchRows ahead: a block's dot products take far less than a DRAM round trip.
+  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows), rank);
   const int64_t rs = Bw.row_step * Bw.esize;
-  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows), c.rank);  // the loop goes on from there
+  const unsigned char* br[kL];
   int64_t n0 = n_begin;
   for (; n0 + kL <= n_end; n0 += kL) {
     if (n0 + kPrefetchRows < n_end)
-      PrefetchBRows(Bw, n0 + kPrefetchRows, std::min<int64_t>(n_end, n0 + kPrefetchRows + kL), c.rank);
-    const unsigned char* br[kL];
+      PrefetchBRows(Bw, n0 + kPrefetchRows, std::min<int64_t>(n_end, n0 + kPrefetchRows + kL), rank);
     for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(n0) + j * rs;
-    const VF d = ExpandDot<TB>(z, br, Bw.chunk_step, c.rank, c.rank);
-    const int64_t col = p.y_offset + n0;
-    StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(yrow, col)), orow, col);
+    block(n0, br, std::true_type{});
   }
   if (n0 == n_end) return;
-  const unsigned char* br[kL];  // last, partial block: lanes past the end repeat the last column
-  for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));
-  c.finish(row, p.y_offset + n0, ExpandDot<TB>(z, br, Bw.chunk_step, c.rank, c.rank), n_end - n0);
+  for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));  // repeat the last
+  block(n0, br, std::false_type{});
 }
 
 template <DType TB>
@@ -479,67 +508,38 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   const int64_t rank_p = (rank + 15) & ~int64_t{15};  // <= w.rp; z is zero in [rank, w.rp)
   c.rank = rank;
   c.scale = hn::Set(df, static_cast<float>(detail::scale_of(p, adapter)));
-  c.yes = p.y.dtype == DType::f32 ? 4 : 2;
-  c.oes = p.out.dtype == DType::f32 ? 4 : 2;
+  c.yes = p.y.dtype == DType::f32 ? 4 : 2;  // out has y's dtype (validation)
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
-  // Dot path (few rows): the tile's y (and out) lines are touched 64 bytes at a time, row
-  // after row -- too scattered for the hardware prefetcher, so request them up front.  The
-  // outer-product path prefetches per row block instead (ExpandOuterBlock).
-  if (!(rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)))
-  for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
-    const int64_t row = w.order[pos];
-    const unsigned char* yrow = c.ybase + (row * p.y.row_stride + p.y_offset) * c.yes;
-    const unsigned char* orow = c.obase + (row * p.out.row_stride + p.y_offset) * c.oes;
-    for (int64_t n = n_begin; n < n_end; n += 64 / c.yes) hwy::Prefetch(yrow + n * c.yes);
-    if (!p.in_place)
-      for (int64_t n = n_begin; n < n_end; n += 64 / c.oes) hwy::Prefetch(orow + n * c.oes);
-  }
-  // Widening B once pays when several rows reuse it; a single row streams it directly.
-  const bool widen_b = rank_p <= kBBuf && pos_end - pos_begin > 1;
-  if (pos_end - pos_begin == 1) {
-    switch (p.y.dtype) {
-      case DType::f16: return ExpandRow<TB, DType::f16>(c, pos_begin, Bw, n_begin, n_end);
-      case DType::bf16: return ExpandRow<TB, DType::bf16>(c, pos_begin, Bw, n_begin, n_end);
-      default: return ExpandRow<TB, DType::f32>(c, pos_begin, Bw, n_begin, n_end);
-    }
-  }
-  HWY_ALIGN float bf[kOpN * kBBuf];  // <= 64 KiB: widened rows, or the transposed block
-
-  if (widen_b && pos_end - pos_begin >= OuterMinRows(rank_p)) {
-    HWY_ALIGN float rows[kOpN * kBBuf];  // widened rows, then transposed into bf
+  if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)) {
+    HWY_ALIGN float rows[kOpN * kBBuf];  // widened rows, then transposed into bt
+    HWY_ALIGN float bt[kOpN * kBBuf];    // <= 64 KiB
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
       const int64_t valid = std::min<int64_t>(kOpN, n_end - n0);
-      PackTransposed(TB, Bw, rank, rank_p, n0, n_end, rows, bf);
-      ExpandOuter(c, bf, pos_begin, pos_end, n0, valid);
+      PackTransposed(TB, Bw, rank, rank_p, n0, n_end, rows, bt);
+      ExpandOuter(c, bt, pos_begin, pos_end, n0, valid);
     }
     return;
   }
-
-  for (int64_t n0 = n_begin; n0 < n_end; n0 += kLanes) {
-    const int64_t valid = std::min<int64_t>(kLanes, n_end - n0);
-    // B rows kPrefetchRows ahead: a block's dot products take far less than a DRAM round trip.
-    PrefetchBRows(Bw, std::max<int64_t>(n0 + kLanes, n0 == n_begin ? n0 : n0 + kPrefetchRows),
-                  std::min<int64_t>(n_end, n0 + kPrefetchRows + kLanes), rank);
-    const unsigned char* br[kLanes];
-    for (size_t j = 0; j < kLanes; ++j)  // lanes past the end repeat the last column
-      br[j] = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
-    if (widen_b) {
-      for (size_t j = 0; j < kLanes; ++j) {
-        float* dst = bf + j * rank_p;
-        for (int64_t r = 0; r < rank_p; r += kLanes) {
-          const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
-          hn::Store(r < rank ? LoadAnyF(TB, br[j], boff, rank - r) : hn::Zero(df), df, dst + r);
-        }
-        br[j] = reinterpret_cast<const unsigned char*>(dst);
-      }
-    }
-    for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
-      const float* z = w.zpart + pos * w.rp;
-      const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, rank_p, rank_p)
-                           : ExpandDot<TB>(z, br, Bw.chunk_step, rank, rank);
-      c.finish(w.order[pos], p.y_offset + n0, d, valid);
-    }
+  // Dot path: the tile's y (and out) lines are touched 64 bytes at a time, row after row --
+  // too scattered for the hardware prefetcher, so request them up front.  (The outer-product
+  // path prefetches per row block instead.)
+  for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
+    const int64_t row = w.order[pos];
+    const unsigned char* yrow = c.ybase + (row * p.y.row_stride + p.y_offset) * c.yes;
+    const unsigned char* orow = c.obase + (row * p.out.row_stride + p.y_offset) * c.yes;
+    for (int64_t n = n_begin; n < n_end; n += 64 / c.yes) hwy::Prefetch(yrow + n * c.yes);
+    if (!p.in_place)
+      for (int64_t n = n_begin; n < n_end; n += 64 / c.yes) hwy::Prefetch(orow + n * c.yes);
+  }
+  const bool one = pos_end - pos_begin == 1;  // decode: B streamed, no widening, one row
+  switch (p.y.dtype) {
+    case DType::f16:
+      return (one ? ExpandDotRows<TB, DType::f16, true> : ExpandDotRows<TB, DType::f16, false>)(c, Bw, pos_begin, pos_end, n_begin, n_end);
+    case DType::bf16:
+      return (one ? ExpandDotRows<TB, DType::bf16, true> : ExpandDotRows<TB, DType::bf16, false>)(c, Bw, pos_begin, pos_end, n_begin, n_end);
+    default:
+      return (one ? ExpandDotRows<TB, DType::f32, true> : ExpandDotRows<TB, DType::f32, false>)(c, Bw, pos_begin, pos_end, n_begin, n_end);
   }
 }
 
