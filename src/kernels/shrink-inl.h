@@ -70,10 +70,11 @@ struct BlockIo {
 };
 
 // acc[i][j] over h in [h0, h1) of x_i[h - xoff] * A row j, in T.  kXWide: the x rows are
-// buffers already widened to T (zero padded to a whole vector); else x is read as TX.
+// buffers already widened to T (zero padded to a whole vector); else x is read as TX.  nz: A
+// is FRACTAL_NZ, so rank j of the block lies 16 elements after rank j - 1 in every chunk.
 template <typename T, DType TX, DType TA, int kRows, int kRanks, bool kXWide>
 HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
-                            int64_t a_chunk_step, int64_t h0, int64_t h1, T* const* out, int rows_valid,
+                            int64_t a_chunk_step, bool nz, int64_t h0, int64_t h1, T* const* out, int rows_valid,
                             int ranks_valid, const BlockIo<hn::Vec<typename ShrinkAcc<T>::D>>& io) {
   using Acc = ShrinkAcc<T>;
   using D = typename Acc::D;
@@ -93,7 +94,36 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
   V acc[kRows][kRanks];
   for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kRanks; ++j) acc[i][j] = io.init ? io.init[i * kRanks + j] : hn::Zero(d);
-  for (int64_t h = h0; h < h_full; h += step) {
+  int64_t h = h0;
+  if (nz && ranks_valid == kRanks && (h0 & 15) == 0) {
+    // FRACTAL_NZ, whole chunks: the block's ranks are 16-element pieces side by side, so one
+    // pointer per chunk and constant offsets address them all (per-rank pointers spilled
+    // registers), and the bookkeeping below runs once per chunk instead of once per vector.
+    constexpr int64_t kStep = static_cast<int64_t>(hn::MaxLanes(D()));
+    constexpr int64_t kPiece = 16 * static_cast<int64_t>(ElemSize<TA>());
+    const int64_t cs = a_chunk_step * static_cast<int64_t>(ElemSize<TA>());
+    const unsigned char* a = ar[0] + (h0 >> 4) * cs;
+    const int64_t h_chunks = h0 + ((h1 - h0) / 16) * 16;
+    for (; h < h_chunks; h += 16, a += cs) {
+      if (io.pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
+      if (run < run_end) {
+        const int64_t n = std::min<int64_t>(run_step * (16 / kStep), run_end - run);
+        for (int64_t b = 0; b < n; b += 64) hwy::Prefetch(run + b);
+        run += n;
+      }
+      if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until)
+        for (int j = 0; j < kRanks; ++j) hwy::Prefetch(io.apf[j] + (h >> 4) * cs);
+      for (int64_t s = 0; s < 16; s += kStep) {
+        V av[kRanks];
+        for (int j = 0; j < kRanks; ++j) av[j] = Acc::template Load<TA>(a + j * kPiece, s);
+        for (int i = 0; i < kRows; ++i) {
+          const V xv = load_x(i, h + s);
+          for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+        }
+      }
+    }
+  }
+  for (; h < h_full; h += step) {
     if (io.pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
     if (run < run_end) {
       const int64_t n = std::min<int64_t>(run_step, run_end - run);
@@ -269,19 +299,19 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       // Pre-widened x rows are read as T whatever TX was (one instantiation for all TX).
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if (block_ranks == kNzRowRanks)
-        ShrinkBlock<T, DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<T, DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h0, h1, o, 1, ranks_valid, nopf);
       else if (widen_x && rows_valid == 1)
-        ShrinkBlock<T, DType::f32, TA, 1, R4, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<T, DType::f32, TA, 1, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h0, h1, o, 1, ranks_valid, nopf);
       else if (widen_x && rows_valid <= kRows / 2)  // short last block: half the FMAs
-        ShrinkBlock<T, DType::f32, TA, kRows / 2, R4, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, rows_valid,
+        ShrinkBlock<T, DType::f32, TA, kRows / 2, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h0, h1, o, rows_valid,
                                                     ranks_valid, nopf);
       else if (widen_x)
-        ShrinkBlock<T, DType::f32, TA, kRows, R4, true>(xr, h_begin, ar, A.chunk_step, h0, h1, o, rows_valid, ranks_valid,
+        ShrinkBlock<T, DType::f32, TA, kRows, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h0, h1, o, rows_valid, ranks_valid,
                                                 io);
       else if (rows_valid == 1)
-        ShrinkBlock<T, TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<T, TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, nz, h0, h1, o, 1, ranks_valid, nopf);
       else
-        ShrinkBlock<T, TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, h0, h1, o, rows_valid, ranks_valid, nopf);
+        ShrinkBlock<T, TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h0, h1, o, rows_valid, ranks_valid, nopf);
     };
     ForEachShrinkBlock<V, kRows * kShrinkRanks>(A, nz, w.rank_split, pos0 == pos_begin, block_ranks, r_begin, r_end,
                                                 h_begin, h_end, block);
