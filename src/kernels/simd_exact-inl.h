@@ -65,8 +65,8 @@ void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_
 }
 
 // Lane j of the result = sum over r < rank of z[r] * B row j, with B read directly (16-bit or
-// fp32, chunk-structured as in WeightRows): the fp64 counterpart of ExpandDot.
-template <DType TB>
+// fp32, chunk-structured as in WeightRows; kNz: see BlockRow): the fp64 counterpart of ExpandDot.
+template <DType TB, bool kNz = false>
 HWY_INLINE VD ExpandDotExact(const double* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
   const DD dd;
   constexpr int64_t kL = static_cast<int64_t>(kLanesD);
@@ -76,12 +76,13 @@ HWY_INLINE VD ExpandDotExact(const double* z, const unsigned char* const* br, in
   for (int64_t r = 0; r < r_full; r += kL) {
     const VD zv = hn::LoadU(dd, z + r);
     const int64_t boff = (r >> 4) * chunk_step + (r & 15);
-    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(br[j], boff), acc[j]);
+    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(BlockRow<TB, kNz>(br, j), boff), acc[j]);
   }
   if (r_full < rank) {  // ragged end of the rank
     const VD zv = hn::LoadU(dd, z + r_full);
     const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
-    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadTailD<TB>(br[j], boff, rank - r_full), acc[j]);
+    for (int64_t j = 0; j < kL; ++j)
+      acc[j] = hn::MulAdd(zv, LoadTailD<TB>(BlockRow<TB, kNz>(br, j), boff, rank - r_full), acc[j]);
   }
   return SumEachToLane(dd, acc);
 }
@@ -129,7 +130,8 @@ void ExpandDotRowsExact(const Work& w, const WeightRows& Bw, int64_t rank, VD sc
         }
         d = SumEachToLane(dd, acc);
       } else {
-        d = ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
+        d = kFull && Bw.nz() ? ExpandDotExact<TB, true>(z, br, Bw.chunk_step, rank)
+                             : ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
       }
       const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
       unsigned char* orow = kOneRow ? o0 : out_row(pos);
@@ -175,11 +177,10 @@ void ExpandExactT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t ada
     for (int64_t n = n_begin; n < n_end; n += 64 / yes) hwy::Prefetch(yrow + n * yes);
   }
   if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)) {
-    HWY_ALIGN float rows[kOpN * kBBuf];
     HWY_ALIGN float bf[kOpN * kBBuf];
     HWY_ALIGN double bt64[kOpN * kBBuf];  // the transposed block in fp64: no widening in the FMA loop
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
-      PackTransposed(TB, Bw, rank, rank_p, n0, n_end, rows, bf);
+      PackTransposed<TB>(Bw, rank, n0, n_end, bf);
       for (int64_t i = 0; i < rank * kOpN; i += kLanesD)
         hn::Store(hn::PromoteTo(dd, hn::Load(dfh, bf + i)), dd, bt64 + i);
       ExpandOuterExact(w, bt64, pos_begin, pos_end, n0, std::min<int64_t>(kOpN, n_end - n0), rank, scale);

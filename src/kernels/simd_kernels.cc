@@ -247,8 +247,9 @@ struct WeightRows {
   int64_t chunk_step;         // elements between 16-chunks c and c+1 of one row
   int64_t off(int64_t m, int64_t k) const { return m * row_step + (k >> 4) * chunk_step + (k & 15); }
   const unsigned char* row(int64_t m) const { return base + m * row_step * esize; }
+  bool nz() const { return chunk_step != 16; }  // an NZ chunk step is >= 256 elements
   // Elements of a row that one prefetch covers: a cache line in ND, a 16-element piece in NZ.
-  int64_t run() const { return chunk_step == 16 ? 64 / esize : 16; }
+  int64_t run() const { return nz() ? 16 : 64 / esize; }
 };
 
 WeightRows Rows(const detail::WeightDesc& d, int64_t M, int64_t adapter) {
@@ -281,6 +282,14 @@ HWY_INLINE void PrefetchRunHeads(const unsigned char* base, const int32_t* order
     }
   }
 }
+
+// Every cache line of the bytes [p, p + bytes) (a short run: the caller spreads long ones).
+HWY_INLINE void PrefetchLines(const unsigned char* p, int64_t bytes) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes);
+  for (uintptr_t a = first; a < end; a += 64) hwy::Prefetch(reinterpret_cast<const unsigned char*>(a));
+}
+
 #include "kernels/shrink-inl.h"  // NOLINT(build/include)
 
 // ---- expand: out[row, off+n] = y[row, off+n] + scale * sum_r z[pos][r] * B[adapter, n, r] ----
@@ -295,14 +304,27 @@ constexpr int64_t kPrefetchRows = 64;  // how far ahead (in B rows) the dot path
 // B rows [n_lo, n_hi), ranks [0, rank), 16-rank chunk by chunk: in FRACTAL_NZ a chunk of
 // consecutive rows is one contiguous run, so DRAM sees a few runs instead of requests hopping
 // between blocks a whole NZ block column apart (measured 10-15 % faster for NZ; ND the same).
+// NZ: a prefetch per cache line of each run (a 16-bit row's piece is half a line).
 HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t rank) {
+  if (Bw.nz()) {
+    for (int64_t r = 0; r < rank; r += 16) PrefetchLines(Bw.base + Bw.off(n_lo, r) * Bw.esize, (n_hi - n_lo) * 16 * Bw.esize);
+    return;
+  }
   for (int64_t r = 0; r < rank; r += 16)
     for (int64_t n = n_lo; n < n_hi; ++n) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
 }
 
+// Row j of a block of B rows: br[j], or with kNz (consecutive FRACTAL_NZ rows, whose pieces
+// of a chunk are side by side) br[0] plus a constant, so one pointer serves all rows: separate
+// pointers for kLanes rows spilled registers in the FMA loop.
+template <DType TB, bool kNz>
+HWY_INLINE const unsigned char* BlockRow(const unsigned char* const* br, int64_t j) {
+  return kNz ? br[0] + j * 16 * static_cast<int64_t>(ElemSize<TB>()) : br[j];
+}
+
 // Lane j of the result = sum over r < rank of z[r] * B row j (rows br, chunk-structured as in
-// WeightRows).
-template <DType TB>
+// WeightRows; kNz: see BlockRow).
+template <DType TB, bool kNz = false>
 HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
   const DF df;
   VF acc[kLanes];
@@ -311,12 +333,13 @@ HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t 
   for (int64_t r = 0; r < r_full; r += kLanes) {
     const VF zv = hn::LoadU(df, z + r);
     const int64_t boff = (r >> 4) * chunk_step + (r & 15);
-    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(br[j], boff), acc[j]);
+    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(BlockRow<TB, kNz>(br, j), boff), acc[j]);
   }
   if (r_full < rank) {  // ragged end of the rank (direct path only; the buffer is padded)
     const VF zv = hn::LoadU(df, z + r_full);
     const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
-    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, rank - r_full), acc[j]);
+    for (size_t j = 0; j < kLanes; ++j)
+      acc[j] = hn::MulAdd(zv, LoadTailF<TB>(BlockRow<TB, kNz>(br, j), boff, rank - r_full), acc[j]);
   }
   return SumEachToLane(df, acc);
 }
@@ -408,28 +431,39 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
 
 // bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one), r < R
 // (the adapter's rank: B columns past it are not read; rows up to the next vector are zeros).
-// `rows` is scratch for the widened rows: kOpN x rp floats.
-void PackTransposed(DType tb, const WeightRows& Bw, int64_t R, int64_t rp, int64_t n0, int64_t n_end, float* rows,
-                    float* bt) {
+// Each kLanes x kLanes tile goes from the loads straight through the register transpose: a
+// vector of one B row's ranks is one piece of a chunk in either layout.
+template <DType TB>
+void PackTransposed(const WeightRows& Bw, int64_t R, int64_t n0, int64_t n_end, float* bt) {
   const DF df;
-  // Widen all rows first, transpose after.  While widening row j, prefetch row j of the block
-  // kPackAhead blocks ahead: spread out, one row's lines at a time (a burst of a whole block
-  // would overflow the miss buffers and the surplus prefetches would be dropped).
+  constexpr int64_t kL = static_cast<int64_t>(kLanes), kEs = static_cast<int64_t>(ElemSize<TB>());
+  const bool nz = Bw.nz();
+  // Prefetch the block kPackAhead blocks ahead, the same tile as this one, spread over the
+  // tiles (a burst of a whole block would overflow the miss buffers, and the surplus
+  // prefetches would be dropped).  In FRACTAL_NZ a tile's rows are one contiguous run.
   const int64_t ahead = n0 + kPackAhead * kOpN;
-  for (int64_t j = 0; j < kOpN; ++j) {
-    if (ahead + j < n_end)
-      for (int64_t r = 0; r < R; r += Bw.run()) hwy::Prefetch(Bw.base + Bw.off(ahead + j, r) * Bw.esize);
-    const unsigned char* src = Bw.base + std::min<int64_t>(n0 + j, n_end - 1) * Bw.row_step * Bw.esize;
-    for (int64_t r = 0; r < R; r += kLanes)
-      hn::Store(LoadAnyF(tb, src, (r >> 4) * Bw.chunk_step + (r & 15), R - r), df, rows + j * rp + r);
-  }
-  for (int64_t r0 = 0; r0 < R; r0 += kLanes)
+  const unsigned char* src[kOpN];
+  for (int64_t j = 0; j < kOpN; ++j) src[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));
+  for (int64_t r0 = 0; r0 < R; r0 += kL) {
+    const int64_t boff = (r0 >> 4) * Bw.chunk_step + (r0 & 15);
     for (int64_t half = 0; half < kOpVecs; ++half) {
+      const int64_t a0 = ahead + half * kL;
+      if (nz && a0 < n_end && (r0 & 15) == 0)
+        PrefetchLines(Bw.base + Bw.off(a0, r0) * kEs, std::min<int64_t>(kL, n_end - a0) * 16 * kEs);
+      else if (!nz && r0 % (64 / kEs) == 0) {
+        for (int64_t i = 0; i < kL && a0 + i < n_end; ++i) hwy::Prefetch(Bw.base + Bw.off(a0 + i, r0) * kEs);
+      }
       VF in[kLanes], out[kLanes];
-      for (size_t i = 0; i < kLanes; ++i) in[i] = hn::Load(df, rows + (half * kLanes + i) * rp + r0);
+      const unsigned char* const* rows = src + half * kL;
+      if (r0 + kL <= R) {
+        for (int64_t i = 0; i < kL; ++i) in[i] = LoadF<TB>(rows[i], boff);
+      } else {
+        for (int64_t i = 0; i < kL; ++i) in[i] = LoadTailF<TB>(rows[i], boff, R - r0);
+      }
       Transpose(df, in, out);
-      for (size_t m = 0; m < kLanes; ++m) hn::Store(out[m], df, bt + (r0 + m) * kOpN + half * kLanes);
+      for (int64_t m = 0; m < kL; ++m) hn::Store(out[m], df, bt + (r0 + m) * kOpN + half * kL);
     }
+  }
 }
 
 // The dot-product path: tiles with fewer rows than the outer product pays for, and decode.
@@ -466,7 +500,9 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
     const int64_t col = p.y_offset + n0;
     for (int64_t pos = pos_begin; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
       const float* z = w.zpart + pos * w.rp;
-      const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, rank_p) : ExpandDot<TB>(z, br, Bw.chunk_step, rank);
+      const VF d = widen_b                ? ExpandDot<DType::f32>(z, br, 16, rank_p)
+                   : kFull && Bw.nz()     ? ExpandDot<TB, true>(z, br, Bw.chunk_step, rank)
+                                          : ExpandDot<TB>(z, br, Bw.chunk_step, rank);
       const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
       unsigned char* orow = kOneRow ? o0 : out_row(pos);
       if constexpr (kFull) {
@@ -512,11 +548,10 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
   if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)) {
-    HWY_ALIGN float rows[kOpN * kBBuf];  // widened rows, then transposed into bt
-    HWY_ALIGN float bt[kOpN * kBBuf];    // <= 64 KiB
+    HWY_ALIGN float bt[kOpN * kBBuf];  // <= 64 KiB
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
       const int64_t valid = std::min<int64_t>(kOpN, n_end - n0);
-      PackTransposed(TB, Bw, rank, rank_p, n0, n_end, rows, bt);
+      PackTransposed<TB>(Bw, rank, n0, n_end, bt);
       ExpandOuter(c, bt, pos_begin, pos_end, n0, valid);
     }
     return;
