@@ -243,14 +243,14 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   const WeightRows A = Rows(p.a, p.R, adapter);
   const bool nz = p.a.layout == Layout::fractal_nz;
   // Split-K task: all ranks over K chunk k.  Rank-split task (small groups): ranks
-  // [k * kRankGroup, ...) over all of H1, so each A row streams as one long run.
+  // [k * rank_group, ...) over all of H1, so each A row streams as one long run.
   const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
   const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
   // Only the adapter's own ranks (Problem::ranks): A rows past them are never read (A is still
   // addressed with the full R above: NZ chunk pitch).  The combine zeroes the rest of z.
   const int64_t rank = detail::rank_of(p, adapter);
-  const int64_t r_begin = w.rank_split ? k * internal::kRankGroup : 0;
-  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + internal::kRankGroup) : rank;
+  const int64_t r_begin = w.rank_split ? k * w.rank_group : 0;
+  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + w.rank_group) : rank;
   if (r_begin >= r_end) return;
   if (w.rank_split) k = 0;
   const int64_t len = h_end - h_begin;

@@ -38,8 +38,10 @@ struct Work {
   double* zpart_d = nullptr;             // the same memory, as fp64, when exact
   int64_t B = 0;                         // rows with an adapter: K-chunk planes are B*rp apart
   // Rank split instead of split-K (Precision::fast, every group has few rows: decode).  Shrink
-  // task k then covers ranks [k*kRankGroup, ...) over all of H1 and writes z directly (nk is 1).
+  // task k then covers ranks [k*rank_group, ...) over all of H1 and writes z directly (nk is 1).
+  // rank_group: kRankGroup, or a multiple of it for FRACTAL_NZ A (dispatch.cc).
   bool rank_split = false;
+  int64_t rank_group = kRankGroup;
   bool exact = false;                    // fp64 sums (Precision::exact) -> *_exact kernels
 };
 
