@@ -144,13 +144,14 @@ void ExpandDotRowsExact(const Work& w, const WeightRows& Bw, int64_t rank, VD sc
       }
     }
   };
-  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + kPrefetchRows), rank);
+  const int64_t ahead_rows = PrefetchRowsAhead(Bw);
+  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
   const int64_t rs = Bw.row_step * Bw.esize;
   const unsigned char* br[kL];
   int64_t n0 = n_begin;
   for (; n0 + kL <= n_end; n0 += kL) {
-    if (n0 + kPrefetchRows < n_end)
-      PrefetchBRows(Bw, n0 + kPrefetchRows, std::min<int64_t>(n_end, n0 + kPrefetchRows + kL), rank);
+    if (n0 + ahead_rows < n_end)
+      PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(n_end, n0 + ahead_rows + kL), rank);
     for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(n0) + j * rs;
     block(n0, br, std::true_type{});
   }
