@@ -354,11 +354,16 @@ HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t 
 constexpr int kOpRows = kLanes >= 16 ? 12 : 4;
 constexpr int kOpVecs = 2;
 constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
-// Fewest rows for which the transposed block pays off over dot products: the pack costs about
-// as much as the dot products' reductions of 2-4 rows at rank 16, of 4-6 at 32, of 6-8 beyond
-// (measured, bench/features_bench-like shapes, both precisions).  A function of the adapter's
-// rank only, so results stay independent of R (per-adapter ranks) and of the thread count.
-HWY_INLINE int64_t OuterMinRows(int64_t rank_p) { return rank_p <= 16 ? 3 : rank_p <= 32 ? 5 : 8; }
+// Fewest rows for which the transposed block pays off over dot products.  A function of the
+// adapter's rank only, so results stay independent of R (per-adapter ranks) and of the thread
+// count.  Measured after the pack went straight from the loads to the transpose (W=8 H=4096,
+// 2 threads, weights from DRAM, both precisions; dot vs outer product): rank 16 at 2 rows
+// 179-183 vs 92-157 us exact; rank 32 at 3 rows 259-264 vs 203-206; rank 64 at 4 rows 461-474
+// vs 399-424, at 3 rows a tie; rank 128 at 6 rows 1008-1014 vs 979-990, while at 3-4 rows the
+// dot products still won with fp64 sums.
+HWY_INLINE int64_t OuterMinRows(int64_t rank_p) {
+  return rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : rank_p <= 64 ? 4 : 6;
+}
 constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
 
 struct ExpandCtx {
