@@ -91,6 +91,19 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
   const unsigned char* const run_end = io.run + io.run_bytes;
   const int64_t run_lines = (io.run_bytes + 63) / 64, steps = std::max<int64_t>(1, (h1 - h0) / step);
   const int64_t run_step = (run_lines + steps - 1) / steps * 64;  // bytes per step, whole lines
+  // The prefetches due at column h, ahead of `nsteps` vector steps of work (see BlockIo).
+  auto prefetch_ahead = [&](int64_t h, int64_t nsteps) {
+    if (io.pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
+    if (run < run_end) {
+      const int64_t n = std::min<int64_t>(run_step * nsteps, run_end - run);
+      for (int64_t b = 0; b < n; b += 64) hwy::Prefetch(run + b);
+      run += n;
+    }
+    if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until) {
+      const int64_t off = ((h >> 4) * a_chunk_step + (h & 15)) * static_cast<int64_t>(ElemSize<TA>());
+      for (int j = 0; j < kRanks; ++j) hwy::Prefetch(io.apf[j] + off);
+    }
+  };
   V acc[kRows][kRanks];
   for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kRanks; ++j) acc[i][j] = io.init ? io.init[i * kRanks + j] : hn::Zero(d);
@@ -98,21 +111,14 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
   if (nz && ranks_valid == kRanks && (h0 & 15) == 0) {
     // FRACTAL_NZ, whole chunks: the block's ranks are 16-element pieces side by side, so one
     // pointer per chunk and constant offsets address them all (per-rank pointers spilled
-    // registers), and the bookkeeping below runs once per chunk instead of once per vector.
+    // registers), and the prefetch bookkeeping runs once per chunk instead of once per vector.
     constexpr int64_t kStep = static_cast<int64_t>(hn::MaxLanes(D()));
     constexpr int64_t kPiece = 16 * static_cast<int64_t>(ElemSize<TA>());
     const int64_t cs = a_chunk_step * static_cast<int64_t>(ElemSize<TA>());
     const unsigned char* a = ar[0] + (h0 >> 4) * cs;
     const int64_t h_chunks = h0 + ((h1 - h0) / 16) * 16;
     for (; h < h_chunks; h += 16, a += cs) {
-      if (io.pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
-      if (run < run_end) {
-        const int64_t n = std::min<int64_t>(run_step * (16 / kStep), run_end - run);
-        for (int64_t b = 0; b < n; b += 64) hwy::Prefetch(run + b);
-        run += n;
-      }
-      if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until)
-        for (int j = 0; j < kRanks; ++j) hwy::Prefetch(io.apf[j] + (h >> 4) * cs);
+      prefetch_ahead(h, 16 / kStep);
       for (int64_t s = 0; s < 16; s += kStep) {
         V av[kRanks];
         for (int j = 0; j < kRanks; ++j) av[j] = Acc::template Load<TA>(a + j * kPiece, s);
@@ -124,15 +130,8 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     }
   }
   for (; h < h_full; h += step) {
-    if (io.pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
-    if (run < run_end) {
-      const int64_t n = std::min<int64_t>(run_step, run_end - run);
-      for (int64_t b = 0; b < n; b += 64) hwy::Prefetch(run + b);
-      run += n;
-    }
+    prefetch_ahead(h, 1);
     const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
-    if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until)
-      for (int j = 0; j < kRanks; ++j) hwy::Prefetch(io.apf[j] + aoff * static_cast<int64_t>(ElemSize<TA>()));
     V av[kRanks];
     for (int j = 0; j < kRanks; ++j) av[j] = Acc::template Load<TA>(ar[j], aoff);
     for (int i = 0; i < kRows; ++i) {
