@@ -65,8 +65,8 @@ void ExpandOuterExact(const Work& w, const double* bt, int64_t pos_begin, int64_
 }
 
 // Lane j of the result = sum over r < rank of z[r] * B row j, with B read directly (16-bit or
-// fp32, chunk-structured as in WeightRows; kNz: see BlockRow): the fp64 counterpart of ExpandDot.
-template <DType TB, bool kNz = false>
+// fp32, chunk-structured as in WeightRows): the fp64 counterpart of ExpandDot.
+template <DType TB>
 HWY_INLINE VD ExpandDotExact(const double* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
   const DD dd;
   constexpr int64_t kL = static_cast<int64_t>(kLanesD);
@@ -76,13 +76,13 @@ HWY_INLINE VD ExpandDotExact(const double* z, const unsigned char* const* br, in
   for (int64_t r = 0; r < r_full; r += kL) {
     const VD zv = hn::LoadU(dd, z + r);
     const int64_t boff = (r >> 4) * chunk_step + (r & 15);
-    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(BlockRow<TB, kNz>(br, j), boff), acc[j]);
+    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, LoadD<TB>(br[j], boff), acc[j]);
   }
   if (r_full < rank) {  // ragged end of the rank
     const VD zv = hn::LoadU(dd, z + r_full);
     const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
     for (int64_t j = 0; j < kL; ++j)
-      acc[j] = hn::MulAdd(zv, LoadTailD<TB>(BlockRow<TB, kNz>(br, j), boff, rank - r_full), acc[j]);
+      acc[j] = hn::MulAdd(zv, LoadTailD<TB>(br[j], boff, rank - r_full), acc[j]);
   }
   return SumEachToLane(dd, acc);
 }
@@ -130,8 +130,7 @@ void ExpandDotRowsExact(const Work& w, const WeightRows& Bw, int64_t rank, VD sc
         }
         d = SumEachToLane(dd, acc);
       } else {
-        d = kFull && Bw.nz() ? ExpandDotExact<TB, true>(z, br, Bw.chunk_step, rank)
-                             : ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
+        d = ExpandDotExact<TB>(z, br, Bw.chunk_step, rank);
       }
       const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
       unsigned char* orow = kOneRow ? o0 : out_row(pos);
@@ -145,10 +144,19 @@ void ExpandDotRowsExact(const Work& w, const WeightRows& Bw, int64_t rank, VD sc
     }
   };
   const int64_t ahead_rows = PrefetchRowsAhead(Bw);
-  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
+  int64_t n0 = n_begin;
+  if (kOneRow && Bw.nz()) {  // full blocks skewed by chunk group (expand_nz-inl.h)
+    const int64_t blocks = (n_end - n_begin) / kL;
+    ExpandOneRowNz<TB>(dd, w.zpart_d + pos_begin * w.rp, Bw, rank, n_begin, blocks, ahead_rows, [&](int64_t nb, VD d) {
+      const int64_t col = p.y_offset + nb;
+      StoreF<TY, DFH>(hn::DemoteTo(dfh, hn::MulAdd(d, scale, LoadD<TY>(y0, col))), o0, col);
+    });
+    n0 += blocks * kL;
+  } else {
+    PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
+  }
   const int64_t rs = Bw.row_step * Bw.esize;
   const unsigned char* br[kL];
-  int64_t n0 = n_begin;
   for (; n0 + kL <= n_end; n0 += kL) {
     if (n0 + ahead_rows < n_end)
       PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(n_end, n0 + ahead_rows + kL), rank);

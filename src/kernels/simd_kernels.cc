@@ -309,26 +309,22 @@ HWY_INLINE int64_t PrefetchRowsAhead(const WeightRows& Bw) { return Bw.nz() ? 32
 // consecutive rows is one contiguous run, so DRAM sees a few runs instead of requests hopping
 // between blocks a whole NZ block column apart (measured 10-15 % faster for NZ; ND the same).
 // NZ: a prefetch per cache line of each run (a 16-bit row's piece is half a line).
-HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t rank) {
+// PrefetchBRanks: the same for ranks [r_lo, r_hi) only (r_lo a multiple of 16).
+HWY_INLINE void PrefetchBRanks(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t r_lo, int64_t r_hi) {
   if (Bw.nz()) {
-    for (int64_t r = 0; r < rank; r += 16) PrefetchLines(Bw.base + Bw.off(n_lo, r) * Bw.esize, (n_hi - n_lo) * 16 * Bw.esize);
+    for (int64_t r = r_lo; r < r_hi; r += 16) PrefetchLines(Bw.base + Bw.off(n_lo, r) * Bw.esize, (n_hi - n_lo) * 16 * Bw.esize);
     return;
   }
-  for (int64_t r = 0; r < rank; r += 16)
+  for (int64_t r = r_lo; r < r_hi; r += 16)
     for (int64_t n = n_lo; n < n_hi; ++n) hwy::Prefetch(Bw.base + Bw.off(n, r) * Bw.esize);
 }
-
-// Row j of a block of B rows: br[j], or with kNz (consecutive FRACTAL_NZ rows, whose pieces
-// of a chunk are side by side) br[0] plus a constant, so one pointer serves all rows: separate
-// pointers for kLanes rows spilled registers in the FMA loop.
-template <DType TB, bool kNz>
-HWY_INLINE const unsigned char* BlockRow(const unsigned char* const* br, int64_t j) {
-  return kNz ? br[0] + j * 16 * static_cast<int64_t>(ElemSize<TB>()) : br[j];
+HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t rank) {
+  PrefetchBRanks(Bw, n_lo, n_hi, 0, rank);
 }
 
 // Lane j of the result = sum over r < rank of z[r] * B row j (rows br, chunk-structured as in
-// WeightRows; kNz: see BlockRow).
-template <DType TB, bool kNz = false>
+// WeightRows).  One-row FRACTAL_NZ blocks take NzDotSteps instead (expand_nz-inl.h).
+template <DType TB>
 HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
   const DF df;
   VF acc[kLanes];
@@ -337,16 +333,18 @@ HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t 
   for (int64_t r = 0; r < r_full; r += kLanes) {
     const VF zv = hn::LoadU(df, z + r);
     const int64_t boff = (r >> 4) * chunk_step + (r & 15);
-    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(BlockRow<TB, kNz>(br, j), boff), acc[j]);
+    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(br[j], boff), acc[j]);
   }
   if (r_full < rank) {  // ragged end of the rank (direct path only; the buffer is padded)
     const VF zv = hn::LoadU(df, z + r_full);
     const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
     for (size_t j = 0; j < kLanes; ++j)
-      acc[j] = hn::MulAdd(zv, LoadTailF<TB>(BlockRow<TB, kNz>(br, j), boff, rank - r_full), acc[j]);
+      acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, rank - r_full), acc[j]);
   }
   return SumEachToLane(df, acc);
 }
+
+#include "kernels/expand_nz-inl.h"  // NOLINT(build/include)
 
 // Outer-product form for tiles with many rows: B's kOpN x R block is widened and transposed
 // once into bt[r][n] (fp32), then every row block accumulates acc[row][n-vector] +=
@@ -509,9 +507,7 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
     const int64_t col = p.y_offset + n0;
     for (int64_t pos = pos_begin; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
       const float* z = w.zpart + pos * w.rp;
-      const VF d = widen_b                ? ExpandDot<DType::f32>(z, br, 16, rank_p)
-                   : kFull && Bw.nz()     ? ExpandDot<TB, true>(z, br, Bw.chunk_step, rank)
-                                          : ExpandDot<TB>(z, br, Bw.chunk_step, rank);
+      const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, rank_p) : ExpandDot<TB>(z, br, Bw.chunk_step, rank);
       const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
       unsigned char* orow = kOneRow ? o0 : out_row(pos);
       if constexpr (kFull) {
@@ -524,10 +520,20 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   };
   // B rows ahead (PrefetchRowsAhead): a block's dot products take far less than a DRAM round trip.
   const int64_t ahead_rows = PrefetchRowsAhead(Bw);
-  PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
+  int64_t n0 = n_begin;
+  if (kOneRow && Bw.nz()) {  // full blocks skewed by chunk group (expand_nz-inl.h)
+    const int64_t blocks = (n_end - n_begin) / kL;
+    const float* z = w.zpart + pos_begin * w.rp;
+    ExpandOneRowNz<TB>(df, z, Bw, rank, n_begin, blocks, ahead_rows, [&](int64_t nb, VF d) {
+      const int64_t col = p.y_offset + nb;
+      StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(y0, col)), o0, col);
+    });
+    n0 += blocks * kL;
+  } else {
+    PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
+  }
   const int64_t rs = Bw.row_step * Bw.esize;
   const unsigned char* br[kL];
-  int64_t n0 = n_begin;
   for (; n0 + kL <= n_end; n0 += kL) {
     if (n0 + ahead_rows < n_end)
       PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(n_end, n0 + ahead_rows + kL), rank);
