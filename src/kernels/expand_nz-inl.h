@@ -7,20 +7,21 @@
 // 16-bit B) apart.  Read row block by row block, all chunks' streams sit at the same offset
 // within their columns; for H2 a multiple of 128 (column stride a multiple of 4 KiB) they share
 // L1 sets (one thread, fast, R=128 W=8 B=1: NZ 59-72 us at H2=4096 and 58-63 at H2=4352, but
-// 54-55 at H2=4112; ND 46-53 at all three).  So the chunks are taken in groups of
-// kNzSkewGroup ranks, and group g works g * kNzSkewBytes of B behind group 0, as if the
-// columns were not a multiple of 4 KiB apart.  A row block's partial sums wait in a ring
-// between groups; each lane still adds its ranks in ascending order, so the bits are those of
-// ExpandDot (FRACTAL_NZ equals ND bitwise).  Measured (R=128 W=8 H2=4096, weights from DRAM,
-// alternated with the unskewed walk): groups of 16 or 32 ranks cost more in ring traffic than
-// they saved; skews of 512 B and 1 KiB were a little slower than 2 KiB.
+// 54-55 at H2=4112; ND 46-53 at all three).  So the chunks are taken in groups of kNzSkewGroup
+// ranks (wider past kNzMaxGroups groups), and group g works g * kNzSkewBytes of B behind group
+// 0, as if the columns were not a multiple of 4 KiB apart.  A row block's partial sums wait in
+// a ring between groups; each lane still adds its ranks in ascending order, so the bits are
+// those of ExpandDot (FRACTAL_NZ equals ND bitwise).  Measured (R=128 W=8 H2=4096, weights from
+// DRAM, alternated with the unskewed walk): groups of 16 or 32 ranks cost more in ring traffic
+// than they saved; skews of 512 B and 1 KiB were a little slower than 2 KiB.
 
 constexpr int64_t kNzSkewGroup = 64;     // ranks per group: 4 chunks (R=64 NZ was not slowed)
 constexpr int64_t kNzSkewBytes = 2048;   // between groups: 64 rows of 16-bit B, 32 of fp32
-constexpr int64_t kNzMaxGroups = kBBuf / kNzSkewGroup;  // ranks <= 512 (validation)
+// At most this many groups, so the ring has a fixed size: ranks above 8 x 64 (the general
+// API takes any R) widen the groups instead.
+constexpr int64_t kNzMaxGroups = 8;
 
-// acc[j] += z[r] * B row j for r in [r_lo, r_hi) (r_hi <= rank), rows j = 0..kL-1 consecutive
-// NZ rows from row0; the tail of the rank, if r_hi == rank is ragged, is read partially.
+// One vector of B in the accumulator type (fp32 or fp64): the full and the partial load.
 template <DType TB, class D>
 HWY_INLINE hn::Vec<D> LoadB(const unsigned char* row, int64_t off) {
   if constexpr (std::is_same<hn::TFromD<D>, double>::value) return LoadD<TB>(row, off);
@@ -64,9 +65,9 @@ HWY_INLINE void ExpandOneRowNz(D d, const hn::TFromD<D>* z, const WeightRows& Bw
   const int64_t skew_rows = kNzSkewBytes / (16 * static_cast<int64_t>(ElemSize<TB>()));
   const int64_t skew = std::max<int64_t>(1, skew_rows / kL);  // in blocks
   constexpr int64_t kRingMax = (kNzMaxGroups - 1) * std::max<int64_t>(1, kNzSkewBytes / 32 / kL) + 1;
-  const int64_t groups = (rank + kNzSkewGroup - 1) / kNzSkewGroup;
+  const int64_t per_group = std::max(kNzSkewGroup, (rank + 16 * kNzMaxGroups - 1) / (16 * kNzMaxGroups) * 16);
+  const int64_t groups = (rank + per_group - 1) / per_group;  // 1..kNzMaxGroups (rank >= 1)
   const int64_t ring = (groups - 1) * skew + 1;  // blocks between a block's first and last group
-  HWY_DASSERT(groups <= kNzMaxGroups);
   HWY_ALIGN T partial[kRingMax * kL * kL];
   const int64_t n_end = n_begin + blocks * kL;
   PrefetchBRows(Bw, n_begin, std::min(n_end, n_begin + ahead_rows), rank);
@@ -75,8 +76,8 @@ HWY_INLINE void ExpandOneRowNz(D d, const hn::TFromD<D>* z, const WeightRows& Bw
       const int64_t blk = step - g * skew;
       if (blk < 0) break;  // later groups are further behind
       if (blk >= blocks) continue;
-      const int64_t n0 = n_begin + blk * kL, r_lo = g * kNzSkewGroup;
-      const int64_t r_hi = std::min(rank, r_lo + kNzSkewGroup);
+      const int64_t n0 = n_begin + blk * kL, r_lo = g * per_group;
+      const int64_t r_hi = std::min(rank, r_lo + per_group);
       if (n0 + ahead_rows < n_end)
         PrefetchBRanks(Bw, n0 + ahead_rows, std::min(n_end, n0 + ahead_rows + kL), r_lo, r_hi);
       T* slot = partial + (blk % ring) * kL * kL;

@@ -145,7 +145,7 @@ void ExpandDotRowsExact(const Work& w, const WeightRows& Bw, int64_t rank, VD sc
   };
   const int64_t ahead_rows = PrefetchRowsAhead(Bw);
   int64_t n0 = n_begin;
-  if (kOneRow && Bw.nz()) {  // full blocks skewed by chunk group (expand_nz-inl.h)
+  if (kOneRow && Bw.nz() && rank > 0) {  // full blocks skewed by chunk group (expand_nz-inl.h)
     const int64_t blocks = (n_end - n_begin) / kL;
     ExpandOneRowNz<TB>(dd, w.zpart_d + pos_begin * w.rp, Bw, rank, n_begin, blocks, ahead_rows, [&](int64_t nb, VD d) {
       const int64_t col = p.y_offset + nb;

@@ -323,7 +323,7 @@ HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, 
 }
 
 // Lane j of the result = sum over r < rank of z[r] * B row j (rows br, chunk-structured as in
-// WeightRows).  One-row FRACTAL_NZ blocks take NzDotSteps instead (expand_nz-inl.h).
+// WeightRows).  One-row FRACTAL_NZ full blocks take NzDotSteps instead (expand_nz-inl.h).
 template <DType TB>
 HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
   const DF df;
@@ -521,7 +521,7 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   // B rows ahead (PrefetchRowsAhead): a block's dot products take far less than a DRAM round trip.
   const int64_t ahead_rows = PrefetchRowsAhead(Bw);
   int64_t n0 = n_begin;
-  if (kOneRow && Bw.nz()) {  // full blocks skewed by chunk group (expand_nz-inl.h)
+  if (kOneRow && Bw.nz() && rank > 0) {  // full blocks skewed by chunk group (expand_nz-inl.h)
     const int64_t blocks = (n_end - n_begin) / kL;
     const float* z = w.zpart + pos_begin * w.rp;
     ExpandOneRowNz<TB>(df, z, Bw, rank, n_begin, blocks, ahead_rows, [&](int64_t nb, VF d) {

@@ -388,9 +388,11 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
                          // fast: NZ rank-split groups of 64, 128 and 256 ranks (dispatch.cc)
                          Shape{16, 8, 900, 100, 40, false}, Shape{16, 8, 800, 96, 100, false},
                          Shape{24, 8, 600, 80, 130, false},
-                         // one row per adapter: the NZ expand's skewed rank groups, up to 8
-                         // of them with a ragged last one (expand_nz-inl.h)
-                         Shape{2, 2, 300, 200, 500, true}})
+                         // one row per adapter: the NZ expand's skewed rank groups
+                         // (expand_nz-inl.h) with a ragged last one; the ring wrapping with 4
+                         // groups; R > 512 in 8 groups wider than 64 ranks
+                         Shape{2, 2, 300, 200, 500, true}, Shape{1, 1, 300, 512, 200, false},
+                         Shape{1, 1, 300, 1000, 600, false}})
     for (auto prec : {addlora::Precision::exact, addlora::Precision::fast}) {
       SCOPED_TRACE("B=" + std::to_string(sh.B) + " H1=" + std::to_string(sh.H1) + " R=" + std::to_string(sh.R) +
                    (prec == addlora::Precision::fast ? " fast" : " exact"));
