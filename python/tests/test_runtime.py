@@ -68,14 +68,10 @@ def test_concurrent_calls_from_python_threads(rng):
         assert np.array_equal(outs[k], expected)
 
 
-@pytest.mark.parametrize("api", ["add_lora", "add_lora_multi"])
-def test_gil_is_released_while_computing(rng, restore_threads, api):
-    # While a thread is inside the library, the main thread must keep running Python code.
-    # Holding the GIL, the worker would let the main thread run only between its calls and
-    # around their edges (switch intervals, scheduling delays on a busy machine): so count the
-    # main thread's ticks in the middle half of calls long enough (~0.1 s) to have a middle.
-    addlora.set_num_threads(1)
-    p = make_problem(rng, "numpy", "float32", B=2048, H1=4096, R=64, H2=4096, H3=4096, W=2, L=1)
+def _ticks_during_calls(rng, api, B):
+    """Two calls with B rows on a worker thread while this thread ticks: returns the tick times
+    and the longest call's (start, end)."""
+    p = make_problem(rng, "numpy", "float32", B=B, H1=4096, R=64, H2=4096, H3=4096, W=2, L=1)
     # The same work as two slices (left and right column halves) of one multi-slice call.
     halves = [dict(weight_b=p["weight_b"][:, :, :2048], weight_a=p["weight_a"]),
               dict(weight_b=p["weight_b"][:, :, 2048:], weight_a=p["weight_a"], y_offset=2048)]
@@ -102,9 +98,23 @@ def test_gil_is_released_while_computing(rng, restore_threads, api):
         t.join()
     finally:
         sys.setswitchinterval(interval)
-    ticks = np.array(ticks)
-    a, b = max(spans, key=lambda s: s[1] - s[0])
-    assert b - a > 0.04, f"problem too small to tell ({(b - a) * 1e3:.1f} ms)"
+    return np.array(ticks), max(spans, key=lambda s: s[1] - s[0])
+
+
+@pytest.mark.parametrize("api", ["add_lora", "add_lora_multi"])
+def test_gil_is_released_while_computing(rng, restore_threads, api):
+    # While a thread is inside the library, the main thread must keep running Python code.
+    # Holding the GIL, the worker would let the main thread run only between its calls and
+    # around their edges (switch intervals, scheduling delays on a busy machine): so count the
+    # main thread's ticks in the middle half of calls long enough (> 40 ms) to have a middle.
+    # A call's length varies with the machine and its load (2048 rows once took only 36 ms in
+    # CI), so the rows double until a call is long enough.
+    addlora.set_num_threads(1)
+    for B in (2048, 4096, 8192):
+        ticks, (a, b) = _ticks_during_calls(rng, api, B)
+        if b - a > 0.04:
+            break
+    assert b - a > 0.04, f"problem too small to tell ({(b - a) * 1e3:.1f} ms at B={B})"
     inside = int(((ticks > a + 0.25 * (b - a)) & (ticks < b - 0.25 * (b - a))).sum())
     # Released: a tick every ~0.3 ms (fewer on a loaded machine); held: none at all.
     assert inside >= 5, (inside, b - a)
