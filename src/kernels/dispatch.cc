@@ -36,8 +36,8 @@ constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratc
 constexpr int64_t kMinKChunk = 1024;  // shortest K chunk worth a task (reductions amortised)
 constexpr int64_t kWholeRow = 4096;   // longest K chunk (simd_kernels.cc kXBuf)
 constexpr int64_t kMinShrinkTasks = 16;  // fixed, not the thread count: results stay identical
-constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split if fast (work.h)
-constexpr int64_t kMinRankTasks = 4;      // FRACTAL_NZ rank split: fewest tasks left by wider groups
+constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h)
+constexpr int64_t kMinRankTasks = 4;      // rank split: fewest tasks left by wider groups
 constexpr int64_t kMaxCountingW = int64_t{1} << 20;
 constexpr double kInlineBytes = 96 * 1024;  // below both: single-threaded (decided by shape only)
 constexpr double kInlineFlops = 4e6;
@@ -303,27 +303,24 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
     largest = std::max<int64_t>(largest, gr.start[g + 1] - gr.start[g]);
     max_rank = std::max(max_rank, detail::rank_of(p, gr.adapter[g]));
   }
-  // Shrink tasks: (row tile, K chunk), few tiles (decode) getting more chunks.  With fp32 sums
-  // (Precision::fast) and few rows per adapter, split the ranks instead and stream each A row
-  // in one run: measured per precision (bench/addlora_gbench, this 2-core machine), that is
-  // 5-15 % faster with fp32 sums, while with fp64 sums (more work per byte of A) split-K is
-  // 13-22 % faster on one thread and no slower on two.  A function of the shapes, indices and
-  // precision, never of the thread count.
+  // Shrink tasks: (row tile, K chunk), few tiles (decode) getting more chunks.  When every
+  // adapter has few rows and there are several of them (multi-adapter decode), split the ranks
+  // instead: a task streams its adapter's A rows whole, prefetching the next rank block's rows
+  // as it goes.  Measured (probe alternating the two in one process, R = 32/64/128, W = 8,
+  // H = 4096, B = 2..16, weights from DRAM): fp32 sums 10-30 % faster than split-K on one
+  // thread over ND A and up to 15 % on two; fp64 sums 3-15 %.  A single tile (one adapter)
+  // keeps split-K: there the two were equal over ND and split-K 5-10 % faster over NZ.
+  // Decided on the shapes, the indices and the ranks in use, never the thread count.
   k_split(p, s.tiles, &w.kc, &w.nk);
-  w.rank_split = p.has_a && largest <= kRankSplitMaxRows && p.fast_accumulate;
-  // ... unless that leaves a single task (one adapter of rank <= kRankGroup) where split-K has
-  // several: then one thread would do the whole shrink.  Decided on the largest rank in use,
-  // not R, so a rank-limited adapter still takes the path of a tensor of that rank.
-  if (w.rank_split && w.ngroups == 1 && w.nk > 1 && detail::rank_of(p, w.group_adapter[0]) <= internal::kRankGroup)
-    w.rank_split = false;
+  w.rank_split = p.has_a && largest <= kRankSplitMaxRows && s.tiles > 1;
   if (w.rank_split) w.nk = 1;
-  // FRACTAL_NZ A: a rank group is a piece of every 16-column chunk, so a 16-rank task reads 16
-  // of every R ranks' values and the hardware prefetchers fetch the rest for nothing.  Wider
-  // groups, as long as kMinRankTasks tasks remain (measured, R=64 W=8 H=4096 fast, B=4/8/32:
-  // NZ 0.84-0.95x of ND with 16-rank groups, 0.96-1.1x with 64).  Each rank's sum is the same
-  // whatever the grouping (FractalNzEqualsNdBitwise covers groups of 32, 64 and 128).
+  // Rank groups as wide as leave kMinRankTasks tasks: fewer, longer streams.  Over FRACTAL_NZ
+  // A a 16-rank group would be a sparse 512 bytes of every R x 32 (R=64 W=8 fast, B=4/8/32:
+  // NZ 0.84-0.95x of ND with 16-rank groups, 0.96-1.1x with 64); over ND, wider groups with
+  // the spread prefetch were faster too.  Each rank's sum is the same whatever the grouping
+  // and the layout (FractalNzEqualsNdBitwise covers groups of 32, 64 and 128).
   w.rank_group = internal::kRankGroup;
-  if (w.rank_split && p.a.layout == Layout::fractal_nz)
+  if (w.rank_split)
     while (w.rank_group < max_rank &&
            s.tiles * ((max_rank + 2 * w.rank_group - 1) / (2 * w.rank_group)) >= kMinRankTasks)
       w.rank_group *= 2;

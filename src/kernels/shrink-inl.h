@@ -163,7 +163,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
 // first_row_block: this row block brings A from DRAM (later ones find it in the cache).
 // kStashVecs: accumulators of one kShrinkRanks-wide block (a wider block uses several slots).
 template <class V, int kStashVecs, class Block>
-HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool rank_split, bool first_row_block,
+HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_block,
                                    int64_t block_ranks, int64_t r_begin, int64_t r_end, int64_t h_begin,
                                    int64_t h_end, Block& block) {
   const int64_t aes = A.esize;
@@ -214,14 +214,11 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool rank_split
   }
   for (int64_t r0 = r_begin; r0 < r_end; r0 += block_ranks) {
     BlockIo<V> io;
-    // Rank split (decode): whole A rows stream well already; a burst of the next rank block
-    // ahead suffices.  Split-K: the first row block prefetches the next rank block's rows as
-    // it goes, a line per 64 bytes of progress (a burst would overflow the miss buffers).
+    // The first row block prefetches the next rank block's rows as it goes, a line per 64
+    // bytes of progress.  (A burst of them before each block, tried for the rank split, was
+    // up to 30 % slower: it overflows the miss buffers.)
     const unsigned char* apf[kNzRowRanks];
-    if (rank_split)
-      for (int64_t r = r0 + block_ranks; r < std::min<int64_t>(r_end, r0 + 2 * block_ranks); ++r)
-        for (int64_t h = h_begin; h < h_end; h += A.run()) hwy::Prefetch(A.base + A.off(r, h) * aes);
-    if (!rank_split && first_row_block && r0 + block_ranks < r_end) {
+    if (first_row_block && r0 + block_ranks < r_end) {
       for (int64_t j = 0; j < block_ranks; ++j)
         apf[j] = A.base + std::min<int64_t>(r0 + block_ranks + j, r_end - 1) * A.row_step * aes;
       io.apf = apf;
@@ -312,7 +309,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       else
         ShrinkBlock<T, TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h0, h1, o, rows_valid, ranks_valid, nopf);
     };
-    ForEachShrinkBlock<V, kRows * kShrinkRanks>(A, nz, w.rank_split, pos0 == pos_begin, block_ranks, r_begin, r_end,
+    ForEachShrinkBlock<V, kRows * kShrinkRanks>(A, nz, pos0 == pos_begin, block_ranks, r_begin, r_end,
                                                 h_begin, h_end, block);
   }
 }

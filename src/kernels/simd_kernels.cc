@@ -248,8 +248,6 @@ struct WeightRows {
   int64_t off(int64_t m, int64_t k) const { return m * row_step + (k >> 4) * chunk_step + (k & 15); }
   const unsigned char* row(int64_t m) const { return base + m * row_step * esize; }
   bool nz() const { return chunk_step != 16; }  // an NZ chunk step is >= 256 elements
-  // Elements of a row that one prefetch covers: a cache line in ND, a 16-element piece in NZ.
-  int64_t run() const { return nz() ? 16 : 64 / esize; }
 };
 
 WeightRows Rows(const detail::WeightDesc& d, int64_t M, int64_t adapter) {

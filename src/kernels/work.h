@@ -12,8 +12,8 @@
 // z[pos][rank..rp) to zero.  Path choices in the expand depend on the rank, so a rank-limited
 // adapter gives the same bits as a tensor of that rank.  The delta is scaled by scale_of(a).
 // K chunk boundaries depend only on H1 and the number of row tiles, and the choice between
-// split-K and the rank split (see Work::rank_split) only on the group sizes, the precision and
-// the ranks in use -- never on the thread count, so results are bitwise identical for any.
+// split-K and the rank split (see Work::rank_split) only on the group sizes and the ranks in
+// use -- never on the thread count, so results are bitwise identical for any.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -37,9 +37,9 @@ struct Work {
   float* zpart = nullptr;                // [nk][B][rp] (B as below); chunk 0 holds the combined z
   double* zpart_d = nullptr;             // the same memory, as fp64, when exact
   int64_t B = 0;                         // rows with an adapter: K-chunk planes are B*rp apart
-  // Rank split instead of split-K (Precision::fast, every group has few rows: decode).  Shrink
-  // task k then covers ranks [k*rank_group, ...) over all of H1 and writes z directly (nk is 1).
-  // rank_group: kRankGroup, or a multiple of it for FRACTAL_NZ A (dispatch.cc).
+  // Rank split instead of split-K (several groups, each of few rows: multi-adapter decode).
+  // Shrink task k then covers ranks [k*rank_group, ...) over all of H1 and writes z directly
+  // (nk is 1).  rank_group: kRankGroup or a multiple of it (dispatch.cc).
   bool rank_split = false;
   int64_t rank_group = kRankGroup;
   bool exact = false;                    // fp64 sums (Precision::exact) -> *_exact kernels
