@@ -377,15 +377,15 @@ TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
 // FRACTAL_NZ weights give the same bits as the same weights in ND, on every target and for both
 // precisions: the NZ traversal (panels of columns, accumulators kept between them) must sum
 // the same products in the same order.  Shapes cover several panels with a ragged end, the
-// rank split (few rows per adapter; over NZ, tasks of 16 to 256 ranks) and split-K (many),
-// ranks that are not multiples of 4 or 16, the outer-product and dot expands (one row: skewed
-// rank groups), and per-adapter ranks.
+// rank split (several adapters of few rows; tasks of 16 to 256 ranks) and split-K (one
+// adapter, or many rows), ranks that are not multiples of 4 or 16, the outer-product and dot
+// expands (one row: skewed rank groups), and per-adapter ranks.
 TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
   struct Shape { int64_t B, W, H1, H2, R; bool ranks; };
   for (const Shape sh : {Shape{1, 1, 4096 + 17, 300, 128, false}, Shape{8, 4, 1000, 257, 33, false},
                          Shape{40, 2, 2100, 64, 130, false}, Shape{200, 3, 700, 90, 17, true},
                          Shape{12, 3, 1500, 520, 64, true}, Shape{3, 3, 3000, 100, 130, false},
-                         // fast: NZ rank-split groups of 64, 128 and 256 ranks (dispatch.cc)
+                         // rank-split groups of 64, 128 and 256 ranks (dispatch.cc)
                          Shape{16, 8, 900, 100, 40, false}, Shape{16, 8, 800, 96, 100, false},
                          Shape{24, 8, 600, 80, 130, false},
                          // one row per adapter: the NZ expand's skewed rank groups
