@@ -97,16 +97,21 @@ struct Weights {
 };
 
 struct Activations {
-  int64_t B, H1, H3;
+  int64_t B, H1, H3, W;
   std::vector<uint16_t> x, y;
   std::vector<int32_t> idx;
-  Activations(int64_t b, int64_t h1, int64_t h3, int64_t W, std::mt19937& gen) : B(b), H1(h1), H3(h3) {
+  Activations(int64_t b, int64_t h1, int64_t h3, int64_t w, std::mt19937& gen) : B(b), H1(h1), H3(h3), W(w) {
     x = random_half(static_cast<size_t>(B * H1), gen);
     y = random_half(static_cast<size_t>(B * H3), gen);
     idx.resize(static_cast<size_t>(B));
-    for (int64_t i = 0; i < B; ++i) idx[i] = static_cast<int32_t>(i % W);
   }
-  void fill(Arguments* g) {
+  // Call i uses rotation slot i % copies with row b on adapter (b + shift) % W, shift = (i /
+  // copies) % W: when the rows use fewer than W adapters (B=1), successive visits of a slot
+  // still touch different adapters, so the rotation reads > 96 MiB, not the used share of it
+  // (B=1 W=8 would otherwise cycle through 1/8 of it, which the 32 MiB L3 largely holds).
+  void fill(Arguments* g, int i, int64_t copies) {
+    const int64_t shift = (i / copies) % W;
+    for (int64_t b = 0; b < B; ++b) idx[b] = static_cast<int32_t>((b + shift) % W);
     g->x = TensorView::contiguous(x.data(), DType::f16, {B, H1});
     g->y = TensorView::contiguous(y.data(), DType::f16, {B, H3});
     g->out = g->y;  // in place
@@ -142,7 +147,7 @@ std::function<void(int)> single_call(Activations& act, Weights& A, Weights& Bw, 
                                      const std::vector<int32_t>* ranks, bool fast = false) {
   return [&act, &A, &Bw, nz, ranks, fast](int i) {
     Arguments g;
-    act.fill(&g);
+    act.fill(&g, i, A.copies);
     if (fast) g.precision = addlora::Precision::fast;
     g.weight_a = A.view(i, nz);
     g.weight_b = Bw.view(i, nz);
@@ -200,7 +205,7 @@ int main(int argc, char** argv) {
       std::vector<Arguments> s(3);
       int64_t off = 0;
       for (int k = 0; k < 3; ++k) {
-        act.fill(&s[k]);
+        act.fill(&s[k], i, as[k].copies);
         s[k].weight_a = as[k].view(i, false);
         s[k].weight_b = bs[k].view(i, false);
         s[k].y_offset = off;

@@ -303,6 +303,11 @@ TEST_F(PerTarget, BlockingEdges) {
   }
   { Spec s; s.R = 512; s.H1 = 64; s.H2 = 33; s.H3 = 33; s.B = 7; s.W = 2; specs.push_back(s); }
   { Spec s; s.R = 512; s.H1 = 32; s.H2 = 48; s.H3 = 48; s.B = 3; s.lb = Layout::fractal_nz; s.la = Layout::fractal_nz; specs.push_back(s); }
+  // Rank split (several adapters of ~2 rows) over H1 > 4096: x is streamed, not pre-widened.
+  for (Layout la : {Layout::nd, Layout::fractal_nz}) {
+    Spec s; s.B = 9; s.W = 4; s.H1 = 4096 + 100; s.R = 40; s.H2 = 50; s.H3 = 50; s.la = la; s.seed = 41;
+    specs.push_back(s);
+  }
   { Spec s; s.B = 20; s.none_fraction = 1.0; specs.push_back(s); }  // no row has an adapter
   // Per-adapter ranks across the path choices: outer product / dot, widened / streamed B,
   // rank split / split-K shrink.
