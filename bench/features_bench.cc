@@ -3,8 +3,9 @@
 //   * FRACTAL_NZ weights vs the same weights in ND;
 //   * multi-slice (q, k, v of a fused projection in one call) vs three consecutive calls;
 //   * per-adapter ranks (adapters using a quarter of a padded rank) vs the full rank.
-// fp16, H1 = 4096, every adapter used.  Weights rotate over copies larger than the L3 cache,
-// so they come from DRAM.  Prints a markdown table (median time per call, ratio).
+// fp16, H1 = 4096.  Weights rotate over copies larger than the L3 cache, with the adapters
+// relabelled each round, so they come from DRAM (except the rows marked L3).  Prints a
+// markdown table (median time per call, ratio).
 //   features_bench [--min-time S]
 #include <addlora/addlora.h>
 
@@ -111,9 +112,11 @@ struct Activations {
   // copies) % W: when the rows use fewer than W adapters (B=1), successive visits of a slot
   // still touch different adapters, so the rotation reads > 96 MiB, not the used share of it
   // (B=1 W=8 would otherwise cycle through 1/8 of it, which the 32 MiB L3 largely holds).
-  void fill(Arguments* g, int i, int64_t copies) {
+  void relabel(int i, int64_t copies) {
     const int64_t shift = (i / copies) % W;
     for (int64_t b = 0; b < B; ++b) idx[b] = static_cast<int32_t>((b + shift) % W);
+  }
+  void fill(Arguments* g) {
     g->x = TensorView::contiguous(x.data(), DType::f16, {B, H1});
     g->y = TensorView::contiguous(y.data(), DType::f16, {B, H3});
     g->out = g->y;  // in place
@@ -149,7 +152,8 @@ std::function<void(int)> single_call(Activations& act, Weights& A, Weights& Bw, 
                                      const std::vector<int32_t>* ranks, bool fast = false) {
   return [&act, &A, &Bw, nz, ranks, fast](int i) {
     Arguments g;
-    act.fill(&g, i, A.copies);
+    act.relabel(i, A.copies);
+    act.fill(&g);
     if (fast) g.precision = addlora::Precision::fast;
     g.weight_a = A.view(i, nz);
     g.weight_b = Bw.view(i, nz);
@@ -208,8 +212,9 @@ int main(int argc, char** argv) {
     auto slices = [&](int i) {
       std::vector<Arguments> s(3);
       int64_t off = 0;
+      act.relabel(i, as[0].copies);  // the slices share the indices (as[k] are alike)
       for (int k = 0; k < 3; ++k) {
-        act.fill(&s[k], i, as[k].copies);
+        act.fill(&s[k]);
         s[k].weight_a = as[k].view(i, false);
         s[k].weight_b = bs[k].view(i, false);
         s[k].y_offset = off;

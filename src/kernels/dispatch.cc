@@ -36,7 +36,8 @@ constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratc
 constexpr int64_t kMinKChunk = 1024;  // shortest K chunk worth a task (reductions amortised)
 constexpr int64_t kWholeRow = 4096;   // longest K chunk (simd_kernels.cc kXBuf)
 constexpr int64_t kMinShrinkTasks = 16;  // fixed, not the thread count: results stay identical
-constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h)
+constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h), fp32 sums
+constexpr int64_t kRankSplitMaxRowsExact = 4;  // fp64 sums: one register block of rows
 constexpr int64_t kMinRankTasks = 4;      // rank split: fewest tasks left by wider groups
 constexpr int64_t kMaxCountingW = int64_t{1} << 20;
 constexpr double kInlineBytes = 96 * 1024;  // below both: single-threaded (decided by shape only)
@@ -309,16 +310,20 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
   // as it goes.  Measured (probe alternating the two in one process, R = 32/64/128, W = 8,
   // H = 4096, B = 2..16, weights from DRAM): fp32 sums 10-30 % faster than split-K on one
   // thread over ND A and up to 15 % on two; fp64 sums 3-15 %.  A single tile (one adapter)
-  // keeps split-K: there the two were equal over ND and split-K 5-10 % faster over NZ.
+  // keeps split-K: there the two were equal over ND and split-K 5-10 % faster over NZ.  With
+  // fp64 sums, groups of more than one register block of rows (> 4) re-read a wide rank group
+  // from beyond L2 and were 4-8 % slower in the rank split (R=128 B=64 W=8); fp32 sums, whose
+  // blocks hold 6 rows, still gained 7-9 % at 8 rows.
   // Decided on the shapes, the indices and the ranks in use, never the thread count.
   k_split(p, s.tiles, &w.kc, &w.nk);
-  w.rank_split = p.has_a && largest <= kRankSplitMaxRows && s.tiles > 1;
+  w.rank_split = p.has_a && s.tiles > 1 &&
+                 largest <= (p.fast_accumulate ? kRankSplitMaxRows : kRankSplitMaxRowsExact);
   if (w.rank_split) w.nk = 1;
   // Rank groups as wide as leave kMinRankTasks tasks: fewer, longer streams.  Over FRACTAL_NZ
   // A a 16-rank group would be a sparse 512 bytes of every R x 32 (R=64 W=8 fast, B=4/8/32:
   // NZ 0.84-0.95x of ND with 16-rank groups, 0.96-1.1x with 64); over ND, wider groups with
   // the spread prefetch were faster too.  Each rank's sum is the same whatever the grouping
-  // and the layout (FractalNzEqualsNdBitwise covers groups of 32, 64 and 128).
+  // and the layout (FractalNzEqualsNdBitwise covers groups of 32 to 256).
   w.rank_group = internal::kRankGroup;
   if (w.rank_split)
     while (w.rank_group < max_rank &&

@@ -12,8 +12,8 @@
 // z[pos][rank..rp) to zero.  Path choices in the expand depend on the rank, so a rank-limited
 // adapter gives the same bits as a tensor of that rank.  The delta is scaled by scale_of(a).
 // K chunk boundaries depend only on H1 and the number of row tiles, and the choice between
-// split-K and the rank split (see Work::rank_split) only on the group sizes and the ranks in
-// use -- never on the thread count, so results are bitwise identical for any.
+// split-K and the rank split (see Work::rank_split) only on the number and sizes of the groups,
+// and the rank groups on the ranks in use -- never on the thread count, so results are bitwise identical for any.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -331,39 +331,46 @@ TEST_F(PerTarget, BlockingEdges) {
 }
 
 // An adapter limited to rank r of a padded [.., R, ..] tensor gives the same bits as a tensor
-// of rank r (same path choices, same sums), on every target, for both precisions.
+// of rank r (same path choices, same sums), on every target, for both precisions.  W adapters
+// share the limit; with W > 1 and few rows each, the shrink takes the rank split.
 TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
-  struct Shape { int64_t B, H1, H2, R, r; };
-  for (const Shape sh : {Shape{1, 40, 50, 40, 17}, Shape{5, 40, 50, 600, 8}, Shape{20, 40, 50, 600, 33},
-                         Shape{20, 1500, 50, 64, 16}, Shape{3, 70, 90, 32, 0}})
+  struct Shape { int64_t B, H1, H2, R, r, W; };
+  for (const Shape sh : {Shape{1, 40, 50, 40, 17, 1}, Shape{5, 40, 50, 600, 8, 1}, Shape{20, 40, 50, 600, 33, 1},
+                         Shape{20, 1500, 50, 64, 16, 1}, Shape{3, 70, 90, 32, 0, 1},
+                         // rank split: 2 rows per adapter; H1 > 4096 streams x
+                         Shape{8, 40, 50, 40, 17, 4}, Shape{16, 1500, 50, 64, 16, 8}, Shape{6, 4200, 30, 100, 33, 3}})
     for (auto prec : {addlora::Precision::exact, addlora::Precision::fast}) {
-      SCOPED_TRACE(std::to_string(sh.B) + "x" + std::to_string(sh.R) + " r=" + std::to_string(sh.r) +
-                   (prec == addlora::Precision::fast ? " fast" : " exact"));
+      SCOPED_TRACE(std::to_string(sh.B) + "x" + std::to_string(sh.R) + " r=" + std::to_string(sh.r) + " W=" +
+                   std::to_string(sh.W) + (prec == addlora::Precision::fast ? " fast" : " exact"));
       Rng rng(sh.R * 131 + sh.r);
+      const int64_t W = sh.W;
       std::vector<uint16_t> x = random_f16(rng, sh.B * sh.H1), y = random_f16(rng, sh.B * sh.H2);
-      std::vector<uint16_t> a = random_f16(rng, sh.R * sh.H1), b = random_f16(rng, sh.H2 * sh.R);
-      std::vector<uint16_t> ar(sh.r * sh.H1 + 1), br(sh.H2 * sh.r + 1);
-      for (int64_t k = 0; k < sh.r; ++k)
-        for (int64_t h = 0; h < sh.H1; ++h) ar[k * sh.H1 + h] = a[k * sh.H1 + h];
-      for (int64_t n = 0; n < sh.H2; ++n)
-        for (int64_t k = 0; k < sh.r; ++k) br[n * sh.r + k] = b[n * sh.R + k];
-      std::vector<int32_t> idx(sh.B, 0), rank{static_cast<int32_t>(sh.r)};
-      std::vector<float> factor{-1.25f};
+      std::vector<uint16_t> a = random_f16(rng, W * sh.R * sh.H1), b = random_f16(rng, W * sh.H2 * sh.R);
+      std::vector<uint16_t> ar(W * sh.r * sh.H1 + 1), br(W * sh.H2 * sh.r + 1);
+      for (int64_t w = 0; w < W; ++w) {
+        for (int64_t k = 0; k < sh.r; ++k)
+          for (int64_t h = 0; h < sh.H1; ++h) ar[(w * sh.r + k) * sh.H1 + h] = a[(w * sh.R + k) * sh.H1 + h];
+        for (int64_t n = 0; n < sh.H2; ++n)
+          for (int64_t k = 0; k < sh.r; ++k) br[(w * sh.H2 + n) * sh.r + k] = b[(w * sh.H2 + n) * sh.R + k];
+      }
+      std::vector<int32_t> idx(sh.B), rank(W, static_cast<int32_t>(sh.r));
+      for (int64_t i = 0; i < sh.B; ++i) idx[i] = static_cast<int32_t>(i % W);
+      std::vector<float> factor(W, -1.25f);
       using addlora::TensorView;
       addlora::Arguments g;
       set_rows(&g, x, y, idx, sh.B, sh.H1, sh.H2);
-      g.weight_a = TensorView::contiguous(a.data(), DType::f16, {1, 1, sh.R, sh.H1});
-      g.weight_b = TensorView::contiguous(b.data(), DType::f16, {1, 1, sh.H2, sh.R});
-      g.ranks = TensorView::contiguous(rank.data(), DType::i32, {1});
-      g.scales = TensorView::contiguous(factor.data(), DType::f32, {1});
+      g.weight_a = TensorView::contiguous(a.data(), DType::f16, {W, 1, sh.R, sh.H1});
+      g.weight_b = TensorView::contiguous(b.data(), DType::f16, {W, 1, sh.H2, sh.R});
+      g.ranks = TensorView::contiguous(rank.data(), DType::i32, {W});
+      g.scales = TensorView::contiguous(factor.data(), DType::f32, {W});
       g.scale = 0.375;
       g.precision = prec;
       addlora::Arguments h = g;
       h.ranks = h.scales = TensorView{};
       h.scale = 0.375 * -1.25;
       if (sh.r > 0) {
-        h.weight_a = TensorView::contiguous(ar.data(), DType::f16, {1, 1, sh.r, sh.H1});
-        h.weight_b = TensorView::contiguous(br.data(), DType::f16, {1, 1, sh.H2, sh.r});
+        h.weight_a = TensorView::contiguous(ar.data(), DType::f16, {W, 1, sh.r, sh.H1});
+        h.weight_b = TensorView::contiguous(br.data(), DType::f16, {W, 1, sh.H2, sh.r});
       } else {
         h.scale = 0;  // rank 0: no delta at all
       }
@@ -390,6 +397,7 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
   for (const Shape sh : {Shape{1, 1, 4096 + 17, 300, 128, false}, Shape{8, 4, 1000, 257, 33, false},
                          Shape{40, 2, 2100, 64, 130, false}, Shape{200, 3, 700, 90, 17, true},
                          Shape{12, 3, 1500, 520, 64, true}, Shape{3, 3, 3000, 100, 130, false},
+                         Shape{8, 4, 4096 + 17, 100, 40, false},  // rank split, x streamed
                          // rank-split groups of 64, 128 and 256 ranks (dispatch.cc)
                          Shape{16, 8, 900, 100, 40, false}, Shape{16, 8, 800, 96, 100, false},
                          Shape{24, 8, 600, 80, 130, false},
@@ -465,7 +473,8 @@ TEST_F(PerTarget, MultiSliceEqualsConsecutiveCalls) {
           std::vector<uint16_t> x = random_f16(rng, B * H1), y = random_f16(rng, B * H3);
           std::vector<int32_t> idx(B);
           // -1 .. 5, valid for some slices only; adapter 0 only on row 0, so a slice with W = 1
-          // has one small group (rank split) where the others have large ones (split-K).
+          // has one small group (split-K, one adapter) while at B = 9 the others have several
+          // small ones (rank split) and at B = 150 large ones (split-K).
           for (auto& i : idx) i = std::max<int32_t>(1, static_cast<int32_t>(rng.below(6))) - (rng.below(6) == 0 ? 2 : 0);
           idx[0] = 0;
           std::vector<std::vector<uint16_t>> a(n), b(n), a_nz(n), b_nz(n);
@@ -547,6 +556,7 @@ TEST(Threads, BitwiseIdenticalAcrossThreadCounts) {
   { Spec s; s.B = 300; s.H1 = 1000; s.H2 = 700; s.H3 = 720; s.y_offset = 7; s.R = 48; s.W = 5; s.seed = 3; specs.push_back(s); }
   { Spec s; s.B = 37; s.H1 = 2100; s.H2 = 333; s.H3 = 333; s.R = 130; s.W = 4; s.in_place = true; s.seed = 4;
     s.xd = DType::bf16; s.yd = DType::f32; specs.push_back(s); }
+  { Spec s; s.B = 16; s.H1 = 3000; s.H2 = 500; s.H3 = 500; s.R = 64; s.W = 8; s.seed = 5; specs.push_back(s); }  // rank split
   for (size_t i = 0, n = specs.size(); i < n; ++i) {
     specs.push_back(specs[i]);
     specs.back().precision = addlora::Precision::fast;
