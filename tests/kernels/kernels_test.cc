@@ -398,6 +398,10 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
                          Shape{40, 2, 2100, 64, 130, false}, Shape{200, 3, 700, 90, 17, true},
                          Shape{12, 3, 1500, 520, 64, true}, Shape{3, 3, 3000, 100, 130, false},
                          Shape{8, 4, 4096 + 17, 100, 40, false},  // rank split, x streamed
+                         // one row, whole chunks: the chunk-major walk (ShrinkOneRowNz), with
+                         // an odd chunk count, two rank groups, and (B=6 W=8) the rank split
+                         Shape{1, 1, 4096, 300, 128, false}, Shape{1, 1, 1040, 200, 200, false},
+                         Shape{6, 8, 2064, 100, 40, true},
                          // rank-split groups of 64, 128 and 256 ranks (dispatch.cc)
                          Shape{16, 8, 900, 100, 40, false}, Shape{16, 8, 800, 96, 100, false},
                          Shape{24, 8, 600, 80, 130, false},
