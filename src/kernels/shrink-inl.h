@@ -12,9 +12,9 @@
 constexpr int kShrinkRanks = 4;  // ranks per register block (FRACTAL_NZ one-row blocks: kNzRowRanks)
 constexpr int kNzRowRanks = 16;  // one NZ fractal row: 16 ranks of a 16-column chunk are contiguous
 constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
-// FRACTAL_NZ traversal (ForEachShrinkBlock): ranks per group, columns per panel, and how far
-// ahead (columns) the first row block prefetches; chosen by measurement (bench/features_bench
-// NZ rows; 128- and 512-column panels and 2-panel distances were slower).
+// FRACTAL_NZ traversal (ForEachShrinkBlock, ShrinkOneRowNz): ranks per group, columns per
+// panel, and how far ahead (columns) the first row block prefetches; chosen by measurement
+// (bench/features_bench NZ rows; 128- and 512-column panels and 2-panel distances were slower).
 constexpr int64_t kNzGroupRanks = 128;
 constexpr int64_t kNzPanel = 256;
 constexpr int64_t kNzAhead = 256;
@@ -160,20 +160,28 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
 
 // One row over FRACTAL_NZ A, whole 16-column chunks (decode): walks A in address order, two
 // chunks at a time with every rank of the group in each, so the reads form one sequential
-// stream (the panel walk below reads 512-byte pieces 4 KiB apart, which measured 0.85-0.93x
-// of ND when A sat in the L3).  Each rank's vector accumulator waits in a stack buffer
-// between chunk pairs; each lane sums the same products in the same order as ShrinkBlock, so
-// the bits are the same.  x: the row widened to T, element 0 at column h_begin.
-template <typename T, DType TA>
-HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const T* x, int64_t h_begin, int64_t h_end, int64_t r_begin,
-                                 int64_t r_end, T* out) {
-  using D = typename ShrinkAcc<T>::D;
+// stream (the panel walk below reads each rank block's pieces a whole chunk apart -- for
+// R=128 fp16, 512 bytes of every 4 KiB -- which measured 0.85-0.93x of ND when A sat in the
+// L3).  Each rank's vector accumulator waits in a stack buffer between chunk pairs; each lane
+// sums the same products in the same order as ShrinkBlock, so the bits are the same.
+// x as in ShrinkBlock: kXWide, a row widened to T, else the row read as TX; column h at h - xoff.
+template <typename T, DType TX, DType TA, bool kXWide>
+HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, int64_t xoff, int64_t h_begin,
+                                 int64_t h_end, int64_t r_begin, int64_t r_end, T* out) {
+  using Acc = ShrinkAcc<T>;
+  using D = typename Acc::D;
   using V = hn::Vec<D>;
   const D d;
   constexpr int64_t kStep = static_cast<int64_t>(hn::MaxLanes(D()));
+  static_assert(kStep <= 16 && 16 % kStep == 0, "a 16-column chunk must be whole vectors");
+  constexpr int64_t kVecs = 16 / kStep;
   constexpr int64_t kPiece = 16 * static_cast<int64_t>(ElemSize<TA>());
-  const int64_t cs = A.chunk_step * A.esize;
+  const int64_t cs = A.chunk_step * static_cast<int64_t>(ElemSize<TA>());
   const int64_t ahead = kNzAhead / 16;  // chunks ahead to prefetch
+  auto load_x = [&](int64_t h) {
+    if constexpr (kXWide) return hn::LoadU(d, reinterpret_cast<const T*>(xr) + (h - xoff));
+    else return Acc::template Load<TX>(xr, h - xoff);
+  };
   for (int64_t g0 = r_begin; g0 < r_end; g0 += kNzGroupRanks) {
     const int64_t n = std::min<int64_t>(kNzGroupRanks, r_end - g0);
     HWY_ALIGN V acc[kNzGroupRanks];
@@ -182,32 +190,31 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const T* x, int64_t h_begi
     int64_t h = h_begin;
     for (; h + 32 <= h_end; h += 32, a += 2 * cs) {
       // The same ranks `ahead` chunks on, a line per 64 bytes read (a burst would overflow
-      // the miss buffers).
-      const bool pf = h + (ahead + 2) * 16 <= h_end;
-      V x0[16 / kStep], x1[16 / kStep];
-      for (int64_t s = 0; s < 16 / kStep; ++s) {
-        x0[s] = hn::LoadU(d, x + (h - h_begin) + s * kStep);
-        x1[s] = hn::LoadU(d, x + (h - h_begin) + 16 + s * kStep);
+      // the miss buffers); only chunks inside [h_begin, h_end).
+      const bool pf0 = h + (ahead + 1) * 16 <= h_end, pf1 = h + (ahead + 2) * 16 <= h_end;
+      V x0[kVecs], x1[kVecs];
+      for (int64_t s = 0; s < kVecs; ++s) {
+        x0[s] = load_x(h + s * kStep);
+        x1[s] = load_x(h + 16 + s * kStep);
       }
       for (int64_t r = 0; r < n; ++r) {
-        if (pf && ((r * kPiece) & 63) == 0) {
-          hwy::Prefetch(a + ahead * cs + r * kPiece);
-          hwy::Prefetch(a + (ahead + 1) * cs + r * kPiece);
+        if (((r * kPiece) & 63) == 0) {
+          if (pf0) hwy::Prefetch(a + ahead * cs + r * kPiece);
+          if (pf1) hwy::Prefetch(a + (ahead + 1) * cs + r * kPiece);
         }
         V v = acc[r];
-        for (int64_t s = 0; s < 16 / kStep; ++s)
-          v = hn::MulAdd(x0[s], ShrinkAcc<T>::template Load<TA>(a + r * kPiece, s * kStep), v);
-        for (int64_t s = 0; s < 16 / kStep; ++s)
-          v = hn::MulAdd(x1[s], ShrinkAcc<T>::template Load<TA>(a + cs + r * kPiece, s * kStep), v);
+        for (int64_t s = 0; s < kVecs; ++s) v = hn::MulAdd(x0[s], Acc::template Load<TA>(a + r * kPiece, s * kStep), v);
+        for (int64_t s = 0; s < kVecs; ++s)
+          v = hn::MulAdd(x1[s], Acc::template Load<TA>(a + cs + r * kPiece, s * kStep), v);
         acc[r] = v;
       }
     }
     if (h < h_end) {  // an odd last chunk
-      V x0[16 / kStep];
-      for (int64_t s = 0; s < 16 / kStep; ++s) x0[s] = hn::LoadU(d, x + (h - h_begin) + s * kStep);
+      V x0[kVecs];
+      for (int64_t s = 0; s < kVecs; ++s) x0[s] = load_x(h + s * kStep);
       for (int64_t r = 0; r < n; ++r)
-        for (int64_t s = 0; s < 16 / kStep; ++s)
-          acc[r] = hn::MulAdd(x0[s], ShrinkAcc<T>::template Load<TA>(a + r * kPiece, s * kStep), acc[r]);
+        for (int64_t s = 0; s < kVecs; ++s)
+          acc[r] = hn::MulAdd(x0[s], Acc::template Load<TA>(a + r * kPiece, s * kStep), acc[r]);
     }
     for (int64_t r = 0; r < n; ++r) out[g0 + r] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
   }
@@ -330,8 +337,9 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     T* out[kRows];
     for (int i = 0; i < kRows; ++i) out[i] = zk + (pos0 + i) * w.rp;
     // One row over FRACTAL_NZ A in whole chunks (decode): one sequential stream.
-    if (nz && widen_x && pos_end - pos_begin == 1 && (h_begin & 15) == 0 && (len & 15) == 0) {
-      ShrinkOneRowNz<T, TA>(A, reinterpret_cast<const T*>(xr[0]), h_begin, h_end, r_begin, r_end, out[0]);
+    if (nz && pos_end - pos_begin == 1 && (len & 15) == 0) {
+      if (widen_x) ShrinkOneRowNz<T, DType::f32, TA, true>(A, xr[0], h_begin, h_begin, h_end, r_begin, r_end, out[0]);
+      else ShrinkOneRowNz<T, TX, TA, false>(A, xr[0], 0, h_begin, h_end, r_begin, r_end, out[0]);
       continue;
     }
     // A single row over FRACTAL_NZ weights with a ragged end of H1 (else ShrinkOneRowNz above)

@@ -17,6 +17,7 @@
 #include <memory>
 #include <thread>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "addlora/addlora.h"
@@ -306,6 +307,14 @@ TEST_F(PerTarget, BlockingEdges) {
   // Rank split (several adapters of ~2 rows) over H1 > 4096: x is streamed, not pre-widened.
   for (Layout la : {Layout::nd, Layout::fractal_nz}) {
     Spec s; s.B = 9; s.W = 4; s.H1 = 4096 + 100; s.R = 40; s.H2 = 50; s.H3 = 50; s.la = la; s.seed = 41;
+    specs.push_back(s);
+  }
+  // One row over NZ A (ShrinkOneRowNz): fp32 x read directly (not pre-widened) with bf16
+  // weights, fp16 x with an odd chunk count, bf16 x and weights over H1 > 4096.
+  for (auto [xd, wd, H1, W] : std::vector<std::tuple<DType, DType, int64_t, int64_t>>{
+           {DType::f32, DType::bf16, 1024, 1}, {DType::f16, DType::f16, 1040, 1}, {DType::bf16, DType::bf16, 4096 + 64, 2}}) {
+    Spec s; s.B = W; s.W = W; s.H1 = H1; s.R = 40; s.H2 = 30; s.H3 = 30; s.la = Layout::fractal_nz;
+    s.xd = xd; s.wd = wd; s.none_fraction = 0; s.seed = 43 + H1;
     specs.push_back(s);
   }
   { Spec s; s.B = 20; s.none_fraction = 1.0; specs.push_back(s); }  // no row has an adapter
