@@ -42,6 +42,9 @@ TEST(Leaks, TenThousandCyclesKeepMemoryFlat) {
 #ifndef ADDLORA_SANITIZED
   EXPECT_LE(in_use_at_end, in_use_at_1000 + 64 * 1024)
       << "heap grew from " << in_use_at_1000 << " to " << in_use_at_end << " bytes over 9000 cycles";
+#else  // the sanitizers' allocators keep their own books: the cycles still run, unmeasured
+  (void)in_use_at_1000;
+  (void)in_use_at_end;
 #endif
 }
 
