@@ -186,35 +186,33 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
     const int64_t n = std::min<int64_t>(kNzGroupRanks, r_end - g0);
     HWY_ALIGN V acc[kNzGroupRanks];
     for (int64_t r = 0; r < n; ++r) acc[r] = hn::Zero(d);
+    // kC (1 or 2) chunks from column h at a, every rank of the group; pf[c]: prefetch the same
+    // ranks `ahead` chunks on, a line per 64 bytes read (a burst would overflow the miss buffers).
+    auto chunks = [&](auto kC, int64_t h, const unsigned char* a, const bool* pf) {
+      constexpr int64_t C = decltype(kC)::value;
+      V xv[C][kVecs];
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t s = 0; s < kVecs; ++s) xv[c][s] = load_x(h + 16 * c + s * kStep);
+      for (int64_t r = 0; r < n; ++r) {
+        if (((r * kPiece) & 63) == 0)
+          for (int64_t c = 0; c < C; ++c)
+            if (pf[c]) hwy::Prefetch(a + (ahead + c) * cs + r * kPiece);
+        V v = acc[r];
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t s = 0; s < kVecs; ++s)
+            v = hn::MulAdd(xv[c][s], Acc::template Load<TA>(a + c * cs + r * kPiece, s * kStep), v);
+        acc[r] = v;
+      }
+    };
     const unsigned char* a = A.base + g0 * kPiece + (h_begin >> 4) * cs;
     int64_t h = h_begin;
     for (; h + 32 <= h_end; h += 32, a += 2 * cs) {
-      // The same ranks `ahead` chunks on, a line per 64 bytes read (a burst would overflow
-      // the miss buffers); only chunks inside [h_begin, h_end).
-      const bool pf0 = h + (ahead + 1) * 16 <= h_end, pf1 = h + (ahead + 2) * 16 <= h_end;
-      V x0[kVecs], x1[kVecs];
-      for (int64_t s = 0; s < kVecs; ++s) {
-        x0[s] = load_x(h + s * kStep);
-        x1[s] = load_x(h + 16 + s * kStep);
-      }
-      for (int64_t r = 0; r < n; ++r) {
-        if (((r * kPiece) & 63) == 0) {
-          if (pf0) hwy::Prefetch(a + ahead * cs + r * kPiece);
-          if (pf1) hwy::Prefetch(a + (ahead + 1) * cs + r * kPiece);
-        }
-        V v = acc[r];
-        for (int64_t s = 0; s < kVecs; ++s) v = hn::MulAdd(x0[s], Acc::template Load<TA>(a + r * kPiece, s * kStep), v);
-        for (int64_t s = 0; s < kVecs; ++s)
-          v = hn::MulAdd(x1[s], Acc::template Load<TA>(a + cs + r * kPiece, s * kStep), v);
-        acc[r] = v;
-      }
+      const bool pf[2] = {h + (ahead + 1) * 16 <= h_end, h + (ahead + 2) * 16 <= h_end};  // inside A's range
+      chunks(std::integral_constant<int64_t, 2>(), h, a, pf);
     }
     if (h < h_end) {  // an odd last chunk
-      V x0[kVecs];
-      for (int64_t s = 0; s < kVecs; ++s) x0[s] = load_x(h + s * kStep);
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t s = 0; s < kVecs; ++s)
-          acc[r] = hn::MulAdd(x0[s], Acc::template Load<TA>(a + r * kPiece, s * kStep), acc[r]);
+      const bool pf[1] = {false};
+      chunks(std::integral_constant<int64_t, 1>(), h, a, pf);
     }
     for (int64_t r = 0; r < n; ++r) out[g0 + r] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
   }
