@@ -36,8 +36,7 @@ constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratc
 constexpr int64_t kMinKChunk = 1024;  // shortest K chunk worth a task (reductions amortised)
 constexpr int64_t kWholeRow = 4096;   // longest K chunk (simd_kernels.cc kXBuf)
 constexpr int64_t kMinShrinkTasks = 16;  // fixed, not the thread count: results stay identical
-constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h), fp32 sums
-constexpr int64_t kRankSplitMaxRowsExact = 4;  // fp64 sums: one register block of rows
+constexpr int64_t kRankSplitMaxRows = 8;  // groups up to this size: rank split (work.h)
 constexpr int64_t kMinRankTasks = 4;      // rank split: fewest tasks left by wider groups
 constexpr int64_t kMaxCountingW = int64_t{1} << 20;
 constexpr double kInlineBytes = 96 * 1024;  // below both: single-threaded (decided by shape only)
@@ -110,7 +109,10 @@ int64_t zpart_rows(const Problem& p) {
   return most;
 }
 
-int64_t zpart_bytes(const Problem& p) { return align64(zpart_rows(p) * round16(p.R) * 8); }  // fp64 when exact
+// The fp64 partial sums, then the combined fp32 z (one row per row with an adapter <= B).
+int64_t zpart_bytes(const Problem& p) { return align64(zpart_rows(p) * round16(p.R) * 8); }
+int64_t z_bytes(const Problem& p) { return align64(p.B * round16(p.R) * 4); }
+int64_t slice_bytes(const Problem& p) { return zpart_bytes(p) + z_bytes(p); }
 
 // ---- SIMD target choice -------------------------------------------------------------------
 
@@ -288,9 +290,8 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
   Work& w = s.w;
   w.p = &p;
   w.rp = round16(p.R);
-  w.zpart = reinterpret_cast<float*>(zpart);
-  w.zpart_d = reinterpret_cast<double*>(zpart);
-  w.exact = !p.fast_accumulate;  // Precision::exact (the default): fp64 sums
+  w.zpart = reinterpret_cast<double*>(zpart);
+  w.z = reinterpret_cast<float*>(zpart + zpart_bytes(p));
   w.order = gr.order;
   w.group_start = gr.start;
   w.group_adapter = gr.adapter;
@@ -307,17 +308,11 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
   // Shrink tasks: (row tile, K chunk), few tiles (decode) getting more chunks.  When every
   // adapter has few rows and there are several of them (multi-adapter decode), split the ranks
   // instead: a task streams its adapter's A rows whole, prefetching the next rank block's rows
-  // as it goes.  Measured (probe alternating the two in one process, R = 32/64/128, W = 8,
-  // H = 4096, B = 2..16, weights from DRAM): fp32 sums 10-30 % faster than split-K on one
-  // thread over ND A and up to 15 % on two; fp64 sums 3-15 %.  A single tile (one adapter)
-  // keeps split-K: there the two were equal over ND and split-K 5-10 % faster over NZ.  With
-  // fp64 sums, groups of more than one register block of rows (> 4) re-read a wide rank group
-  // from beyond L2 and were 4-8 % slower in the rank split (R=128 B=64 W=8); fp32 sums, whose
-  // blocks hold 6 rows, still gained 7-9 % at 8 rows.
+  // as it goes (longer DRAM runs; measurements in bench/notes.md).  A single tile (one adapter)
+  // keeps split-K, which was as fast over ND and faster over NZ.
   // Decided on the shapes, the indices and the ranks in use, never the thread count.
   k_split(p, s.tiles, &w.kc, &w.nk);
-  w.rank_split = p.has_a && s.tiles > 1 &&
-                 largest <= (p.fast_accumulate ? kRankSplitMaxRows : kRankSplitMaxRowsExact);
+  w.rank_split = p.has_a && s.tiles > 1 && largest <= kRankSplitMaxRows;
   if (w.rank_split) w.nk = 1;
   // Rank groups as wide as leave kMinRankTasks tasks: fewer, longer streams.  Over FRACTAL_NZ
   // A a 16-rank group would be a sparse 512 bytes of every R x 32 (R=64 W=8 fast, B=4/8/32:
@@ -353,27 +348,25 @@ void for_all_tasks(ThreadPool* tp, SliceRun* run, size_t n, Count count, Body bo
 void combine(const SliceRun& s, int64_t t) {  // K chunks summed in a fixed order (or z = x)
   const Problem& p = *s.w.p;
   const Work& w = s.w;
-  auto rows = [&](auto* z0) {
-    for (int64_t pos = t * kRowTile, e = std::min(s.rows, pos + kRowTile); pos < e; ++pos) {
-      auto* z = z0 + pos * w.rp;
-      const int64_t row = w.order[pos];
-      // Ranks past the adapter's own (Problem::ranks) were not computed: they become zeros,
-      // so the expand's vector tails can sum over a whole vector of z.
-      const int64_t rank = detail::rank_of(p, detail::adapter_of(p, row));
-      if (p.has_a) {
-        for (int64_t k = 1; k < w.nk; ++k) {
-          const auto* zk = z + k * w.B * w.rp;
-          for (int64_t r = 0; r < rank; ++r) z[r] += zk[r];
-        }
-      } else {
-        for (int64_t r = 0; r < rank; ++r)
-          z[r] = load_scalar(p.x.base, p.x.dtype, row * p.x.row_stride + r * p.x.col_stride);
+  for (int64_t pos = t * kRowTile, e = std::min(s.rows, pos + kRowTile); pos < e; ++pos) {
+    float* z = w.z + pos * w.rp;
+    const int64_t row = w.order[pos];
+    // Ranks past the adapter's own (Problem::ranks) were not computed: they become zeros,
+    // so the expand's vector tails can sum over a whole vector of z.
+    const int64_t rank = detail::rank_of(p, detail::adapter_of(p, row));
+    if (p.has_a) {
+      const double* zp = w.zpart + pos * w.rp;
+      for (int64_t r = 0; r < rank; ++r) {
+        double sum = zp[r];
+        for (int64_t k = 1; k < w.nk; ++k) sum += zp[k * w.B * w.rp + r];
+        z[r] = static_cast<float>(sum);
       }
-      for (int64_t r = rank; r < w.rp; ++r) z[r] = 0;
+    } else {
+      for (int64_t r = 0; r < rank; ++r)
+        z[r] = static_cast<float>(load_scalar(p.x.base, p.x.dtype, row * p.x.row_stride + r * p.x.col_stride));
     }
-  };
-  if (w.exact) rows(w.zpart_d);
-  else rows(w.zpart);
+    for (int64_t r = rank; r < w.rp; ++r) z[r] = 0;
+  }
 }
 
 // Bytes and flops the call will move, from its groups: only the adapters in use, each at its
@@ -402,7 +395,7 @@ uint64_t workspace_bytes(const Problem* ps, size_t n) {
   uint64_t batch = 0, largest = 0, portable = 0;
   for (size_t k = 0; k < n; ++k) {
     if (k % kMaxFused == 0) batch = 0;
-    batch += static_cast<uint64_t>(zpart_bytes(ps[k]));
+    batch += static_cast<uint64_t>(slice_bytes(ps[k]));
     largest = std::max(largest, batch);
     portable = std::max(portable, workspace_bytes_portable(ps[k]));
   }
@@ -437,7 +430,7 @@ void execute(const Problem* ps, size_t n, void* workspace) {
     SliceRun run[kMaxFused];
     for (size_t k = 0; k < m; ++k) {
       run[k] = plan_slice(ps[k0 + k], gr, zpart);
-      zpart += zpart_bytes(ps[k0 + k]);
+      zpart += slice_bytes(ps[k0 + k]);
     }
     // Waking the workers costs microseconds (much more when the cores are oversubscribed):
     // calls smaller than that run on the calling thread.  Decided by shapes and indices only.
@@ -458,7 +451,7 @@ void execute(const Problem* ps, size_t n, void* workspace) {
                   [&](const SliceRun& s, int64_t t) {
                     int64_t g, pb, pe;
                     s.tile(t / s.per_tile, &g, &pb, &pe);
-                    (s.w.exact ? kt->shrink_exact : kt->shrink)(s.w, pb, pe, s.w.group_adapter[g], t % s.per_tile);
+                    kt->shrink(s.w, pb, pe, s.w.group_adapter[g], t % s.per_tile);
                   });
     // (a few adds per row: not worth a parallel region unless there are many rows)
     double combine_work = 0;
@@ -470,8 +463,7 @@ void execute(const Problem* ps, size_t n, void* workspace) {
                     int64_t g, pb, pe;
                     s.tile(t / s.ntiles, &g, &pb, &pe);
                     const int64_t nb = (t % s.ntiles) * kNTile;
-                    (s.w.exact ? kt->expand_exact : kt->expand)(s.w, pb, pe, s.w.group_adapter[g], nb,
-                                                                std::min(s.w.p->S, nb + kNTile));
+                    kt->expand(s.w, pb, pe, s.w.group_adapter[g], nb, std::min(s.w.p->S, nb + kNTile));
                   });
   }
 }

@@ -1,4 +1,5 @@
-// The one-row (decode) expand over FRACTAL_NZ B, both precisions, part of simd_kernels.cc:
+// The one-row (decode) expand over FRACTAL_NZ B (ranks <= kSegCols: one fp32 chain per lane),
+// part of simd_kernels.cc:
 // included inside its per-target namespace once per Highway target (hence no include guard).
 // Uses that file's loads and SumEachToLane.
 // NOLINT(build/header_guard)
@@ -21,16 +22,12 @@ constexpr int64_t kNzSkewBytes = 2048;   // between groups: 64 rows of 16-bit B,
 // API takes any R) widen the groups instead.
 constexpr int64_t kNzMaxGroups = 8;
 
-// One vector of B in the accumulator type (fp32 or fp64): the full and the partial load.
+// One vector of B in fp32: the full and the partial load.
 template <DType TB, class D>
-HWY_INLINE hn::Vec<D> LoadB(const unsigned char* row, int64_t off) {
-  if constexpr (std::is_same<hn::TFromD<D>, double>::value) return LoadD<TB>(row, off);
-  else return LoadF<TB>(row, off);
-}
+HWY_INLINE hn::Vec<D> LoadB(const unsigned char* row, int64_t off) { return LoadF<TB>(row, off); }
 template <DType TB, class D>
 HWY_INLINE hn::Vec<D> LoadTailB(const unsigned char* row, int64_t off, int64_t count) {
-  if constexpr (std::is_same<hn::TFromD<D>, double>::value) return LoadTailD<TB>(row, off, count);
-  else return LoadTailF<TB>(row, off, count);
+  return LoadTailF<TB>(row, off, count);
 }
 
 // acc[j] += z[r] * B row j for r in [r_lo, r_hi) (r_hi <= rank), rows j = 0..kL-1 consecutive

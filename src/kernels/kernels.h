@@ -13,10 +13,10 @@ namespace addlora::kernels {
 uint64_t workspace_bytes(const detail::Problem& p);
 
 // Computes out for the whole problem.  `workspace` holds workspace_bytes(p) bytes.
-// Results are bitwise identical for any thread count and run.  p.fast_accumulate selects fp32
-// sums (Precision::fast); otherwise sums are fp64 (Precision::exact).  SIMD kernels (Highway,
-// best target of this CPU) on the thread pool; strides other than unit column strides (or NZ
-// weights) fall back to execute_portable.
+// Results are bitwise identical for any thread count and run.  One accumulator policy (work.h):
+// fp32 FMA chains of at most 64 products per lane folded into fp64, z in fp32.  SIMD kernels
+// (Highway, best target of this CPU) on the thread pool; strides other than unit column
+// strides (or NZ weights) fall back to execute_portable.
 void execute(const detail::Problem& p, void* workspace);
 
 // Multi-slice: the slices of one call (they share x, y, out and indices; slices after the
@@ -27,8 +27,8 @@ void execute(const detail::Problem& p, void* workspace);
 uint64_t workspace_bytes(const detail::Problem* ps, size_t n);
 void execute(const detail::Problem* ps, size_t n, void* workspace);
 
-// Plain C++ baseline (scalar, one thread, fp64 sums, grouped by adapter).  Same contract as
-// execute(); also its generic-stride path.
+// Plain C++ baseline (scalar, one thread, fp64 sums, grouped by adapter).  Meets the same
+// contract as execute() (more tightly); also its generic-stride path.
 void execute_portable(const detail::Problem& p, void* workspace);
 
 // Thread pool and SIMD target control (backing addlora::set_num_threads & co).

@@ -1,13 +1,13 @@
-// The shrink phase of both precisions, part of simd_kernels.cc: included inside its per-target
-// namespace once per Highway target (hence no include guard).  Uses that file's loads.
+// The shrink phase, part of simd_kernels.cc: included inside its per-target namespace once
+// per Highway target (hence no include guard).  Uses that file's loads.
 // NOLINT(build/header_guard)
 //
 // ---- shrink: zpart[k][pos][r] = sum over h in K chunk k of x[row, h] * A[adapter, r, h] ------
-// One code path for both precisions, parameterised by the accumulator type T (ShrinkAcc):
-//   float  (Precision::fast):  fp32 products and sums, register blocks of 6 rows x 4 ranks;
-//   double (Precision::exact): inputs widened exactly to fp64, blocks of 4 (AVX2: 3) rows.
-// The rows' x chunk is first widened to T in a stack buffer (once, instead of once per rank
-// block); A is widened as it streams (each A vector serves every row of the block).
+// fp32 products and FMA sums in register blocks of 6 rows x 4 ranks; every kSegCols columns
+// (kChain products per lane, counted from the start of the K chunk) each accumulator is
+// reduced and folded into an fp64 sum (work.h, the accumulator policy).  The rows' x chunk is
+// first widened to fp32 in a stack buffer (once, instead of once per rank block); A is
+// widened as it streams (each A vector serves every row of the block).
 
 constexpr int kShrinkRanks = 4;  // ranks per register block (FRACTAL_NZ one-row blocks: kNzRowRanks)
 constexpr int kNzRowRanks = 16;  // one NZ fractal row: 16 ranks of a 16-column chunk are contiguous
@@ -19,36 +19,10 @@ constexpr int64_t kNzGroupRanks = 128;
 constexpr int64_t kNzPanel = 256;
 constexpr int64_t kNzAhead = 256;
 
-template <typename T>
-struct ShrinkAcc;
-
-template <>
-struct ShrinkAcc<float> {
-  using D = DF;
-  static constexpr int kRows = 6;
-  template <DType TS>
-  static HWY_INLINE VF Load(const void* base, int64_t off) { return LoadF<TS>(base, off); }
-  template <DType TS>
-  static HWY_INLINE VF LoadTail(const void* base, int64_t off, int64_t n) { return LoadTailF<TS>(base, off, n); }
-  static HWY_INLINE VF LoadAny(DType t, const void* base, int64_t off, int64_t n) { return LoadAnyF(t, base, off, n); }
-  static float* z(const Work& w) { return w.zpart; }
-};
-
-template <>
-struct ShrinkAcc<double> {
-  using D = DD;
-  static constexpr int kRows = kLanes >= 16 ? 4 : 3;  // fewer: each fp64 vector holds half the lanes
-  template <DType TS>
-  static HWY_INLINE VD Load(const void* base, int64_t off) { return LoadD<TS>(base, off); }
-  template <DType TS>
-  static HWY_INLINE VD LoadTail(const void* base, int64_t off, int64_t n) { return LoadTailD<TS>(base, off, n); }
-  static HWY_INLINE VD LoadAny(DType t, const void* base, int64_t off, int64_t n) { return LoadAnyD(t, base, off, n); }
-  static double* z(const Work& w) { return w.zpart_d; }
-};
-
+constexpr int kShrinkRows = 6;  // rows per register block
 // How one register block of the shrink starts and ends, and what it prefetches as it goes.
-template <class V>
 struct BlockIo {
+  using V = VF;
   // A row of the next row block's x (its bytes at h0), prefetched a line per 64 bytes of
   // progress: spreads those misses over the FMA loop instead of stalling on them later.
   const unsigned char* pf = nullptr;
@@ -62,30 +36,31 @@ struct BlockIo {
   // A contiguous run of A to prefetch, spread evenly over the block's steps (NZ panels ahead).
   const unsigned char* run = nullptr;
   int64_t run_bytes = 0;
-  // NZ panels: resume these accumulators instead of zeros, and/or store them to `keep`
-  // instead of reducing them into out.  Laid out [kRows][kRanks] as acc below.  Each lane
-  // then sums the same products in the same order as one pass over [h0, h1) would.
+  // NZ panels: resume these accumulators and fp64 totals instead of zeros, and/or store them
+  // to `keep` instead of reducing them into out.  Laid out [kRows][kRanks] as acc below.  Each
+  // lane then sums the same products in the same order, with the same folds, as one pass over
+  // the whole K chunk would.
   const V* init = nullptr;
+  const double* init_total = nullptr;
   V* keep = nullptr;
+  double* keep_total = nullptr;
 };
 
-// acc[i][j] over h in [h0, h1) of x_i[h - xoff] * A row j, in T.  kXWide: the x rows are
-// buffers already widened to T (zero padded to a whole vector); else x is read as TX.  nz: A
-// is FRACTAL_NZ, so rank j of the block lies 16 elements after rank j - 1 in every chunk.
-template <typename T, DType TX, DType TA, int kRows, int kRanks, bool kXWide>
+// out[i][j] = sum over h in [h0, h1) of x_i[h - xoff] * A row j, folded every kSegCols columns
+// from seg0 (the K chunk's first column).  kXWide: the x rows are buffers already widened to
+// fp32 (zero padded to a whole vector); else x is read as TX.  nz: A is FRACTAL_NZ, so rank j
+// of the block lies 16 elements after rank j - 1 in every chunk.
+template <DType TX, DType TA, int kRows, int kRanks, bool kXWide>
 HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
-                            int64_t a_chunk_step, bool nz, int64_t h0, int64_t h1, T* const* out, int rows_valid,
-                            int ranks_valid, const BlockIo<hn::Vec<typename ShrinkAcc<T>::D>>& io) {
-  using Acc = ShrinkAcc<T>;
-  using D = typename Acc::D;
-  using V = hn::Vec<D>;
-  const D d;
-  const int64_t step = static_cast<int64_t>(hn::MaxLanes(d));
-  const int64_t h_full = h0 + ((h1 - h0) / step) * step;
+                            int64_t a_chunk_step, bool nz, int64_t seg0, int64_t h0, int64_t h1, double* const* out,
+                            int rows_valid, int ranks_valid, const BlockIo& io) {
+  using V = VF;
+  const DF d;
+  constexpr int64_t step = static_cast<int64_t>(kLanes);
   const int64_t pf_mask = 64 / io.pf_esize - 1;
   auto load_x = [&](int i, int64_t h) {
-    if constexpr (kXWide) return hn::LoadU(d, reinterpret_cast<const T*>(xr[i]) + (h - xoff));
-    else return Acc::template Load<TX>(xr[i], h - xoff);
+    if constexpr (kXWide) return hn::LoadU(d, reinterpret_cast<const float*>(xr[i]) + (h - xoff));
+    else return LoadF<TX>(xr[i], h - xoff);
   };
   const unsigned char* run = io.run;
   const unsigned char* const run_end = io.run + io.run_bytes;
@@ -105,57 +80,80 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     }
   };
   V acc[kRows][kRanks];
+  double total[kRows][kRanks];
   for (int i = 0; i < kRows; ++i)
-    for (int j = 0; j < kRanks; ++j) acc[i][j] = io.init ? io.init[i * kRanks + j] : hn::Zero(d);
-  int64_t h = h0;
-  if (nz && ranks_valid == kRanks && (h0 & 15) == 0) {
-    // FRACTAL_NZ, whole chunks: the block's ranks are 16-element pieces side by side, so one
-    // pointer per chunk and constant offsets address them all (per-rank pointers spilled
-    // registers), and the prefetch bookkeeping runs once per chunk instead of once per vector.
-    constexpr int64_t kStep = static_cast<int64_t>(hn::MaxLanes(D()));
-    constexpr int64_t kPiece = 16 * static_cast<int64_t>(ElemSize<TA>());
-    const int64_t cs = a_chunk_step * static_cast<int64_t>(ElemSize<TA>());
-    const unsigned char* a = ar[0] + (h0 >> 4) * cs;
-    const int64_t h_chunks = h0 + ((h1 - h0) / 16) * 16;
-    for (; h < h_chunks; h += 16, a += cs) {
-      prefetch_ahead(h, 16 / kStep);
-      for (int64_t s = 0; s < 16; s += kStep) {
-        V av[kRanks];
-        for (int j = 0; j < kRanks; ++j) av[j] = Acc::template Load<TA>(a + j * kPiece, s);
-        for (int i = 0; i < kRows; ++i) {
-          const V xv = load_x(i, h + s);
-          for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+    for (int j = 0; j < kRanks; ++j) {
+      acc[i][j] = io.init ? io.init[i * kRanks + j] : hn::Zero(d);
+      total[i][j] = io.init_total ? io.init_total[i * kRanks + j] : 0.0;
+    }
+  auto fold = [&] {
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < kRanks; ++j) Fold(total[i][j], acc[i][j]);
+  };
+  // Columns [hs, he), inside one fold segment.  hs is a multiple of 16 unless it is h0.
+  auto span = [&](int64_t hs, int64_t he) {
+    int64_t h = hs;
+    const int64_t h_full = hs + ((he - hs) / step) * step;
+    if (nz && ranks_valid == kRanks && (hs & 15) == 0) {
+      // FRACTAL_NZ, whole chunks: the block's ranks are 16-element pieces side by side, so one
+      // pointer per chunk and constant offsets address them all (per-rank pointers spilled
+      // registers), and the prefetch bookkeeping runs once per chunk instead of once per vector.
+      constexpr int64_t kPiece = 16 * static_cast<int64_t>(ElemSize<TA>());
+      const int64_t cs = a_chunk_step * static_cast<int64_t>(ElemSize<TA>());
+      const unsigned char* a = ar[0] + (hs >> 4) * cs;
+      const int64_t h_chunks = hs + ((he - hs) / 16) * 16;
+      for (; h < h_chunks; h += 16, a += cs) {
+        prefetch_ahead(h, 16 / step);
+        for (int64_t s = 0; s < 16; s += step) {
+          V av[kRanks];
+          for (int j = 0; j < kRanks; ++j) av[j] = LoadF<TA>(a + j * kPiece, s);
+          for (int i = 0; i < kRows; ++i) {
+            const V xv = load_x(i, h + s);
+            for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+          }
         }
       }
     }
-  }
-  for (; h < h_full; h += step) {
-    prefetch_ahead(h, 1);
-    const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
-    V av[kRanks];
-    for (int j = 0; j < kRanks; ++j) av[j] = Acc::template Load<TA>(ar[j], aoff);
-    for (int i = 0; i < kRows; ++i) {
-      const V xv = load_x(i, h);
-      for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+    for (; h < h_full; h += step) {
+      prefetch_ahead(h, 1);
+      const int64_t aoff = (h >> 4) * a_chunk_step + (h & 15);
+      V av[kRanks];
+      for (int j = 0; j < kRanks; ++j) av[j] = LoadF<TA>(ar[j], aoff);
+      for (int i = 0; i < kRows; ++i) {
+        const V xv = load_x(i, h);
+        for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+      }
     }
-  }
-  if (h_full < h1) {  // ragged end of H1
-    const int64_t rem = h1 - h_full;
-    const int64_t aoff = (h_full >> 4) * a_chunk_step + (h_full & 15);
-    V av[kRanks];
-    for (int j = 0; j < kRanks; ++j) av[j] = Acc::template LoadTail<TA>(ar[j], aoff, rem);
-    for (int i = 0; i < kRows; ++i) {
-      const V xv = kXWide ? load_x(i, h_full) : Acc::template LoadTail<TX>(xr[i], h_full - xoff, rem);
-      for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+    if (h_full < he) {  // ragged end of H1 (only the chunk's last span)
+      const int64_t rem = he - h_full;
+      const int64_t aoff = (h_full >> 4) * a_chunk_step + (h_full & 15);
+      V av[kRanks];
+      for (int j = 0; j < kRanks; ++j) av[j] = LoadTailF<TA>(ar[j], aoff, rem);
+      for (int i = 0; i < kRows; ++i) {
+        const V xv = kXWide ? load_x(i, h_full) : LoadTailF<TX>(xr[i], h_full - xoff, rem);
+        for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
+      }
     }
+  };
+  for (int64_t hs = h0; hs < h1;) {
+    const int64_t next = NextFold(seg0, hs), he = std::min(h1, next);
+    span(hs, he);
+    if (he == next) fold();  // a whole segment: kChain products per lane
+    hs = he;
   }
   if (io.keep) {
     for (int i = 0; i < kRows; ++i)
-      for (int j = 0; j < kRanks; ++j) io.keep[i * kRanks + j] = acc[i][j];
+      for (int j = 0; j < kRanks; ++j) {
+        io.keep[i * kRanks + j] = acc[i][j];
+        io.keep_total[i * kRanks + j] = total[i][j];
+      }
     return;
   }
   for (int i = 0; i < rows_valid; ++i)
-    for (int j = 0; j < ranks_valid; ++j) out[i][j] = hn::GetLane(hn::SumOfLanes(d, acc[i][j]));
+    for (int j = 0; j < ranks_valid; ++j) {
+      Fold(total[i][j], acc[i][j]);  // adds 0 if the last segment was whole and folded
+      out[i][j] = total[i][j];
+    }
 }
 
 // One row over FRACTAL_NZ A, whole 16-column chunks (decode): walks A in address order, two
@@ -163,29 +161,32 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
 // stream (the panel walk below reads each rank block's pieces a whole chunk apart -- for
 // R=128 fp16, 512 bytes of every 4 KiB -- which measured 0.85-0.93x of ND when A sat in the
 // L3).  Each rank's vector accumulator waits in a stack buffer between chunk pairs; each lane
-// sums the same products in the same order as ShrinkBlock, so the bits are the same.
-// x as in ShrinkBlock: kXWide, a row widened to T, else the row read as TX; column h at h - xoff.
-template <typename T, DType TX, DType TA, bool kXWide>
+// sums the same products in the same order, with the same folds, as ShrinkBlock, so the bits
+// are the same.  x as in ShrinkBlock: kXWide, a row widened to fp32, else the row read as TX;
+// column h at h - xoff.
+template <DType TX, DType TA, bool kXWide>
 HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, int64_t xoff, int64_t h_begin,
-                                 int64_t h_end, int64_t r_begin, int64_t r_end, T* out) {
-  using Acc = ShrinkAcc<T>;
-  using D = typename Acc::D;
-  using V = hn::Vec<D>;
-  const D d;
-  constexpr int64_t kStep = static_cast<int64_t>(hn::MaxLanes(D()));
+                                 int64_t h_end, int64_t r_begin, int64_t r_end, double* out) {
+  using V = VF;
+  const DF d;
+  constexpr int64_t kStep = static_cast<int64_t>(kLanes);
   static_assert(kStep <= 16 && 16 % kStep == 0, "a 16-column chunk must be whole vectors");
   constexpr int64_t kVecs = 16 / kStep;
   constexpr int64_t kPiece = 16 * static_cast<int64_t>(ElemSize<TA>());
   const int64_t cs = A.chunk_step * static_cast<int64_t>(ElemSize<TA>());
   const int64_t ahead = kNzAhead / 16;  // chunks ahead to prefetch
   auto load_x = [&](int64_t h) {
-    if constexpr (kXWide) return hn::LoadU(d, reinterpret_cast<const T*>(xr) + (h - xoff));
-    else return Acc::template Load<TX>(xr, h - xoff);
+    if constexpr (kXWide) return hn::LoadU(d, reinterpret_cast<const float*>(xr) + (h - xoff));
+    else return LoadF<TX>(xr, h - xoff);
   };
   for (int64_t g0 = r_begin; g0 < r_end; g0 += kNzGroupRanks) {
     const int64_t n = std::min<int64_t>(kNzGroupRanks, r_end - g0);
     HWY_ALIGN V acc[kNzGroupRanks];
-    for (int64_t r = 0; r < n; ++r) acc[r] = hn::Zero(d);
+    double total[kNzGroupRanks];
+    for (int64_t r = 0; r < n; ++r) {
+      acc[r] = hn::Zero(d);
+      total[r] = 0;
+    }
     // kC (1 or 2) chunks from column h at a, every rank of the group; pf[c]: prefetch the same
     // ranks `ahead` chunks on, a line per 64 bytes read (a burst would overflow the miss buffers).
     auto chunks = [&](auto kC, int64_t h, const unsigned char* a, const bool* pf) {
@@ -200,7 +201,7 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
         V v = acc[r];
         for (int64_t c = 0; c < C; ++c)
           for (int64_t s = 0; s < kVecs; ++s)
-            v = hn::MulAdd(xv[c][s], Acc::template Load<TA>(a + c * cs + r * kPiece, s * kStep), v);
+            v = hn::MulAdd(xv[c][s], LoadF<TA>(a + c * cs + r * kPiece, s * kStep), v);
         acc[r] = v;
       }
     };
@@ -209,12 +210,17 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
     for (; h + 32 <= h_end; h += 32, a += 2 * cs) {
       const bool pf[2] = {h + (ahead + 1) * 16 <= h_end, h + (ahead + 2) * 16 <= h_end};  // inside A's range
       chunks(std::integral_constant<int64_t, 2>(), h, a, pf);
+      if ((h + 32 - h_begin) % kSegCols == 0)  // a whole fold segment (kSegCols is whole pairs)
+        for (int64_t r = 0; r < n; ++r) Fold(total[r], acc[r]);
     }
     if (h < h_end) {  // an odd last chunk
       const bool pf[1] = {false};
       chunks(std::integral_constant<int64_t, 1>(), h, a, pf);
     }
-    for (int64_t r = 0; r < n; ++r) out[g0 + r] = hn::GetLane(hn::SumOfLanes(d, acc[r]));
+    for (int64_t r = 0; r < n; ++r) {
+      Fold(total[r], acc[r]);
+      out[g0 + r] = total[r];
+    }
   }
 }
 
@@ -222,7 +228,7 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
 // over [h_begin, h_end), in the order that suits A's layout, with A prefetches set in io.
 // first_row_block: this row block brings A from DRAM (later ones find it in the cache).
 // kStashVecs: accumulators of one kShrinkRanks-wide block (a wider block uses several slots).
-template <class V, int kStashVecs, class Block>
+template <int kStashVecs, class Block>
 HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_block,
                                    int64_t block_ranks, int64_t r_begin, int64_t r_end, int64_t h_begin,
                                    int64_t h_end, Block& block) {
@@ -235,7 +241,8 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
     // then read as a whole (for R <= 128 one contiguous run), and prefetched as one.  The
     // accumulators wait in `stash` between panels.  Later row blocks find the task's slice of
     // A in L2 and take the ND order below (whole K per rank block, no stash): measured faster.
-    HWY_ALIGN V stash[kNzGroupRanks / kShrinkRanks * kStashVecs];
+    HWY_ALIGN VF stash[kNzGroupRanks / kShrinkRanks * kStashVecs];
+    double stash_total[kNzGroupRanks / kShrinkRanks * kStashVecs];
     for (int64_t g0 = r_begin; g0 < r_end; g0 += kNzGroupRanks) {
       const int64_t g1 = std::min<int64_t>(r_end, g0 + kNzGroupRanks);
       const bool whole = g0 == 0 && g1 * 16 >= A.chunk_step;  // the group holds every rank of a block
@@ -251,10 +258,12 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
         const int64_t share = (bytes / nrb + 63) & ~int64_t{63};
         const unsigned char* next = A.base + (hn / 16) * A.chunk_step * aes;
         for (int64_t r0 = g0, rb = 0; r0 < g1; r0 += block_ranks, ++rb) {
-          BlockIo<V> io;
-          V* st = stash + (r0 - g0) / kShrinkRanks * kStashVecs;
-          io.init = hp > h_begin ? st : nullptr;
-          io.keep = hq < h_end ? st : nullptr;
+          BlockIo io;
+          const int64_t slot = (r0 - g0) / kShrinkRanks * kStashVecs;
+          io.init = hp > h_begin ? stash + slot : nullptr;
+          io.init_total = hp > h_begin ? stash_total + slot : nullptr;
+          io.keep = hq < h_end ? stash + slot : nullptr;
+          io.keep_total = hq < h_end ? stash_total + slot : nullptr;
           const unsigned char* apf[kNzRowRanks];
           if (bytes > 0) {
             io.run = next + std::min(bytes, rb * share);
@@ -273,7 +282,7 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
     return;
   }
   for (int64_t r0 = r_begin; r0 < r_end; r0 += block_ranks) {
-    BlockIo<V> io;
+    BlockIo io;
     // The first row block prefetches the next rank block's rows as it goes, a line per 64
     // bytes of progress.  (A burst of them before each block, tried for the rank split, was
     // up to 30 % slower: it overflows the miss buffers.)
@@ -289,12 +298,9 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
 }
 
 // One shrink task: rows order[pos_begin, pos_end) of one adapter, K chunk k (or rank group k).
-template <typename T, DType TX, DType TA>
+template <DType TX, DType TA>
 void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
-  using Acc = ShrinkAcc<T>;
-  using D = typename Acc::D;
-  using V = hn::Vec<D>;
-  constexpr int kRows = Acc::kRows;
+  constexpr int kRows = kShrinkRows;
   const Problem& p = *w.p;
   const WeightRows A = Rows(p.a, p.R, adapter);
   const bool nz = p.a.layout == Layout::fractal_nz;
@@ -313,8 +319,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   const bool widen_x = TX != DType::f32 && len <= kXBuf;
   const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
-  T* zk = Acc::z(w) + k * w.B * w.rp;
-  HWY_ALIGN T xf[kRows][kXBuf];  // x rows widened once per row block: 96 KiB fp32, 128 KiB fp64
+  double* zk = w.zpart + k * w.B * w.rp;
+  HWY_ALIGN float xf[kRows][kXBuf];  // x rows widened once per row block: 96 KiB
 
   for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRows) {
     const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
@@ -326,18 +332,18 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
                        std::min<int64_t>(pos_end, pos0 + 2 * kRows), h_begin * xes, h_end * xes);
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
-        for (int64_t h = 0; h < len; h += static_cast<int64_t>(hn::MaxLanes(D())))
-          hn::Store(Acc::LoadAny(TX, xr[i], h_begin + h, len - h), D(), &xf[i][h]);
+        for (int64_t h = 0; h < len; h += static_cast<int64_t>(kLanes))
+          hn::Store(LoadAnyF(TX, xr[i], h_begin + h, len - h), DF(), &xf[i][h]);
         xr[i] = reinterpret_cast<const unsigned char*>(xf[i]);
       }
       for (int i = rows_valid; i < kRows; ++i) xr[i] = xr[rows_valid - 1];
     }
-    T* out[kRows];
+    double* out[kRows];
     for (int i = 0; i < kRows; ++i) out[i] = zk + (pos0 + i) * w.rp;
     // One row over FRACTAL_NZ A in whole chunks (decode): one sequential stream.
     if (nz && pos_end - pos_begin == 1 && (len & 15) == 0) {
-      if (widen_x) ShrinkOneRowNz<T, DType::f32, TA, true>(A, xr[0], h_begin, h_begin, h_end, r_begin, r_end, out[0]);
-      else ShrinkOneRowNz<T, TX, TA, false>(A, xr[0], 0, h_begin, h_end, r_begin, r_end, out[0]);
+      if (widen_x) ShrinkOneRowNz<DType::f32, TA, true>(A, xr[0], h_begin, h_begin, h_end, r_begin, r_end, out[0]);
+      else ShrinkOneRowNz<TX, TA, false>(A, xr[0], 0, h_begin, h_end, r_begin, r_end, out[0]);
       continue;
     }
     // A single row over FRACTAL_NZ weights with a ragged end of H1 (else ShrinkOneRowNz above)
@@ -346,60 +352,54 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     const int64_t block_ranks = nz && widen_x && rows_valid == 1 ? kNzRowRanks : kShrinkRanks;
     // One register block: ranks [r0, r0 + block_ranks) over h in [h0, h1).  Rank block rb
     // prefetches row rb of the next row block's x (one row per rank block).
-    auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo<V> io) {
+    auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo io) {
       const int ranks_valid = static_cast<int>(std::min<int64_t>(block_ranks, r_end - r0));
       const unsigned char* ar[kNzRowRanks];
       for (int j = 0; j < block_ranks; ++j) ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * aes;
-      T* o[kRows];
+      double* o[kRows];
       for (int i = 0; i < kRows; ++i) o[i] = out[i] + r0;
       const int64_t rb = (r0 - r_begin) / block_ranks;
       if (widen_x && rb < kRows && pos0 + kRows + rb < pos_end)
         io.pf = xbase + (w.order[pos0 + kRows + rb] * p.x.row_stride + h0) * xes;
       io.pf_esize = xes;
-      BlockIo<V> nopf = io;
+      BlockIo nopf = io;
       nopf.pf = nullptr;
       constexpr int R4 = kShrinkRanks;
-      // Pre-widened x rows are read as T whatever TX was (one instantiation for all TX).
+      // Pre-widened x rows are read as fp32 whatever TX was (one instantiation for all TX).
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if (block_ranks == kNzRowRanks)
-        ShrinkBlock<T, DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
       else if (widen_x && rows_valid == 1)
-        ShrinkBlock<T, DType::f32, TA, 1, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<DType::f32, TA, 1, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
       else if (widen_x && rows_valid <= kRows / 2)  // short last block: half the FMAs
-        ShrinkBlock<T, DType::f32, TA, kRows / 2, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h0, h1, o, rows_valid,
+        ShrinkBlock<DType::f32, TA, kRows / 2, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid,
                                                     ranks_valid, nopf);
       else if (widen_x)
-        ShrinkBlock<T, DType::f32, TA, kRows, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h0, h1, o, rows_valid, ranks_valid,
+        ShrinkBlock<DType::f32, TA, kRows, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid,
                                                 io);
       else if (rows_valid == 1)
-        ShrinkBlock<T, TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, nz, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
       else
-        ShrinkBlock<T, TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h0, h1, o, rows_valid, ranks_valid, nopf);
+        ShrinkBlock<TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf);
     };
-    ForEachShrinkBlock<V, kRows * kShrinkRanks>(A, nz, pos0 == pos_begin, block_ranks, r_begin, r_end,
+    ForEachShrinkBlock<kRows * kShrinkRanks>(A, nz, pos0 == pos_begin, block_ranks, r_begin, r_end,
                                                 h_begin, h_end, block);
   }
 }
 
-template <typename T, DType TX>
+template <DType TX>
 void ShrinkX(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
   switch (w.p->a.dtype) {
-    case DType::f16: return ShrinkTask<T, TX, DType::f16>(w, pb, pe, adapter, k);
-    case DType::bf16: return ShrinkTask<T, TX, DType::bf16>(w, pb, pe, adapter, k);
-    default: return ShrinkTask<T, TX, DType::f32>(w, pb, pe, adapter, k);
+    case DType::f16: return ShrinkTask<TX, DType::f16>(w, pb, pe, adapter, k);
+    case DType::bf16: return ShrinkTask<TX, DType::bf16>(w, pb, pe, adapter, k);
+    default: return ShrinkTask<TX, DType::f32>(w, pb, pe, adapter, k);
   }
 }
 
-template <typename T>
-void ShrinkAny(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
+void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
   switch (w.p->x.dtype) {
-    case DType::f16: return ShrinkX<T, DType::f16>(w, pb, pe, adapter, k);
-    case DType::bf16: return ShrinkX<T, DType::bf16>(w, pb, pe, adapter, k);
-    default: return ShrinkX<T, DType::f32>(w, pb, pe, adapter, k);
+    case DType::f16: return ShrinkX<DType::f16>(w, pb, pe, adapter, k);
+    case DType::bf16: return ShrinkX<DType::bf16>(w, pb, pe, adapter, k);
+    default: return ShrinkX<DType::f32>(w, pb, pe, adapter, k);
   }
-}
-
-void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) { ShrinkAny<float>(w, pb, pe, adapter, k); }
-void ShrinkExact(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
-  ShrinkAny<double>(w, pb, pe, adapter, k);
 }

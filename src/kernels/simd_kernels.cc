@@ -1,6 +1,7 @@
 // SIMD shrink / expand kernels, compiled once per Highway target (AVX3 = AVX-512, AVX2 =
 // AVX2+FMA+F16C, SCALAR = the baseline every x86-64 CPU runs).  dispatch.cc picks one table at
-// run time.  fp16 / bf16 / fp32 storage, fp32 products and sums, one final rounding.
+// run time.  fp16 / bf16 / fp32 storage, fp32 products and sums in chains of at most kChain
+// products per lane folded into fp64 (work.h), one final rounding.
 //
 // Memory access model (see work.h for the phases):
 // * A weight row r (length H1) and B weight row n (length R) are read in 16-element chunks
@@ -42,7 +43,7 @@ static_assert(kLanes <= 16 && 16 % kLanes == 0, "a vector must fit inside a 16-e
 
 // ---- loads and stores of one vector of fp32 values from/to any storage dtype ---------------
 
-// D: a float descriptor (DF, or the half-width one of the fp64 path); result: Vec<D>.
+// D: a float descriptor (DF by default); result: Vec<D>.
 template <DType T, class D = DF>
 HWY_INLINE hn::Vec<D> LoadF(const void* base, int64_t off) {
   const D df;
@@ -148,36 +149,46 @@ HWY_INLINE void StoreAnyF(DType t, VF v, void* base, int64_t off, int64_t count)
   }
 }
 
-// The same loads for fp64 accumulators (Precision::exact): exact widening 16-bit -> f32 -> f64.
+// ---- the accumulator policy (work.h): fp32 chains of kChain products per lane, folded into fp64
+
+// Columns (or ranks) after which every lane of a vector accumulator holds kChain products.
+constexpr int64_t kSegCols = internal::kChain * static_cast<int64_t>(kLanes);
+static_assert(kSegCols % 32 == 0, "fold boundaries must fall between NZ chunk pairs");
+
+// Start of the fold segment after the one holding column h (segments begin at seg0).
+HWY_INLINE int64_t NextFold(int64_t seg0, int64_t h) { return seg0 + ((h - seg0) / kSegCols + 1) * kSegCols; }
+
+// One accumulator's lanes summed (fixed order) into its fp64 total; the chain restarts.
+HWY_INLINE void Fold(double& total, VF& acc) {
+  total += static_cast<double>(hn::GetLane(hn::SumOfLanes(DF(), acc)));
+  acc = hn::Zero(DF());
+}
+
+// Lane-wise: total[0..kLanes) += v in fp64.
 using DD = hn::ScalableTag<double>;
-using VD = hn::Vec<DD>;
-using DFH = hn::Rebind<float, DD>;  // f32 vectors with DD's lane count
 constexpr size_t kLanesD = hn::MaxLanes(DD());
-
-template <DType T>
-HWY_INLINE VD LoadD(const void* base, int64_t off) { return hn::PromoteTo(DD(), LoadF<T, DFH>(base, off)); }
-template <DType T>
-HWY_INLINE VD LoadTailD(const void* base, int64_t off, int64_t count) {
-  return hn::PromoteTo(DD(), LoadTailF<T, DFH>(base, off, count));
+HWY_INLINE void FoldLanes(VF v, double* total) {
+  const DD dd;
+#if HWY_TARGET == HWY_SCALAR
+  const auto lo = hn::PromoteTo(dd, v);
+  hn::Store(hn::Add(hn::Load(dd, total), lo), dd, total);
+#else
+  static_assert(kLanesD * 2 == kLanes, "fp64 vectors hold half the fp32 lanes");
+  const hn::Half<DF> dh;
+  const auto lo = hn::PromoteTo(dd, hn::LowerHalf(dh, v)), hi = hn::PromoteTo(dd, hn::UpperHalf(dh, v));
+  hn::Store(hn::Add(hn::Load(dd, total), lo), dd, total);
+  hn::Store(hn::Add(hn::Load(dd, total + kLanesD), hi), dd, total + kLanesD);
+#endif
 }
-
-HWY_INLINE VD LoadAnyD(DType t, const void* base, int64_t off, int64_t count) {
-  const bool full = count >= static_cast<int64_t>(kLanesD);
-  switch (t) {
-    case DType::f16: return full ? LoadD<DType::f16>(base, off) : LoadTailD<DType::f16>(base, off, count);
-    case DType::bf16: return full ? LoadD<DType::bf16>(base, off) : LoadTailD<DType::bf16>(base, off, count);
-    default: return full ? LoadD<DType::f32>(base, off) : LoadTailD<DType::f32>(base, off, count);
-  }
-}
-
-HWY_INLINE void StoreAnyD(DType t, VD v, void* base, int64_t off, int64_t count) {
-  const hn::Vec<DFH> f = hn::DemoteTo(DFH(), v);
-  const bool full = count >= static_cast<int64_t>(kLanesD);
-  switch (t) {
-    case DType::f16: return full ? StoreF<DType::f16, DFH>(f, base, off) : StoreTailF<DType::f16, DFH>(f, base, off, count);
-    case DType::bf16: return full ? StoreF<DType::bf16, DFH>(f, base, off) : StoreTailF<DType::bf16, DFH>(f, base, off, count);
-    default: return full ? StoreF<DType::f32, DFH>(f, base, off) : StoreTailF<DType::f32, DFH>(f, base, off, count);
-  }
+// total[0..kLanes) rounded to fp32.
+HWY_INLINE VF RoundLanes(const double* total) {
+  const DD dd;
+#if HWY_TARGET == HWY_SCALAR
+  return hn::DemoteTo(DF(), hn::Load(dd, total));
+#else
+  const hn::Half<DF> dh;
+  return hn::Combine(DF(), hn::DemoteTo(dh, hn::Load(dd, total + kLanesD)), hn::DemoteTo(dh, hn::Load(dd, total)));
+#endif
 }
 
 // Lane j of the result = sum of the lanes of v[j] (v holds kLanes vectors; clobbered).
@@ -320,26 +331,39 @@ HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, 
   PrefetchBRanks(Bw, n_lo, n_hi, 0, rank);
 }
 
-// Lane j of the result = sum over r < rank of z[r] * B row j (rows br, chunk-structured as in
-// WeightRows).  One-row FRACTAL_NZ full blocks take NzDotSteps instead (expand_nz-inl.h).
+// Lane j of the result = sum over r in [r_lo, r_hi) of z[r] * B row j (rows br, chunk-structured
+// as in WeightRows); r_lo a multiple of kLanes, r_hi - r_lo <= kSegCols (one fp32 chain).
 template <DType TB>
-HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
+HWY_INLINE VF ExpandDotChain(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t r_lo,
+                             int64_t r_hi) {
   const DF df;
   VF acc[kLanes];
   for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
-  const int64_t r_full = (rank / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
-  for (int64_t r = 0; r < r_full; r += kLanes) {
+  const int64_t r_full = r_lo + ((r_hi - r_lo) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
+  for (int64_t r = r_lo; r < r_full; r += kLanes) {
     const VF zv = hn::LoadU(df, z + r);
     const int64_t boff = (r >> 4) * chunk_step + (r & 15);
     for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(br[j], boff), acc[j]);
   }
-  if (r_full < rank) {  // ragged end of the rank (direct path only; the buffer is padded)
+  if (r_full < r_hi) {  // ragged end of the rank (direct path only; the buffer is padded)
     const VF zv = hn::LoadU(df, z + r_full);
     const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
     for (size_t j = 0; j < kLanes; ++j)
-      acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, rank - r_full), acc[j]);
+      acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, r_hi - r_full), acc[j]);
   }
   return SumEachToLane(df, acc);
+}
+
+// The same over r < rank, one chain per kSegCols ranks folded into fp64 (ranks > kSegCols:
+// the general API's wide ranks, and x as the rank vector without weight A).  One-row FRACTAL_NZ
+// full blocks of ranks <= kSegCols take NzDotSteps instead (expand_nz-inl.h), with these bits.
+template <DType TB>
+HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
+  if (rank <= kSegCols) return ExpandDotChain<TB>(z, br, chunk_step, 0, rank);
+  HWY_ALIGN double total[kLanes] = {};
+  for (int64_t r0 = 0; r0 < rank; r0 += kSegCols)
+    FoldLanes(ExpandDotChain<TB>(z, br, chunk_step, r0, std::min(rank, r0 + kSegCols)), total);
+  return RoundLanes(total);
 }
 
 #include "kernels/expand_nz-inl.h"  // NOLINT(build/include)
@@ -350,13 +374,9 @@ HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t 
 constexpr int kOpRows = kLanes >= 16 ? 12 : 4;
 constexpr int kOpVecs = 2;
 constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
-// Fewest rows for which the transposed block pays off over dot products.  A function of the
-// adapter's rank only, so results stay independent of R (per-adapter ranks) and of the thread
-// count.  Measured after the pack went straight from the loads to the transpose (W=8 H=4096,
-// 2 threads, weights from DRAM, both precisions; dot vs outer product): rank 16 at 2 rows
-// 179-183 vs 92-157 us exact; rank 32 at 3 rows 259-264 vs 203-206; rank 64 at 4 rows 461-474
-// vs 399-424, at 3 rows a tie; rank 128 at 6 rows 1008-1014 vs 979-990, while at 3-4 rows the
-// dot products still won with fp64 sums.
+// Fewest rows for which the transposed block pays off over dot products (measured; see
+// bench/notes.md).  A function of the adapter's rank only, so results stay independent of R
+// (per-adapter ranks) and of the thread count.
 HWY_INLINE int64_t OuterMinRows(int64_t rank_p) {
   return rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : rank_p <= 64 ? 4 : 6;
 }
@@ -380,7 +400,7 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, in
   for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRows) {
     const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
     const float* z[kRows];
-    for (int i = 0; i < kRows; ++i) z[i] = w.zpart + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+    for (int i = 0; i < kRows; ++i) z[i] = w.z + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
     // y (and out) of the row block after next, same columns; at the end of the tile, the
     // tile's first rows for the next column block.
     for (int64_t k = 0; k < kRows; ++k) {
@@ -404,14 +424,30 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, in
     VF acc[kRows][kOpVecs];
     for (int i = 0; i < kRows; ++i)
       for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
-    for (int64_t r = 0; r < c.rank; ++r) {
-      VF bv[kOpVecs];
-      for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
-      for (int i = 0; i < kRows; ++i) {
-        const VF zb = hn::Set(df, z[i][r]);
-        for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
+    // One fp32 chain per kChain ranks, folded into total when the rank is longer.
+    const bool folds = c.rank > internal::kChain;
+    HWY_ALIGN double total[kRows][kOpN];
+    if (folds) std::memset(total, 0, sizeof total);
+    for (int64_t r0 = 0; r0 < c.rank; r0 += internal::kChain) {
+      const int64_t r1 = std::min(c.rank, r0 + internal::kChain);
+      for (int64_t r = r0; r < r1; ++r) {
+        VF bv[kOpVecs];
+        for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
+        for (int i = 0; i < kRows; ++i) {
+          const VF zb = hn::Set(df, z[i][r]);
+          for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
+        }
       }
+      if (folds)
+        for (int i = 0; i < kRows; ++i)
+          for (int v = 0; v < kOpVecs; ++v) {
+            FoldLanes(acc[i][v], &total[i][v * kLanes]);
+            acc[i][v] = hn::Zero(df);
+          }
     }
+    if (folds)
+      for (int i = 0; i < kRows; ++i)
+        for (int v = 0; v < kOpVecs; ++v) acc[i][v] = RoundLanes(&total[i][v * kLanes]);
     for (int i = 0; i < rows_valid; ++i) {
       unsigned char* orow = c.obase + w.order[pos0 + i] * c.p->out.row_stride * c.yes;
       for (int v = 0; v < kOpVecs; ++v) {
@@ -504,7 +540,7 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
     }
     const int64_t col = p.y_offset + n0;
     for (int64_t pos = pos_begin; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
-      const float* z = w.zpart + pos * w.rp;
+      const float* z = w.z + pos * w.rp;
       const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, rank_p) : ExpandDot<TB>(z, br, Bw.chunk_step, rank);
       const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
       unsigned char* orow = kOneRow ? o0 : out_row(pos);
@@ -519,9 +555,9 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   // B rows ahead (PrefetchRowsAhead): a block's dot products take far less than a DRAM round trip.
   const int64_t ahead_rows = PrefetchRowsAhead(Bw);
   int64_t n0 = n_begin;
-  if (kOneRow && Bw.nz() && rank > 0) {  // full blocks skewed by chunk group (expand_nz-inl.h)
+  if (kOneRow && Bw.nz() && rank > 0 && rank <= kSegCols) {  // full blocks skewed (expand_nz-inl.h)
     const int64_t blocks = (n_end - n_begin) / kL;
-    const float* z = w.zpart + pos_begin * w.rp;
+    const float* z = w.z + pos_begin * w.rp;
     ExpandOneRowNz<TB>(df, z, Bw, rank, n_begin, blocks, ahead_rows, [&](int64_t nb, VF d) {
       const int64_t col = p.y_offset + nb;
       StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(y0, col)), o0, col);
@@ -600,12 +636,8 @@ void Expand(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, 
   }
 }
 
-// fp64-sum variants (Precision::exact), compiled for every target like the code above.
-#include "kernels/simd_exact-inl.h"  // NOLINT(build/include)
-
 const internal::TargetKernels* Table() {
-  static const internal::TargetKernels table{hwy::TargetName(HWY_TARGET), &Shrink, &Expand, &ShrinkExact,
-                                             &ExpandExact};
+  static const internal::TargetKernels table{hwy::TargetName(HWY_TARGET), &Shrink, &Expand};
   return &table;
 }
 

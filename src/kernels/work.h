@@ -3,10 +3,14 @@
 //
 // The scheduler groups rows by adapter (positions in `order`), then runs three phases on the
 // pool, each split into tasks whose results do not depend on which thread runs them:
-//   shrink  (group, row tile, K chunk) -> zpart[k][pos][0..rank)  partial sums (fp64 if exact)
-//   combine (row range)                -> z[pos] = zpart[0][pos] + ... + zpart[nk-1][pos]
+//   shrink  (group, row tile, K chunk) -> zpart[k][pos][0..rank)  fp64 partial sums
+//   combine (row range)                -> z[pos] = fp32(zpart[0][pos] + ... + zpart[nk-1][pos])
 //                                         (fixed order; or z = x when there is no weight A)
 //   expand  (group, row tile, n tile)  -> out[row, y_offset + n]
+// Accumulator policy (docs/contract.md §1, the one precision): products and sums in fp32 FMA
+// chains of at most kChain products per accumulator lane, each chain then folded into fp64;
+// chain boundaries sit at fixed multiples of kChain * lanes from the start of the sum, so they
+// depend on the shapes and the SIMD target only.
 // Per-adapter ranks (Problem::ranks): the kernels of adapter a compute and read only ranks
 // [0, rank_of(a)) -- A rows and B columns past it are never loaded -- and the combine sets
 // z[pos][rank..rp) to zero.  Path choices in the expand depend on the rank, so a rank-limited
@@ -24,6 +28,7 @@
 namespace addlora::kernels::internal {
 
 constexpr int64_t kRankGroup = 16;  // ranks per shrink task in rank-split mode
+constexpr int64_t kChain = 64;      // fp32 products per accumulator lane before an fp64 fold
 
 struct Work {
   const detail::Problem* p = nullptr;
@@ -34,15 +39,14 @@ struct Work {
   int64_t kc = 0;                        // K chunk length (multiple of 16)
   int64_t nk = 1;                        // number of K chunks
   int64_t rp = 0;                        // padded rank (multiple of 16): row pitch of z
-  float* zpart = nullptr;                // [nk][B][rp] (B as below); chunk 0 holds the combined z
-  double* zpart_d = nullptr;             // the same memory, as fp64, when exact
+  double* zpart = nullptr;               // [nk][B][rp] (B as below): fp64 partial sums
+  float* z = nullptr;                    // [B][rp]: the combined z, rounded once to fp32
   int64_t B = 0;                         // rows with an adapter: K-chunk planes are B*rp apart
   // Rank split instead of split-K (several groups, each of few rows: multi-adapter decode).
   // Shrink task k then covers ranks [k*rank_group, ...) over all of H1 and writes z directly
   // (nk is 1).  rank_group: kRankGroup or a multiple of it (dispatch.cc).
   bool rank_split = false;
   int64_t rank_group = kRankGroup;
-  bool exact = false;                    // fp64 sums (Precision::exact) -> *_exact kernels
 };
 
 // Kernels of one SIMD target.  All ranges are half-open; positions index `order`.
@@ -51,8 +55,6 @@ struct TargetKernels {
   void (*shrink)(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k);
   void (*expand)(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
                  int64_t n_begin, int64_t n_end);
-  decltype(shrink) shrink_exact;  // fp64 sums, z in zpart_d
-  decltype(expand) expand_exact;
 };
 
 // Per-target kernel tables compiled into this build and supported by this CPU, best first.

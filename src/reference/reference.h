@@ -35,9 +35,9 @@ int64_t load_index(const TensorView& v, int64_t b);
 struct Expected {
   int64_t B = 0, H3 = 0;
   std::vector<double> value;       // exact (fp64) value of out[b, c]
-  std::vector<double> magnitude;   // |y| + |d| (cancellation tolerance, SPEC §1)
-  // |y| + |scale| * sum_r |z_r| |B[n,r]| with |z_r| <= sum_h |x_h| |A[r,h]|: the scale of the
-  // rounding error fp32 accumulation can make.  Diagnostics only (failure reports).
+  std::vector<double> magnitude;   // |y| + |d| (diagnostics)
+  // M of the precision contract: |y| + |scale| * sum_r |B[n,r]| * sum_h |x_h A[r,h]| (without
+  // A: sum_r |B[n,r]| |x_r|), the scale of the rounding error fp32 accumulation can make.
   std::vector<double> condition;
   std::vector<uint8_t> written;    // 1: element gets y + d; 0: element must equal y bitwise
   std::vector<uint64_t> y_bits;    // y's raw bits (for the bitwise check of unwritten elements)

@@ -163,15 +163,19 @@ TEST(Check, UlpOfEachDtype) {
   EXPECT_EQ(ulp_of(1.0, DType::f32), std::ldexp(1, -23));
 }
 
-TEST(Check, OneUlpOrCancellation) {
+TEST(Check, OneUlpPlusTheContractsShareOfM) {
   // exact 1 + 2^-11 (halfway): both neighbours 1 and 1 + 2^-10 are within 1 ulp; 1 + 2^-9 is not.
   const double e = 1 + std::ldexp(1, -11);
-  EXPECT_TRUE(within_target(1.0, e, 2, DType::f16));
-  EXPECT_TRUE(within_target(1 + std::ldexp(1, -10), e, 2, DType::f16));
-  EXPECT_FALSE(within_target(1 + std::ldexp(1, -9), e, 2, DType::f16));
-  // y = 1000, d = -999.9: exact 0.1, error 5e-4 > ulp(0.1) = 2^-14 but <= 1e-6 * 1999.9 = 2e-3.
-  EXPECT_TRUE(within_target(0.1 + 5e-4, 0.1, 1999.9, DType::f16));
-  EXPECT_FALSE(within_target(0.1 + 5e-3, 0.1, 1999.9, DType::f16));
+  // (M = 0: exactly 1 ulp.)
+  EXPECT_TRUE(within_target(1.0, e, 0, DType::f16));
+  EXPECT_TRUE(within_target(1 + std::ldexp(1, -10), e, 0, DType::f16));
+  EXPECT_FALSE(within_target(1 + std::ldexp(1, -9), e, 0, DType::f16));
+  // M = 2^16: 1 ulp + 1 is allowed, a little more is not.
+  EXPECT_TRUE(within_target(e + 1 + std::ldexp(1, -10), e, 65536, DType::f16));
+  EXPECT_FALSE(within_target(e + 1 + std::ldexp(1, -8), e, 65536, DType::f16));
+  // y = 1000, d = -999.9 (M = 1999.9): exact 0.1, allowed 2^-14 + 1999.9 * 2^-16 = 0.03058.
+  EXPECT_TRUE(within_target(0.1 + 0.0305, 0.1, 1999.9, DType::f16));
+  EXPECT_FALSE(within_target(0.1 + 0.0307, 0.1, 1999.9, DType::f16));
   EXPECT_FALSE(within_target(NAN, 0.1, 1, DType::f16));
   // 70000 rounds to +inf in fp16; 65504 must stay finite.
   EXPECT_TRUE(within_target(INFINITY, 70000, 70000, DType::f16));
@@ -202,16 +206,15 @@ TEST(Check, ReportsWrongAndUntouchedElements) {
   EXPECT_EQ(r.bad, 1);
 }
 
-TEST(Check, FastTargetUsesTheCondition) {
-  // exact 0.1 with |y|+|d| = 1 and condition 1000: an fp32 result 0.1005 (err 5e-4) misses the
-  // spec target (1e-6 * 1) but meets the fast one (1e-6 * 1000 = 1e-3).
+TEST(Check, UsesTheConditionNotTheResult) {
+  // exact 0.1 with |y|+|d| = 1 but M = 1000: an fp32 result 0.1 + 0.015 (within 2^-16 * 1000 =
+  // 0.01526) passes; 0.1 + 0.0155 does not.
   Expected e;
   e.B = 1; e.H3 = 1;
   e.value = {0.1}; e.magnitude = {1}; e.condition = {1000}; e.written = {1}; e.y_bits = {0};
   TestTensor out = TestTensor::nd(DType::f32, {1, 1});
-  out.set({0, 0}, 0.1005);
+  out.set({0, 0}, 0.115);
+  EXPECT_TRUE(check_out(e, out.view()).ok);
+  out.set({0, 0}, 0.1155);
   EXPECT_FALSE(check_out(e, out.view()).ok);
-  EXPECT_TRUE(check_out(e, out.view(), 8, Target::fast).ok);
-  out.set({0, 0}, 0.1015);  // err 1.5e-3: misses both
-  EXPECT_FALSE(check_out(e, out.view(), 8, Target::fast).ok);
 }
