@@ -86,12 +86,9 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
       acc[i][j] = io.init ? io.init[i * kRanks + j] : hn::Zero(d);
       total[i][j] = io.init_total ? io.init_total[i * kRanks + j] : 0.0;
     }
-  auto fold = [&] {
-    for (int i = 0; i < kRows; ++i)
-      for (int j = 0; j < kRanks; ++j) Fold(total[i][j], acc[i][j]);
-  };
   // Columns [hs, he), inside one fold segment.  hs is a multiple of 16 unless it is h0.
-  auto span = [&](int64_t hs, int64_t he) {
+  for (int64_t hs = h0; hs < h1;) {
+    const int64_t next = NextFold(seg0, hs), he = std::min(h1, next);
     int64_t h = hs;
     const int64_t h_full = hs + ((he - hs) / step) * step;
     if (nz && ranks_valid == kRanks && (hs & 15) == 0) {
@@ -134,11 +131,9 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
         for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
       }
     }
-  };
-  for (int64_t hs = h0; hs < h1;) {
-    const int64_t next = NextFold(seg0, hs), he = std::min(h1, next);
-    span(hs, he);
-    if (he == next) fold();  // a whole segment: kChain products per lane
+    if (he == next)  // a whole segment: kChain products per lane
+      for (int i = 0; i < kRows; ++i)
+        for (int j = 0; j < kRanks; ++j) Fold(total[i][j], acc[i][j]);
     hs = he;
   }
   if (io.keep) {

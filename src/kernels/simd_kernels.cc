@@ -392,7 +392,23 @@ struct ExpandCtx {
   int64_t yes;  // bytes per y (and out) element
 };
 
+// acc[i][v] += z[i][r] * bt[r][v-th vector] for r in [r0, r1) (a function, not a lambda, so
+// that it is always inlined and acc stays in registers).
 template <int kRows>
+HWY_INLINE void OuterChain(const float* bt, const float* const* z, int64_t r0, int64_t r1, VF (*acc)[kOpVecs]) {
+  const DF df;
+  for (int64_t r = r0; r < r1; ++r) {
+    VF bv[kOpVecs];
+    for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
+    for (int i = 0; i < kRows; ++i) {
+      const VF zb = hn::Set(df, z[i][r]);
+      for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
+    }
+  }
+}
+
+// kFolds: the rank is longer than one chain (kChain): partial chains go to fp64 totals.
+template <int kRows, bool kFolds>
 void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
                  int64_t valid) {
   const DF df;
@@ -424,30 +440,21 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, in
     VF acc[kRows][kOpVecs];
     for (int i = 0; i < kRows; ++i)
       for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
-    // One fp32 chain per kChain ranks, folded into total when the rank is longer.
-    const bool folds = c.rank > internal::kChain;
-    HWY_ALIGN double total[kRows][kOpN];
-    if (folds) std::memset(total, 0, sizeof total);
-    for (int64_t r0 = 0; r0 < c.rank; r0 += internal::kChain) {
-      const int64_t r1 = std::min(c.rank, r0 + internal::kChain);
-      for (int64_t r = r0; r < r1; ++r) {
-        VF bv[kOpVecs];
-        for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
-        for (int i = 0; i < kRows; ++i) {
-          const VF zb = hn::Set(df, z[i][r]);
-          for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
-        }
-      }
-      if (folds)
+    if constexpr (!kFolds) {
+      OuterChain<kRows>(bt, z, 0, c.rank, acc);
+    } else {  // one fp32 chain per kChain ranks, each folded into total
+      HWY_ALIGN double total[kRows][kOpN] = {};
+      for (int64_t r0 = 0; r0 < c.rank; r0 += internal::kChain) {
+        OuterChain<kRows>(bt, z, r0, std::min(c.rank, r0 + internal::kChain), acc);
         for (int i = 0; i < kRows; ++i)
           for (int v = 0; v < kOpVecs; ++v) {
             FoldLanes(acc[i][v], &total[i][v * kLanes]);
             acc[i][v] = hn::Zero(df);
           }
-    }
-    if (folds)
+      }
       for (int i = 0; i < kRows; ++i)
         for (int v = 0; v < kOpVecs; ++v) acc[i][v] = RoundLanes(&total[i][v * kLanes]);
+    }
     for (int i = 0; i < rows_valid; ++i) {
       unsigned char* orow = c.obase + w.order[pos0 + i] * c.p->out.row_stride * c.yes;
       for (int v = 0; v < kOpVecs; ++v) {
@@ -466,8 +473,11 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t
                  int64_t valid) {
   constexpr int kSmall = kOpRows < 4 ? kOpRows : 4;
   const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kOpRows) * kOpRows;
-  if (full_end > pos_begin) ExpandOuterBlock<kOpRows>(c, bt, pos_begin, full_end, n0, valid);
-  if (full_end < pos_end) ExpandOuterBlock<kSmall>(c, bt, full_end, pos_end, n0, valid);
+  const bool folds = c.rank > internal::kChain;
+  if (full_end > pos_begin)
+    (folds ? ExpandOuterBlock<kOpRows, true> : ExpandOuterBlock<kOpRows, false>)(c, bt, pos_begin, full_end, n0, valid);
+  if (full_end < pos_end)
+    (folds ? ExpandOuterBlock<kSmall, true> : ExpandOuterBlock<kSmall, false>)(c, bt, full_end, pos_end, n0, valid);
 }
 
 // bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one), r < R
