@@ -7,16 +7,9 @@
 #include <string>
 #include <vector>
 
-namespace bench {
+#include "machine.h"
 
-// This machine, measured now: streaming read bandwidth (bytes/s) and fp32 FMA peak (flop/s).
-struct Machine {
-  double bw = 0, peak = 0;
-  double peak64 = 0;  // fp64 FMA peak: the compute roof of Precision::exact (fp64 sums)
-  int threads = 1;
-  std::string simd;  // widest FMA code the peak loop used
-};
-Machine measure_machine(int threads);
+namespace bench {
 
 enum class Popularity { uniform, skewed };
 

@@ -1,0 +1,241 @@
+// entry_bench: what a user pays, per call, through the two C-level doors of the installed
+// library, beside this machine's roofline measured in the same process:
+//   aclnn   a CANN client: aclnnAddLoraGetWorkspaceSize + aclnnAddLora on a stream for each of
+//           32 layers, then one aclrtSynchronizeStream (the time per call includes planning,
+//           the executor, the stream hop and the join);
+//   c++     addlora::add_lora (plans and runs each call).
+// fp16, weights and activations rotating over more bytes than the last-level cache holds, so
+// they come from DRAM as in a model's forward pass.  %roof = max(bytes / bandwidth, flops /
+// fp32 FMA peak) / time; each row is repeated (rounds) and reported as median [min-max].
+//   entry_bench [--rounds N] [--threads 1,2] [--md FILE]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "acl/acl.h"
+#include "aclnnop/aclnn_add_lora.h"
+#include "addlora/addlora.h"
+#include "machine.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+#define CHECK(cond)                                                                        \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #cond, aclGetRecentErrMsg()); \
+      std::exit(1);                                                                        \
+    }                                                                                      \
+  } while (0)
+
+struct Shape {
+  const char* what;
+  int64_t B, R, W, H1, H2;
+  double bytes(int64_t distinct) const { return double(distinct) * R * (H1 + H2) * 2 + double(B) * (H1 + 2 * H2) * 2; }
+  double flops() const { return 2.0 * B * R * (H1 + H2); }
+};
+
+constexpr int kLayers = 32;          // calls queued on the stream before one synchronize
+constexpr double kRotateBytes = 256.0 * (1 << 20);  // far past the L3 of this class of machine
+
+uint16_t random_half(std::mt19937& g) {  // +-[0.5, 1) * 2^-4: sums stay well inside fp16
+  const uint16_t man = static_cast<uint16_t>(g() & 0x3ff);
+  return static_cast<uint16_t>(((g() & 1) << 15) | (11u << 10) | man);
+}
+
+// One slot of data: a layer's weights and its activations, as device memory and aclTensors.
+struct Slot {
+  void *x, *y, *a, *b, *idx;
+  aclTensor *tx, *ty, *ta, *tb, *tidx;
+};
+
+aclTensor* tensor(void* data, std::vector<int64_t> dims, aclDataType t) {
+  std::vector<int64_t> strides(dims.size(), 1);
+  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * dims[i + 1];
+  return aclCreateTensor(dims.data(), dims.size(), t, strides.data(), 0, ACL_FORMAT_ND, dims.data(), dims.size(), data);
+}
+
+void* device_random(size_t elems, std::mt19937& g) {
+  void* p = nullptr;
+  CHECK(aclrtMalloc(&p, elems * 2, ACL_MEM_MALLOC_HUGE_FIRST) == ACL_SUCCESS);
+  uint16_t* h = static_cast<uint16_t*>(p);  // host memory on this runtime; written directly
+  for (size_t i = 0; i < elems; ++i) h[i] = random_half(g);
+  return p;
+}
+
+struct Data {
+  Shape s;
+  std::vector<Slot> slots;
+  int64_t distinct = 0;
+  Data(const Shape& shape, std::mt19937& g) : s(shape) {
+    const double per_slot = s.bytes(std::min(s.W, s.B));
+    const int n = static_cast<int>(std::max(2.0, std::min(64.0, kRotateBytes / per_slot + 1)));
+    std::vector<int32_t> idx(static_cast<size_t>(s.B));
+    for (int64_t b = 0; b < s.B; ++b) idx[b] = static_cast<int32_t>(b % s.W);  // every adapter in use
+    distinct = std::min(s.W, s.B);
+    for (int i = 0; i < n; ++i) {
+      Slot sl{};
+      sl.x = device_random(s.B * s.H1, g);
+      sl.y = device_random(s.B * s.H2, g);
+      sl.a = device_random(s.W * s.R * s.H1, g);
+      sl.b = device_random(s.W * s.H2 * s.R, g);
+      CHECK(aclrtMalloc(&sl.idx, idx.size() * 4, ACL_MEM_MALLOC_HUGE_FIRST) == ACL_SUCCESS);
+      std::memcpy(sl.idx, idx.data(), idx.size() * 4);
+      sl.tx = tensor(sl.x, {s.B, s.H1}, ACL_FLOAT16);
+      sl.ty = tensor(sl.y, {s.B, s.H2}, ACL_FLOAT16);
+      sl.ta = tensor(sl.a, {s.W, 1, s.R, s.H1}, ACL_FLOAT16);
+      sl.tb = tensor(sl.b, {s.W, 1, s.H2, s.R}, ACL_FLOAT16);
+      sl.tidx = tensor(sl.idx, {s.B}, ACL_INT32);
+      CHECK(sl.tx && sl.ty && sl.ta && sl.tb && sl.tidx);
+      slots.push_back(sl);
+    }
+  }
+  ~Data() {
+    for (Slot& sl : slots) {
+      for (aclTensor* t : {sl.tx, sl.ty, sl.ta, sl.tb, sl.tidx}) aclDestroyTensor(t);
+      for (void* p : {sl.x, sl.y, sl.a, sl.b, sl.idx}) aclrtFree(p);
+    }
+  }
+};
+
+// Seconds per call: kLayers calls through aclnn on `stream`, one synchronize.
+double time_aclnn(Data& d, aclrtStream stream, void* ws, uint64_t ws_bytes, size_t* slot) {
+  const auto t0 = Clock::now();
+  for (int l = 0; l < kLayers; ++l) {
+    Slot& sl = d.slots[(*slot)++ % d.slots.size()];
+    uint64_t need = 0;
+    aclOpExecutor* ex = nullptr;
+    CHECK(aclnnAddLoraGetWorkspaceSize(sl.ty, sl.tx, sl.tb, sl.tidx, sl.ta, 0, 1e-3, 0, -1, sl.ty, &need, &ex) == 0);
+    CHECK(need <= ws_bytes);
+    CHECK(aclnnAddLora(need ? ws : nullptr, need, ex, stream) == 0);
+  }
+  CHECK(aclrtSynchronizeStream(stream) == ACL_SUCCESS);
+  return seconds_since(t0) / kLayers;
+}
+
+// Seconds per call through the C++ API (plan + run each call).
+double time_cpp(Data& d, size_t* slot) {
+  const auto t0 = Clock::now();
+  for (int l = 0; l < kLayers; ++l) {
+    Slot& sl = d.slots[(*slot)++ % d.slots.size()];
+    addlora::Arguments a;
+    a.x = addlora::TensorView::contiguous(sl.x, addlora::DType::f16, {d.s.B, d.s.H1});
+    a.y = addlora::TensorView::contiguous(sl.y, addlora::DType::f16, {d.s.B, d.s.H2});
+    a.out = a.y;
+    a.weight_a = addlora::TensorView::contiguous(sl.a, addlora::DType::f16, {d.s.W, 1, d.s.R, d.s.H1});
+    a.weight_b = addlora::TensorView::contiguous(sl.b, addlora::DType::f16, {d.s.W, 1, d.s.H2, d.s.R});
+    a.indices = addlora::TensorView::contiguous(sl.idx, addlora::DType::i32, {d.s.B});
+    a.scale = 1e-3;
+    std::string msg;
+    if (addlora::add_lora(a, addlora::Rules::general, &msg) != addlora::Status::ok) {
+      std::fprintf(stderr, "add_lora: %s\n", msg.c_str());
+      std::exit(1);
+    }
+  }
+  return seconds_since(t0) / kLayers;
+}
+
+struct Stat { double med, lo, hi; };
+Stat stat(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.front(), v.back()};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int rounds = 7;
+  std::vector<int> thread_counts = {1, 2};
+  std::string md;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--rounds" && i + 1 < argc) rounds = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--threads" && i + 1 < argc) {
+      thread_counts.clear();
+      for (const char* p = argv[++i]; *p;) {
+        thread_counts.push_back(std::max(1, std::atoi(p)));
+        while (*p && *p != ',') ++p;
+        if (*p) ++p;
+      }
+    } else if (a == "--md" && i + 1 < argc) md = argv[++i];
+    else { std::fprintf(stderr, "usage: %s [--rounds N] [--threads 1,2] [--md FILE]\n", argv[0]); return 2; }
+  }
+  const Shape shapes[] = {
+      {"tiny: per-call cost", 1, 16, 1, 64, 64},
+      {"decode", 1, 16, 1, 4096, 4096},
+      {"decode", 1, 64, 1, 4096, 4096},
+      {"decode", 1, 128, 1, 4096, 4096},
+      {"decode, distinct adapters", 16, 16, 16, 4096, 4096},
+      {"mid-size groups", 64, 64, 32, 4096, 4096},
+      {"batched", 256, 64, 8, 4096, 4096},
+      {"prefill", 2048, 64, 4, 4096, 4096},
+  };
+  CHECK(aclInit(nullptr) == ACL_SUCCESS);
+  CHECK(aclrtSetDevice(0) == ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  CHECK(aclrtCreateStream(&stream) == ACL_SUCCESS);
+  std::mt19937 g(1);
+  std::string table;
+  char line[512];
+  for (int threads : thread_counts) {
+    const bench::Machine m = bench::measure_machine(threads);
+    addlora::set_num_threads(threads);
+    std::snprintf(line, sizeof line,
+                  "\n%d thread(s): read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%s); %d rounds of %d calls\n\n",
+                  threads, m.bw / 1e9, m.peak / 1e9, m.simd.c_str(), rounds, kLayers);
+    table += line;
+    table += "| shape (fp16) | B | R | W | H | roofline (us) | aclnn us, median [min-max] | aclnn %roof | C++ us, median [min-max] | C++ %roof |\n";
+    table += "|---|---|---|---|---|---|---|---|---|---|\n";
+    for (const Shape& s : shapes) {
+      Data d(s, g);
+      const double roof = std::max(s.bytes(d.distinct) / m.bw, s.flops() / m.peak);
+      uint64_t ws_bytes = 0;
+      {
+        aclOpExecutor* ex = nullptr;
+        Slot& sl = d.slots[0];
+        CHECK(aclnnAddLoraGetWorkspaceSize(sl.ty, sl.tx, sl.tb, sl.tidx, sl.ta, 0, 1e-3, 0, -1, sl.ty, &ws_bytes, &ex) == 0);
+        CHECK(aclDestroyAclOpExecutor(ex) == 0 || true);
+      }
+      void* ws = nullptr;
+      if (ws_bytes) CHECK(aclrtMalloc(&ws, ws_bytes, ACL_MEM_MALLOC_HUGE_FIRST) == ACL_SUCCESS);
+      size_t slot = 0;
+      time_aclnn(d, stream, ws, ws_bytes, &slot);  // warm-up: pages, pool, caches of the code
+      time_cpp(d, &slot);
+      std::vector<double> ta, tc;
+      for (int r = 0; r < rounds; ++r) {  // interleaved, so drifts of the shared VM hit both
+        ta.push_back(time_aclnn(d, stream, ws, ws_bytes, &slot));
+        tc.push_back(time_cpp(d, &slot));
+      }
+      if (ws) aclrtFree(ws);
+      const Stat a = stat(ta), c = stat(tc);
+      std::snprintf(line, sizeof line,
+                    "| %s | %lld | %lld | %lld | %lld | %.1f | %.1f [%.1f-%.1f] | %.0f%% | %.1f [%.1f-%.1f] | %.0f%% |\n",
+                    s.what, (long long)s.B, (long long)s.R, (long long)s.W, (long long)s.H1, roof * 1e6, a.med * 1e6,
+                    a.lo * 1e6, a.hi * 1e6, 100 * roof / a.med, c.med * 1e6, c.lo * 1e6, c.hi * 1e6,
+                    100 * roof / c.med);
+      table += line;
+      std::fputs(line, stdout);
+      std::fflush(stdout);
+    }
+  }
+  CHECK(aclrtDestroyStream(stream) == ACL_SUCCESS);
+  aclrtResetDevice(0);
+  aclFinalize();
+  std::printf("%s", table.c_str());
+  if (!md.empty()) {
+    std::ofstream f(md, std::ios::app);
+    f << "\n## Through the entry points (bench/entry_bench)\n\nPer call, as a client pays it: aclnn = "
+         "GetWorkspaceSize + aclnnAddLora for each of 32 layers on a stream, then one synchronize; C++ = "
+         "addlora::add_lora (plans every call).  fp16, weights from DRAM, every adapter in use.\n"
+      << table;
+  }
+  return 0;
+}
