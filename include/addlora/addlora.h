@@ -74,9 +74,9 @@ struct Error {
   std::string message;   // "AddLora: <rule> (<values>)", the same text as the std::string* overloads
 };
 
-// exact: sums in fp64, every element within 1 ulp of the exact result (SPEC §1), the default
-//        and what aclnnAddLora uses.  fast: sums in fp32 (error ~1e-6 relative to
-//        |y| + |scale|·Σ|z||b|), for compute-bound shapes where that is enough.
+// One precision contract for every entry point and dtype (docs/contract.md §1): every element
+// within 1 ulp(result) + 2^-16·M of the exact result.  exact and fast are aliases of it, kept
+// so existing callers compile; both are accepted under either rule set.
 enum class Precision { exact, fast };
 
 struct Arguments {

@@ -88,14 +88,13 @@ struct RuleSet {
   const char* index_types;
   bool empty_batch;           // B == 0 accepted (nothing to do)
   bool per_adapter_inputs;    // ranks and scales accepted
-  bool exact_only;            // Precision::exact only
   const Limit* limits;
   size_t num_limits;
 };
 
-constexpr RuleSet kCann = {is_fp16, "FLOAT16", false, "INT32", false, false, true,
+constexpr RuleSet kCann = {is_fp16, "FLOAT16", false, "INT32", false, false,
                            kCannLimits, sizeof kCannLimits / sizeof kCannLimits[0]};
-constexpr RuleSet kGeneral = {is_float_type, "FLOAT16, BF16 or FLOAT", true, "INT32 or INT64", true, true, false,
+constexpr RuleSet kGeneral = {is_float_type, "FLOAT16, BF16 or FLOAT", true, "INT32 or INT64", true, true,
                               kGeneralLimits, sizeof kGeneralLimits / sizeof kGeneralLimits[0]};
 
 struct Named {
@@ -156,11 +155,10 @@ Status check_types(const Arguments& a, const RuleSet& rs, const std::vector<Name
   if (a.out.dtype != a.y.dtype)
     return fail(Status::invalid_param, ErrorKind::type, "out dtype must equal y dtype (out=%s, y=%s)",
                 dtype_name(a.out.dtype), dtype_name(a.y.dtype));
+  // exact and fast name the same precision contract; anything else is not a Precision.
   if (a.precision != Precision::exact && a.precision != Precision::fast)
     return fail(Status::invalid_param, ErrorKind::shape, "precision must be exact or fast (got %d)",
                 static_cast<int>(a.precision));
-  if (rs.exact_only && a.precision != Precision::exact)
-    return fail(Status::invalid_param, ErrorKind::shape, "the NPU rules compute with Precision::exact only");
   return Status::ok;
 }
 

@@ -100,6 +100,63 @@ TEST(Plan, MessagesNameTheRule) {
   EXPECT_EQ(make_plan(t.args(), Rules::general, nullptr, &msg), Status::null_pointer);
 }
 
+// The Error& overloads carry the kind next to the code and the same message: 161002 is a
+// type error for a dtype and a memory error for a stride.
+TEST(Plan, ErrorCarriesKind) {
+  Tiny t;
+  Plan plan;
+  Error e;
+  ASSERT_EQ(make_plan(t.args(), Rules::general, &plan, e), Status::ok);
+  EXPECT_EQ(e.kind, ErrorKind::none);
+  EXPECT_EQ(e.message, "");
+  Arguments g = t.args();
+  g.y_offset = 1;
+  EXPECT_EQ(make_plan(g, Rules::general, &plan, e), Status::invalid_shape);
+  EXPECT_EQ(e.status, Status::invalid_shape);
+  EXPECT_EQ(e.kind, ErrorKind::shape);
+  EXPECT_EQ(e.message, "AddLora: yOffset + H2 must be <= H3 (yOffset=1, H2=2, H3=2)");
+  g = t.args();
+  g.x.dtype = DType::i32;
+  EXPECT_EQ(add_lora(g, Rules::general, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::type);
+  g = t.args();
+  g.out = g.x;
+  EXPECT_EQ(add_lora(g, Rules::general, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::memory);
+  g = t.args();
+  g.x.data = nullptr;
+  EXPECT_EQ(add_lora(g, Rules::general, e), Status::null_pointer);
+  EXPECT_EQ(e.kind, ErrorKind::null);
+  EXPECT_EQ(e.message, "AddLora: x must not be null");
+  std::string msg;  // the std::string* overload reports the same text
+  EXPECT_EQ(add_lora(g, Rules::general, &msg), Status::null_pointer);
+  EXPECT_EQ(msg, e.message);
+}
+
+// Precision::exact and Precision::fast are aliases of one contract (docs/contract.md §1.2):
+// both are accepted under both rule sets; a value outside the enum is not.
+TEST(Plan, BothPrecisionsUnderBothRules) {
+  std::vector<uint16_t> x(16), a(16 * 16), b(16 * 16), y(16), out(16);
+  std::vector<int32_t> idx{0};
+  Arguments g;
+  g.y = TensorView::contiguous(y.data(), DType::f16, {1, 16});
+  g.out = TensorView::contiguous(out.data(), DType::f16, {1, 16});
+  g.x = TensorView::contiguous(x.data(), DType::f16, {1, 16});
+  g.weight_a = TensorView::contiguous(a.data(), DType::f16, {1, 1, 16, 16});
+  g.weight_b = TensorView::contiguous(b.data(), DType::f16, {1, 1, 16, 16});
+  g.indices = TensorView::contiguous(idx.data(), DType::i32, {1});
+  for (Rules rules : {Rules::cann, Rules::general})
+    for (Precision p : {Precision::exact, Precision::fast}) {
+      g.precision = p;
+      std::string msg;
+      EXPECT_EQ(add_lora(g, rules, &msg), Status::ok) << msg;
+    }
+  g.precision = static_cast<Precision>(7);
+  std::string msg;
+  EXPECT_EQ(add_lora(g, Rules::cann, &msg), Status::invalid_param);
+  EXPECT_EQ(msg, "AddLora: precision must be exact or fast (got 7)");
+}
+
 TEST(Plan, OutOfPlaceLeavesYAndAliasRules) {
   Tiny t;
   Arguments g = t.args();
