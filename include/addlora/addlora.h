@@ -157,6 +157,9 @@ int64_t nz_elements(const int64_t* dims, int ndim);
 Status nd_to_nz(const TensorView& src, void* dst, int64_t dst_elems, std::string* message = nullptr);
 // Unpacks NZ storage `src` (src_elems elements) into the ND view `dst` (its dims give the shape).
 Status nz_to_nd(const void* src, int64_t src_elems, const TensorView& dst, std::string* message = nullptr);
+// The same two conversions reporting a failure as an Error (status, kind and message).
+Status nd_to_nz(const TensorView& src, void* dst, int64_t dst_elems, Error& error);
+Status nz_to_nd(const void* src, int64_t src_elems, const TensorView& dst, Error& error);
 
 // Worker threads used by run(): default = hardware threads, or ADDLORA_NUM_THREADS.
 void set_num_threads(int n);

@@ -183,6 +183,44 @@ Status add_lora(const Arguments* slices, size_t num_slices, Rules rules, std::st
   return report(e, message);
 }
 
+namespace {
+
+// The kind of a failed NZ conversion.  layout.cc checks the ND view's presence, then its
+// dtype and layout, then the geometry of its dims, then sizes and memory; which of those
+// failed follows from the status and the view itself (no message is read).
+ErrorKind nz_kind(Status st, const TensorView& nd) {
+  if (st == Status::null_pointer) return ErrorKind::null;
+  if (st != Status::invalid_param) return ErrorKind::internal;
+  if ((nd.dtype != DType::f16 && nd.dtype != DType::bf16) || nd.layout != Layout::nd) return ErrorKind::type;
+  bool geometry = nd.ndim >= 2 && nd.ndim <= 8, empty = false;
+  for (int i = 0; geometry && i < nd.ndim; ++i) {
+    geometry = nd.dims[i] >= 0;
+    empty = empty || nd.dims[i] == 0;
+  }
+  if (!geometry || (!empty && nz_elements(nd.dims, nd.ndim) == 0)) return ErrorKind::shape;
+  return ErrorKind::memory;  // the NZ buffer's size, the view's offset, strides or storage
+}
+
+Status nz_report(Status st, const TensorView& nd, std::string&& message, Error& error) {
+  error = Error{};
+  if (st != Status::ok) error = Error{st, nz_kind(st, nd), std::move(message)};
+  return st;
+}
+
+}  // namespace
+
+Status nd_to_nz(const TensorView& src, void* dst, int64_t dst_elems, Error& error) {
+  std::string message;
+  const Status st = nd_to_nz(src, dst, dst_elems, &message);
+  return nz_report(st, src, std::move(message), error);
+}
+
+Status nz_to_nd(const void* src, int64_t src_elems, const TensorView& dst, Error& error) {
+  std::string message;
+  const Status st = nz_to_nd(src, src_elems, dst, &message);
+  return nz_report(st, dst, std::move(message), error);
+}
+
 void set_num_threads(int n) {
   // More workers than 8x the hardware threads only costs memory; a huge n would fail to
   // create its threads.

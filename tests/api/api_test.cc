@@ -50,6 +50,28 @@ TEST(Nz, RejectsBadArguments) {
   EXPECT_EQ(nz_elements(bad, 2), 0);
 }
 
+// The conversions' Error& overloads: a dtype is a type error, a short buffer a memory error,
+// a missing buffer a null error, a rank outside 2..8 a shape error.
+TEST(Nz, ErrorCarriesKind) {
+  std::vector<uint16_t> nd(16 * 16), nz(256);
+  TensorView v = TensorView::contiguous(nd.data(), DType::f16, {16, 16});
+  Error e;
+  EXPECT_EQ(nd_to_nz(v, nz.data(), 256, e), Status::ok);
+  EXPECT_EQ(e.kind, ErrorKind::none);
+  EXPECT_EQ(nd_to_nz(v, nz.data(), 255, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::memory);
+  EXPECT_EQ(e.message, "AddLora: NZ buffer is smaller than nz_elements(dims)");
+  EXPECT_EQ(nz_to_nd(nullptr, 256, v, e), Status::null_pointer);
+  EXPECT_EQ(e.kind, ErrorKind::null);
+  TensorView f = TensorView::contiguous(nd.data(), DType::f32, {8, 16});
+  EXPECT_EQ(nd_to_nz(f, nz.data(), 256, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::type);
+  EXPECT_EQ(e.message, "AddLora: FRACTAL_NZ conversion needs a 16-bit dtype");
+  TensorView r1 = TensorView::contiguous(nd.data(), DType::f16, {256});
+  EXPECT_EQ(nd_to_nz(r1, nz.data(), 256, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::shape);
+}
+
 // A one-row problem with exactly representable values (fp32) for exact expectations.
 struct Tiny {
   std::vector<float> x{1, 2}, a{3, 4}, b{1, 2}, y{100, 200}, out{0, 0}, x2{2, 0};
