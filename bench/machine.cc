@@ -31,49 +31,45 @@ T* alloc(size_t n) {
 
 // ---- machine ------------------------------------------------------------------------------
 
-__attribute__((target("avx512f"))) double fma_loop_avx512(int64_t iters) {
-  __m512 a[16];
-  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
-  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-  for (int64_t k = 0; k < iters; ++k)
-    for (int i = 0; i < 16; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
-  __m512 s = a[0];
-  for (int i = 1; i < 16; ++i) s = _mm512_add_ps(s, a[i]);
-  return _mm512_reduce_add_ps(s);
+// One FMA loop for every precision and width: kChains independent chains a = a * m + c on
+// vectors of T (GCC vector types), unrolled so every chain lives in a register.  GCC fuses
+// a * m + c into one FMA instruction where the target has it (the wrappers below enable it).
+// Returns a value depending on every lane so nothing is optimised away.
+template <class T, int kBytes, int kChains>
+__attribute__((always_inline)) inline double fma_chains(int64_t iters) {
+  typedef T V __attribute__((vector_size(kBytes)));
+  constexpr int kLanes = kBytes / static_cast<int>(sizeof(T));
+  V a[kChains];
+  for (int i = 0; i < kChains; ++i) a[i] = V{} + static_cast<T>(1.0 + i * 1e-3);
+  const V m = V{} + static_cast<T>(0.999999), c = V{} + static_cast<T>(1e-7);
+  for (int64_t k = 0; k < iters; ++k) {
+#pragma GCC unroll 32
+    for (int i = 0; i < kChains; ++i) a[i] = a[i] * m + c;
+  }
+  V s = a[0];
+  for (int i = 1; i < kChains; ++i) s += a[i];
+  double r = 0;
+  for (int l = 0; l < kLanes; ++l) r += static_cast<double>(s[l]);
+  return r;
 }
-__attribute__((target("avx512f"))) double fma_loop_avx512_f64(int64_t iters) {
-  __m512d a[16];
-  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_pd(1.0 + i * 1e-3);
-  const __m512d m = _mm512_set1_pd(0.999999), c = _mm512_set1_pd(1e-7);
-  for (int64_t k = 0; k < iters; ++k)
-    for (int i = 0; i < 16; ++i) a[i] = _mm512_fmadd_pd(a[i], m, c);
-  __m512d s = a[0];
-  for (int i = 1; i < 16; ++i) s = _mm512_add_pd(s, a[i]);
-  return _mm512_reduce_add_pd(s);
-}
-__attribute__((target("avx2,fma"))) double fma_loop_avx2_f64(int64_t iters) {
-  __m256d a[12];
-  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_pd(1.0 + i * 1e-3);
-  const __m256d m = _mm256_set1_pd(0.999999), c = _mm256_set1_pd(1e-7);
-  for (int64_t k = 0; k < iters; ++k)
-    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_pd(a[i], m, c);
-  double out[4];
-  __m256d s = a[0];
-  for (int i = 1; i < 12; ++i) s = _mm256_add_pd(s, a[i]);
-  _mm256_storeu_pd(out, s);
-  return out[0];
-}
-__attribute__((target("avx2,fma"))) double fma_loop_avx2(int64_t iters) {
-  __m256 a[12];
-  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(1.0f + i * 1e-3f);
-  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  for (int64_t k = 0; k < iters; ++k)
-    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
-  float out[8];
-  __m256 s = a[0];
-  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
-  _mm256_storeu_ps(out, s);
-  return out[0];
+
+// The widest FMA code of this CPU: 16 chains of 512-bit vectors (32 registers), else 12 of
+// 256-bit (16 registers), enough independent chains to cover the FMA latency.
+struct FmaLoops {
+  const char* simd;
+  double (*f32)(int64_t iters);
+  double (*f64)(int64_t iters);
+  double flops_f32, flops_f64;  // per iteration
+};
+__attribute__((target("avx512f"))) double fma_f32_avx512(int64_t n) { return fma_chains<float, 64, 16>(n); }
+__attribute__((target("avx512f"))) double fma_f64_avx512(int64_t n) { return fma_chains<double, 64, 16>(n); }
+__attribute__((target("avx2,fma"))) double fma_f32_avx2(int64_t n) { return fma_chains<float, 32, 12>(n); }
+__attribute__((target("avx2,fma"))) double fma_f64_avx2(int64_t n) { return fma_chains<double, 32, 12>(n); }
+
+FmaLoops fma_loops() {
+  if (__builtin_cpu_supports("avx512f"))
+    return {"AVX-512", fma_f32_avx512, fma_f64_avx512, 16 * 16 * 2, 16 * 8 * 2};
+  return {"AVX2+FMA", fma_f32_avx2, fma_f64_avx2, 12 * 8 * 2, 12 * 4 * 2};
 }
 
 template <class F>
@@ -120,29 +116,20 @@ Machine measure_machine(int threads) {
     best = std::min(best, s);
   }
   m.bw = words * 8.0 / best;
-  // FMA peak: independent FMA chains on every thread (AVX-512 if present, else AVX2).
-  const bool avx512 = __builtin_cpu_supports("avx512f");
-  m.simd = avx512 ? "AVX-512" : "AVX2+FMA";
+  // FMA peaks: the same loop on every thread, best of 3 passes, once per precision.
+  const FmaLoops loops = fma_loops();
+  m.simd = loops.simd;
   const int64_t iters = 20'000'000;
-  const double flops_per_iter = avx512 ? 16 * 16 * 2 : 12 * 8 * 2;
-  best = 1e30;
-  for (int pass = 0; pass < 3; ++pass) {
-    const double s = run_threads(threads, [&](int) {
-      const double r = avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
-      g_sink += static_cast<uint64_t>(r);
-    });
-    best = std::min(best, s);
-  }
-  m.peak = threads * iters * flops_per_iter / best;
-  best = 1e30;
-  for (int pass = 0; pass < 3; ++pass) {
-    const double s = run_threads(threads, [&](int) {
-      const double r = avx512 ? fma_loop_avx512_f64(iters) : fma_loop_avx2_f64(iters);
-      g_sink += static_cast<uint64_t>(r);
-    });
-    best = std::min(best, s);
-  }
-  m.peak64 = threads * iters * (flops_per_iter / 2) / best;
+  auto peak = [&](double (*loop)(int64_t), double flops_per_iter) {
+    double fastest = 1e30;
+    for (int pass = 0; pass < 3; ++pass) {
+      const double s = run_threads(threads, [&](int) { g_sink += static_cast<uint64_t>(loop(iters)); });
+      fastest = std::min(fastest, s);
+    }
+    return threads * iters * flops_per_iter / fastest;
+  };
+  m.peak = peak(loops.f32, loops.flops_f32);
+  m.peak64 = peak(loops.f64, loops.flops_f64);
   return m;
 }
 

@@ -5,7 +5,7 @@
 //     out[b, y_offset + n] = y[b, y_offset + n] + scale * (z . weight_b[i, layer]^T)[n],  n < S
 //   every other element of out equals y.
 //
-// Two rule sets: Rules::cann enforces exactly what aclnnAddLora accepts on the NPU (SPEC §2);
+// Two rule sets: Rules::cann enforces exactly what aclnnAddLora accepts on the NPU (docs/contract.md §2);
 // Rules::general lifts the hardware-driven limits (x16 alignment, R <= 128, W/L <= 32) and
 // accepts fp16, bf16 and fp32 tensors.  Validation happens once, in make_plan(); run() never
 // fails on a valid plan.  No SIMD and no third-party type leaks through this header.
@@ -27,7 +27,7 @@ const char* dtype_name(DType t);
 
 // A strided view into a buffer.  dims/strides/offset are in elements of dtype.
 // For Layout::fractal_nz (weights only) dims are the logical ND shape and strides are ignored:
-// the storage is the packed NZ layout of SPEC §5 starting at data + offset.
+// the storage is the packed NZ layout of docs/contract.md §5 starting at data + offset.
 struct TensorView {
   void* data = nullptr;          // base of the storage; nullptr = absent (optional inputs only)
   DType dtype = DType::f16;
@@ -53,9 +53,30 @@ enum class Status : int32_t {
 
 enum class Rules { cann, general };
 
-// exact: sums in fp64, every element within 1 ulp of the exact result (SPEC §1), the default
-//        and what aclnnAddLora uses.  fast: sums in fp32 (error ~1e-6 relative to
-//        |y| + |scale|·Σ|z||b|), for compute-bound shapes where that is enough.
+// Which group of rules a failure broke, independent of the status code (invalid_param covers
+// both a wrong dtype and a bad stride).  Lets a caller choose an exception type without
+// reading the message (e.g. Python: type -> TypeError, internal -> RuntimeError, the rest ->
+// ValueError).
+enum class ErrorKind : int32_t {
+  none = 0,      // success
+  null = 1,      // a required tensor, its data or an output pointer is missing
+  type = 2,      // a dtype or format outside what the rules accept, or dtypes that disagree
+  shape = 3,     // a rank, shape or attribute rule (layerIdx, yOffset, ySliceSize, limits, ...)
+  memory = 4,    // strides, storage offset, storage bounds, out overlapping itself or an input
+  internal = 5,  // allocation failure and other internal errors
+};
+
+// A failure as data: what make_plan() and add_lora() report through their Error& overloads.
+// On success status == Status::ok, kind == ErrorKind::none and message is empty.
+struct Error {
+  Status status = Status::ok;
+  ErrorKind kind = ErrorKind::none;
+  std::string message;   // "AddLora: <rule> (<values>)", the same text as the std::string* overloads
+};
+
+// One precision contract for every entry point and dtype (docs/contract.md §1): every element
+// within 1 ulp(result) + 2^-16·M of the exact result.  exact and fast are aliases of it, kept
+// so existing callers compile; both are accepted under either rule set.
 enum class Precision { exact, fast };
 
 struct Arguments {
@@ -103,7 +124,7 @@ class Plan {
   struct Impl;
  private:
   std::unique_ptr<Impl> impl_;
-  friend Status make_plan(const Arguments*, size_t, Rules, Plan*, std::string*);
+  friend Status make_plan(const Arguments*, size_t, Rules, Plan*, Error&);
 };
 
 // Validates `args` under `rules` and builds a plan.  On failure returns the status and, if
@@ -122,13 +143,23 @@ Status make_plan(const Arguments* slices, size_t num_slices, Rules rules, Plan* 
 Status add_lora(const Arguments* slices, size_t num_slices, Rules rules = Rules::general,
                 std::string* message = nullptr);
 
-// FRACTAL_NZ (SPEC §5) conversion of a stack of 16-bit matrices [..., M, N].
+// The same four calls reporting a failure as an Error (status, kind and message); `error` is
+// reset on entry.
+Status make_plan(const Arguments& args, Rules rules, Plan* plan, Error& error);
+Status make_plan(const Arguments* slices, size_t num_slices, Rules rules, Plan* plan, Error& error);
+Status add_lora(const Arguments& args, Rules rules, Error& error);
+Status add_lora(const Arguments* slices, size_t num_slices, Rules rules, Error& error);
+
+// FRACTAL_NZ (docs/contract.md §5) conversion of a stack of 16-bit matrices [..., M, N].
 // nz_elements: elements of the packed NZ storage for logical `dims` (0 on overflow).
 int64_t nz_elements(const int64_t* dims, int ndim);
 // Packs the ND view `src` (fp16/bf16, any strides) into `dst` (dst_elems elements, zero padded).
 Status nd_to_nz(const TensorView& src, void* dst, int64_t dst_elems, std::string* message = nullptr);
 // Unpacks NZ storage `src` (src_elems elements) into the ND view `dst` (its dims give the shape).
 Status nz_to_nd(const void* src, int64_t src_elems, const TensorView& dst, std::string* message = nullptr);
+// The same two conversions reporting a failure as an Error (status, kind and message).
+Status nd_to_nz(const TensorView& src, void* dst, int64_t dst_elems, Error& error);
+Status nz_to_nd(const void* src, int64_t src_elems, const TensorView& dst, Error& error);
 
 // Worker threads used by run(): default = hardware threads, or ADDLORA_NUM_THREADS.
 void set_num_threads(int n);

@@ -1,5 +1,6 @@
 // aclnnAddLora on the host: aclTensors become addlora::TensorViews, the C++ planner validates
-// them under Rules::cann (exactly what the NPU accepts), and the plan runs on the stream.
+// them under Rules::cann (exactly what the NPU accepts, docs/contract.md §2), and the plan runs
+// on the stream (docs/design.md follows one call through).
 #include "aclnnop/aclnn_add_lora.h"
 
 #include <limits>
@@ -9,6 +10,8 @@
 
 #include "addlora/addlora.h"
 #include "core/fault.h"
+#include "core/fields.h"
+#include "core/status.h"
 #include "runtime/internal.h"
 
 namespace {
@@ -54,11 +57,10 @@ struct AddLoraExecutor final : aclOpExecutor {
   std::function<void()> bind(void* workspace) override {
     if (repointed) {
       addlora::Plan fresh;
-      std::string message;
-      const addlora::Status st = addlora::make_plan(args, addlora::Rules::cann, &fresh, &message);
-      if (st != addlora::Status::ok) {
-        addlora_rt::set_error("%s (after re-pointing buffers)", message.c_str());
-        return {};
+      addlora::Error error;
+      if (addlora::make_plan(args, addlora::Rules::cann, &fresh, error) != addlora::Status::ok) {
+        addlora_rt::set_error("%s (after re-pointing buffers)", error.message.c_str());
+        return {};  // phase two reports ACLNN_ERR_PARAM_INVALID
       }
       plan = std::move(fresh);  // same shapes, so the same workspace size
       repointed = false;
@@ -68,13 +70,12 @@ struct AddLoraExecutor final : aclOpExecutor {
   }
 
   bool set_input_addr(uint64_t index, void* addr) override {
-    static constexpr addlora::TensorView addlora::Arguments::*kInputs[] = {
-        &addlora::Arguments::y, &addlora::Arguments::x, &addlora::Arguments::weight_b, &addlora::Arguments::indices,
-        &addlora::Arguments::weight_a};
-    if (index >= 5 || (index == 4 && args.weight_a.ndim == 0)) return false;
-    (args.*kInputs[index]).data = addr;
+    using addlora::detail::kInputs;
+    if (index >= addlora::detail::kNumInputs || (index == addlora::kInputWeightA && args.weight_a.ndim == 0))
+      return false;
+    (args.*kInputs[index].member).data = addr;
     // In place stays in place: out is the same view as y.
-    if (index == 0 && in_place()) args.out.data = addr;
+    if (index == addlora::kInputY && in_place()) args.out.data = addr;
     repointed = true;
     return true;
   }
@@ -90,9 +91,22 @@ struct AddLoraExecutor final : aclOpExecutor {
   bool in_place() const { return args.out.data == args.y.data && args.out.offset == args.y.offset; }
 };
 
-aclnnStatus fail(aclnnStatus code, const std::string& message) {
-  addlora_rt::set_error("%s", message.c_str());
-  return code;
+// The aclnn surface's one mapping: an Error becomes the thread's message and the aclnnStatus
+// (addlora::Status values are the aclnnStatus codes by construction).
+aclnnStatus report(const addlora::Error& e) {
+  static_assert(static_cast<aclnnStatus>(addlora::Status::null_pointer) == ACLNN_ERR_PARAM_NULLPTR &&
+                    static_cast<aclnnStatus>(addlora::Status::invalid_param) == ACLNN_ERR_PARAM_INVALID &&
+                    static_cast<aclnnStatus>(addlora::Status::internal) == ACLNN_ERR_INNER &&
+                    static_cast<aclnnStatus>(addlora::Status::invalid_shape) == ACLNN_ERR_INNER_TILING_ERROR,
+                "addlora::Status and aclnnStatus disagree");
+  addlora_rt::set_error("%s", e.message.c_str());
+  return static_cast<aclnnStatus>(e.status);
+}
+
+aclnnStatus report(addlora::Status status, addlora::ErrorKind kind, const std::string& text) {
+  addlora::Error e;
+  addlora::detail::fail(&e, status, kind, "", text);
+  return report(e);
 }
 
 }  // namespace
@@ -102,17 +116,19 @@ extern "C" aclnnStatus aclnnAddLoraGetWorkspaceSize(const aclTensor* y, const ac
                                                     int64_t layerIdx, double scale, int64_t yOffset,
                                                     int64_t ySliceSize, const aclTensor* out,
                                                     uint64_t* workspaceSize, aclOpExecutor** executor) {
+  using addlora::ErrorKind;
+  using addlora::Status;
   const struct { const char* name; const void* p; } required[] = {
       {"y", y}, {"x", x}, {"weightB", weightB}, {"indices", indices}, {"out", out},
       {"workspaceSize", workspaceSize}, {"executor", executor}};
   for (const auto& r : required)
-    if (r.p == nullptr) return fail(ACLNN_ERR_PARAM_NULLPTR, std::string("AddLora: ") + r.name + " must not be null");
+    if (r.p == nullptr) return report(Status::null_pointer, ErrorKind::null, std::string(r.name) + " must not be null");
   const struct { const char* name; const aclTensor* t; } tensors[] = {
       {"y", y}, {"x", x}, {"weightB", weightB}, {"indices", indices}, {"weightA", weightAOptional}, {"out", out}};
   for (const auto& t : tensors)
     if (t.t != nullptr && !addlora_rt::is_live_tensor(t.t))
-      return fail(ACLNN_ERR_PARAM_INVALID,
-                  std::string("AddLora: ") + t.name + " is not a live aclTensor (destroyed, or not from aclCreateTensor)");
+      return report(Status::invalid_param, ErrorKind::memory,
+                    std::string(t.name) + " is not a live aclTensor (destroyed, or not from aclCreateTensor)");
   try {
     addlora::Arguments args;
     args.y = to_view(y);
@@ -129,21 +145,20 @@ extern "C" aclnnStatus aclnnAddLoraGetWorkspaceSize(const aclTensor* y, const ac
     if (addlora::detail::allocation_fails()) throw std::bad_alloc();
     std::unique_ptr<AddLoraExecutor> e(new AddLoraExecutor);
     e->args = args;
-    std::string message;
-    const addlora::Status st = addlora::make_plan(args, addlora::Rules::cann, &e->plan, &message);
-    if (st != addlora::Status::ok) return fail(static_cast<aclnnStatus>(st), message);
+    addlora::Error error;
+    if (addlora::make_plan(args, addlora::Rules::cann, &e->plan, error) != Status::ok) return report(error);
     e->workspace_size = e->plan.workspace_bytes();
     const uint64_t bytes = e->workspace_size;
     aclOpExecutor* handle = addlora_rt::register_executor(std::move(e));
-    if (handle == nullptr) return fail(ACLNN_ERR_INNER, "AddLora: cannot register the executor");
+    if (handle == nullptr) return report(Status::internal, ErrorKind::internal, "cannot register the executor");
     *workspaceSize = bytes;
     *executor = handle;
     addlora_rt::clear_error();
     return ACLNN_SUCCESS;
   } catch (const std::bad_alloc&) {
-    return fail(ACLNN_ERR_INNER, "AddLora: out of memory while planning");
+    return report(Status::internal, ErrorKind::internal, "out of memory while planning");
   } catch (...) {
-    return fail(ACLNN_ERR_INNER, "AddLora: internal error while planning");
+    return report(Status::internal, ErrorKind::internal, "internal error while planning");
   }
 }
 

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "core/fault.h"
+#include "core/fields.h"
 #include "core/plan_impl.h"
+#include "core/status.h"
 #include "kernels/kernels.h"
 
 namespace addlora {
@@ -100,15 +102,47 @@ bool repoint(Plan::Impl* impl, TensorView Arguments::*field, void* data) {
 }  // namespace
 
 bool Plan::set_input_data(int index, void* data) {
-  static constexpr TensorView Arguments::*kInputs[] = {&Arguments::y, &Arguments::x, &Arguments::weight_b,
-                                                      &Arguments::indices, &Arguments::weight_a};
-  if (index < 0 || index >= 5) return false;
+  if (index < 0 || index >= static_cast<int>(detail::kNumInputs)) return false;
   if (index == kInputWeightA && !(impl_ && detail::has_weight_a(impl_->slices.front()))) return false;
-  return repoint(impl_.get(), kInputs[index], data);
+  return repoint(impl_.get(), detail::kInputs[index].member, data);
 }
 
 bool Plan::set_output_data(int index, void* data) {
-  return index == 0 && repoint(impl_.get(), &Arguments::out, data);
+  return index >= 0 && index < static_cast<int>(detail::kNumOutputs) &&
+         repoint(impl_.get(), detail::kOutputs[index].member, data);
+}
+
+namespace {
+
+// The C++ surface's one mapping: an Error becomes the returned status and, for the
+// std::string* overloads, the message (written only on failure, as always).
+Status report(const Error& e, std::string* message) {
+  if (e.status != Status::ok && message) *message = e.message;
+  return e.status;
+}
+
+}  // namespace
+
+Status make_plan(const Arguments& args, Rules rules, Plan* plan, Error& error) {
+  return make_plan(&args, 1, rules, plan, error);
+}
+
+Status make_plan(const Arguments* slices, size_t num_slices, Rules rules, Plan* plan, Error& error) {
+  error = Error{};
+  if (slices == nullptr || num_slices == 0)
+    return detail::fail(&error, Status::null_pointer, ErrorKind::null, "", "slices must not be null or empty");
+  if (plan == nullptr) return detail::fail(&error, Status::null_pointer, ErrorKind::null, "", "plan must not be null");
+  std::unique_ptr<Plan::Impl> impl(detail::allocation_fails() ? nullptr : new (std::nothrow) Plan::Impl);
+  if (!impl) return detail::out_of_memory(&error);
+  try {
+    impl->slices.assign(slices, slices + num_slices);
+    impl->rules = rules;
+    if (Status st = impl->rebuild(&error); st != Status::ok) return st;
+  } catch (const std::bad_alloc&) {
+    return detail::out_of_memory(&error);
+  }
+  plan->impl_ = std::move(impl);
+  return Status::ok;
 }
 
 Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* message) {
@@ -116,35 +150,26 @@ Status make_plan(const Arguments& args, Rules rules, Plan* plan, std::string* me
 }
 
 Status make_plan(const Arguments* slices, size_t num_slices, Rules rules, Plan* plan, std::string* message) {
-  if (slices == nullptr || num_slices == 0) {
-    if (message) *message = "AddLora: slices must not be null or empty";
-    return Status::null_pointer;
+  Error e;
+  make_plan(slices, num_slices, rules, plan, e);
+  return report(e, message);
+}
+
+Status add_lora(const Arguments& args, Rules rules, Error& error) { return add_lora(&args, 1, rules, error); }
+
+Status add_lora(const Arguments* slices, size_t num_slices, Rules rules, Error& error) {
+  Plan plan;
+  if (Status st = make_plan(slices, num_slices, rules, &plan, error); st != Status::ok) return st;
+  const uint64_t bytes = plan.workspace_bytes();
+  void* ws = nullptr;
+  if (bytes > 0) {
+    ws = detail::allocation_fails() ? nullptr : std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63});
+    if (!ws)
+      return detail::fail(&error, Status::internal, ErrorKind::internal, "",
+                          "cannot allocate the workspace (" + std::to_string(bytes) + " bytes)");
   }
-  if (plan == nullptr) {
-    if (message) *message = "AddLora: plan must not be null";
-    return Status::null_pointer;
-  }
-  std::unique_ptr<Plan::Impl> impl(detail::allocation_fails() ? nullptr : new (std::nothrow) Plan::Impl);
-  if (!impl) {
-    if (message) *message = "AddLora: out of memory while planning";
-    return Status::internal;
-  }
-  try {
-    impl->slices.assign(slices, slices + num_slices);
-  } catch (const std::bad_alloc&) {
-    if (message) *message = "AddLora: out of memory while planning";
-    return Status::internal;
-  }
-  impl->rules = rules;
-  Status st;
-  try {
-    st = impl->rebuild(message);
-  } catch (const std::bad_alloc&) {
-    if (message) *message = "AddLora: out of memory while planning";
-    return Status::internal;
-  }
-  if (st != Status::ok) return st;
-  plan->impl_ = std::move(impl);
+  plan.run(ws);
+  std::free(ws);
   return Status::ok;
 }
 
@@ -153,21 +178,47 @@ Status add_lora(const Arguments& args, Rules rules, std::string* message) {
 }
 
 Status add_lora(const Arguments* slices, size_t num_slices, Rules rules, std::string* message) {
-  Plan plan;
-  const Status st = make_plan(slices, num_slices, rules, &plan, message);
-  if (st != Status::ok) return st;
-  const uint64_t bytes = plan.workspace_bytes();
-  void* ws = nullptr;
-  if (bytes > 0) {
-    ws = detail::allocation_fails() ? nullptr : std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63});
-    if (!ws) {
-      if (message) *message = "AddLora: cannot allocate the workspace (" + std::to_string(bytes) + " bytes)";
-      return Status::internal;
-    }
+  Error e;
+  add_lora(slices, num_slices, rules, e);
+  return report(e, message);
+}
+
+namespace {
+
+// The kind of a failed NZ conversion.  layout.cc checks the ND view's presence, then its
+// dtype and layout, then the geometry of its dims, then sizes and memory; which of those
+// failed follows from the status and the view itself (no message is read).
+ErrorKind nz_kind(Status st, const TensorView& nd) {
+  if (st == Status::null_pointer) return ErrorKind::null;
+  if (st != Status::invalid_param) return ErrorKind::internal;
+  if ((nd.dtype != DType::f16 && nd.dtype != DType::bf16) || nd.layout != Layout::nd) return ErrorKind::type;
+  bool geometry = nd.ndim >= 2 && nd.ndim <= 8, empty = false;
+  for (int i = 0; geometry && i < nd.ndim; ++i) {
+    geometry = nd.dims[i] >= 0;
+    empty = empty || nd.dims[i] == 0;
   }
-  plan.run(ws);
-  std::free(ws);
-  return Status::ok;
+  if (!geometry || (!empty && nz_elements(nd.dims, nd.ndim) == 0)) return ErrorKind::shape;
+  return ErrorKind::memory;  // the NZ buffer's size, the view's offset, strides or storage
+}
+
+Status nz_report(Status st, const TensorView& nd, std::string&& message, Error& error) {
+  error = Error{};
+  if (st != Status::ok) error = Error{st, nz_kind(st, nd), std::move(message)};
+  return st;
+}
+
+}  // namespace
+
+Status nd_to_nz(const TensorView& src, void* dst, int64_t dst_elems, Error& error) {
+  std::string message;
+  const Status st = nd_to_nz(src, dst, dst_elems, &message);
+  return nz_report(st, src, std::move(message), error);
+}
+
+Status nz_to_nd(const void* src, int64_t src_elems, const TensorView& dst, Error& error) {
+  std::string message;
+  const Status st = nz_to_nd(src, src_elems, dst, &message);
+  return nz_report(st, dst, std::move(message), error);
 }
 
 void set_num_threads(int n) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "addlora/addlora.h"
+#include "core/status.h"
 
 namespace {
 
@@ -35,15 +36,23 @@ addlora::TensorView view(const addlora_tensor& t) {
   return v;
 }
 
+// The C surface's one mapping: an Error becomes the returned status and the thread's last
+// error message.
+int32_t report(const addlora::Error& e) {
+  t_last_error = e.message;
+  return static_cast<int32_t>(e.status);
+}
+
 }  // namespace
 
 extern "C" int32_t addlora_run(const addlora_args* a, int32_t strict) {
   t_last_error.clear();
-  if (a == nullptr) {
-    t_last_error = "AddLora: args must not be null";
-    return static_cast<int32_t>(addlora::Status::null_pointer);
-  }
+  addlora::Error error;
   try {
+    if (a == nullptr) {
+      addlora::detail::fail(&error, addlora::Status::null_pointer, addlora::ErrorKind::null, "", "args must not be null");
+      return report(error);
+    }
     addlora::Arguments args;
     args.y = view(a->y);
     args.x = view(a->x);
@@ -55,11 +64,11 @@ extern "C" int32_t addlora_run(const addlora_args* a, int32_t strict) {
     args.scale = a->scale;
     args.y_offset = a->y_offset;
     args.y_slice_size = a->y_slice_size;
-    const auto st = addlora::add_lora(args, strict ? addlora::Rules::cann : addlora::Rules::general, &t_last_error);
-    return static_cast<int32_t>(st);
+    addlora::add_lora(args, strict ? addlora::Rules::cann : addlora::Rules::general, error);
+    return report(error);
   } catch (...) {
-    t_last_error = "AddLora: out of memory";
-    return static_cast<int32_t>(addlora::Status::internal);
+    addlora::detail::fail(&error, addlora::Status::internal, addlora::ErrorKind::internal, "", "out of memory");
+    return report(error);
   }
 }
 

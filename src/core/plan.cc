@@ -5,6 +5,7 @@
 #include <new>
 
 #include "core/plan_impl.h"
+#include "core/status.h"
 #include "kernels/kernels.h"
 
 namespace addlora::detail {
@@ -82,48 +83,56 @@ namespace addlora {
 
 namespace {
 
-Status multi_fail(std::string* message, Status st, const std::string& text) {
-  if (message) *message = "AddLora: " + text;
-  return st;
+// A rule about how the slices of one call relate to each other.
+Status slice_fail(Error* error, Status st, const std::string& text) {
+  return detail::fail(error, st, st == Status::null_pointer ? ErrorKind::null : ErrorKind::shape, "", text);
+}
+
+// Shared inputs are the same view in every slice, and so are layerIdx and precision.
+Status check_shared(const Arguments& a, const Arguments& first, const std::string& which, Error* error) {
+  const struct { const char* name; const TensorView& mine; const TensorView& theirs; } shared[] = {
+      {"y", a.y, first.y}, {"x", a.x, first.x}, {"indices", a.indices, first.indices}, {"out", a.out, first.out}};
+  for (const auto& t : shared)
+    if (!detail::same_view(t.mine, t.theirs))
+      return slice_fail(error, Status::invalid_param, which + t.name + " must be the same view in every slice");
+  if (a.layer_idx != first.layer_idx || a.precision != first.precision)
+    return slice_fail(error, Status::invalid_param, which + "layerIdx and precision must be equal in every slice");
+  return Status::ok;
+}
+
+// Written column ranges of different slices must not overlap (each slice reads y there).
+Status check_disjoint_columns(const std::vector<detail::Problem>& built, Error* error) {
+  for (size_t i = 0; i < built.size(); ++i)
+    for (size_t j = i + 1; j < built.size(); ++j) {
+      const auto& p = built[i];
+      const auto& q = built[j];
+      if (p.S > 0 && q.S > 0 && p.y_offset < q.y_offset + q.S && q.y_offset < p.y_offset + p.S)
+        return slice_fail(error, Status::invalid_shape,
+                          "slices " + std::to_string(i) + " and " + std::to_string(j) +
+                              " write overlapping columns ([" + std::to_string(p.y_offset) + ", " +
+                              std::to_string(p.y_offset + p.S) + ") and [" + std::to_string(q.y_offset) + ", " +
+                              std::to_string(q.y_offset + q.S) + "))");
+    }
+  return Status::ok;
 }
 
 }  // namespace
 
-Status Plan::Impl::rebuild(std::string* message) {
-  if (slices.empty()) return multi_fail(message, Status::invalid_param, "at least one slice is needed");
+Status Plan::Impl::rebuild(Error* error) {
+  if (slices.empty()) return slice_fail(error, Status::invalid_param, "at least one slice is needed");
   std::vector<detail::Problem> built;
   built.reserve(slices.size());
   const Arguments& first = slices.front();
   for (size_t k = 0; k < slices.size(); ++k) {
     const Arguments& a = slices[k];
     const std::string which = slices.size() > 1 ? "slice " + std::to_string(k) + ": " : "";
-    if (k > 0) {
-      const struct { const char* name; const TensorView& mine; const TensorView& theirs; } shared[] = {
-          {"y", a.y, first.y}, {"x", a.x, first.x}, {"indices", a.indices, first.indices}, {"out", a.out, first.out}};
-      for (const auto& t : shared)
-        if (!detail::same_view(t.mine, t.theirs))
-          return multi_fail(message, Status::invalid_param, which + t.name + " must be the same view in every slice");
-      if (a.layer_idx != first.layer_idx || a.precision != first.precision)
-        return multi_fail(message, Status::invalid_param, which + "layerIdx and precision must be equal in every slice");
-    }
+    if (k > 0)
+      if (Status st = check_shared(a, first, which, error); st != Status::ok) return st;
     detail::Shape shape;
-    std::string m;
-    const Status st = detail::validate(a, rules, &shape, message ? &m : nullptr);
-    if (st != Status::ok) return multi_fail(message, st, which + (m.size() > 9 ? m.substr(9) : m));
+    if (Status st = detail::validate(a, rules, &shape, error, which); st != Status::ok) return st;
     built.push_back(detail::build_problem(a, shape));
   }
-  // Written column ranges of different slices must not overlap (each slice reads y there).
-  for (size_t i = 0; i < built.size(); ++i)
-    for (size_t j = i + 1; j < built.size(); ++j) {
-      const auto& p = built[i];
-      const auto& q = built[j];
-      if (p.S > 0 && q.S > 0 && p.y_offset < q.y_offset + q.S && q.y_offset < p.y_offset + p.S)
-        return multi_fail(message, Status::invalid_shape,
-                          "slices " + std::to_string(i) + " and " + std::to_string(j) +
-                              " write overlapping columns ([" + std::to_string(p.y_offset) + ", " +
-                              std::to_string(p.y_offset + p.S) + ") and [" + std::to_string(q.y_offset) + ", " +
-                              std::to_string(q.y_offset + q.S) + "))");
-    }
+  if (Status st = check_disjoint_columns(built, error); st != Status::ok) return st;
   // Slices after the first update out in place: y has been copied to out by the first.
   for (size_t k = 1; k < built.size(); ++k) {
     built[k].y = built[k].out;

@@ -15,8 +15,9 @@ struct Plan::Impl {
   Rules rules = Rules::general;
   std::vector<detail::Problem> problems;
   uint64_t workspace = 0;
-  // Validates the slices and rebuilds problems/workspace; leaves them untouched on failure.
-  Status rebuild(std::string* message);
+  // Validates the slices and rebuilds problems/workspace; leaves them untouched on failure,
+  // then fills `error` (when non-null).
+  Status rebuild(Error* error);
 };
 
 namespace detail {

@@ -1,5 +1,5 @@
-// Validation of Arguments: every rule of SPEC §2 (Rules::cann) or the lifted general rules,
-// one precise message per failed check.  Runs once, in planning.
+// Validation of Arguments: every rule of docs/contract.md §2 (Rules::cann) or the lifted
+// general rules, one precise message per failed check.  Runs once, in planning.
 #pragma once
 #include <string>
 
@@ -19,8 +19,9 @@ bool has_weight_a(const Arguments& a);
 // The two views address the same elements in the same way (e.g. out is y: in place).
 bool same_view(const TensorView& a, const TensorView& b);
 
-// Returns Status::ok and fills `shape`, or the status of the first failed rule with a
-// message "AddLora: <rule> (<values>)".
-Status validate(const Arguments& a, Rules rules, Shape* shape, std::string* message);
+// Returns Status::ok and fills `shape`, or the status of the first failed rule; `error` (when
+// non-null) then holds the status, the kind and the message "AddLora: <context><rule>
+// (<values>)".  `context` names the slice of a multi-slice call ("slice 1: "), else "".
+Status validate(const Arguments& a, Rules rules, Shape* shape, Error* error, const std::string& context = "");
 
 }  // namespace addlora::detail

@@ -50,6 +50,28 @@ TEST(Nz, RejectsBadArguments) {
   EXPECT_EQ(nz_elements(bad, 2), 0);
 }
 
+// The conversions' Error& overloads: a dtype is a type error, a short buffer a memory error,
+// a missing buffer a null error, a rank outside 2..8 a shape error.
+TEST(Nz, ErrorCarriesKind) {
+  std::vector<uint16_t> nd(16 * 16), nz(256);
+  TensorView v = TensorView::contiguous(nd.data(), DType::f16, {16, 16});
+  Error e;
+  EXPECT_EQ(nd_to_nz(v, nz.data(), 256, e), Status::ok);
+  EXPECT_EQ(e.kind, ErrorKind::none);
+  EXPECT_EQ(nd_to_nz(v, nz.data(), 255, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::memory);
+  EXPECT_EQ(e.message, "AddLora: NZ buffer is smaller than nz_elements(dims)");
+  EXPECT_EQ(nz_to_nd(nullptr, 256, v, e), Status::null_pointer);
+  EXPECT_EQ(e.kind, ErrorKind::null);
+  TensorView f = TensorView::contiguous(nd.data(), DType::f32, {8, 16});
+  EXPECT_EQ(nd_to_nz(f, nz.data(), 256, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::type);
+  EXPECT_EQ(e.message, "AddLora: FRACTAL_NZ conversion needs a 16-bit dtype");
+  TensorView r1 = TensorView::contiguous(nd.data(), DType::f16, {256});
+  EXPECT_EQ(nd_to_nz(r1, nz.data(), 256, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::shape);
+}
+
 // A one-row problem with exactly representable values (fp32) for exact expectations.
 struct Tiny {
   std::vector<float> x{1, 2}, a{3, 4}, b{1, 2}, y{100, 200}, out{0, 0}, x2{2, 0};
@@ -98,6 +120,63 @@ TEST(Plan, MessagesNameTheRule) {
   EXPECT_EQ(msg, "AddLora: yOffset + H2 must be <= H3 (yOffset=1, H2=2, H3=2)");
   EXPECT_FALSE(plan.valid());
   EXPECT_EQ(make_plan(t.args(), Rules::general, nullptr, &msg), Status::null_pointer);
+}
+
+// The Error& overloads carry the kind next to the code and the same message: 161002 is a
+// type error for a dtype and a memory error for a stride.
+TEST(Plan, ErrorCarriesKind) {
+  Tiny t;
+  Plan plan;
+  Error e;
+  ASSERT_EQ(make_plan(t.args(), Rules::general, &plan, e), Status::ok);
+  EXPECT_EQ(e.kind, ErrorKind::none);
+  EXPECT_EQ(e.message, "");
+  Arguments g = t.args();
+  g.y_offset = 1;
+  EXPECT_EQ(make_plan(g, Rules::general, &plan, e), Status::invalid_shape);
+  EXPECT_EQ(e.status, Status::invalid_shape);
+  EXPECT_EQ(e.kind, ErrorKind::shape);
+  EXPECT_EQ(e.message, "AddLora: yOffset + H2 must be <= H3 (yOffset=1, H2=2, H3=2)");
+  g = t.args();
+  g.x.dtype = DType::i32;
+  EXPECT_EQ(add_lora(g, Rules::general, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::type);
+  g = t.args();
+  g.out = g.x;
+  EXPECT_EQ(add_lora(g, Rules::general, e), Status::invalid_param);
+  EXPECT_EQ(e.kind, ErrorKind::memory);
+  g = t.args();
+  g.x.data = nullptr;
+  EXPECT_EQ(add_lora(g, Rules::general, e), Status::null_pointer);
+  EXPECT_EQ(e.kind, ErrorKind::null);
+  EXPECT_EQ(e.message, "AddLora: x must not be null");
+  std::string msg;  // the std::string* overload reports the same text
+  EXPECT_EQ(add_lora(g, Rules::general, &msg), Status::null_pointer);
+  EXPECT_EQ(msg, e.message);
+}
+
+// Precision::exact and Precision::fast are aliases of one contract (docs/contract.md §1.2):
+// both are accepted under both rule sets; a value outside the enum is not.
+TEST(Plan, BothPrecisionsUnderBothRules) {
+  std::vector<uint16_t> x(16), a(16 * 16), b(16 * 16), y(16), out(16);
+  std::vector<int32_t> idx{0};
+  Arguments g;
+  g.y = TensorView::contiguous(y.data(), DType::f16, {1, 16});
+  g.out = TensorView::contiguous(out.data(), DType::f16, {1, 16});
+  g.x = TensorView::contiguous(x.data(), DType::f16, {1, 16});
+  g.weight_a = TensorView::contiguous(a.data(), DType::f16, {1, 1, 16, 16});
+  g.weight_b = TensorView::contiguous(b.data(), DType::f16, {1, 1, 16, 16});
+  g.indices = TensorView::contiguous(idx.data(), DType::i32, {1});
+  for (Rules rules : {Rules::cann, Rules::general})
+    for (Precision p : {Precision::exact, Precision::fast}) {
+      g.precision = p;
+      std::string msg;
+      EXPECT_EQ(add_lora(g, rules, &msg), Status::ok) << msg;
+    }
+  g.precision = static_cast<Precision>(7);
+  std::string msg;
+  EXPECT_EQ(add_lora(g, Rules::cann, &msg), Status::invalid_param);
+  EXPECT_EQ(msg, "AddLora: precision must be exact or fast (got 7)");
 }
 
 TEST(Plan, OutOfPlaceLeavesYAndAliasRules) {
