@@ -147,14 +147,13 @@ void paired(const std::function<void(int)>& first, const std::function<void(int)
 }
 
 // One in-place call with the weights of rotation slot i, ND or NZ, with optional per-adapter
-// ranks; Precision::exact unless fast.
+// ranks.
 std::function<void(int)> single_call(Activations& act, Weights& A, Weights& Bw, bool nz,
-                                     const std::vector<int32_t>* ranks, bool fast = false) {
-  return [&act, &A, &Bw, nz, ranks, fast](int i) {
+                                     const std::vector<int32_t>* ranks) {
+  return [&act, &A, &Bw, nz, ranks](int i) {
     Arguments g;
     act.relabel(i, A.copies);
     act.fill(&g);
-    if (fast) g.precision = addlora::Precision::fast;
     g.weight_a = A.view(i, nz);
     g.weight_b = Bw.view(i, nz);
     if (ranks) g.ranks = TensorView::contiguous(const_cast<int32_t*>(ranks->data()), DType::i32, {A.W});
@@ -177,26 +176,23 @@ int main(int argc, char** argv) {
   std::mt19937 gen(7);
   std::printf("\n## Library-API features (bench/features_bench, %d threads, SIMD target %s)\n\n",
               addlora::num_threads(), addlora::simd_target());
-  std::printf("fp16, H1 = 4096, in place, Precision::exact (unless the shape says fast), weights rotating over "
+  std::printf("fp16, H1 = 4096, in place, weights rotating over "
               "> 96 MiB (DRAM) unless the shape says L3.  "
               "Ratio = first / second (above 1: the second is faster).\n\n");
   std::printf("| feature | shape | first | second | ratio |\n|---|---|---|---|---|\n");
 
   // ---- FRACTAL_NZ vs ND ---------------------------------------------------------------------
-  struct NzRow { int64_t B, R; bool fast, hot; };
-  for (const NzRow nzr : {NzRow{1, 64, false, false}, {64, 64, false, false}, {1, 128, false, false},
-                          {8, 128, false, false}, {8, 64, true, false}, {1, 128, true, false}, {1, 128, false, true},
-                          {1, 128, true, true}}) {
+  struct NzRow { int64_t B, R; bool hot; };
+  for (const NzRow nzr : {NzRow{1, 64, false}, {64, 64, false}, {1, 128, false}, {8, 128, false}, {8, 64, false},
+                          {1, 128, true}}) {
     const int64_t W = 8, H = 4096, B = nzr.B, R = nzr.R;
     Weights A(W, R, H, gen, true, !nzr.hot), Bw(W, H, R, gen, true, !nzr.hot);
     Activations act(B, H, H, W, gen);
     double t[2];
-    paired(single_call(act, A, Bw, false, nullptr, nzr.fast), single_call(act, A, Bw, true, nullptr, nzr.fast), min_time,
-           &t[0], &t[1]);
+    paired(single_call(act, A, Bw, false, nullptr), single_call(act, A, Bw, true, nullptr), min_time, &t[0], &t[1]);
     char shape[96];
-    std::snprintf(shape, sizeof shape, "B=%lld W=%lld R=%lld H2=4096%s%s", static_cast<long long>(B),
-                  static_cast<long long>(W), static_cast<long long>(R), nzr.fast ? ", fast" : "",
-                  nzr.hot ? ", 16 MiB of weights (L3)" : "");
+    std::snprintf(shape, sizeof shape, "B=%lld W=%lld R=%lld H2=4096%s", static_cast<long long>(B),
+                  static_cast<long long>(W), static_cast<long long>(R), nzr.hot ? ", 16 MiB of weights (L3)" : "");
     row("FRACTAL_NZ weights", shape, t[0], t[1], "ND", "NZ");
   }
 

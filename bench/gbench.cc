@@ -36,7 +36,6 @@ void args(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK_CAPTURE(run_case, addlora, bench::Impl::addlora)->Apply(args);
-BENCHMARK_CAPTURE(run_case, addlora_fast, bench::Impl::addlora_fast)->Apply(args);
 BENCHMARK_CAPTURE(run_case, grouped_sgemm, bench::Impl::blas)->Apply(args);
 
 }  // namespace

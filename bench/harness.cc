@@ -81,7 +81,6 @@ std::string Shape::str() const {
 const char* impl_name(Impl i) {
   switch (i) {
     case Impl::addlora: return "addlora";
-    case Impl::addlora_fast: return "addlora fast";
     case Impl::plain: return "plain loop";
     case Impl::gather: return "per-token gather";
     default: return "grouped sgemm";
@@ -111,7 +110,7 @@ struct Dataset::Impl_ {
   std::vector<int64_t> gstart, gadapter;
   float *bufA = nullptr, *bufB = nullptr, *xv = nullptr, *zv = nullptr, *dv = nullptr, *zg = nullptr;
 
-  addlora::detail::Problem problem(int w, int a, bool fast = false) const {
+  addlora::detail::Problem problem(int w, int a) const {
     addlora::detail::Problem p;
     p.B = s.B; p.H1 = s.H1; p.H2 = s.H2; p.H3 = s.H2; p.R = s.R; p.W = s.W; p.S = s.H2;
     p.scale = scale;
@@ -119,7 +118,6 @@ struct Dataset::Impl_ {
     p.y = {Y[a], addlora::DType::f16, s.H2, 1};
     p.out = p.y;
     p.in_place = true;
-    p.fast_accumulate = fast;
     p.indices = idx_shift[shift].data();
     p.has_a = true;
     p.a = {A[w], addlora::DType::f16, addlora::Layout::nd, s.R * s.H1, s.H1, 1};
@@ -226,7 +224,6 @@ void Dataset::run(Impl impl) {
   ++d.calls;
   switch (impl) {
     case Impl::addlora: addlora::kernels::execute(d.problem(w, a), d.ws); break;
-    case Impl::addlora_fast: addlora::kernels::execute(d.problem(w, a, true), d.ws); break;
     case Impl::plain: addlora::kernels::execute_portable(d.problem(w, a), d.ws); break;
     case Impl::gather:
       for (int64_t b = 0; b < s.B; ++b) {

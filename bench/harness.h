@@ -22,7 +22,7 @@ struct Shape {
   double flops() const { return 2.0 * B * R * (H1 + H2); }
 };
 
-enum class Impl { addlora, addlora_fast, plain, gather, blas };  // addlora: Precision::exact (fp64 sums)
+enum class Impl { addlora, plain, gather, blas };  // addlora: the library's kernels (one precision)
 const char* impl_name(Impl i);
 
 // Allocated data for one shape, rotating over enough copies to exceed the last-level cache.

@@ -42,7 +42,7 @@ def main():
         pts = [r for r in rows if int(r["threads"]) == t]
         ax.scatter([float(r["flops"]) / float(r["bytes"]) for r in pts],
                    [float(r["flops"]) / float(r["seconds"]) / 1e9 for r in pts],
-                   color=color, marker=styles[t][1], s=22, label=f"addlora (exact, default), {t} thread(s)", zorder=3)
+                   color=color, marker=styles[t][1], s=22, label=f"addlora, {t} thread(s)", zorder=3)
         fast = [r for r in pts if float(r.get("fast_seconds") or 0) > 0]
         if fast:
             ax.scatter([float(r["flops"]) / float(r["bytes"]) for r in fast],

@@ -1,6 +1,6 @@
 /* aclnnAddLora: multi-LoRA batch gather matmul (CANN operator API, host CPU implementation).
  * Two-phase call: aclnnAddLoraGetWorkspaceSize validates and plans, aclnnAddLora enqueues the
- * computation on a stream.  Semantics, rules and codes: README.md and SPEC §1-3. */
+ * computation on a stream.  Semantics, rules and codes: README.md and docs/contract.md §1-3. */
 #ifndef OP_API_INC_ADD_LORA_H_
 #define OP_API_INC_ADD_LORA_H_
 

@@ -1,4 +1,4 @@
-// ND <-> FRACTAL_NZ conversion (SPEC §5): [.., M, N] is stored as [.., ceil(N/16), ceil(M/16), 16, 16],
+// ND <-> FRACTAL_NZ conversion (docs/contract.md §5): [.., M, N] is stored as [.., ceil(N/16), ceil(M/16), 16, 16],
 // element (m, n) at block (n/16, m/16), position (m%16, n%16), padding zero.
 #include <cstring>
 #include <limits>

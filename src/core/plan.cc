@@ -62,7 +62,6 @@ Problem build_problem(const Arguments& a, const Shape& s) {
   p.indices = at(a.indices, a.indices.offset);
   p.index_dtype = a.indices.dtype;
   p.index_stride = a.indices.strides[0];
-  p.fast_accumulate = a.precision == Precision::fast;
   if (a.ranks.data != nullptr) {
     p.ranks = reinterpret_cast<const int32_t*>(at(a.ranks, a.ranks.offset));
     p.ranks_stride = a.ranks.strides[0];

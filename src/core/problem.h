@@ -9,7 +9,7 @@ namespace addlora::detail {
 
 // A weight matrix family [W, M, N] at the selected layer: element (w, m, n) of adapter w.
 // ND:  base + w*adapter_stride + m*row_stride + n*col_stride            (elements)
-// NZ:  base + w*adapter_stride + (n/16)*(ceil(M/16)*256) + m*16 + n%16   (SPEC §5, zero padded)
+// NZ:  base + w*adapter_stride + (n/16)*(ceil(M/16)*256) + m*16 + n%16   (docs/contract.md §5, zero padded)
 struct WeightDesc {
   const void* base = nullptr;   // element (0, 0, 0) of the layer (offset and layer applied)
   DType dtype = DType::f16;
@@ -36,7 +36,7 @@ struct Problem {
   int64_t W = 0;          // adapters; indices outside [0, W) mean "no adapter"
   int64_t S = 0;          // columns written: out[:, y_offset : y_offset + S]
   int64_t y_offset = 0;
-  double scale = 1.0;    // kept in double: the exact path multiplies in fp64
+  double scale = 1.0;    // as given; the kernels apply it in fp32 (docs/contract.md §1.3)
 
   MatrixDesc x, y;
   MatrixDesc out;         // base is writable (const_cast at the kernel boundary is fine)
@@ -52,9 +52,6 @@ struct Problem {
   int64_t ranks_stride = 1;
   const float* scales = nullptr;
   int64_t scales_stride = 1;
-
-  // Precision::fast: fp32 sums are enough; otherwise sums are fp64 (SPEC §1's 1 ulp).
-  bool fast_accumulate = false;
 
   bool has_a = false;
   WeightDesc a;           // [W, R, H1]  (m = r, n = h1)

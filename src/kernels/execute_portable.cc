@@ -2,7 +2,7 @@
 // Products and sums in fp64 (at scalar speed that costs nothing over fp32), one final rounding
 // (fp16/bf16 outputs via a round-to-odd fp32 step, so the double rounding is exact).  It is
 // execute()'s generic path (strides the SIMD kernels do not take) for both precisions: fp64
-// sums meet SPEC §1 even where the dot products cancel internally.
+// sums meet docs/contract.md §1 even where the dot products cancel internally.
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -1,7 +1,7 @@
 // Independent fp64 oracle for AddLora (tests and benchmarks only).
 //
 // Computes the operator straight from an addlora::Arguments: its own element addressing
-// (ND strides + offset, FRACTAL_NZ per SPEC §5), its own index decoding (int32 / int64,
+// (ND strides + offset, FRACTAL_NZ per docs/contract.md §5), its own index decoding (int32 / int64,
 // strided), fp16 / bf16 / fp32 element reads.  It deliberately shares nothing with src/core
 // except numeric.h (the exhaustively tested scalar conversions), so a bug in the planner's
 // addressing cannot hide in the oracle too.  Arguments are assumed valid: the oracle is for
@@ -20,7 +20,7 @@ namespace addlora::ref {
 size_t element_size(DType t);
 
 // Storage element offset (from view.data) of the logical element `idx` (ndim indices).
-// ND: offset + sum idx[k]*strides[k].  FRACTAL_NZ: the packed layout of SPEC §5, where the
+// ND: offset + sum idx[k]*strides[k].  FRACTAL_NZ: the packed layout of docs/contract.md §5, where the
 // leading dims (all but the last two) are flattened into the matrix index t.
 int64_t element_offset(const TensorView& v, const int64_t* idx);
 

@@ -32,7 +32,7 @@ constexpr uint16_t kBf16Sentinel = 0x7fa5;
 constexpr uint32_t kFloatSentinel = 0x7fcada5au;
 
 // Packs row-major logical matrices [T, M, N] (raw element bits, `esize` bytes each) into
-// FRACTAL_NZ [T, ceil(N/16), ceil(M/16), 16, 16] with zero padding (SPEC §5).
+// FRACTAL_NZ [T, ceil(N/16), ceil(M/16), 16, 16] with zero padding (docs/contract.md §5).
 std::vector<uint8_t> pack_nz(const std::vector<uint8_t>& nd, int64_t T, int64_t M, int64_t N, size_t esize);
 
 // Row-major strides for `dims` with an inner (column) stride and extra elements after every

@@ -26,7 +26,7 @@ TEST(Nz, RoundTripAndLayout) {
   TensorView v = TensorView::contiguous(nd.data(), DType::f16, {2, 3, 20, 37});
   std::vector<uint16_t> packed(nz, 0xffff);
   ASSERT_EQ(nd_to_nz(v, packed.data(), nz), Status::ok);
-  // SPEC §5: (t, m, n) at t*(N1*M1*256) + (n/16)*(M1*256) + m*16 + n%16.
+  // docs/contract.md §5: (t, m, n) at t*(N1*M1*256) + (n/16)*(M1*256) + m*16 + n%16.
   const int64_t t = 4, m = 19, n = 33;
   EXPECT_EQ(packed[t * 3 * 2 * 256 + (n / 16) * 2 * 256 + m * 16 + n % 16], nd[(t * 20 + m) * 37 + n]);
   // Padding (m = 20..31 of the second row block) is zero.

@@ -1,5 +1,5 @@
 // Kernel tests: every SIMD target compiled into this build and supported by this CPU, against
-// the independent fp64 oracle (src/reference) with SPEC §1's tolerance, on sweeps of shapes
+// the independent fp64 oracle (src/reference) with the precision contract's bound (docs/contract.md §1.2), on sweeps of shapes
 // (ragged H and R, B up to 300), layouts (ND row-strided, ND column-strided -> generic path,
 // FRACTAL_NZ), dtypes (fp16 / bf16 / fp32, mixed), in place and out of place.  Sentinels
 // around every buffer catch stray reads (NaN poisons the result) and writes; a guarded

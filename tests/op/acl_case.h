@@ -28,7 +28,7 @@ class AclEnvironment : public ::testing::Environment {
   void TearDown() override;
 };
 
-// How NZ weights describe their storage: the NZ shape, or flat [numel] (SPEC §5).
+// How NZ weights describe their storage: the NZ shape, or flat [numel] (docs/contract.md §5).
 enum class NzStorage { nz_shape, flat };
 
 // One TestTensor on the device.

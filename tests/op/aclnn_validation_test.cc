@@ -1,4 +1,4 @@
-// One test per validation rule of SPEC §2, through aclnnAddLoraGetWorkspaceSize: the exact
+// One test per validation rule of docs/contract.md §2, through aclnnAddLoraGetWorkspaceSize: the exact
 // status code, and a non-empty aclGetRecentErrMsg() naming the parameter.  Each case starts
 // from a valid call (B 4, H1 32, H2 32, H3 48, R 16, W 2, L 2, with weight A) and breaks one
 // thing.  Data is zero: validation must not depend on it.
@@ -245,7 +245,7 @@ TEST(AclnnValidation, OutOverlappingXIsRejected) {
 }
 
 // Views that would make out write an element twice, or inputs with zero strides: rejected
-// (SPEC §4 allows any positive strides), with the parameter named.
+// (docs/contract.md §4 allows any positive strides), with the parameter named.
 TEST(AclnnValidation, NonPositiveStridesAndSelfOverlappingOut) {
   std::string msg;
   Call c;

@@ -182,7 +182,7 @@ TEST(CppApi, Corners) {
   }
 }
 
-// Results are bitwise identical across runs and thread counts (SPEC §1).
+// Results are bitwise identical across runs and thread counts (docs/contract.md §1).
 TEST(CppApi, BitwiseIdenticalAcrossThreadCountsAndRuns) {
   CaseSpec c;
   c.B = 283; c.H1 = 512; c.H2 = 1024; c.H3 = 1040; c.R = 64; c.W = 7; c.L = 3; c.layer = 2; c.y_offset = 5;

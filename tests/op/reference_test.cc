@@ -1,5 +1,5 @@
 // The oracle itself against small cases computed by hand (numbers in the comments), its
-// addressing (ND strides, FRACTAL_NZ), the test-data packer and the SPEC §1 checker.
+// addressing (ND strides, FRACTAL_NZ), the test-data packer and the docs/contract.md §1 checker.
 #include <gtest/gtest.h>
 
 #include <cmath>

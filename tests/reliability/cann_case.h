@@ -25,7 +25,7 @@ class CannCase {
   void release();
   // Runs phase one + two on `stream`, returns the first non-zero status.
   int run(aclrtStream stream, void** workspace_out);
-  // out read back and compared with the oracle; true when within SPEC §1's target.
+  // out read back and compared with the oracle; true when within the precision contract (docs/contract.md §1.2).
   bool out_matches();
   // out read back equals its initial contents (no half-written result).
   bool out_untouched();
