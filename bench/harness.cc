@@ -22,8 +22,8 @@
 #include <random>
 #include <thread>
 
-#include "core/numeric.h"
-#include "core/problem.h"
+#include "model/numeric.h"
+#include "model/problem.h"
 #include "kernels/kernels.h"
 
 extern "C" void openblas_set_num_threads(int);

@@ -12,19 +12,11 @@
 #include "core/plan_impl.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "model/dtype.h"
 
 namespace addlora {
 
-size_t dtype_size(DType t) {
-  switch (t) {
-    case DType::f16:
-    case DType::bf16: return 2;
-    case DType::f32:
-    case DType::i32: return 4;
-    case DType::i64: return 8;
-  }
-  return 1;  // unknown dtypes are rejected by validation before any size matters
-}
+size_t dtype_size(DType t) { return model::element_size(t); }
 
 const char* dtype_name(DType t) {
   switch (t) {

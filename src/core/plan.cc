@@ -30,7 +30,7 @@ WeightDesc weight(const TensorView& v, int64_t layer) {
   d.dtype = v.dtype;
   d.layout = v.layout;
   if (v.layout == Layout::fractal_nz) {
-    const int64_t block = ((v.dims[2] + 15) / 16) * ((v.dims[3] + 15) / 16) * 256;
+    const int64_t block = model::nz_matrix_elements(v.dims[2], v.dims[3]);
     d.adapter_stride = v.dims[1] * block;
     d.base = at(v, v.offset + layer * block);
   } else {

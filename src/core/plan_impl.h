@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "addlora/addlora.h"
-#include "core/problem.h"
+#include "model/problem.h"
 #include "core/validate.h"
 
 namespace addlora {

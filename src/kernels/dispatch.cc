@@ -15,14 +15,12 @@
 
 #include <strings.h>
 
-#include "core/numeric.h"
+#include "model/numeric.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
 #include "kernels/work.h"
 
 namespace addlora::kernels {
-
-uint64_t workspace_bytes_portable(const detail::Problem& p);
 
 namespace {
 
@@ -189,7 +187,7 @@ float load_scalar(const void* base, DType t, int64_t i) {
   }
 }
 
-size_t esize(DType t) { return t == DType::f32 ? 4 : 2; }
+size_t esize(DType t) { return model::element_size(t); }
 
 void copy_row(const Problem& p, int64_t b) {  // out[b, :] = y[b, :]
   const size_t es = esize(p.y.dtype);

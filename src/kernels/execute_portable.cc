@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/numeric.h"
+#include "model/numeric.h"
 #include "kernels/kernels.h"
 
 namespace addlora::kernels {

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/problem.h"
+#include "model/problem.h"
 
 namespace addlora::kernels {
 
@@ -30,6 +30,7 @@ void execute(const detail::Problem* ps, size_t n, void* workspace);
 // Plain C++ baseline (scalar, one thread, fp64 sums, grouped by adapter).  Meets the same
 // contract as execute() (more tightly); also its generic-stride path.
 void execute_portable(const detail::Problem& p, void* workspace);
+uint64_t workspace_bytes_portable(const detail::Problem& p);  // its scratch (execute() sizes for both)
 
 // Thread pool and SIMD target control (backing addlora::set_num_threads & co).
 // Default threads: ADDLORA_NUM_THREADS, else the hardware threads.  simd_target(): "AVX3",

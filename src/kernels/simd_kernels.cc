@@ -27,7 +27,7 @@
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
-#include "core/numeric.h"
+#include "model/numeric.h"
 #include "kernels/work.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -69,7 +69,7 @@ HWY_INLINE hn::Vec<D> LoadF(const void* base, int64_t off) {
 }
 
 template <DType T>
-constexpr size_t ElemSize() { return T == DType::f32 ? 4 : 2; }
+constexpr size_t ElemSize() { return model::element_size(T); }
 
 // First `count` (< kLanes) elements at base+off, zeros after; reads only those elements.
 template <DType T, class D = DF>
@@ -263,11 +263,11 @@ struct WeightRows {
 
 WeightRows Rows(const detail::WeightDesc& d, int64_t M, int64_t adapter) {
   WeightRows w;
-  w.esize = d.dtype == DType::f32 ? 4 : 2;
+  w.esize = static_cast<int64_t>(model::element_size(d.dtype));
   w.base = static_cast<const unsigned char*>(d.base) + adapter * d.adapter_stride * w.esize;
   if (d.layout == Layout::fractal_nz) {
     w.row_step = 16;
-    w.chunk_step = ((M + 15) / 16) * 256;
+    w.chunk_step = model::nz_chunk_step(M);
   } else {
     w.row_step = d.row_stride;
     w.chunk_step = 16;
@@ -604,7 +604,7 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   const int64_t rank_p = (rank + 15) & ~int64_t{15};  // <= w.rp; z is zero in [rank, w.rp)
   c.rank = rank;
   c.scale = hn::Set(df, static_cast<float>(detail::scale_of(p, adapter)));
-  c.yes = p.y.dtype == DType::f32 ? 4 : 2;  // out has y's dtype (validation)
+  c.yes = static_cast<int64_t>(model::element_size(p.y.dtype));  // out has y's dtype (validation)
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
   if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)) {
@@ -628,22 +628,14 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
       for (int64_t n = n_begin; n < n_end; n += 64 / c.yes) hwy::Prefetch(orow + n * c.yes);
   }
   const bool one = pos_end - pos_begin == 1;  // decode: B streamed, no widening, one row
-  switch (p.y.dtype) {
-    case DType::f16:
-      return (one ? ExpandDotRows<TB, DType::f16, true> : ExpandDotRows<TB, DType::f16, false>)(c, Bw, pos_begin, pos_end, n_begin, n_end);
-    case DType::bf16:
-      return (one ? ExpandDotRows<TB, DType::bf16, true> : ExpandDotRows<TB, DType::bf16, false>)(c, Bw, pos_begin, pos_end, n_begin, n_end);
-    default:
-      return (one ? ExpandDotRows<TB, DType::f32, true> : ExpandDotRows<TB, DType::f32, false>)(c, Bw, pos_begin, pos_end, n_begin, n_end);
-  }
+  model::visit_float(p.y.dtype, [&](auto ty) {
+    constexpr DType TY = decltype(ty)::value;
+    (one ? ExpandDotRows<TB, TY, true> : ExpandDotRows<TB, TY, false>)(c, Bw, pos_begin, pos_end, n_begin, n_end);
+  });
 }
 
 void Expand(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, int64_t ne) {
-  switch (w.p->b.dtype) {
-    case DType::f16: return ExpandT<DType::f16>(w, pb, pe, adapter, nb, ne);
-    case DType::bf16: return ExpandT<DType::bf16>(w, pb, pe, adapter, nb, ne);
-    default: return ExpandT<DType::f32>(w, pb, pe, adapter, nb, ne);
-  }
+  model::visit_float(w.p->b.dtype, [&](auto tb) { ExpandT<decltype(tb)::value>(w, pb, pe, adapter, nb, ne); });
 }
 
 const internal::TargetKernels* Table() {

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "core/problem.h"
+#include "model/problem.h"
 
 namespace addlora::kernels::internal {
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "core/numeric.h"
+#include "model/numeric.h"
 #include "reference/reference.h"
 
 namespace addlora::ref {

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/numeric.h"
+#include "model/numeric.h"
 #include "runtime/guard.h"
 #include "runtime/internal.h"
 #include "runtime/stream.h"

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "addlora/addlora.h"
-#include "core/numeric.h"
+#include "model/numeric.h"
 
 extern "C" int addlora_c_api_smoke(void);
 

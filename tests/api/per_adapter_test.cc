@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "addlora/addlora.h"
-#include "core/numeric.h"
+#include "model/numeric.h"
 #include "reference/check.h"
 #include "reference/reference.h"
 #include "reference/testdata.h"

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "addlora/addlora.h"
-#include "core/numeric.h"
+#include "model/numeric.h"
 #include "kernels/work.h"
 #include "reference/check.h"
 #include "reference/reference.h"

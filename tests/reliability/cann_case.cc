@@ -4,7 +4,7 @@
 #include <random>
 
 #include "addlora/addlora.h"
-#include "core/numeric.h"
+#include "model/numeric.h"
 #include "reference/check.h"
 #include "reference/reference.h"
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "addlora/addlora.h"
+#include "model/dtype.h"
 
 namespace addlora::detail {
 
@@ -64,10 +65,7 @@ namespace addlora::detail {
 
 // Element offset of (w, m, n) in a weight family of logical matrix shape [M, N].
 inline int64_t weight_offset(const WeightDesc& d, int64_t M, int64_t w, int64_t m, int64_t n) {
-  if (d.layout == Layout::fractal_nz) {
-    const int64_t m1 = (M + 15) / 16;
-    return w * d.adapter_stride + (n / 16) * (m1 * 256) + m * 16 + (n % 16);
-  }
+  if (d.layout == Layout::fractal_nz) return w * d.adapter_stride + (n / 16) * model::nz_chunk_step(M) + m * 16 + (n % 16);
   return w * d.adapter_stride + m * d.row_stride + n * d.col_stride;
 }
 
