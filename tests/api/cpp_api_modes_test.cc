@@ -1,6 +1,6 @@
-// C++ API modes beyond the single call: Precision::fast (fp32 sums, checked against the
-// dot products' condition), Precision::exact explicitly, multi-slice calls (fused QKV-style
-// slices of one y) and Plan::clone, all against the fp64 oracle.
+// C++ API modes beyond the single call: both precision names (aliases of the one contract),
+// multi-slice calls (fused QKV-style slices of one y) and Plan::clone, all against the fp64
+// oracle.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -42,7 +42,8 @@ void check_mode(const CaseSpec& c, Precision precision, Rules rules) {
 
 }  // namespace
 
-TEST(CppApiModes, FastPrecisionWithinConditionTarget) {
+// Precision::fast and Precision::exact name the one contract: both meet its bound.
+TEST(CppApiModes, BothPrecisionNamesMeetTheContract) {
   const struct { int64_t B, H1, R, H2, H3; bool a; DType t; bool strided, in_place; } shapes[] = {
       {283, 512, 64, 1024, 1040, true, DType::f16, false, false},
       {97, 4096, 16, 256, 512, true, DType::f16, true, true},
