@@ -38,6 +38,10 @@ from typing import Any as _Any, Optional as _Optional, Sequence as _Sequence
 
 from . import _core
 
+# The eager path: torch_npu's arguments straight to C++ (returns NotImplemented for anything it
+# leaves to _run: other keywords, tensors that require grad, non-int attributes).
+_fast_run = _core.fast_run
+
 __all__ = ["npu_batch_gather_matmul", "npu_batch_gather_matmul_", "add_lora", "add_lora_multi",
            "LoraSlice", "nd_to_nz", "nz_to_nd", "nz_shape", "info", "set_num_threads", "num_threads",
            "__version__"]
@@ -230,6 +234,11 @@ def npu_batch_gather_matmul(y, x, weight_b, indices, weight_a=None, layer_idx=0,
     Keywords ``strict``, ``precision``, ``weight_format``, ``weight_b_shape``, ``weight_a_shape``,
     ``ranks``, ``scales`` (not torch_npu's): see ``add_lora``.
     """
+    if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
+            and weight_b_shape is None and weight_a_shape is None):
+        r = _fast_run(_new_like(y), y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
+        if r is not NotImplemented:
+            return r
     return _run(_new_like(y), y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset,
                 y_slice_size, strict, precision, weight_format, weight_b_shape, weight_a_shape,
                 ranks=ranks, scales=scales)
@@ -244,6 +253,11 @@ def npu_batch_gather_matmul_(y, x, weight_b, indices, weight_a=None, layer_idx=0
     ``y`` may be a non-contiguous view; only its rows/columns named by the rule are written.
     Default ``scale=1e-3`` (torch_npu's).  Keywords as ``add_lora``.
     """
+    if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
+            and weight_b_shape is None and weight_a_shape is None):
+        r = _fast_run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
+        if r is not NotImplemented:
+            return r
     return _run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
                 precision, weight_format, weight_b_shape, weight_a_shape, out_name="y", ranks=ranks,
                 scales=scales)
@@ -290,6 +304,11 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
     """
     if out is None:
         out = _new_like(y)
+    if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
+            and weight_b_shape is None and weight_a_shape is None):
+        r = _fast_run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
+        if r is not NotImplemented:
+            return r
     return _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
                 precision, weight_format, weight_b_shape, weight_a_shape, ranks=ranks, scales=scales)
 
@@ -370,6 +389,9 @@ def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="e
     _core.run_multi(_prepare(out), _prepare(y), _prepare(x), _prepare(indices), packed, layer_idx,
                     bool(strict), fast)
     return out
+
+
+from . import punica  # noqa: E402  (vLLM's punica ops)
 
 
 def set_num_threads(n):
