@@ -447,16 +447,33 @@ Described describe(nb::handle h, const char* name, bool writable, TensorView* v,
   if (is_torch_tensor(o)) {
     PyRef cpu(PyObject_GetAttr(o, g_torch.s_is_cpu));
     if (!cpu.p) raise_from_python(name);
-    if (cpu.p != Py_True)
-      throw nb::type_error(("AddLora: " + std::string(name) + " must be a CPU tensor (got device " +
-                            std::string(nb::str(nb::handle(o).attr("device")).c_str()) + ")").c_str());
+    if (cpu.p != Py_True) {
+      std::string dev = "?";
+      if (PyObject* d = PyObject_GetAttrString(o, "device")) {
+        if (PyObject* str = PyObject_Str(d)) {
+          if (const char* c = PyUnicode_AsUTF8(str)) dev = c;
+          Py_DECREF(str);
+        }
+        Py_DECREF(d);
+      }
+      PyErr_Clear();
+      throw nb::type_error(("AddLora: " + std::string(name) + " must be a CPU tensor (got device " + dev + ")").c_str());
+    }
     PyRef dt(PyObject_GetAttr(o, g_torch.s_dtype));
     if (!dt.p) raise_from_python(name);
     int k = 0;
     while (k < 5 && g_torch.dtypes[k] != dt.p) ++k;
     if (k == 5)
-      throw nb::type_error(("AddLora: " + std::string(name) + " has dtype " + std::string(nb::str(dt.p).c_str()) +
+    {
+      std::string dts = "?";
+      if (PyObject* str = PyObject_Str(dt.p)) {
+        if (const char* c = PyUnicode_AsUTF8(str)) dts = c;
+        Py_DECREF(str);
+      }
+      PyErr_Clear();
+      throw nb::type_error(("AddLora: " + std::string(name) + " has dtype " + dts +
                             "; supported: float16, bfloat16, float32 (indices: int32, int64)").c_str());
+    }
     v->dtype = g_torch.codes[k];
     PyRef rg(PyObject_GetAttr(o, g_torch.s_requires_grad));
     if (!rg.p) raise_from_python(name);

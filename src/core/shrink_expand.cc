@@ -103,7 +103,12 @@ Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
   std::string m;
   const Status st = make_plan(a, Rules::general, &plan, message ? &m : nullptr);
   if (st != Status::ok) {
-    if (message) *message = rename_tokens(m, names, n_names);
+    if (message) {
+      // add_lora's aliasing note is about its y / out pair, which is one tensor here.
+      const std::string note = " (only out == y, the identical view, may alias)";
+      if (const size_t at = m.find(note); at != std::string::npos) m.erase(at, note.size());
+      *message = rename_tokens(m, names, n_names);
+    }
     return st;
   }
   const uint64_t bytes = plan.workspace_bytes();
