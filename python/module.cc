@@ -361,7 +361,10 @@ struct TorchRefs {
   PyObject* tensor_type = nullptr;   // torch.Tensor (subclasses such as Parameter pass too)
   PyObject* dtypes[5] = {};          // float16, bfloat16, float32, int32, int64
   DType codes[5] = {DType::f16, DType::bf16, DType::f32, DType::i32, DType::i64};
-  PyObject *s_data_ptr, *s_shape, *s_stride, *s_dtype, *s_is_cpu, *s_requires_grad, *s_empty;
+  PyObject *s_data_ptr, *s_shape, *s_stride, *s_dtype, *s_is_cpu, *s_requires_grad;
+  PyObject* empty_like = nullptr;     // torch.empty_like
+  PyObject* empty_kwnames = nullptr;  // ("memory_format",)
+  PyObject* contiguous = nullptr;     // torch.contiguous_format
   PyObject* torch = nullptr;
 };
 TorchRefs g_torch;
@@ -391,7 +394,10 @@ bool torch_ready() {
   g_torch.s_dtype = PyUnicode_InternFromString("dtype");
   g_torch.s_is_cpu = PyUnicode_InternFromString("is_cpu");
   g_torch.s_requires_grad = PyUnicode_InternFromString("requires_grad");
-  g_torch.s_empty = PyUnicode_InternFromString("empty");
+  g_torch.empty_like = PyObject_GetAttrString(mod, "empty_like");
+  g_torch.contiguous = PyObject_GetAttrString(mod, "contiguous_format");
+  g_torch.empty_kwnames = Py_BuildValue("(s)", "memory_format");
+  if (!g_torch.empty_like || !g_torch.contiguous || !g_torch.empty_kwnames) PyErr_Clear();
   g_torch.torch = mod;  // kept for the process lifetime, like the interned names
   g_torch.tensor_type = type;
   return true;
@@ -576,30 +582,50 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
     return nb::borrow(Py_NotImplemented);
   if (y_slice_size.is_none()) args.y_slice_size = -1;
   else if (!plain_int(y_slice_size, &args.y_slice_size)) return nb::borrow(Py_NotImplemented);
-  if (y.is_none() || x.is_none() || weight_b.is_none() || indices.is_none() || out.is_none())
-    return nb::borrow(Py_NotImplemented);
+  if (y.is_none() || x.is_none() || weight_b.is_none() || indices.is_none()) return nb::borrow(Py_NotImplemented);
+  const bool allocate = out.is_none();  // a new contiguous tensor like y (torch only)
+  if (allocate && (!is_torch_tensor(y.ptr()) || !g_torch.empty_like || !g_torch.contiguous))
+    return nb::borrow(Py_NotImplemented);  // the Python layer allocates the rest
   // Other producers (a DLPack capsule can be consumed only once) go the general way.
   for (nb::handle h : {out, y, x, weight_b, indices, weight_a})
     if (!h.is_none() && !is_torch_tensor(h.ptr()) && !is_numpy_array(h.ptr())) return nb::borrow(Py_NotImplemented);
   Keep keep;
   bool grad = false;
+  nb::object allocated;
   try {
     grad |= describe(y, "y", false, &args.y, keep) == Described::needs_grad;
     grad |= describe(x, "x", false, &args.x, keep) == Described::needs_grad;
     grad |= describe(weight_b, "weight_b", false, &args.weight_b, keep) == Described::needs_grad;
     grad |= describe(indices, "indices", false, &args.indices, keep) == Described::needs_grad;
     grad |= describe(weight_a, "weight_a", false, &args.weight_a, keep) == Described::needs_grad;
-    if (out.ptr() == y.ptr() && is_torch_tensor(out.ptr())) {
+    if (grad) return nb::borrow(Py_NotImplemented);
+    if (allocate) {
+      PyObject* argv[2] = {y.ptr(), g_torch.contiguous};
+      PyObject* r = PyObject_Vectorcall(g_torch.empty_like, argv, 1, g_torch.empty_kwnames);
+      if (!r) throw nb::python_error();
+      allocated = nb::steal(r);
+      out = allocated;
+      // y's shape and dtype, contiguous: only the address is new.
+      PyRef ptr(PyObject_CallMethodNoArgs(out.ptr(), g_torch.s_data_ptr));
+      if (!ptr.p) throw nb::python_error();
+      args.out = args.y;
+      args.out.data = PyLong_AsVoidPtr(ptr.p);
+      args.out.offset = 0;
+      contiguous_strides(args.out);
+      int64_t n = 1;
+      for (int32_t d = 0; d < args.out.ndim; ++d) n *= args.out.dims[d];
+      if (n == 0 || args.out.data == nullptr) stand_in_storage(args.out, keep.scratch);
+    } else if (out.ptr() == y.ptr() && is_torch_tensor(out.ptr())) {
       args.out = args.y;
     } else {
       grad |= describe(out, "out", true, &args.out, keep) == Described::needs_grad;
+      if (grad) return nb::borrow(Py_NotImplemented);
     }
   } catch (const std::exception&) {
     // Anything the fast path cannot describe: the general path says what is wrong.
     PyErr_Clear();
     return nb::borrow(Py_NotImplemented);
   }
-  if (grad) return nb::borrow(Py_NotImplemented);
   call_without_gil([&](std::string* message) { return addlora::add_lora(args, addlora::Rules::general, message); });
   return nb::borrow(out);
 }

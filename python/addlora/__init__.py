@@ -82,7 +82,8 @@ def _new_like(y):
     if y is None:
         return None
     if _torch_tensor(y):
-        return _torch().empty(tuple(y.shape), dtype=y.dtype, device=y.device)
+        torch = _torch()  # empty_like: the cheapest allocation call (same dtype and device)
+        return torch.empty_like(y, memory_format=torch.contiguous_format)
     import numpy as np
     if isinstance(y, np.ndarray):
         return np.empty(y.shape, dtype=y.dtype)
@@ -236,7 +237,7 @@ def npu_batch_gather_matmul(y, x, weight_b, indices, weight_a=None, layer_idx=0,
     """
     if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
             and weight_b_shape is None and weight_a_shape is None):
-        r = _fast_run(_new_like(y), y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
+        r = _fast_run(None, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
         if r is not NotImplemented:
             return r
     return _run(_new_like(y), y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset,
@@ -302,13 +303,13 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
     Returns:
       ``out``.
     """
-    if out is None:
-        out = _new_like(y)
     if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
             and weight_b_shape is None and weight_a_shape is None):
         r = _fast_run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
         if r is not NotImplemented:
             return r
+    if out is None:
+        out = _new_like(y)
     return _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
                 precision, weight_format, weight_b_shape, weight_a_shape, ranks=ranks, scales=scales)
 
