@@ -362,6 +362,7 @@ struct TorchRefs {
   PyObject* dtypes[5] = {};          // float16, bfloat16, float32, int32, int64
   DType codes[5] = {DType::f16, DType::bf16, DType::f32, DType::i32, DType::i64};
   PyObject *s_data_ptr, *s_shape, *s_stride, *s_dtype, *s_is_cpu, *s_requires_grad;
+  PyObject* is_grad_enabled = nullptr;  // torch.is_grad_enabled
   PyObject* empty_like = nullptr;     // torch.empty_like
   PyObject* empty_kwnames = nullptr;  // ("memory_format",)
   PyObject* contiguous = nullptr;     // torch.contiguous_format
@@ -394,10 +395,11 @@ bool torch_ready() {
   g_torch.s_dtype = PyUnicode_InternFromString("dtype");
   g_torch.s_is_cpu = PyUnicode_InternFromString("is_cpu");
   g_torch.s_requires_grad = PyUnicode_InternFromString("requires_grad");
+  g_torch.is_grad_enabled = PyObject_GetAttrString(mod, "is_grad_enabled");
   g_torch.empty_like = PyObject_GetAttrString(mod, "empty_like");
   g_torch.contiguous = PyObject_GetAttrString(mod, "contiguous_format");
   g_torch.empty_kwnames = Py_BuildValue("(s)", "memory_format");
-  if (!g_torch.empty_like || !g_torch.contiguous || !g_torch.empty_kwnames) PyErr_Clear();
+  if (!g_torch.empty_like || !g_torch.contiguous || !g_torch.empty_kwnames || !g_torch.is_grad_enabled) PyErr_Clear();
   g_torch.torch = mod;  // kept for the process lifetime, like the interned names
   g_torch.tensor_type = type;
   return true;
@@ -446,7 +448,8 @@ struct Keep {
 
 // A TensorView over a torch tensor, numpy array or other DLPack/buffer CPU array.
 // `h` None gives the empty (absent) view.  Raises TypeError for what cannot be a view.
-Described describe(nb::handle h, const char* name, bool writable, TensorView* v, Keep& keep) {
+Described describe(nb::handle h, const char* name, bool writable, TensorView* v, Keep& keep,
+                   bool check_grad = false) {
   *v = TensorView();
   PyObject* o = h.ptr();
   if (o == Py_None) return Described::ok;
@@ -481,9 +484,12 @@ Described describe(nb::handle h, const char* name, bool writable, TensorView* v,
                             "; supported: float16, bfloat16, float32 (indices: int32, int64)").c_str());
     }
     v->dtype = g_torch.codes[k];
-    PyRef rg(PyObject_GetAttr(o, g_torch.s_requires_grad));
-    if (!rg.p) raise_from_python(name);
-    const bool grad = rg.p == Py_True;
+    bool grad = false;
+    if (check_grad) {
+      PyRef rg(PyObject_GetAttr(o, g_torch.s_requires_grad));
+      if (!rg.p) raise_from_python(name);
+      grad = rg.p == Py_True;
+    }
     PyRef shape(PyObject_GetAttr(o, g_torch.s_shape));
     if (!shape.p) raise_from_python(name);
     int32_t nd = 0, ns = 0;
@@ -592,12 +598,19 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   Keep keep;
   bool grad = false;
   nb::object allocated;
+  // Autograd matters only in grad mode (then a tensor requiring grad goes the general way).
+  bool check = false;
+  if (g_torch.is_grad_enabled) {
+    PyRef on(PyObject_CallNoArgs(g_torch.is_grad_enabled));
+    if (!on.p) throw nb::python_error();
+    check = on.p == Py_True;
+  }
   try {
-    grad |= describe(y, "y", false, &args.y, keep) == Described::needs_grad;
-    grad |= describe(x, "x", false, &args.x, keep) == Described::needs_grad;
-    grad |= describe(weight_b, "weight_b", false, &args.weight_b, keep) == Described::needs_grad;
-    grad |= describe(indices, "indices", false, &args.indices, keep) == Described::needs_grad;
-    grad |= describe(weight_a, "weight_a", false, &args.weight_a, keep) == Described::needs_grad;
+    grad |= describe(y, "y", false, &args.y, keep, check) == Described::needs_grad;
+    grad |= describe(x, "x", false, &args.x, keep, check) == Described::needs_grad;
+    grad |= describe(weight_b, "weight_b", false, &args.weight_b, keep, check) == Described::needs_grad;
+    grad |= describe(indices, "indices", false, &args.indices, keep, check) == Described::needs_grad;
+    grad |= describe(weight_a, "weight_a", false, &args.weight_a, keep, check) == Described::needs_grad;
     if (grad) return nb::borrow(Py_NotImplemented);
     if (allocate) {
       PyObject* argv[2] = {y.ptr(), g_torch.contiguous};
@@ -618,7 +631,7 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
     } else if (out.ptr() == y.ptr() && is_torch_tensor(out.ptr())) {
       args.out = args.y;
     } else {
-      grad |= describe(out, "out", true, &args.out, keep) == Described::needs_grad;
+      grad |= describe(out, "out", true, &args.out, keep, check) == Described::needs_grad;
       if (grad) return nb::borrow(Py_NotImplemented);
     }
   } catch (const std::exception&) {

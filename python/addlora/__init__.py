@@ -57,7 +57,7 @@ def _torch_tensor(a):
 
 def _prepare(a):
     # torch refuses to export tensors that require grad; detach() shares the storage (no
-    # copy).  There is no autograd support: the result never requires grad.
+    # copy).  Autograd, where supported, is recorded around this call (_differentiable).
     if _torch_tensor(a) and a.requires_grad:
         return a.detach()
     return a
@@ -65,6 +65,54 @@ def _prepare(a):
 
 def _torch():
     return _sys.modules["torch"]
+
+
+def _grad_inputs(*tensors):
+    """True if autograd must record this call: grad mode on and a torch input requires grad."""
+    torch = _sys.modules.get("torch")
+    if torch is None or not torch.is_grad_enabled():
+        return False
+    return any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
+def _refuse_grad_in_place(y, x, weight_b, weight_a):
+    for name, t in (("y", y), ("x", x), ("weight_b", weight_b), ("weight_a", weight_a)):
+        if _torch_tensor(t) and t.requires_grad:
+            raise ValueError(f"AddLora: npu_batch_gather_matmul_ writes y in place and is not differentiable, "
+                             f"but {name} requires grad; use npu_batch_gather_matmul (out of place, "
+                             f"differentiable) or run under torch.no_grad()")
+
+
+def _differentiable(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
+                    precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales):
+    """The call recorded by autograd (grads for y, x, weight_b, weight_a)."""
+    if out is not None:
+        raise ValueError("AddLora: out= is not supported when an input requires grad (autograd needs a new "
+                         "result tensor); drop out= or run under torch.no_grad()")
+    if weight_format != "nd":
+        raise ValueError("AddLora: autograd needs weight_format='nd' (FRACTAL_NZ weights are for inference)")
+    torch = _torch()
+    for name, t in (("y", y), ("x", x), ("weight_b", weight_b), ("indices", indices), ("weight_a", weight_a)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"AddLora: with inputs that require grad every tensor must be a torch tensor "
+                            f"({name} is {type(t).__name__})")
+    layer_idx, y_offset, y_slice_size = _integers(layer_idx=layer_idx, y_offset=y_offset,
+                                                  y_slice_size=y_slice_size)
+    scale = float(scale)
+    from ._autograd import AddLoraFunction
+
+    def run():
+        res = _new_like(y)
+        return _run(res, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
+                    precision, weight_format, weight_b_shape, weight_a_shape, ranks=ranks, scales=scales)
+
+    # S after validation: run() raises first for a bad y_slice_size / shapes.
+    H2 = weight_b.shape[2] if weight_b.dim() == 4 else 0
+    S = H2 if y_slice_size == -1 else y_slice_size
+    rk = None if ranks is None else [int(v) for v in (ranks.tolist() if hasattr(ranks, "tolist") else ranks)]
+    sc = None if scales is None else [float(v) for v in (scales.tolist() if hasattr(scales, "tolist") else scales)]
+    return AddLoraFunction.apply(y, x, weight_b, weight_a, run, indices.detach(), layer_idx, scale, y_offset, S,
+                                 rk, sc)
 
 
 def _empty(like, shape, dtype, what):
@@ -240,6 +288,9 @@ def npu_batch_gather_matmul(y, x, weight_b, indices, weight_a=None, layer_idx=0,
         r = _fast_run(None, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
         if r is not NotImplemented:
             return r
+    if _grad_inputs(y, x, weight_b, weight_a):
+        return _differentiable(None, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size,
+                               strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
     return _run(_new_like(y), y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset,
                 y_slice_size, strict, precision, weight_format, weight_b_shape, weight_a_shape,
                 ranks=ranks, scales=scales)
@@ -259,6 +310,8 @@ def npu_batch_gather_matmul_(y, x, weight_b, indices, weight_a=None, layer_idx=0
         r = _fast_run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
         if r is not NotImplemented:
             return r
+    if _grad_inputs(y, x, weight_b, weight_a):
+        _refuse_grad_in_place(y, x, weight_b, weight_a)
     return _run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
                 precision, weight_format, weight_b_shape, weight_a_shape, out_name="y", ranks=ranks,
                 scales=scales)
@@ -308,6 +361,9 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
         r = _fast_run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
         if r is not NotImplemented:
             return r
+    if _grad_inputs(y, x, weight_b, weight_a):
+        return _differentiable(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size,
+                               strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
     if out is None:
         out = _new_like(y)
     return _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
