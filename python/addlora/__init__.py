@@ -36,7 +36,7 @@ from collections.abc import Mapping as _Mapping
 from dataclasses import dataclass as _dataclass
 from typing import Any as _Any, Optional as _Optional, Sequence as _Sequence
 
-from . import _core
+from . import _core, _route
 
 # The eager path: torch_npu's arguments straight to C++ (returns NotImplemented for anything it
 # leaves to _run: other keywords, tensors that require grad, non-int attributes).
@@ -44,7 +44,7 @@ _fast_run = _core.fast_run
 
 __all__ = ["npu_batch_gather_matmul", "npu_batch_gather_matmul_", "add_lora", "add_lora_multi",
            "LoraSlice", "nd_to_nz", "nz_to_nd", "nz_shape", "info", "set_num_threads", "num_threads",
-           "__version__"]
+           "register_torch_ops", "punica", "__version__"]
 
 __version__ = _core.version()
 
@@ -271,6 +271,19 @@ def _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_s
     return out
 
 
+# ---- under torch.compile: the registered operators -------------------------------------------------
+def _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales):
+    if (strict is not False or precision != "exact" or weight_format != "nd" or ranks is not None
+            or scales is not None or weight_b_shape is not None or weight_a_shape is not None):
+        raise NotImplementedError("AddLora: under torch.compile only torch_npu's arguments are supported "
+                                  "(no strict, precision, weight_format, ranks, scales)")
+
+
+def _op_args(layer_idx, scale, y_offset, y_slice_size):
+    return (_operator.index(layer_idx), float(scale), _operator.index(y_offset),
+            -1 if y_slice_size is None else _operator.index(y_slice_size))
+
+
 def npu_batch_gather_matmul(y, x, weight_b, indices, weight_a=None, layer_idx=0, scale=1e-3,
                             y_offset=0, y_slice_size=-1, *, strict=False, precision="exact",
                             weight_format="nd", weight_b_shape=None, weight_a_shape=None, ranks=None,
@@ -283,6 +296,10 @@ def npu_batch_gather_matmul(y, x, weight_b, indices, weight_a=None, layer_idx=0,
     Keywords ``strict``, ``precision``, ``weight_format``, ``weight_b_shape``, ``weight_a_shape``,
     ``ranks``, ``scales`` (not torch_npu's): see ``add_lora``.
     """
+    if _route.compiling():
+        _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
+        return _torch().ops.addlora.add_lora(y, x, weight_b, indices, weight_a,
+                                             *_op_args(layer_idx, scale, y_offset, y_slice_size))
     if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
             and weight_b_shape is None and weight_a_shape is None):
         r = _fast_run(None, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
@@ -305,6 +322,11 @@ def npu_batch_gather_matmul_(y, x, weight_b, indices, weight_a=None, layer_idx=0
     ``y`` may be a non-contiguous view; only its rows/columns named by the rule are written.
     Default ``scale=1e-3`` (torch_npu's).  Keywords as ``add_lora``.
     """
+    if _route.compiling():
+        _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
+        _torch().ops.addlora.add_lora_(y, x, weight_b, indices, weight_a,
+                                       *_op_args(layer_idx, scale, y_offset, y_slice_size))
+        return y
     if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
             and weight_b_shape is None and weight_a_shape is None):
         r = _fast_run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
@@ -356,6 +378,17 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
     Returns:
       ``out``.
     """
+    if _route.compiling():
+        _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
+        ops = _torch().ops.addlora
+        args = (x, weight_b, indices, weight_a, *_op_args(layer_idx, scale, y_offset, y_slice_size))
+        if out is None:
+            return ops.add_lora(y, *args)
+        if out is y:
+            ops.add_lora_(y, *args)
+            return y
+        out.copy_(ops.add_lora(y, *args))
+        return out
     if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
             and weight_b_shape is None and weight_a_shape is None):
         r = _fast_run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
@@ -449,6 +482,17 @@ def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="e
 
 
 from . import punica  # noqa: E402  (vLLM's punica ops)
+
+
+def register_torch_ops():
+    """Registers torch.ops.addlora.* now (done at import when torch is already imported, else at
+    the first call).  Returns False where torch lacks torch.library.register_fake (torch < 2.4)."""
+    import torch  # noqa: F401
+    return _route.setup()
+
+
+if "torch" in _sys.modules:
+    _route.setup()
 
 
 def set_num_threads(n):

@@ -37,7 +37,13 @@ CPU deployment can route its punica calls here (see docs/python.md, "vLLM punica
 Inputs are torch CPU tensors or numpy arrays, used in place (any strides).  Errors
 (ValueError / TypeError) name vLLM's argument and are raised before anything is written.
 """
-from . import _core
+import sys as _sys
+
+from . import _core, _route
+
+
+def _ops():
+    return _sys.modules["torch"].ops.addlora
 
 __all__ = ["bgmv_shrink", "bgmv_expand", "bgmv_expand_slice", "sgmv_shrink", "sgmv_expand",
            "sgmv_expand_slice"]
@@ -45,17 +51,24 @@ __all__ = ["bgmv_shrink", "bgmv_expand", "bgmv_expand_slice", "sgmv_shrink", "sg
 
 def bgmv_shrink(inputs, lora_b_weights, output_tensor, lora_indices_tensor, scaling=1.0):
     """``output_tensor[b, :R] = scaling * inputs[b] @ lora_b_weights[i].T``, ``i = lora_indices_tensor[b]``."""
+    if _route.compiling():
+        return _ops().bgmv_shrink(inputs, lora_b_weights, output_tensor, lora_indices_tensor, float(scaling))
     _core.bgmv_shrink(inputs, lora_b_weights, output_tensor, lora_indices_tensor, scaling)
 
 
 def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs=True):
     """``output_tensor[b, :n] (+)= (inputs[b] @ lora_b_weights[i].T)[:n]``, ``n = min(H2, H3)``."""
+    if _route.compiling():
+        return _ops().bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, bool(add_inputs))
     _core.bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs)
 
 
 def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset, slice_size,
                       add_inputs=True):
     """``output_tensor[b, slice_offset : slice_offset + slice_size] (+)= inputs[b] @ lora_b_weights[i].T``."""
+    if _route.compiling():
+        return _ops().bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset,
+                                        slice_size, bool(add_inputs))
     _core.bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset, slice_size,
                             add_inputs)
 
@@ -63,6 +76,9 @@ def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor
 def sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
                 batches, max_seq_length, token_nums, scaling):
     """bgmv_shrink with one adapter per sequence (``lora_indices_tensor[k]`` for sequence k)."""
+    if _route.compiling():
+        return _ops().sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
+                                  lora_indices_tensor, batches, max_seq_length, token_nums, float(scaling))
     _core.sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
                       batches, max_seq_length, token_nums, scaling)
 
@@ -70,6 +86,9 @@ def sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_
 def sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
                 batches, max_seq_length, token_nums, add_inputs=False):
     """bgmv_expand with one adapter per sequence."""
+    if _route.compiling():
+        return _ops().sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
+                                  lora_indices_tensor, batches, max_seq_length, token_nums, bool(add_inputs))
     _core.sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
                       batches, max_seq_length, token_nums, add_inputs, None, None)
 
@@ -77,5 +96,9 @@ def sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_
 def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
                       batches, max_seq_length, token_nums, slice_offset, slice_size, add_inputs=False):
     """bgmv_expand_slice with one adapter per sequence."""
+    if _route.compiling():
+        return _ops().sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
+                                        lora_indices_tensor, batches, max_seq_length, token_nums, slice_offset,
+                                        slice_size, bool(add_inputs))
     _core.sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
                       batches, max_seq_length, token_nums, add_inputs, slice_offset, slice_size)
