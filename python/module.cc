@@ -906,6 +906,48 @@ void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb:
   });
 }
 
+
+// addlora.shrink / addlora.expand: the C++ API's ShrinkArguments / ExpandArguments as they are.
+void py_shrink(nb::handle x, nb::handle weight_a, nb::handle z, nb::handle indices, int64_t layer_idx, double scale,
+               bool accumulate, bool fast) {
+  addlora::ShrinkArguments s;
+  Keep keep;
+  require(x, "x");
+  require(weight_a, "weight_a");
+  require(z, "z");
+  require(indices, "indices");
+  describe(x, "x", false, &s.x, keep);
+  describe(weight_a, "weight_a", false, &s.weight_a, keep);
+  describe(z, "z", true, &s.z, keep);
+  describe(indices, "indices", false, &s.indices, keep);
+  s.layer_idx = layer_idx;
+  s.scale = scale;
+  s.accumulate = accumulate;
+  s.precision = precision_of(fast);
+  call_without_gil([&](std::string* message) { return addlora::shrink(s, message); });
+}
+
+void py_expand(nb::handle z, nb::handle weight_b, nb::handle out, nb::handle indices, int64_t layer_idx, double scale,
+               int64_t y_offset, int64_t y_slice_size, bool accumulate, bool fast) {
+  addlora::ExpandArguments e;
+  Keep keep;
+  require(z, "z");
+  require(weight_b, "weight_b");
+  require(out, "out");
+  require(indices, "indices");
+  describe(z, "z", false, &e.z, keep);
+  describe(weight_b, "weight_b", false, &e.weight_b, keep);
+  describe(out, "out", true, &e.out, keep);
+  describe(indices, "indices", false, &e.indices, keep);
+  e.layer_idx = layer_idx;
+  e.scale = scale;
+  e.y_offset = y_offset;
+  e.y_slice_size = y_slice_size;
+  e.accumulate = accumulate;
+  e.precision = precision_of(fast);
+  call_without_gil([&](std::string* message) { return addlora::expand(e, message); });
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -969,6 +1011,11 @@ NB_MODULE(_core, m) {
                       int_arg(tokens, "token_nums"), vx.ndim == 2 ? vx.dims[0] : -1, &ex);
     punica_expand(inputs, w, out, nb::none(), add, o, n, &ex);
   }, nb::arg("inputs").none(), nb::arg("lora_b_weights").none(), nb::arg("output_tensor").none(), nb::arg("b_seq_start_loc").none(), nb::arg("seq_len_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("batches").none(), nb::arg("max_seq_length").none(), nb::arg("token_nums").none(), nb::arg("add_inputs").none(), nb::arg("slice_offset").none(), nb::arg("slice_size").none());
+  m.def("shrink", &py_shrink, nb::arg("x").none(), nb::arg("weight_a").none(), nb::arg("z").none(),
+        nb::arg("indices").none(), nb::arg("layer_idx"), nb::arg("scale"), nb::arg("accumulate"), nb::arg("fast"));
+  m.def("expand", &py_expand, nb::arg("z").none(), nb::arg("weight_b").none(), nb::arg("out").none(),
+        nb::arg("indices").none(), nb::arg("layer_idx"), nb::arg("scale"), nb::arg("y_offset"),
+        nb::arg("y_slice_size"), nb::arg("accumulate"), nb::arg("fast"));
   m.def("nd_to_nz", &nd_to_nz, nb::arg("src"), nb::arg("dst"), "Pack ND src [..., M, N] into NZ storage dst.");
   m.def("nz_to_nd", &nz_to_nd, nb::arg("src"), nb::arg("dst"), "Unpack NZ storage src into ND dst.");
   m.def("nz_elements", &nz_elements, nb::arg("dims"), "Elements of the NZ storage of logical shape dims.");

@@ -44,7 +44,7 @@ _fast_run = _core.fast_run
 
 __all__ = ["npu_batch_gather_matmul", "npu_batch_gather_matmul_", "add_lora", "add_lora_multi",
            "LoraSlice", "nd_to_nz", "nz_to_nd", "nz_shape", "info", "set_num_threads", "num_threads",
-           "register_torch_ops", "punica", "__version__"]
+           "register_torch_ops", "punica", "shrink", "expand", "__version__"]
 
 __version__ = _core.version()
 
@@ -478,6 +478,48 @@ def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="e
     _check_writable(out, "out")
     _core.run_multi(_prepare(out), _prepare(y), _prepare(x), _prepare(indices), packed, layer_idx,
                     bool(strict), fast)
+    return out
+
+
+# ---- shrink only / expand only ------------------------------------------------------------------
+def _bool(v, name):
+    if v is True or v is False:
+        return v
+    raise TypeError(f"AddLora: {name} must be True or False (got {type(v).__name__})")
+
+
+def _real(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
+        raise TypeError(f"AddLora: {name} must be a real number (got {type(v).__name__})")
+    return float(v)
+
+
+def shrink(x, weight_a, z, indices, *, layer_idx=0, scale=1.0, accumulate=False, precision="exact"):
+    """``z[b, :R] = scale * x[b] @ weight_a[i, layer_idx].T`` (``+=`` with ``accumulate=True``).
+
+    The first half of a LoRA into the caller's buffer ``z [B, >= R]`` (float32 keeps the most),
+    ``i = indices[b]``; rows with ``i`` outside ``[0, W)`` are not written.  ``weight_a
+    [W, L, R, H1]``.  Same kernels and precision as ``add_lora``.  Returns ``z``.
+    """
+    (layer_idx,) = _integers(layer_idx=layer_idx)
+    _core.shrink(x, weight_a, z, indices, layer_idx, _real(scale, "scale"), _bool(accumulate, "accumulate"),
+                 _fast(precision))
+    return z
+
+
+def expand(z, weight_b, out, indices, *, layer_idx=0, scale=1.0, y_offset=0, y_slice_size=None, accumulate=True,
+           precision="exact"):
+    """``out[b, y_offset:y_offset+S] += scale * (z[b] @ weight_b[i, layer_idx].T)[:S]`` (``=`` with
+    ``accumulate=False``).
+
+    The second half of a LoRA: ``z [B, R]``, ``weight_b [W, L, H2, R]``, ``out [B, H3]`` with
+    ``y_offset + S <= H3``; ``S = y_slice_size`` (None or -1: H2; only S rows of ND weight_b are
+    read).  Rows with an index outside ``[0, W)`` are not written.  Returns ``out``.
+    """
+    layer_idx, y_offset, y_slice_size = _integers(layer_idx=layer_idx, y_offset=y_offset,
+                                                  y_slice_size=y_slice_size)
+    _core.expand(z, weight_b, out, indices, layer_idx, _real(scale, "scale"), y_offset, y_slice_size,
+                 _bool(accumulate, "accumulate"), _fast(precision))
     return out
 
 

@@ -348,3 +348,71 @@ def test_requires_grad_inputs_are_read():
 
 def test_module_is_exported():
     assert addlora.punica is punica
+
+
+# ---- addlora.shrink / addlora.expand: the C++ API's shrink-only and expand-only calls ----------
+@pytest.mark.parametrize("dtype", DTYPES, ids=name)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_shrink_expand_api(dtype, accumulate):
+    g = torch.Generator().manual_seed(21)
+    B, W, L, R, H1, H2, H3, layer = 6, 3, 3, 12, 5000, 27, 40, 2
+    x = rand(g, B, H1, dtype=dtype)
+    wa = rand(g, W, L, R, H1, dtype=dtype, scale=H1 ** -0.5)
+    wb = rand(g, W, L, H2, R, dtype=dtype, scale=R ** -0.5)
+    idx = indices_for(g, B, W)
+    z = rand(g, B, R)
+    before = z.clone()
+    assert addlora.shrink(x, wa, z, idx, layer_idx=layer, scale=-0.5, accumulate=accumulate) is z
+    delta, mag, valid = reference(x, wa[:, layer], idx, -0.5)
+    exact = before.double().clone()
+    exact[valid] = (before.double()[valid] if accumulate else 0) + delta[valid]
+    assert_close(z, exact, mag + (before.double().abs() if accumulate else 0), valid[:, None].expand(B, R).clone(),
+                 before)
+    y = rand(g, B, H3, dtype=dtype)
+    before = y.clone()
+    S, off = 20, 11                                              # S < H2: only 20 rows of B are read
+    assert addlora.expand(z, wb, y, idx, layer_idx=layer, scale=2.0, y_offset=off, y_slice_size=S,
+                          accumulate=accumulate) is y
+    delta, mag, valid = reference(z, wb[:, layer, :S], idx, 2.0)
+    exact = before.double().clone()
+    cols = slice(off, off + S)
+    exact[valid, cols] = (before.double()[valid, cols] if accumulate else 0) + delta[valid]
+    written = torch.zeros(y.shape, dtype=torch.bool)
+    written[valid, cols] = True
+    full_mag = torch.zeros(y.shape, dtype=torch.float64)
+    full_mag[:, cols] = mag + (before.double()[:, cols].abs() if accumulate else 0)
+    assert_close(y, exact, full_mag, written, before)
+
+
+def test_shrink_expand_api_numpy_and_errors():
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((3, 10)).astype(np.float16)
+    wa = rng.standard_normal((2, 1, 4, 10)).astype(np.float16)
+    wb = rng.standard_normal((2, 1, 10, 4)).astype(np.float16)
+    idx = np.array([1, -1, 0], np.int64)
+    z = np.full((3, 4), 7, np.float32)
+    addlora.shrink(x, wa, z, idx)
+    assert (z[1] == 7).all() and not (z[0] == 7).any()
+    y = np.zeros((3, 10), np.float16)
+    addlora.expand(z, wb, y, idx)
+    assert (y[1] == 0).all()
+    z2 = z.copy()
+    for call, exc, match in [
+        (lambda: addlora.shrink(x, wa, z2, idx, layer_idx=1), ValueError, r"layer_idx must be in \[0, L\)"),
+        (lambda: addlora.shrink(x, wa[0], z2, idx), ValueError, "weight_a must be 4-D"),
+        (lambda: addlora.shrink(x, wa, z2[:, :3], idx), ValueError, "z dim 1 must be >= R"),
+        (lambda: addlora.shrink(x, wa, z2, idx[:2]), ValueError, "indices must have one element per row of x"),
+        (lambda: addlora.shrink(x, wa, z2, idx, accumulate=1), TypeError, "accumulate"),
+        (lambda: addlora.shrink(x, wa, z2, idx, scale="1"), TypeError, "scale"),
+        (lambda: addlora.shrink(x.astype(np.float64), wa, z2, idx), TypeError, "x"),
+        (lambda: addlora.expand(z2, wb, y, idx, y_offset=1), ValueError, r"y_offset \+ S <= H3"),
+        (lambda: addlora.expand(z2, wb, y, idx, y_slice_size=11), ValueError, "y_slice_size must be -1 or in"),
+        (lambda: addlora.expand(z2[:, :3], wb, y, idx), ValueError, "weight_b dim 3 must equal z dim 1"),
+        (lambda: addlora.expand(z2, wb, y[:2], idx), ValueError, "out dim 0 must equal z dim 0"),
+        (lambda: addlora.expand(z2, wb, None, idx), ValueError, "out must not be None"),
+        (lambda: addlora.expand(z2, wb, y, idx, precision="slow"), ValueError, "precision"),
+    ]:
+        y_before = y.copy()
+        with pytest.raises(exc, match=match):
+            call()
+        assert np.array_equal(z2, z) and np.array_equal(y, y_before)
