@@ -589,15 +589,39 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   if (y_slice_size.is_none()) args.y_slice_size = -1;
   else if (!plain_int(y_slice_size, &args.y_slice_size)) return nb::borrow(Py_NotImplemented);
   if (y.is_none() || x.is_none() || weight_b.is_none() || indices.is_none()) return nb::borrow(Py_NotImplemented);
-  const bool allocate = out.is_none();  // a new contiguous tensor like y (torch only)
-  if (allocate && (!is_torch_tensor(y.ptr()) || !g_torch.empty_like || !g_torch.contiguous))
-    return nb::borrow(Py_NotImplemented);  // the Python layer allocates the rest
+  bool allocate = out.is_none();  // a new contiguous tensor like y (torch), or numpy array
+  nb::object allocated;
+  if (allocate && !is_torch_tensor(y.ptr())) {
+    if (!is_numpy_array(y.ptr())) return nb::borrow(Py_NotImplemented);  // the Python layer allocates the rest
+    static PyObject* empty_like = nullptr;
+    static PyObject* kwnames = nullptr;
+    static PyObject* order_c = nullptr;
+    if (!empty_like) {
+      PyObject* np = PyImport_GetModule(nb::str("numpy").ptr());
+      if (!np) {
+        PyErr_Clear();
+        return nb::borrow(Py_NotImplemented);
+      }
+      empty_like = PyObject_GetAttrString(np, "empty_like");  // kept for the process lifetime
+      Py_DECREF(np);
+      kwnames = Py_BuildValue("(s)", "order");
+      order_c = PyUnicode_InternFromString("C");
+      if (!empty_like || !kwnames || !order_c) throw nb::python_error();
+    }
+    PyObject* argv[2] = {y.ptr(), order_c};
+    PyObject* r = PyObject_Vectorcall(empty_like, argv, 1, kwnames);
+    if (!r) throw nb::python_error();
+    allocated = nb::steal(r);
+    out = allocated;
+    allocate = false;  // described below like any numpy out
+  } else if (allocate && (!g_torch.empty_like || !g_torch.contiguous)) {
+    return nb::borrow(Py_NotImplemented);
+  }
   // Other producers (a DLPack capsule can be consumed only once) go the general way.
   for (nb::handle h : {out, y, x, weight_b, indices, weight_a})
     if (!h.is_none() && !is_torch_tensor(h.ptr()) && !is_numpy_array(h.ptr())) return nb::borrow(Py_NotImplemented);
   Keep keep;
   bool grad = false;
-  nb::object allocated;
   // Autograd matters only in grad mode (then a tensor requiring grad goes the general way).
   bool check = false;
   if (g_torch.is_grad_enabled) {
