@@ -398,7 +398,7 @@ bool torch_ready() {
   g_torch.is_grad_enabled = PyObject_GetAttrString(mod, "is_grad_enabled");
   g_torch.empty_like = PyObject_GetAttrString(mod, "empty_like");
   g_torch.contiguous = PyObject_GetAttrString(mod, "contiguous_format");
-  g_torch.empty_kwnames = Py_BuildValue("(s)", "memory_format");
+  g_torch.empty_kwnames = Py_BuildValue("(N)", PyUnicode_InternFromString("memory_format"));  // interned, as vectorcall expects
   if (!g_torch.empty_like || !g_torch.contiguous || !g_torch.empty_kwnames || !g_torch.is_grad_enabled) PyErr_Clear();
   g_torch.torch = mod;  // kept for the process lifetime, like the interned names
   g_torch.tensor_type = type;
@@ -604,7 +604,7 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
       }
       empty_like = PyObject_GetAttrString(np, "empty_like");  // kept for the process lifetime
       Py_DECREF(np);
-      kwnames = Py_BuildValue("(s)", "order");
+      kwnames = Py_BuildValue("(N)", PyUnicode_InternFromString("order"));  // interned, as vectorcall expects
       order_c = PyUnicode_InternFromString("C");
       if (!empty_like || !kwnames || !order_c) throw nb::python_error();
     }
