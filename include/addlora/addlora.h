@@ -163,7 +163,8 @@ struct ExpandArguments {
   TensorView z;          // [B, R]
   TensorView weight_b;   // [W, L, H2, R]
   TensorView indices;    // [B] int32 or int64
-  TensorView out;        // [B, H3]; y_offset + S <= H3 (S may be < H2: only S rows of weight_b are read)
+  TensorView out;        // [B, H3]; y_offset + S <= H3 (ND weight_b: S may be < H2, only its first S rows are
+                         // read; FRACTAL_NZ weight_b: y_offset + H2 <= H3 as in add_lora)
   int64_t layer_idx = 0;
   double scale = 1.0;
   int64_t y_offset = 0;
