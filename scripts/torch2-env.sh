@@ -18,9 +18,12 @@ have_torch() {
   [ -x "$py" ] && "$py" -c "import sys, torch; sys.exit(0 if torch.__version__.split('+')[0] == '$version' else 1)" 2>/dev/null
 }
 
+parent="$(dirname "$venv")"
+mkdir -p "$parent"
+# One creator at a time (several checkouts on one CI machine share the venv).
+exec 9>"$venv.lock"
+flock 9
 if ! have_torch; then
-  parent="$(dirname "$venv")"
-  mkdir -p "$parent"
   free_kb="$(df -Pk "$parent" | awk 'NR == 2 {print $4}')"
   need_kb=$((min_free_gb * 1024 * 1024))
   if [ "$free_kb" -lt "$need_kb" ]; then
