@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -789,6 +790,31 @@ bool bool_arg(nb::handle h, const char* name) {
                         std::string(nb::type_name(h.type()).c_str()) + ")").c_str());
 }
 
+// Replaces whole words (identifier tokens) of a message: the C++ API's argument names -> vLLM's.
+void rename_words(std::string* message, std::initializer_list<std::pair<std::string, std::string>> names) {
+  auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  std::string r;
+  size_t i = 0;
+  const std::string& m = *message;
+  while (i < m.size()) {
+    if (!ident(m[i])) {
+      r += m[i++];
+      continue;
+    }
+    size_t j = i;
+    while (j < m.size() && ident(m[j])) ++j;
+    std::string word = m.substr(i, j - i);
+    for (const auto& [from, to] : names)
+      if (word == from) {
+        word = to;
+        break;
+      }
+    r += word;
+    i = j;
+  }
+  *message = r;
+}
+
 // bgmv_shrink / sgmv_shrink: output[b, :R] = scaling * inputs[b] . A[i]^T for rows with an
 // adapter (vLLM overwrites; rows without one are not written).
 void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb::handle indices, nb::handle scaling,
@@ -818,45 +844,17 @@ void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb:
   s.accumulate = false;
   call_without_gil([&](std::string* message) {
     const Status st = addlora::shrink(s, message);
-    if (st != Status::ok && message) {
-      // The C++ API's names -> vLLM's
-      for (auto [from, to] : {std::pair<std::string, std::string>{"weight_a", weights_name}, {"z", "output_tensor"},
-                              {"x", "inputs"}, {"indices", "lora_indices_tensor"}, {"layer_idx", "layer"}}) {
-        size_t at = 0;
-        while ((at = message->find(from, at)) != std::string::npos) {
-          const bool left = at == 0 || !(std::isalnum(static_cast<unsigned char>((*message)[at - 1])) || (*message)[at - 1] == '_');
-          const size_t e = at + from.size();
-          const bool right = e >= message->size() || !(std::isalnum(static_cast<unsigned char>((*message)[e])) || (*message)[e] == '_');
-          if (left && right) {
-            message->replace(at, from.size(), to);
-            at += to.size();
-          } else {
-            at = e;
-          }
-        }
-      }
-    }
+    if (st != Status::ok && message)  // the C++ API's names -> vLLM's
+      rename_words(message, {{"weight_a", weights_name}, {"z", "output_tensor"}, {"x", "inputs"},
+                             {"indices", "lora_indices_tensor"}, {"layer_idx", "layer"}});
     return st;
   });
 }
 
 void rename_expand(std::string* message) {
-  for (auto [from, to] : {std::pair<std::string, std::string>{"weight_b", "lora_b_weights"}, {"z", "inputs"},
-                          {"out", "output_tensor"}, {"indices", "lora_indices_tensor"}, {"y_offset", "slice_offset"},
-                          {"y_slice_size", "slice_size"}}) {
-    size_t at = 0;
-    while ((at = message->find(from, at)) != std::string::npos) {
-      const bool left = at == 0 || !(std::isalnum(static_cast<unsigned char>((*message)[at - 1])) || (*message)[at - 1] == '_');
-      const size_t e = at + from.size();
-      const bool right = e >= message->size() || !(std::isalnum(static_cast<unsigned char>((*message)[e])) || (*message)[e] == '_');
-      if (left && right) {
-        message->replace(at, from.size(), to);
-        at += to.size();
-      } else {
-        at = e;
-      }
-    }
-  }
+  rename_words(message, {{"weight_b", "lora_b_weights"}, {"z", "inputs"}, {"out", "output_tensor"},
+                         {"indices", "lora_indices_tensor"}, {"y_offset", "slice_offset"},
+                         {"y_slice_size", "slice_size"}});
 }
 
 // bgmv_expand(_slice) / sgmv_expand(_slice).  slice_offset < 0: the plain expand (columns
