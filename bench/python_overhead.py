@@ -1,9 +1,9 @@
 """Per-call overhead of addlora's eager Python entry points on a tiny problem.
 
-Times one call of each public function (torch fp16 tensors and numpy fp16 arrays; B=1, H=16..64,
-R=16, W=4) with time.perf_counter_ns over batches of calls, and reports per-call median, the
-10th-90th percentile spread over the repeats, and the C++ floor for comparison is the CANN
-bench (not timed here).  Not a unit test: numbers depend on the machine and its load.
+Times one call of each public function (torch fp16 tensors and numpy fp16 arrays; B=1, H=16 and
+64, R=16, W=4) with time.perf_counter_ns over batches of calls, interleaving the cases, and
+reports the per-call median and the 10th-90th percentile spread over the repeats.  Not a unit
+test: the numbers depend on the machine and its load.
 
     python bench/python_overhead.py [--repeats 41] [--calls 200] [--threads 1]
 """
@@ -23,18 +23,27 @@ import addlora
 from addlora import punica
 
 
-def timeit(fn, calls, repeats):
-    for _ in range(calls):  # warm-up (first-call caches, page faults)
-        fn()
-    per_call = []
-    for _ in range(repeats):
-        t0 = time.perf_counter_ns()
+def timeit_all(cases, calls, repeats):
+    """Per-call microseconds of every case: (median, p10, p90) over `repeats` rounds.
+
+    The cases are interleaved (each round times every case once, in turn) so that a burst of
+    load from other processes hits all of them alike instead of a few consecutive rows."""
+    for _, fn in cases:  # warm-up (first-call caches, page faults)
         for _ in range(calls):
             fn()
-        per_call.append((time.perf_counter_ns() - t0) / calls / 1000.0)
-    per_call.sort()
-    q = lambda f: per_call[min(len(per_call) - 1, int(f * len(per_call)))]  # noqa: E731
-    return statistics.median(per_call), q(0.1), q(0.9)
+    samples = [[] for _ in cases]
+    for _ in range(repeats):
+        for k, (_, fn) in enumerate(cases):
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                fn()
+            samples[k].append((time.perf_counter_ns() - t0) / calls / 1000.0)
+    out = []
+    for per_call in samples:
+        per_call.sort()
+        q = lambda f: per_call[min(len(per_call) - 1, int(f * len(per_call)))]  # noqa: E731
+        out.append((statistics.median(per_call), q(0.1), q(0.9)))
+    return out
 
 
 def problems(lib, H, R=16, W=4, B=1):
@@ -78,8 +87,7 @@ def main():
                 ("punica.bgmv_expand_slice",
                  lambda: punica.bgmv_expand_slice(z, p["wb3"], y, p["idx64"], 0, H, True)),
             ]
-            for name, fn in cases:
-                med, lo, hi = timeit(fn, args.calls, args.repeats)
+            for (name, _), (med, lo, hi) in zip(cases, timeit_all(cases, args.calls, args.repeats)):
                 print(f"{name:44s} {lib:6s} {H:4d} {med:8.2f} {lo:8.2f} {hi:8.2f}")
             sys.stdout.flush()
 
