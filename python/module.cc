@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <memory>
@@ -907,22 +908,31 @@ void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb:
       throw nb::value_error(("AddLora: slice_size must equal lora_b_weights' output dim H2 (slice_size=" +
                              std::to_string(slice_size) + ", H2=" + std::to_string(e.weight_b.dims[2]) + ")").c_str());
   }
+  // One input row for every output row: that row (and its index) repeated B times in a small
+  // buffer of our own (rank-sized rows), so that ONE validated call writes every row or none.
+  std::vector<char> rows;
+  std::vector<int64_t> row_index;
+  if (broadcast_row) {
+    if (e.indices.ndim != 1 || e.indices.dims[0] != 1)
+      throw nb::value_error("AddLora: with one row of inputs, lora_indices_tensor must have one element");
+    if (e.z.ndim != 2) throw nb::value_error("AddLora: inputs must be 2-D [B, R]");
+    const int64_t B = e.out.dims[0], R = e.z.dims[1];
+    const size_t es = addlora::dtype_size(e.z.dtype);
+    rows.resize(static_cast<size_t>(B * R) * es + 1);
+    const char* src = static_cast<const char*>(e.z.data) + e.z.offset * static_cast<int64_t>(es);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t r = 0; r < R; ++r)
+        std::memcpy(rows.data() + static_cast<size_t>(b * R + r) * es, src + r * e.z.strides[1] * static_cast<int64_t>(es), es);
+    row_index.assign(static_cast<size_t>(B), int_values(e.indices, "lora_indices_tensor")[0]);
+    e.z.data = rows.data();
+    e.z.offset = 0;
+    e.z.dims[0] = B;
+    e.z.strides[0] = R > 0 ? R : 1;
+    e.z.strides[1] = 1;
+    e.indices = index_view(row_index);
+  }
   call_without_gil([&](std::string* message) {
-    Status st;
-    if (!broadcast_row) {
-      st = addlora::expand(e, message);
-    } else {
-      // One input row for every output row: the same delta into each row, one row at a time
-      // (validated on the first row; the others differ only in the row address).
-      addlora::ExpandArguments r = e;
-      r.out.dims[0] = 1;
-      st = Status::ok;
-      const int64_t es = static_cast<int64_t>(addlora::dtype_size(e.out.dtype));
-      for (int64_t b = 0; b < e.out.dims[0] && st == Status::ok; ++b) {
-        r.out.data = static_cast<char*>(e.out.data) + b * e.out.strides[0] * es;
-        st = addlora::expand(r, message);
-      }
-    }
+    const Status st = addlora::expand(e, message);
     if (st != Status::ok && message) rename_expand(message);
     return st;
   });

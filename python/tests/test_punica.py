@@ -416,3 +416,19 @@ def test_shrink_expand_api_numpy_and_errors():
         with pytest.raises(exc, match=match):
             call()
         assert np.array_equal(z2, z) and np.array_equal(y, y_before)
+
+
+def test_one_input_row_is_all_or_nothing():
+    """The broadcast expand is one validated call: an output overlapping the weights in a later
+    row is refused before any row is written."""
+    g = torch.Generator().manual_seed(23)
+    W, R, H = 2, 4, 8
+    buf = rand(g, 5 * H + W * H * R)
+    y = buf[: 5 * H].view(5, H)
+    wb = buf[4 * H: 4 * H + W * H * R].view(W, H, R)          # shares memory with y's last row
+    before = buf.clone()
+    with pytest.raises(ValueError, match="overlaps lora_b_weights"):
+        punica.bgmv_expand(rand(g, 1, R), wb, y, torch.tensor([1]))
+    assert torch.equal(buf, before)
+    with pytest.raises(ValueError, match="lora_indices_tensor must have one element"):
+        punica.bgmv_expand(rand(g, 1, R), rand(g, W, H, R), rand(g, 3, H), torch.tensor([[1]]))
