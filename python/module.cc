@@ -369,8 +369,24 @@ struct TorchRefs {
   PyObject* empty_kwnames = nullptr;  // ("memory_format",)
   PyObject* contiguous = nullptr;     // torch.contiguous_format
   PyObject* torch = nullptr;
+  // Plain torch.Tensor and nn.Parameter (no overriding subclass): their attributes are read
+  // through _TensorBase's own descriptors, skipping the instance attribute lookup.
+  PyTypeObject* plain_types[2] = {};
+  PyObject *d_data_ptr = nullptr, *d_stride = nullptr;                            // method descriptors
+  PyObject *d_shape = nullptr, *d_dtype = nullptr, *d_is_cpu = nullptr, *d_requires_grad = nullptr;  // getsets
 };
 TorchRefs g_torch;
+
+// A C-level descriptor of torch.Tensor's base class, or null (then the generic lookup is used).
+PyObject* base_descriptor(PyTypeObject* type, PyObject* name, bool method) {
+  PyObject* d = _PyType_Lookup(type, name);  // borrowed
+  if (!d) return nullptr;
+  if (method ? Py_IS_TYPE(d, &PyMethodDescr_Type) : Py_IS_TYPE(d, &PyGetSetDescr_Type)) {
+    Py_INCREF(d);  // kept for the process lifetime
+    return d;
+  }
+  return nullptr;
+}
 
 // torch, when the process has imported it (never imported here).
 bool torch_ready() {
@@ -403,8 +419,39 @@ bool torch_ready() {
   g_torch.empty_kwnames = Py_BuildValue("(N)", PyUnicode_InternFromString("memory_format"));  // interned, as vectorcall expects
   if (!g_torch.empty_like || !g_torch.contiguous || !g_torch.empty_kwnames || !g_torch.is_grad_enabled) PyErr_Clear();
   g_torch.torch = mod;  // kept for the process lifetime, like the interned names
+  PyTypeObject* t = reinterpret_cast<PyTypeObject*>(type);
+  g_torch.d_data_ptr = base_descriptor(t, g_torch.s_data_ptr, true);
+  g_torch.d_stride = base_descriptor(t, g_torch.s_stride, true);
+  g_torch.d_shape = base_descriptor(t, g_torch.s_shape, false);
+  g_torch.d_dtype = base_descriptor(t, g_torch.s_dtype, false);
+  g_torch.d_is_cpu = base_descriptor(t, g_torch.s_is_cpu, false);
+  g_torch.d_requires_grad = base_descriptor(t, g_torch.s_requires_grad, false);
+  if (g_torch.d_data_ptr && g_torch.d_stride && g_torch.d_shape && g_torch.d_dtype && g_torch.d_is_cpu &&
+      g_torch.d_requires_grad) {
+    g_torch.plain_types[0] = t;
+    if (PyObject* nn = PyObject_GetAttrString(mod, "nn")) {
+      if (PyObject* param = PyObject_GetAttrString(nn, "Parameter")) {
+        g_torch.plain_types[1] = reinterpret_cast<PyTypeObject*>(param);  // kept
+      }
+      Py_DECREF(nn);
+    }
+    PyErr_Clear();
+  }
   g_torch.tensor_type = type;
   return true;
+}
+
+// o.<getter> / o.<method>(): through the base descriptors for plain tensors, else generically.
+PyObject* tensor_get(PyObject* o, bool plain, PyObject* descr, PyObject* name) {
+  if (plain) return Py_TYPE(descr)->tp_descr_get(descr, o, reinterpret_cast<PyObject*>(Py_TYPE(o)));
+  return PyObject_GetAttr(o, name);
+}
+PyObject* tensor_call(PyObject* o, bool plain, PyObject* descr, PyObject* name) {
+  if (plain) return PyObject_Vectorcall(descr, &o, 1, nullptr);
+  return PyObject_CallMethodNoArgs(o, name);
+}
+bool plain_tensor(PyObject* o) {
+  return g_torch.plain_types[0] && (Py_TYPE(o) == g_torch.plain_types[0] || Py_TYPE(o) == g_torch.plain_types[1]);
 }
 
 bool is_torch_tensor(PyObject* o) {
@@ -456,7 +503,8 @@ Described describe(nb::handle h, const char* name, bool writable, TensorView* v,
   PyObject* o = h.ptr();
   if (o == Py_None) return Described::ok;
   if (is_torch_tensor(o)) {
-    PyRef cpu(PyObject_GetAttr(o, g_torch.s_is_cpu));
+    const bool plain = plain_tensor(o);
+    PyRef cpu(tensor_get(o, plain, g_torch.d_is_cpu, g_torch.s_is_cpu));
     if (!cpu.p) raise_from_python(name);
     if (cpu.p != Py_True) {
       std::string dev = "?";
@@ -470,7 +518,7 @@ Described describe(nb::handle h, const char* name, bool writable, TensorView* v,
       PyErr_Clear();
       throw nb::type_error(("AddLora: " + std::string(name) + " must be a CPU tensor (got device " + dev + ")").c_str());
     }
-    PyRef dt(PyObject_GetAttr(o, g_torch.s_dtype));
+    PyRef dt(tensor_get(o, plain, g_torch.d_dtype, g_torch.s_dtype));
     if (!dt.p) raise_from_python(name);
     int k = 0;
     while (k < 5 && g_torch.dtypes[k] != dt.p) ++k;
@@ -488,11 +536,11 @@ Described describe(nb::handle h, const char* name, bool writable, TensorView* v,
     v->dtype = g_torch.codes[k];
     bool grad = false;
     if (check_grad) {
-      PyRef rg(PyObject_GetAttr(o, g_torch.s_requires_grad));
+      PyRef rg(tensor_get(o, plain, g_torch.d_requires_grad, g_torch.s_requires_grad));
       if (!rg.p) raise_from_python(name);
       grad = rg.p == Py_True;
     }
-    PyRef shape(PyObject_GetAttr(o, g_torch.s_shape));
+    PyRef shape(tensor_get(o, plain, g_torch.d_shape, g_torch.s_shape));
     if (!shape.p) raise_from_python(name);
     int32_t nd = 0, ns = 0;
     if (!int_tuple(shape.p, v->dims, &nd)) {
@@ -500,9 +548,9 @@ Described describe(nb::handle h, const char* name, bool writable, TensorView* v,
       throw nb::value_error(("AddLora: " + std::string(name) + " must have at most " + std::to_string(kMaxDims) +
                              " dimensions").c_str());
     }
-    PyRef stride(PyObject_CallMethodNoArgs(o, g_torch.s_stride));
+    PyRef stride(tensor_call(o, plain, g_torch.d_stride, g_torch.s_stride));
     if (!stride.p || !int_tuple(stride.p, v->strides, &ns) || ns != nd) raise_from_python(name);
-    PyRef ptr(PyObject_CallMethodNoArgs(o, g_torch.s_data_ptr));
+    PyRef ptr(tensor_call(o, plain, g_torch.d_data_ptr, g_torch.s_data_ptr));
     if (!ptr.p) raise_from_python(name);
     v->data = PyLong_AsVoidPtr(ptr.p);
     v->ndim = nd;
@@ -645,7 +693,7 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
       allocated = nb::steal(r);
       out = allocated;
       // y's shape and dtype, contiguous: only the address is new.
-      PyRef ptr(PyObject_CallMethodNoArgs(out.ptr(), g_torch.s_data_ptr));
+      PyRef ptr(tensor_call(out.ptr(), plain_tensor(out.ptr()), g_torch.d_data_ptr, g_torch.s_data_ptr));
       if (!ptr.p) throw nb::python_error();
       args.out = args.y;
       args.out.data = PyLong_AsVoidPtr(ptr.p);
