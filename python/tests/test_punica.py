@@ -432,3 +432,25 @@ def test_one_input_row_is_all_or_nothing():
     assert torch.equal(buf, before)
     with pytest.raises(ValueError, match="lora_indices_tensor must have one element"):
         punica.bgmv_expand(rand(g, 1, R), rand(g, W, H, R), rand(g, 3, H), torch.tensor([[1]]))
+
+
+def test_sgmv_numpy_and_int32_sequence_tensors():
+    rng = np.random.default_rng(24)
+    W, R, H = 2, 4, 33
+    lens = np.array([2, 0, 3], np.int32)                        # an empty sequence too
+    start = np.array([0, 2, 2], np.int32)
+    lora = np.array([1, 0, -1], np.int32)
+    T = int(lens.sum())
+    x = rng.standard_normal((T, H)).astype(np.float16)
+    wa = (rng.standard_normal((W, R, H)) / 6).astype(np.float16)
+    wb = (rng.standard_normal((W, H, R)) / 2).astype(np.float16)
+    z = np.zeros((T, R), np.float32)
+    punica.sgmv_shrink(x, wa, z, start, lens, lora, 3, 3, T, 2.0)
+    exploded = np.repeat(lora, lens)
+    z_b = np.zeros((T, R), np.float32)
+    punica.bgmv_shrink(x, wa, z_b, exploded, 2.0)
+    assert np.array_equal(z, z_b) and not z[2:].any()          # the last sequence has no adapter
+    y, y_b = np.ones((T, H), np.float16), np.ones((T, H), np.float16)
+    punica.sgmv_expand(z, wb, y, start, lens, lora, 3, 3, T, True)
+    punica.bgmv_expand(z, wb, y_b, exploded, True)
+    assert np.array_equal(y, y_b) and (y[2:] == 1).all()
