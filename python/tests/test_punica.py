@@ -454,3 +454,12 @@ def test_sgmv_numpy_and_int32_sequence_tensors():
     punica.sgmv_expand(z, wb, y, start, lens, lora, 3, 3, T, True)
     punica.bgmv_expand(z, wb, y_b, exploded, True)
     assert np.array_equal(y, y_b) and (y[2:] == 1).all()
+
+
+def test_empty_problems_still_check_dtypes():
+    idx = np.zeros(0, np.int64)
+    with pytest.raises(TypeError, match="z dtype must be"):
+        addlora.shrink(np.zeros((0, 8), np.float16), np.zeros((2, 1, 4, 8), np.float16), np.zeros((0, 4), np.int32), idx)
+    with pytest.raises(TypeError, match="weight_b dtype must be"):
+        addlora.expand(np.zeros((0, 4), np.float32), np.zeros((2, 1, 8, 4), np.int32), np.zeros((0, 8), np.float16), idx)
+    addlora.shrink(np.zeros((0, 8), np.float16), np.zeros((2, 1, 4, 8), np.float16), np.zeros((0, 4), np.float32), idx)

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <utility>
 
@@ -123,6 +124,15 @@ Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
   return Status::ok;
 }
 
+// The float dtypes every kernel takes; checked here too so that an empty problem (which returns
+// before planning) still rejects a wrong dtype.
+Status check_float(std::string* message, const TensorView& v, const char* name) {
+  if (v.dtype != DType::f16 && v.dtype != DType::bf16 && v.dtype != DType::f32)
+    return fail(message, Status::invalid_param, "%s dtype must be FLOAT16, BF16 or FLOAT (got %s)", name,
+                dtype_name(v.dtype));
+  return Status::ok;
+}
+
 Status check_indices(std::string* message, const TensorView& idx, int64_t B, const char* rows_of) {
   if (Status st = check_rank(message, idx, "indices", 1, "[B]"); st != Status::ok) return st;
   if (idx.dtype != DType::i32 && idx.dtype != DType::i64)
@@ -139,6 +149,9 @@ Status shrink(const ShrinkArguments& s, std::string* message) {
   if (Status st = check_rank(message, s.x, "x", 2, "[B, H1]"); st != Status::ok) return st;
   if (Status st = check_rank(message, s.weight_a, "weight_a", 4, "[W, L, R, H1]"); st != Status::ok) return st;
   if (Status st = check_rank(message, s.z, "z", 2, "[B, >= R]"); st != Status::ok) return st;
+  for (const auto& [v, name] : {std::pair<const TensorView*, const char*>{&s.x, "x"}, {&s.weight_a, "weight_a"},
+                                 {&s.z, "z"}})
+    if (Status st = check_float(message, *v, name); st != Status::ok) return st;
   const int64_t B = s.x.dims[0], H1 = s.x.dims[1];
   const int64_t W = s.weight_a.dims[0], L = s.weight_a.dims[1], R = s.weight_a.dims[2];
   if (Status st = check_indices(message, s.indices, B, "x"); st != Status::ok) return st;
@@ -171,6 +184,9 @@ Status expand(const ExpandArguments& e, std::string* message) {
   if (Status st = check_rank(message, e.z, "z", 2, "[B, R]"); st != Status::ok) return st;
   if (Status st = check_rank(message, e.weight_b, "weight_b", 4, "[W, L, H2, R]"); st != Status::ok) return st;
   if (Status st = check_rank(message, e.out, "out", 2, "[B, H3]"); st != Status::ok) return st;
+  for (const auto& [v, name] : {std::pair<const TensorView*, const char*>{&e.z, "z"}, {&e.weight_b, "weight_b"},
+                                 {&e.out, "out"}})
+    if (Status st = check_float(message, *v, name); st != Status::ok) return st;
   const int64_t B = e.z.dims[0], R = e.z.dims[1];
   const int64_t W = e.weight_b.dims[0], L = e.weight_b.dims[1], H2 = e.weight_b.dims[2];
   const int64_t H3 = e.out.dims[1];
