@@ -17,7 +17,11 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
+#include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -346,6 +350,684 @@ int64_t nz_elements(const std::vector<int64_t>& dims) {
   return n;
 }
 
+
+// ---- the eager fast path ----------------------------------------------------------------------
+// Torch tensors are described by a few attribute reads (data_ptr, shape, stride, dtype, is_cpu,
+// requires_grad) instead of a DLPack export (torch builds a capsule in Python code: several µs
+// per tensor); numpy and other arrays go through nanobind's ndarray caster as before.  Any
+// argument the fast path does not take as is (keywords beyond torch_npu's, a tensor that
+// requires grad, an attribute that is not a plain int) makes it return NotImplemented and the
+// Python layer takes the general path, which produces the error messages.
+
+struct TorchRefs {
+  PyObject* tensor_type = nullptr;   // torch.Tensor (subclasses such as Parameter pass too)
+  PyObject* dtypes[5] = {};          // float16, bfloat16, float32, int32, int64
+  DType codes[5] = {DType::f16, DType::bf16, DType::f32, DType::i32, DType::i64};
+  PyObject *s_data_ptr, *s_shape, *s_stride, *s_dtype, *s_is_cpu, *s_requires_grad;
+  PyObject* is_grad_enabled = nullptr;  // torch.is_grad_enabled
+  PyObject* empty_like = nullptr;     // torch.empty_like
+  PyObject* empty_kwnames = nullptr;  // ("memory_format",)
+  PyObject* contiguous = nullptr;     // torch.contiguous_format
+  PyObject* torch = nullptr;
+  // Plain torch.Tensor and nn.Parameter (no overriding subclass): their attributes are read
+  // through _TensorBase's own descriptors, skipping the instance attribute lookup.
+  PyTypeObject* plain_types[2] = {};
+  PyObject *d_data_ptr = nullptr, *d_stride = nullptr;                            // method descriptors
+  PyObject *d_shape = nullptr, *d_dtype = nullptr, *d_is_cpu = nullptr, *d_requires_grad = nullptr;  // getsets
+};
+TorchRefs g_torch;
+
+// A C-level descriptor of torch.Tensor's base class, or null (then the generic lookup is used).
+PyObject* base_descriptor(PyTypeObject* type, PyObject* name, bool method) {
+  PyObject* d = _PyType_Lookup(type, name);  // borrowed
+  if (!d) return nullptr;
+  if (method ? Py_IS_TYPE(d, &PyMethodDescr_Type) : Py_IS_TYPE(d, &PyGetSetDescr_Type)) {
+    Py_INCREF(d);  // kept for the process lifetime
+    return d;
+  }
+  return nullptr;
+}
+
+// torch, when the process has imported it (never imported here).
+bool torch_ready() {
+  if (g_torch.tensor_type) return true;
+  PyObject* mod = PyImport_GetModule(nb::str("torch").ptr());
+  if (!mod) {
+    PyErr_Clear();
+    return false;
+  }
+  PyObject* type = PyObject_GetAttrString(mod, "Tensor");
+  if (!type) {
+    PyErr_Clear();
+    Py_DECREF(mod);
+    return false;
+  }
+  const char* names[5] = {"float16", "bfloat16", "float32", "int32", "int64"};
+  for (int k = 0; k < 5; ++k) {
+    g_torch.dtypes[k] = PyObject_GetAttrString(mod, names[k]);
+    if (!g_torch.dtypes[k]) PyErr_Clear();
+  }
+  g_torch.s_data_ptr = PyUnicode_InternFromString("data_ptr");
+  g_torch.s_shape = PyUnicode_InternFromString("shape");
+  g_torch.s_stride = PyUnicode_InternFromString("stride");
+  g_torch.s_dtype = PyUnicode_InternFromString("dtype");
+  g_torch.s_is_cpu = PyUnicode_InternFromString("is_cpu");
+  g_torch.s_requires_grad = PyUnicode_InternFromString("requires_grad");
+  g_torch.is_grad_enabled = PyObject_GetAttrString(mod, "is_grad_enabled");
+  g_torch.empty_like = PyObject_GetAttrString(mod, "empty_like");
+  g_torch.contiguous = PyObject_GetAttrString(mod, "contiguous_format");
+  g_torch.empty_kwnames = Py_BuildValue("(N)", PyUnicode_InternFromString("memory_format"));  // interned, as vectorcall expects
+  if (!g_torch.empty_like || !g_torch.contiguous || !g_torch.empty_kwnames || !g_torch.is_grad_enabled) PyErr_Clear();
+  g_torch.torch = mod;  // kept for the process lifetime, like the interned names
+  PyTypeObject* t = reinterpret_cast<PyTypeObject*>(type);
+  g_torch.d_data_ptr = base_descriptor(t, g_torch.s_data_ptr, true);
+  g_torch.d_stride = base_descriptor(t, g_torch.s_stride, true);
+  g_torch.d_shape = base_descriptor(t, g_torch.s_shape, false);
+  g_torch.d_dtype = base_descriptor(t, g_torch.s_dtype, false);
+  g_torch.d_is_cpu = base_descriptor(t, g_torch.s_is_cpu, false);
+  g_torch.d_requires_grad = base_descriptor(t, g_torch.s_requires_grad, false);
+  if (g_torch.d_data_ptr && g_torch.d_stride && g_torch.d_shape && g_torch.d_dtype && g_torch.d_is_cpu &&
+      g_torch.d_requires_grad) {
+    g_torch.plain_types[0] = t;
+    if (PyObject* nn = PyObject_GetAttrString(mod, "nn")) {
+      if (PyObject* param = PyObject_GetAttrString(nn, "Parameter")) {
+        g_torch.plain_types[1] = reinterpret_cast<PyTypeObject*>(param);  // kept
+      }
+      Py_DECREF(nn);
+    }
+    PyErr_Clear();
+  }
+  g_torch.tensor_type = type;
+  return true;
+}
+
+// o.<getter> / o.<method>(): through the base descriptors for plain tensors, else generically.
+PyObject* tensor_get(PyObject* o, bool plain, PyObject* descr, PyObject* name) {
+  if (plain) return Py_TYPE(descr)->tp_descr_get(descr, o, reinterpret_cast<PyObject*>(Py_TYPE(o)));
+  return PyObject_GetAttr(o, name);
+}
+PyObject* tensor_call(PyObject* o, bool plain, PyObject* descr, PyObject* name) {
+  if (plain) return PyObject_Vectorcall(descr, &o, 1, nullptr);
+  return PyObject_CallMethodNoArgs(o, name);
+}
+bool plain_tensor(PyObject* o) {
+  return g_torch.plain_types[0] && (Py_TYPE(o) == g_torch.plain_types[0] || Py_TYPE(o) == g_torch.plain_types[1]);
+}
+
+bool is_torch_tensor(PyObject* o) {
+  return torch_ready() && PyObject_TypeCheck(o, reinterpret_cast<PyTypeObject*>(g_torch.tensor_type));
+}
+
+// Reads a tuple of Python ints into dims; false if it is not one (or too long).
+bool int_tuple(PyObject* t, int64_t* out, int32_t* n) {
+  if (!t || !PyTuple_Check(t) || PyTuple_GET_SIZE(t) > static_cast<Py_ssize_t>(kMaxDims)) return false;
+  *n = static_cast<int32_t>(PyTuple_GET_SIZE(t));
+  for (int32_t d = 0; d < *n; ++d) {
+    const long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(t, d));
+    if (v == -1 && PyErr_Occurred()) return false;
+    out[d] = v;
+  }
+  return true;
+}
+
+struct PyRef {  // owned reference, released at scope exit
+  PyObject* p;
+  explicit PyRef(PyObject* q) : p(q) {}
+  ~PyRef() { Py_XDECREF(p); }
+  PyRef(const PyRef&) = delete;
+  PyRef& operator=(const PyRef&) = delete;
+};
+
+[[noreturn]] void raise_from_python(const char* name) {
+  // An attribute read failed (e.g. a sparse tensor has no strides): keep Python's reason.
+  nb::python_error e;
+  throw nb::type_error(("AddLora: cannot read " + std::string(name) + " as a strided CPU tensor (" +
+                        std::string(e.what()) + ")").c_str());
+}
+
+// Result of describing one argument.
+enum class Described { ok, needs_grad };
+
+// Holds the nanobind arrays of non-torch arguments alive for the call.
+struct Keep {
+  std::vector<InArray> in;
+  std::vector<OutArray> out;
+  Scratch scratch;
+};
+
+// A TensorView over a torch tensor, numpy array or other DLPack/buffer CPU array.
+// `h` None gives the empty (absent) view.  Raises TypeError for what cannot be a view.
+Described describe(nb::handle h, const char* name, bool writable, TensorView* v, Keep& keep,
+                   bool check_grad = false) {
+  *v = TensorView();
+  PyObject* o = h.ptr();
+  if (o == Py_None) return Described::ok;
+  if (is_torch_tensor(o)) {
+    const bool plain = plain_tensor(o);
+    PyRef cpu(tensor_get(o, plain, g_torch.d_is_cpu, g_torch.s_is_cpu));
+    if (!cpu.p) raise_from_python(name);
+    if (cpu.p != Py_True) {
+      std::string dev = "?";
+      if (PyObject* d = PyObject_GetAttrString(o, "device")) {
+        if (PyObject* str = PyObject_Str(d)) {
+          if (const char* c = PyUnicode_AsUTF8(str)) dev = c;
+          Py_DECREF(str);
+        }
+        Py_DECREF(d);
+      }
+      PyErr_Clear();
+      throw nb::type_error(("AddLora: " + std::string(name) + " must be a CPU tensor (got device " + dev + ")").c_str());
+    }
+    PyRef dt(tensor_get(o, plain, g_torch.d_dtype, g_torch.s_dtype));
+    if (!dt.p) raise_from_python(name);
+    int k = 0;
+    while (k < 5 && g_torch.dtypes[k] != dt.p) ++k;
+    if (k == 5)
+    {
+      std::string dts = "?";
+      if (PyObject* str = PyObject_Str(dt.p)) {
+        if (const char* c = PyUnicode_AsUTF8(str)) dts = c;
+        Py_DECREF(str);
+      }
+      PyErr_Clear();
+      throw nb::type_error(("AddLora: " + std::string(name) + " has dtype " + dts +
+                            "; supported: float16, bfloat16, float32 (indices: int32, int64)").c_str());
+    }
+    v->dtype = g_torch.codes[k];
+    bool grad = false;
+    if (check_grad) {
+      PyRef rg(tensor_get(o, plain, g_torch.d_requires_grad, g_torch.s_requires_grad));
+      if (!rg.p) raise_from_python(name);
+      grad = rg.p == Py_True;
+    }
+    PyRef shape(tensor_get(o, plain, g_torch.d_shape, g_torch.s_shape));
+    if (!shape.p) raise_from_python(name);
+    int32_t nd = 0, ns = 0;
+    if (!int_tuple(shape.p, v->dims, &nd)) {
+      if (PyErr_Occurred()) raise_from_python(name);
+      throw nb::value_error(("AddLora: " + std::string(name) + " must have at most " + std::to_string(kMaxDims) +
+                             " dimensions").c_str());
+    }
+    PyRef stride(tensor_call(o, plain, g_torch.d_stride, g_torch.s_stride));
+    if (!stride.p || !int_tuple(stride.p, v->strides, &ns) || ns != nd) raise_from_python(name);
+    PyRef ptr(tensor_call(o, plain, g_torch.d_data_ptr, g_torch.s_data_ptr));
+    if (!ptr.p) raise_from_python(name);
+    v->data = PyLong_AsVoidPtr(ptr.p);
+    v->ndim = nd;
+    int64_t n = 1;
+    for (int32_t d = 0; d < nd; ++d) n *= v->dims[d];
+    if (n == 0 || v->data == nullptr) {
+      contiguous_strides(*v);
+      stand_in_storage(*v, keep.scratch);
+    }
+    return grad ? Described::needs_grad : Described::ok;
+  }
+  // numpy and the rest: nanobind's caster (buffer protocol / DLPack).
+  if (writable) {
+    OutArray a;
+    if (!nb::try_cast<OutArray>(h, a)) {
+      if (nb::try_cast<InArray>(h, keep.in.emplace_back()))
+        throw nb::value_error(("AddLora: " + std::string(name) + " is read-only").c_str());
+      throw nb::type_error(("AddLora: " + std::string(name) + " must be a torch tensor or an array (numpy, DLPack); got " +
+                            std::string(nb::type_name(h.type()).c_str())).c_str());
+    }
+    keep.out.push_back(a);
+    *v = view_of(keep.out.back(), name, keep.scratch);
+  } else {
+    InArray a;
+    if (!nb::try_cast<InArray>(h, a))
+      throw nb::type_error(("AddLora: " + std::string(name) + " must be a torch tensor or an array (numpy, DLPack); got " +
+                            std::string(nb::type_name(h.type()).c_str())).c_str());
+    keep.in.push_back(a);
+    *v = view_of(keep.in.back(), name, keep.scratch);
+  }
+  return Described::ok;
+}
+
+// numpy.ndarray (exactly), when numpy is imported.
+bool is_numpy_array(PyObject* o) {
+  static PyObject* type = nullptr;
+  if (!type) {
+    PyObject* mod = PyImport_GetModule(nb::str("numpy").ptr());
+    if (!mod) {
+      PyErr_Clear();
+      return false;
+    }
+    type = PyObject_GetAttrString(mod, "ndarray");  // kept for the process lifetime
+    Py_DECREF(mod);
+    if (!type) {
+      PyErr_Clear();
+      return false;
+    }
+  }
+  return Py_TYPE(o) == reinterpret_cast<PyTypeObject*>(type);
+}
+
+// A plain Python int (not bool, not numpy's) or nothing.
+bool plain_int(nb::handle h, int64_t* v) {
+  if (!PyLong_CheckExact(h.ptr())) return false;
+  const long long x = PyLong_AsLongLong(h.ptr());
+  if (x == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    return false;
+  }
+  *v = x;
+  return true;
+}
+bool plain_float(nb::handle h, double* v) {
+  if (PyFloat_CheckExact(h.ptr())) {
+    *v = PyFloat_AS_DOUBLE(h.ptr());
+    return true;
+  }
+  int64_t i;
+  if (plain_int(h, &i)) {
+    *v = static_cast<double>(i);
+    return true;
+  }
+  return false;
+}
+
+// npu_batch_gather_matmul(_) / add_lora with torch_npu's arguments only.  Returns `out`, or
+// NotImplemented for the general path.
+nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weight_b, nb::handle indices,
+                    nb::handle weight_a, nb::handle layer_idx, nb::handle scale, nb::handle y_offset,
+                    nb::handle y_slice_size) {
+  addlora::Arguments args;
+  if (!plain_int(layer_idx, &args.layer_idx) || !plain_float(scale, &args.scale) ||
+      !plain_int(y_offset, &args.y_offset))
+    return nb::borrow(Py_NotImplemented);
+  if (y_slice_size.is_none()) args.y_slice_size = -1;
+  else if (!plain_int(y_slice_size, &args.y_slice_size)) return nb::borrow(Py_NotImplemented);
+  if (y.is_none() || x.is_none() || weight_b.is_none() || indices.is_none()) return nb::borrow(Py_NotImplemented);
+  bool allocate = out.is_none();  // a new contiguous tensor like y (torch), or numpy array
+  nb::object allocated;
+  if (allocate && !is_torch_tensor(y.ptr())) {
+    if (!is_numpy_array(y.ptr())) return nb::borrow(Py_NotImplemented);  // the Python layer allocates the rest
+    static PyObject* empty_like = nullptr;
+    static PyObject* kwnames = nullptr;
+    static PyObject* order_c = nullptr;
+    if (!empty_like) {
+      PyObject* np = PyImport_GetModule(nb::str("numpy").ptr());
+      if (!np) {
+        PyErr_Clear();
+        return nb::borrow(Py_NotImplemented);
+      }
+      empty_like = PyObject_GetAttrString(np, "empty_like");  // kept for the process lifetime
+      Py_DECREF(np);
+      kwnames = Py_BuildValue("(N)", PyUnicode_InternFromString("order"));  // interned, as vectorcall expects
+      order_c = PyUnicode_InternFromString("C");
+      if (!empty_like || !kwnames || !order_c) throw nb::python_error();
+    }
+    PyObject* argv[2] = {y.ptr(), order_c};
+    PyObject* r = PyObject_Vectorcall(empty_like, argv, 1, kwnames);
+    if (!r) throw nb::python_error();
+    allocated = nb::steal(r);
+    out = allocated;
+    allocate = false;  // described below like any numpy out
+  } else if (allocate && (!g_torch.empty_like || !g_torch.contiguous)) {
+    return nb::borrow(Py_NotImplemented);
+  }
+  // Other producers (a DLPack capsule can be consumed only once) go the general way.
+  for (nb::handle h : {out, y, x, weight_b, indices, weight_a})
+    if (!h.is_none() && !is_torch_tensor(h.ptr()) && !is_numpy_array(h.ptr())) return nb::borrow(Py_NotImplemented);
+  Keep keep;
+  bool grad = false;
+  // Autograd matters only in grad mode (then a tensor requiring grad goes the general way).
+  bool check = false;
+  if (g_torch.is_grad_enabled) {
+    PyRef on(PyObject_CallNoArgs(g_torch.is_grad_enabled));
+    if (!on.p) throw nb::python_error();
+    check = on.p == Py_True;
+  }
+  try {
+    grad |= describe(y, "y", false, &args.y, keep, check) == Described::needs_grad;
+    grad |= describe(x, "x", false, &args.x, keep, check) == Described::needs_grad;
+    grad |= describe(weight_b, "weight_b", false, &args.weight_b, keep, check) == Described::needs_grad;
+    grad |= describe(indices, "indices", false, &args.indices, keep, check) == Described::needs_grad;
+    grad |= describe(weight_a, "weight_a", false, &args.weight_a, keep, check) == Described::needs_grad;
+    if (grad) return nb::borrow(Py_NotImplemented);
+    if (allocate) {
+      PyObject* argv[2] = {y.ptr(), g_torch.contiguous};
+      PyObject* r = PyObject_Vectorcall(g_torch.empty_like, argv, 1, g_torch.empty_kwnames);
+      if (!r) throw nb::python_error();
+      allocated = nb::steal(r);
+      out = allocated;
+      // y's shape and dtype, contiguous: only the address is new.
+      PyRef ptr(tensor_call(out.ptr(), plain_tensor(out.ptr()), g_torch.d_data_ptr, g_torch.s_data_ptr));
+      if (!ptr.p) throw nb::python_error();
+      args.out = args.y;
+      args.out.data = PyLong_AsVoidPtr(ptr.p);
+      args.out.offset = 0;
+      contiguous_strides(args.out);
+      int64_t n = 1;
+      for (int32_t d = 0; d < args.out.ndim; ++d) n *= args.out.dims[d];
+      if (n == 0 || args.out.data == nullptr) stand_in_storage(args.out, keep.scratch);
+    } else if (out.ptr() == y.ptr() && is_torch_tensor(out.ptr())) {
+      args.out = args.y;
+    } else {
+      grad |= describe(out, "out", true, &args.out, keep, check) == Described::needs_grad;
+      if (grad) return nb::borrow(Py_NotImplemented);
+    }
+  } catch (const std::exception&) {
+    // Anything the fast path cannot describe: the general path says what is wrong.
+    PyErr_Clear();
+    return nb::borrow(Py_NotImplemented);
+  }
+  call_without_gil([&](std::string* message) { return addlora::add_lora(args, addlora::Rules::general, message); });
+  return nb::borrow(out);
+}
+
+// ---- shrink / expand (vLLM punica) ------------------------------------------------------------
+// Weights [W, R, H] (vLLM's squeezed layout) are read as [W, 1, R, H].
+void as_4d(TensorView& w) {
+  if (w.ndim != 3) return;
+  for (int d = 3; d >= 2; --d) {
+    w.dims[d] = w.dims[d - 1];
+    w.strides[d] = w.strides[d - 1];
+  }
+  w.dims[1] = 1;
+  w.strides[1] = w.strides[0];
+  w.ndim = 4;
+}
+
+// Rows of a 1-D int tensor as int64 (lora indices, sequence lengths, start locations).
+std::vector<int64_t> int_values(const TensorView& v, const char* name) {
+  if (v.ndim != 1)
+    throw nb::value_error(("AddLora: " + std::string(name) + " must be 1-D (got " + std::to_string(v.ndim) + "-D)").c_str());
+  if (v.dtype != DType::i32 && v.dtype != DType::i64)
+    throw nb::type_error(("AddLora: " + std::string(name) + " dtype must be int32 or int64").c_str());
+  if (v.dims[0] > 1 && v.strides[0] < 1)
+    throw nb::value_error(("AddLora: " + std::string(name) + " must have a positive stride").c_str());
+  std::vector<int64_t> r(static_cast<size_t>(v.dims[0]));
+  for (int64_t k = 0; k < v.dims[0]; ++k) {
+    const int64_t at = v.offset + k * v.strides[0];
+    r[k] = v.dtype == DType::i64 ? static_cast<const int64_t*>(v.data)[at] : static_cast<const int32_t*>(v.data)[at];
+  }
+  return r;
+}
+
+// sgmv: per-token adapter numbers from per-sequence ones (lora_indices_tensor repeated
+// seq_len_tensor times), after checking the sequence description against the token count.
+void explode_sequences(Keep& keep, nb::handle b_seq_start_loc, nb::handle seq_len_tensor,
+                       nb::handle lora_indices_tensor, int64_t batches, int64_t max_seq_length, int64_t token_nums,
+                       int64_t rows, std::vector<int64_t>* exploded) {
+  TensorView vs, vl, vi;
+  describe(b_seq_start_loc, "b_seq_start_loc", false, &vs, keep);
+  describe(seq_len_tensor, "seq_len_tensor", false, &vl, keep);
+  describe(lora_indices_tensor, "lora_indices_tensor", false, &vi, keep);
+  if (!vs.data || !vl.data || !vi.data)
+    throw nb::value_error("AddLora: b_seq_start_loc, seq_len_tensor and lora_indices_tensor must not be None");
+  const auto start = int_values(vs, "b_seq_start_loc"), len = int_values(vl, "seq_len_tensor"),
+             idx = int_values(vi, "lora_indices_tensor");
+  auto bad = [](const std::string& m) { throw nb::value_error(("AddLora: " + m).c_str()); };
+  if (batches < 0 || static_cast<size_t>(batches) > len.size() || static_cast<size_t>(batches) > idx.size() ||
+      static_cast<size_t>(batches) > start.size())
+    bad("batches must be in [0, len(seq_len_tensor)] and <= len(lora_indices_tensor), len(b_seq_start_loc) (batches=" +
+        std::to_string(batches) + ", lengths " + std::to_string(len.size()) + ", " + std::to_string(idx.size()) + ", " +
+        std::to_string(start.size()) + ")");
+  int64_t total = 0;
+  for (int64_t k = 0; k < batches; ++k) {
+    if (len[k] < 0) bad("seq_len_tensor[" + std::to_string(k) + "] = " + std::to_string(len[k]) + " is negative");
+    if (len[k] > max_seq_length)
+      bad("seq_len_tensor[" + std::to_string(k) + "] = " + std::to_string(len[k]) + " exceeds max_seq_length=" +
+          std::to_string(max_seq_length));
+    if (start[k] != total)
+      bad("b_seq_start_loc[" + std::to_string(k) + "] = " + std::to_string(start[k]) +
+          " must equal the sum of the earlier seq_len_tensor entries (" + std::to_string(total) + ")");
+    total += len[k];
+  }
+  if (total != token_nums)
+    bad("token_nums=" + std::to_string(token_nums) + " must equal the sum of seq_len_tensor[:batches] (" +
+        std::to_string(total) + ")");
+  if (token_nums != rows)
+    bad("token_nums=" + std::to_string(token_nums) + " must equal the rows of inputs (" + std::to_string(rows) + ")");
+  exploded->clear();
+  exploded->reserve(static_cast<size_t>(total));
+  for (int64_t k = 0; k < batches; ++k) exploded->insert(exploded->end(), static_cast<size_t>(len[k]), idx[k]);
+}
+
+TensorView index_view(std::vector<int64_t>& v) {
+  TensorView t;
+  t.data = v.empty() ? static_cast<void*>(&t.offset) : v.data();  // any non-null address for no rows
+  t.dtype = DType::i64;
+  t.ndim = 1;
+  t.dims[0] = static_cast<int64_t>(v.size());
+  t.strides[0] = 1;
+  return t;
+}
+
+void require(nb::handle h, const char* name) {
+  if (h.is_none()) throw nb::value_error(("AddLora: " + std::string(name) + " must not be None").c_str());
+}
+
+int64_t int_arg(nb::handle h, const char* name) {
+  int64_t v;
+  if (PyBool_Check(h.ptr()) || !plain_int(h, &v)) {
+    PyObject* idx = PyNumber_Index(h.ptr());  // numpy / torch integers
+    if (!idx || PyBool_Check(h.ptr())) {
+      PyErr_Clear();
+      Py_XDECREF(idx);
+      throw nb::type_error(("AddLora: " + std::string(name) + " must be an integer (got " +
+                            std::string(nb::type_name(h.type()).c_str()) + ")").c_str());
+    }
+    v = PyLong_AsLongLong(idx);
+    Py_DECREF(idx);
+    if (v == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+      throw nb::value_error(("AddLora: " + std::string(name) + " does not fit int64").c_str());
+    }
+  }
+  return v;
+}
+
+double float_arg(nb::handle h, const char* name) {
+  double v;
+  if (plain_float(h, &v)) return v;
+  if (!PyBool_Check(h.ptr())) {
+    v = PyFloat_AsDouble(h.ptr());  // numpy / torch scalars
+    if (!(v == -1.0 && PyErr_Occurred())) return v;
+    PyErr_Clear();
+  }
+  throw nb::type_error(("AddLora: " + std::string(name) + " must be a real number (got " +
+                        std::string(nb::type_name(h.type()).c_str()) + ")").c_str());
+}
+
+bool bool_arg(nb::handle h, const char* name) {
+  if (h.ptr() == Py_True) return true;
+  if (h.ptr() == Py_False) return false;
+  throw nb::type_error(("AddLora: " + std::string(name) + " must be True or False (got " +
+                        std::string(nb::type_name(h.type()).c_str()) + ")").c_str());
+}
+
+// Replaces whole words (identifier tokens) of a message: the C++ API's argument names -> vLLM's.
+void rename_words(std::string* message, std::initializer_list<std::pair<std::string, std::string>> names) {
+  auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  std::string r;
+  size_t i = 0;
+  const std::string& m = *message;
+  while (i < m.size()) {
+    if (!ident(m[i])) {
+      r += m[i++];
+      continue;
+    }
+    size_t j = i;
+    while (j < m.size() && ident(m[j])) ++j;
+    std::string word = m.substr(i, j - i);
+    for (const auto& [from, to] : names)
+      if (word == from) {
+        word = to;
+        break;
+      }
+    r += word;
+    i = j;
+  }
+  *message = r;
+}
+
+// bgmv_shrink / sgmv_shrink: output[b, :R] = scaling * inputs[b] . A[i]^T for rows with an
+// adapter (vLLM overwrites; rows without one are not written).
+void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb::handle indices, nb::handle scaling,
+                   const std::vector<int64_t>* exploded, const char* weights_name) {
+  require(inputs, "inputs");
+  require(weights, weights_name);
+  require(output, "output_tensor");
+  addlora::ShrinkArguments s;
+  s.scale = float_arg(scaling, "scaling");
+  Keep keep;
+  describe(inputs, "inputs", false, &s.x, keep);
+  describe(weights, weights_name, false, &s.weight_a, keep);
+  describe(output, "output_tensor", true, &s.z, keep);
+  if (exploded) {
+    s.indices = index_view(const_cast<std::vector<int64_t>&>(*exploded));
+  } else {
+    require(indices, "lora_indices_tensor");
+    describe(indices, "lora_indices_tensor", false, &s.indices, keep);
+  }
+  if (s.weight_a.ndim != 3 && s.weight_a.ndim != 4)
+    throw nb::value_error(("AddLora: " + std::string(weights_name) + " must be [W, R, H] or [W, 1, R, H] (got " +
+                           std::to_string(s.weight_a.ndim) + "-D)").c_str());
+  as_4d(s.weight_a);
+  if (s.weight_a.dims[1] != 1)
+    throw nb::value_error(("AddLora: " + std::string(weights_name) + " dim 1 must be 1 in the 4-D form (got " +
+                           std::to_string(s.weight_a.dims[1]) + ")").c_str());
+  s.accumulate = false;
+  call_without_gil([&](std::string* message) {
+    const Status st = addlora::shrink(s, message);
+    if (st != Status::ok && message)  // the C++ API's names -> vLLM's
+      rename_words(message, {{"weight_a", weights_name}, {"z", "output_tensor"}, {"x", "inputs"},
+                             {"indices", "lora_indices_tensor"}, {"layer_idx", "layer"}});
+    return st;
+  });
+}
+
+void rename_expand(std::string* message) {
+  rename_words(message, {{"weight_b", "lora_b_weights"}, {"z", "inputs"}, {"out", "output_tensor"},
+                         {"indices", "lora_indices_tensor"}, {"y_offset", "slice_offset"},
+                         {"y_slice_size", "slice_size"}});
+}
+
+// bgmv_expand(_slice) / sgmv_expand(_slice).  slice_offset < 0: the plain expand (columns
+// [0, min(H2, H3)), vLLM's narrower-output rule, and one input row broadcast to every row of
+// the output); otherwise columns [slice_offset, slice_offset + slice_size).
+void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb::handle indices, bool add_inputs,
+                   int64_t slice_offset, int64_t slice_size, const std::vector<int64_t>* exploded) {
+  require(inputs, "inputs");
+  require(weights, "lora_b_weights");
+  require(output, "output_tensor");
+  addlora::ExpandArguments e;
+  Keep keep;
+  describe(inputs, "inputs", false, &e.z, keep);
+  describe(weights, "lora_b_weights", false, &e.weight_b, keep);
+  describe(output, "output_tensor", true, &e.out, keep);
+  if (exploded) {
+    e.indices = index_view(const_cast<std::vector<int64_t>&>(*exploded));
+  } else {
+    require(indices, "lora_indices_tensor");
+    describe(indices, "lora_indices_tensor", false, &e.indices, keep);
+  }
+  if (e.weight_b.ndim != 3 && e.weight_b.ndim != 4)
+    throw nb::value_error(("AddLora: lora_b_weights must be [W, H2, R] or [W, 1, H2, R] (got " +
+                           std::to_string(e.weight_b.ndim) + "-D)").c_str());
+  as_4d(e.weight_b);
+  if (e.weight_b.dims[1] != 1)
+    throw nb::value_error(("AddLora: lora_b_weights dim 1 must be 1 in the 4-D form (got " +
+                           std::to_string(e.weight_b.dims[1]) + ")").c_str());
+  e.accumulate = add_inputs;
+  bool broadcast_row = false;
+  if (slice_offset < 0) {
+    // vLLM: columns [0, min(H2, H3)); one input row is added to every output row; more input
+    // rows than output rows: the first ones.
+    if (e.out.ndim == 2 && e.weight_b.ndim == 4) e.y_slice_size = std::min(e.weight_b.dims[2], e.out.dims[1]);
+    if (e.z.ndim == 2 && e.out.ndim == 2 && e.z.dims[0] != e.out.dims[0]) {
+      if (e.z.dims[0] == 1) {
+        broadcast_row = true;
+      } else if (e.z.dims[0] > e.out.dims[0]) {
+        e.z.dims[0] = e.out.dims[0];
+        if (e.indices.ndim == 1 && e.indices.dims[0] > e.out.dims[0]) e.indices.dims[0] = e.out.dims[0];
+      } else {
+        throw nb::value_error(("AddLora: inputs has " + std::to_string(e.z.dims[0]) + " rows and output_tensor " +
+                               std::to_string(e.out.dims[0]) + ": they must be equal, or inputs must have 1 row").c_str());
+      }
+    }
+  } else {
+    e.y_offset = slice_offset;
+    e.y_slice_size = slice_size;
+    if (e.weight_b.ndim == 4 && slice_size != e.weight_b.dims[2])
+      throw nb::value_error(("AddLora: slice_size must equal lora_b_weights' output dim H2 (slice_size=" +
+                             std::to_string(slice_size) + ", H2=" + std::to_string(e.weight_b.dims[2]) + ")").c_str());
+  }
+  // One input row for every output row: that row (and its index) repeated B times in a small
+  // buffer of our own (rank-sized rows), so that ONE validated call writes every row or none.
+  std::vector<char> rows;
+  std::vector<int64_t> row_index;
+  if (broadcast_row) {
+    if (e.indices.ndim != 1 || e.indices.dims[0] != 1)
+      throw nb::value_error("AddLora: with one row of inputs, lora_indices_tensor must have one element");
+    if (e.z.ndim != 2) throw nb::value_error("AddLora: inputs must be 2-D [B, R]");
+    const int64_t B = e.out.dims[0], R = e.z.dims[1];
+    const size_t es = addlora::dtype_size(e.z.dtype);
+    rows.resize(static_cast<size_t>(B * R) * es + 1);
+    const char* src = static_cast<const char*>(e.z.data) + e.z.offset * static_cast<int64_t>(es);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t r = 0; r < R; ++r)
+        std::memcpy(rows.data() + static_cast<size_t>(b * R + r) * es, src + r * e.z.strides[1] * static_cast<int64_t>(es), es);
+    row_index.assign(static_cast<size_t>(B), int_values(e.indices, "lora_indices_tensor")[0]);
+    e.z.data = rows.data();
+    e.z.offset = 0;
+    e.z.dims[0] = B;
+    e.z.strides[0] = R > 0 ? R : 1;
+    e.z.strides[1] = 1;
+    e.indices = index_view(row_index);
+  }
+  call_without_gil([&](std::string* message) {
+    const Status st = addlora::expand(e, message);
+    if (st != Status::ok && message) rename_expand(message);
+    return st;
+  });
+}
+
+
+// addlora.shrink / addlora.expand: the C++ API's ShrinkArguments / ExpandArguments as they are.
+void py_shrink(nb::handle x, nb::handle weight_a, nb::handle z, nb::handle indices, int64_t layer_idx, double scale,
+               bool accumulate, bool fast) {
+  addlora::ShrinkArguments s;
+  Keep keep;
+  require(x, "x");
+  require(weight_a, "weight_a");
+  require(z, "z");
+  require(indices, "indices");
+  describe(x, "x", false, &s.x, keep);
+  describe(weight_a, "weight_a", false, &s.weight_a, keep);
+  describe(z, "z", true, &s.z, keep);
+  describe(indices, "indices", false, &s.indices, keep);
+  s.layer_idx = layer_idx;
+  s.scale = scale;
+  s.accumulate = accumulate;
+  s.precision = precision_of(fast);
+  call_without_gil([&](std::string* message) { return addlora::shrink(s, message); });
+}
+
+void py_expand(nb::handle z, nb::handle weight_b, nb::handle out, nb::handle indices, int64_t layer_idx, double scale,
+               int64_t y_offset, int64_t y_slice_size, bool accumulate, bool fast) {
+  addlora::ExpandArguments e;
+  Keep keep;
+  require(z, "z");
+  require(weight_b, "weight_b");
+  require(out, "out");
+  require(indices, "indices");
+  describe(z, "z", false, &e.z, keep);
+  describe(weight_b, "weight_b", false, &e.weight_b, keep);
+  describe(out, "out", true, &e.out, keep);
+  describe(indices, "indices", false, &e.indices, keep);
+  e.layer_idx = layer_idx;
+  e.scale = scale;
+  e.y_offset = y_offset;
+  e.y_slice_size = y_slice_size;
+  e.accumulate = accumulate;
+  e.precision = precision_of(fast);
+  call_without_gil([&](std::string* message) { return addlora::expand(e, message); });
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -365,6 +1047,55 @@ NB_MODULE(_core, m) {
         nb::arg("slices"), nb::arg("layer_idx"), nb::arg("strict"), nb::arg("fast"),
         "Several (weight_b, weight_a, scale, y_offset, y_slice_size, b_nz_shape, a_nz_shape, ranks, scales) slices "
         "added into disjoint column ranges of out in one library call.");
+
+  m.def("fast_run", &fast_run, nb::arg("out").none(), nb::arg("y").none(), nb::arg("x").none(), nb::arg("weight_b").none(), nb::arg("indices").none(), nb::arg("weight_a").none(), nb::arg("layer_idx").none(), nb::arg("scale").none(), nb::arg("y_offset").none(), nb::arg("y_slice_size").none(), "Eager path of npu_batch_gather_matmul(_) / add_lora (NotImplemented: use the general path).");
+  m.def("bgmv_shrink", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle idx, nb::handle scaling) {
+    punica_shrink(inputs, w, out, idx, scaling, nullptr, "lora_b_weights");
+  }, nb::arg("inputs").none(), nb::arg("lora_b_weights").none(), nb::arg("output_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("scaling").none());
+  m.def("bgmv_expand", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle idx, nb::handle add_inputs) {
+    punica_expand(inputs, w, out, idx, bool_arg(add_inputs, "add_inputs"), -1, -1, nullptr);
+  }, nb::arg("inputs").none(), nb::arg("lora_b_weights").none(), nb::arg("output_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("add_inputs").none());
+  m.def("bgmv_expand_slice", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle idx, nb::handle offset,
+                                nb::handle size, nb::handle add_inputs) {
+    const int64_t o = int_arg(offset, "slice_offset"), n = int_arg(size, "slice_size");
+    if (o < 0) throw nb::value_error(("AddLora: slice_offset must be >= 0 (got " + std::to_string(o) + ")").c_str());
+    punica_expand(inputs, w, out, idx, bool_arg(add_inputs, "add_inputs"), o, n, nullptr);
+  }, nb::arg("inputs").none(), nb::arg("lora_b_weights").none(), nb::arg("output_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("slice_offset").none(), nb::arg("slice_size").none(), nb::arg("add_inputs").none());
+  m.def("sgmv_shrink", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle start, nb::handle len,
+                          nb::handle idx, nb::handle batches, nb::handle max_len, nb::handle tokens, nb::handle scaling) {
+    Keep keep;
+    std::vector<int64_t> ex;
+    require(inputs, "inputs");
+    TensorView vx;
+    describe(inputs, "inputs", false, &vx, keep);
+    explode_sequences(keep, start, len, idx, int_arg(batches, "batches"), int_arg(max_len, "max_seq_length"),
+                      int_arg(tokens, "token_nums"), vx.ndim == 2 ? vx.dims[0] : -1, &ex);
+    punica_shrink(inputs, w, out, nb::none(), scaling, &ex, "lora_a_weights");
+  }, nb::arg("inputs").none(), nb::arg("lora_a_weights").none(), nb::arg("output_tensor").none(), nb::arg("b_seq_start_loc").none(), nb::arg("seq_len_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("batches").none(), nb::arg("max_seq_length").none(), nb::arg("token_nums").none(), nb::arg("scaling").none());
+  m.def("sgmv_expand", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle start, nb::handle len,
+                          nb::handle idx, nb::handle batches, nb::handle max_len, nb::handle tokens,
+                          nb::handle add_inputs, nb::handle offset, nb::handle size) {
+    Keep keep;
+    std::vector<int64_t> ex;
+    require(inputs, "inputs");
+    TensorView vx;
+    describe(inputs, "inputs", false, &vx, keep);
+    const bool add = bool_arg(add_inputs, "add_inputs");
+    int64_t o = -1, n = -1;
+    if (!offset.is_none()) {
+      o = int_arg(offset, "slice_offset");
+      n = int_arg(size, "slice_size");
+      if (o < 0) throw nb::value_error(("AddLora: slice_offset must be >= 0 (got " + std::to_string(o) + ")").c_str());
+    }
+    explode_sequences(keep, start, len, idx, int_arg(batches, "batches"), int_arg(max_len, "max_seq_length"),
+                      int_arg(tokens, "token_nums"), vx.ndim == 2 ? vx.dims[0] : -1, &ex);
+    punica_expand(inputs, w, out, nb::none(), add, o, n, &ex);
+  }, nb::arg("inputs").none(), nb::arg("lora_b_weights").none(), nb::arg("output_tensor").none(), nb::arg("b_seq_start_loc").none(), nb::arg("seq_len_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("batches").none(), nb::arg("max_seq_length").none(), nb::arg("token_nums").none(), nb::arg("add_inputs").none(), nb::arg("slice_offset").none(), nb::arg("slice_size").none());
+  m.def("shrink", &py_shrink, nb::arg("x").none(), nb::arg("weight_a").none(), nb::arg("z").none(),
+        nb::arg("indices").none(), nb::arg("layer_idx"), nb::arg("scale"), nb::arg("accumulate"), nb::arg("fast"));
+  m.def("expand", &py_expand, nb::arg("z").none(), nb::arg("weight_b").none(), nb::arg("out").none(),
+        nb::arg("indices").none(), nb::arg("layer_idx"), nb::arg("scale"), nb::arg("y_offset"),
+        nb::arg("y_slice_size"), nb::arg("accumulate"), nb::arg("fast"));
   m.def("nd_to_nz", &nd_to_nz, nb::arg("src"), nb::arg("dst"), "Pack ND src [..., M, N] into NZ storage dst.");
   m.def("nz_to_nd", &nz_to_nd, nb::arg("src"), nb::arg("dst"), "Unpack NZ storage src into ND dst.");
   m.def("nz_elements", &nz_elements, nb::arg("dims"), "Elements of the NZ storage of logical shape dims.");

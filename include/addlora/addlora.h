@@ -169,4 +169,40 @@ int num_threads();
 const char* simd_target();
 const char* version();
 
+// ---- Shrink only and expand only (appended: the two halves of a LoRA, e.g. vLLM's punica ops) ----
+//
+// Both run the same planning and kernels as add_lora (shrink is add_lora with weight_a in the
+// place of weight_b and no weight_a; expand is add_lora without weight_a), Rules::general, and
+// skip every row whose index is outside [0, W): such rows of z / out are not written at all.
+// Errors name these structs' fields.  Nothing is written unless the call succeeds.
+
+// z[b, :R] (+)= scale * (x[b] . weight_a[i, layer_idx]^T), i = indices[b].
+struct ShrinkArguments {
+  TensorView x;          // [B, H1]
+  TensorView weight_a;   // [W, L, R, H1]
+  TensorView indices;    // [B] int32 or int64
+  TensorView z;          // [B, Rz], Rz >= R; columns [0, R) are written (fp32 keeps the most)
+  int64_t layer_idx = 0;
+  double scale = 1.0;
+  bool accumulate = false;   // false: z[b, :R] = ...; true: z[b, :R] += ...
+  Precision precision = Precision::exact;
+};
+Status shrink(const ShrinkArguments& args, std::string* message = nullptr);
+
+// out[b, y_offset : y_offset + S] (+)= scale * (z[b] . weight_b[i, layer_idx]^T)[:S], i = indices[b].
+struct ExpandArguments {
+  TensorView z;          // [B, R]
+  TensorView weight_b;   // [W, L, H2, R]
+  TensorView indices;    // [B] int32 or int64
+  TensorView out;        // [B, H3]; y_offset + S <= H3 (ND weight_b: S may be < H2, only its first S rows are
+                         // read; FRACTAL_NZ weight_b: y_offset + H2 <= H3 as in add_lora)
+  int64_t layer_idx = 0;
+  double scale = 1.0;
+  int64_t y_offset = 0;
+  int64_t y_slice_size = -1;  // S; -1 means H2
+  bool accumulate = true;     // true: out[...] += ...; false: out[...] = ...
+  Precision precision = Precision::exact;
+};
+Status expand(const ExpandArguments& args, std::string* message = nullptr);
+
 }  // namespace addlora

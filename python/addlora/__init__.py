@@ -36,11 +36,15 @@ from collections.abc import Mapping as _Mapping
 from dataclasses import dataclass as _dataclass
 from typing import Any as _Any, Optional as _Optional, Sequence as _Sequence
 
-from . import _core
+from . import _core, _route
+
+# The eager path: torch_npu's arguments straight to C++ (returns NotImplemented for anything it
+# leaves to _run: other keywords, tensors that require grad, non-int attributes).
+_fast_run = _core.fast_run
 
 __all__ = ["npu_batch_gather_matmul", "npu_batch_gather_matmul_", "add_lora", "add_lora_multi",
            "LoraSlice", "nd_to_nz", "nz_to_nd", "nz_shape", "info", "set_num_threads", "num_threads",
-           "__version__"]
+           "register_torch_ops", "punica", "shrink", "expand", "__version__"]
 
 __version__ = _core.version()
 
@@ -53,7 +57,7 @@ def _torch_tensor(a):
 
 def _prepare(a):
     # torch refuses to export tensors that require grad; detach() shares the storage (no
-    # copy).  There is no autograd support: the result never requires grad.
+    # copy).  Autograd, where supported, is recorded around this call (_differentiable).
     if _torch_tensor(a) and a.requires_grad:
         return a.detach()
     return a
@@ -61,6 +65,54 @@ def _prepare(a):
 
 def _torch():
     return _sys.modules["torch"]
+
+
+def _grad_inputs(*tensors):
+    """True if autograd must record this call: grad mode on and a torch input requires grad."""
+    torch = _sys.modules.get("torch")
+    if torch is None or not torch.is_grad_enabled():
+        return False
+    return any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
+def _refuse_grad_in_place(y, x, weight_b, weight_a):
+    for name, t in (("y", y), ("x", x), ("weight_b", weight_b), ("weight_a", weight_a)):
+        if _torch_tensor(t) and t.requires_grad:
+            raise ValueError(f"AddLora: npu_batch_gather_matmul_ writes y in place and is not differentiable, "
+                             f"but {name} requires grad; use npu_batch_gather_matmul (out of place, "
+                             f"differentiable) or run under torch.no_grad()")
+
+
+def _differentiable(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
+                    precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales):
+    """The call recorded by autograd (grads for y, x, weight_b, weight_a)."""
+    if out is not None:
+        raise ValueError("AddLora: out= is not supported when an input requires grad (autograd needs a new "
+                         "result tensor); drop out= or run under torch.no_grad()")
+    if weight_format != "nd":
+        raise ValueError("AddLora: autograd needs weight_format='nd' (FRACTAL_NZ weights are for inference)")
+    torch = _torch()
+    for name, t in (("y", y), ("x", x), ("weight_b", weight_b), ("indices", indices), ("weight_a", weight_a)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"AddLora: with inputs that require grad every tensor must be a torch tensor "
+                            f"({name} is {type(t).__name__})")
+    layer_idx, y_offset, y_slice_size = _integers(layer_idx=layer_idx, y_offset=y_offset,
+                                                  y_slice_size=y_slice_size)
+    scale = float(scale)
+    from ._autograd import AddLoraFunction
+
+    def run():
+        res = _new_like(y)
+        return _run(res, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
+                    precision, weight_format, weight_b_shape, weight_a_shape, ranks=ranks, scales=scales)
+
+    # S after validation: run() raises first for a bad y_slice_size / shapes.
+    H2 = weight_b.shape[2] if weight_b.dim() == 4 else 0
+    S = H2 if y_slice_size == -1 else y_slice_size
+    rk = None if ranks is None else [int(v) for v in (ranks.tolist() if hasattr(ranks, "tolist") else ranks)]
+    sc = None if scales is None else [float(v) for v in (scales.tolist() if hasattr(scales, "tolist") else scales)]
+    return AddLoraFunction.apply(y, x, weight_b, weight_a, run, indices.detach(), layer_idx, scale, y_offset, S,
+                                 rk, sc)
 
 
 def _empty(like, shape, dtype, what):
@@ -78,7 +130,8 @@ def _new_like(y):
     if y is None:
         return None
     if _torch_tensor(y):
-        return _torch().empty(tuple(y.shape), dtype=y.dtype, device=y.device)
+        torch = _torch()  # empty_like: the cheapest allocation call (same dtype and device)
+        return torch.empty_like(y, memory_format=torch.contiguous_format)
     import numpy as np
     if isinstance(y, np.ndarray):
         return np.empty(y.shape, dtype=y.dtype)
@@ -218,6 +271,19 @@ def _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_s
     return out
 
 
+# ---- under torch.compile: the registered operators -------------------------------------------------
+def _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales):
+    if (strict is not False or precision != "exact" or weight_format != "nd" or ranks is not None
+            or scales is not None or weight_b_shape is not None or weight_a_shape is not None):
+        raise NotImplementedError("AddLora: under torch.compile only torch_npu's arguments are supported "
+                                  "(no strict, precision, weight_format, ranks, scales)")
+
+
+def _op_args(layer_idx, scale, y_offset, y_slice_size):
+    return (_operator.index(layer_idx), float(scale), _operator.index(y_offset),
+            -1 if y_slice_size is None else _operator.index(y_slice_size))
+
+
 def npu_batch_gather_matmul(y, x, weight_b, indices, weight_a=None, layer_idx=0, scale=1e-3,
                             y_offset=0, y_slice_size=-1, *, strict=False, precision="exact",
                             weight_format="nd", weight_b_shape=None, weight_a_shape=None, ranks=None,
@@ -230,6 +296,18 @@ def npu_batch_gather_matmul(y, x, weight_b, indices, weight_a=None, layer_idx=0,
     Keywords ``strict``, ``precision``, ``weight_format``, ``weight_b_shape``, ``weight_a_shape``,
     ``ranks``, ``scales`` (not torch_npu's): see ``add_lora``.
     """
+    if _route.compiling():
+        _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
+        return _torch().ops.addlora.add_lora(y, x, weight_b, indices, weight_a,
+                                             *_op_args(layer_idx, scale, y_offset, y_slice_size))
+    if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
+            and weight_b_shape is None and weight_a_shape is None):
+        r = _fast_run(None, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
+        if r is not NotImplemented:
+            return r
+    if _grad_inputs(y, x, weight_b, weight_a):
+        return _differentiable(None, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size,
+                               strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
     return _run(_new_like(y), y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset,
                 y_slice_size, strict, precision, weight_format, weight_b_shape, weight_a_shape,
                 ranks=ranks, scales=scales)
@@ -244,6 +322,18 @@ def npu_batch_gather_matmul_(y, x, weight_b, indices, weight_a=None, layer_idx=0
     ``y`` may be a non-contiguous view; only its rows/columns named by the rule are written.
     Default ``scale=1e-3`` (torch_npu's).  Keywords as ``add_lora``.
     """
+    if _route.compiling():
+        _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
+        _torch().ops.addlora.add_lora_(y, x, weight_b, indices, weight_a,
+                                       *_op_args(layer_idx, scale, y_offset, y_slice_size))
+        return y
+    if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
+            and weight_b_shape is None and weight_a_shape is None):
+        r = _fast_run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
+        if r is not NotImplemented:
+            return r
+    if _grad_inputs(y, x, weight_b, weight_a):
+        _refuse_grad_in_place(y, x, weight_b, weight_a)
     return _run(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
                 precision, weight_format, weight_b_shape, weight_a_shape, out_name="y", ranks=ranks,
                 scales=scales)
@@ -288,6 +378,25 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
     Returns:
       ``out``.
     """
+    if _route.compiling():
+        _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
+        ops = _torch().ops.addlora
+        args = (x, weight_b, indices, weight_a, *_op_args(layer_idx, scale, y_offset, y_slice_size))
+        if out is None:
+            return ops.add_lora(y, *args)
+        if out is y:
+            ops.add_lora_(y, *args)
+            return y
+        out.copy_(ops.add_lora(y, *args))
+        return out
+    if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
+            and weight_b_shape is None and weight_a_shape is None):
+        r = _fast_run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
+        if r is not NotImplemented:
+            return r
+    if _grad_inputs(y, x, weight_b, weight_a):
+        return _differentiable(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size,
+                               strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
     if out is None:
         out = _new_like(y)
     return _run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, strict,
@@ -370,6 +479,62 @@ def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="e
     _core.run_multi(_prepare(out), _prepare(y), _prepare(x), _prepare(indices), packed, layer_idx,
                     bool(strict), fast)
     return out
+
+
+# ---- shrink only / expand only ------------------------------------------------------------------
+def _bool(v, name):
+    if v is True or v is False:
+        return v
+    raise TypeError(f"AddLora: {name} must be True or False (got {type(v).__name__})")
+
+
+def _real(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
+        raise TypeError(f"AddLora: {name} must be a real number (got {type(v).__name__})")
+    return float(v)
+
+
+def shrink(x, weight_a, z, indices, *, layer_idx=0, scale=1.0, accumulate=False, precision="exact"):
+    """``z[b, :R] = scale * x[b] @ weight_a[i, layer_idx].T`` (``+=`` with ``accumulate=True``).
+
+    The first half of a LoRA into the caller's buffer ``z [B, >= R]`` (float32 keeps the most),
+    ``i = indices[b]``; rows with ``i`` outside ``[0, W)`` are not written.  ``weight_a
+    [W, L, R, H1]``.  Same kernels and precision as ``add_lora``.  Returns ``z``.
+    """
+    (layer_idx,) = _integers(layer_idx=layer_idx)
+    _core.shrink(x, weight_a, z, indices, layer_idx, _real(scale, "scale"), _bool(accumulate, "accumulate"),
+                 _fast(precision))
+    return z
+
+
+def expand(z, weight_b, out, indices, *, layer_idx=0, scale=1.0, y_offset=0, y_slice_size=None, accumulate=True,
+           precision="exact"):
+    """``out[b, y_offset:y_offset+S] += scale * (z[b] @ weight_b[i, layer_idx].T)[:S]`` (``=`` with
+    ``accumulate=False``).
+
+    The second half of a LoRA: ``z [B, R]``, ``weight_b [W, L, H2, R]``, ``out [B, H3]`` with
+    ``y_offset + S <= H3``; ``S = y_slice_size`` (None or -1: H2; only S rows of ND weight_b are
+    read).  Rows with an index outside ``[0, W)`` are not written.  Returns ``out``.
+    """
+    layer_idx, y_offset, y_slice_size = _integers(layer_idx=layer_idx, y_offset=y_offset,
+                                                  y_slice_size=y_slice_size)
+    _core.expand(z, weight_b, out, indices, layer_idx, _real(scale, "scale"), y_offset, y_slice_size,
+                 _bool(accumulate, "accumulate"), _fast(precision))
+    return out
+
+
+from . import punica  # noqa: E402  (vLLM's punica ops)
+
+
+def register_torch_ops():
+    """Registers torch.ops.addlora.* now (done at import when torch is already imported, else at
+    the first call).  Returns False where torch lacks torch.library.register_fake (torch < 2.4)."""
+    import torch  # noqa: F401
+    return _route.setup()
+
+
+if "torch" in _sys.modules:
+    _route.setup()
 
 
 def set_num_threads(n):

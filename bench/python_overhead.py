@@ -1,0 +1,96 @@
+"""Per-call overhead of addlora's eager Python entry points on a tiny problem.
+
+Times one call of each public function (torch fp16 tensors and numpy fp16 arrays; B=1, H=16 and
+64, R=16, W=4) with time.perf_counter_ns over batches of calls, interleaving the cases, and
+reports the per-call median and the 10th-90th percentile spread over the repeats.  Not a unit
+test: the numbers depend on the machine and its load.
+
+    python bench/python_overhead.py [--repeats 41] [--calls 200] [--threads 1]
+"""
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+try:
+    import torch
+except ImportError:  # numpy rows only
+    torch = None
+
+import addlora
+from addlora import punica
+
+
+def timeit_all(cases, calls, repeats):
+    """Per-call microseconds of every case: (median, p10, p90) over `repeats` rounds.
+
+    The cases are interleaved (each round times every case once, in turn) so that a burst of
+    load from other processes hits all of them alike instead of a few consecutive rows."""
+    for _, fn in cases:  # warm-up (first-call caches, page faults)
+        for _ in range(calls):
+            fn()
+    samples = [[] for _ in cases]
+    for _ in range(repeats):
+        for k, (_, fn) in enumerate(cases):
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                fn()
+            samples[k].append((time.perf_counter_ns() - t0) / calls / 1000.0)
+    out = []
+    for per_call in samples:
+        per_call.sort()
+        q = lambda f: per_call[min(len(per_call) - 1, int(f * len(per_call)))]  # noqa: E731
+        out.append((statistics.median(per_call), q(0.1), q(0.9)))
+    return out
+
+
+def problems(lib, H, R=16, W=4, B=1):
+    rng = np.random.default_rng(0)
+    f = lambda *s: (rng.standard_normal(s) * 0.1).astype(np.float16)  # noqa: E731
+    arrays = dict(y=f(B, H), x=f(B, H), wa=f(W, 1, R, H), wb=f(W, 1, H, R),
+                  idx=np.zeros(B, np.int32), z=np.zeros((B, R), np.float32),
+                  wa3=f(W, R, H), wb3=f(W, H, R), idx64=np.zeros(B, np.int64))
+    if lib == "torch":
+        arrays = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    return arrays
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=41)
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=None, help="addlora.set_num_threads (default: unchanged)")
+    args = ap.parse_args()
+    if args.threads:
+        addlora.set_num_threads(args.threads)
+    libs = ["numpy"] + (["torch"] if torch is not None else [])
+    print(f"addlora {addlora.__version__} ({addlora.info()['simd_target']}, {addlora.num_threads()} threads) | "
+          f"torch {torch.__version__ if torch else '-'} | python {sys.version.split()[0]} | "
+          f"{args.repeats} repeats x {args.calls} calls, per-call us")
+    print(f"{'call':44s} {'lib':6s} {'H':>4s} {'median':>8s} {'p10':>8s} {'p90':>8s}")
+    for lib in libs:
+        for H in (16, 64):
+            p = problems(lib, H)
+            y, x, wa, wb, idx, z = p["y"], p["x"], p["wa"], p["wb"], p["idx"], p["z"]
+            out = y * 1  # a separate output
+            cases = [
+                ("npu_batch_gather_matmul_ (in place)",
+                 lambda: addlora.npu_batch_gather_matmul_(y, x, wb, idx, wa, 0, 1e-3)),
+                ("add_lora(out=...)", lambda: addlora.add_lora(y, x, wb, idx, weight_a=wa, out=out)),
+                ("add_lora (allocates out)", lambda: addlora.add_lora(y, x, wb, idx, weight_a=wa)),
+                ("npu_batch_gather_matmul (allocates)",
+                 lambda: addlora.npu_batch_gather_matmul(y, x, wb, idx, wa, 0, 1e-3)),
+                ("punica.bgmv_shrink", lambda: punica.bgmv_shrink(x, p["wa3"], z, p["idx64"], 0.5)),
+                ("punica.bgmv_expand", lambda: punica.bgmv_expand(z, p["wb3"], y, p["idx64"], True)),
+                ("punica.bgmv_expand_slice",
+                 lambda: punica.bgmv_expand_slice(z, p["wb3"], y, p["idx64"], 0, H, True)),
+            ]
+            for (name, _), (med, lo, hi) in zip(cases, timeit_all(cases, args.calls, args.repeats)):
+                print(f"{name:44s} {lib:6s} {H:4d} {med:8.2f} {lo:8.2f} {hi:8.2f}")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""torch.ops.addlora.* (torch.library, torch >= 2.4): schemas, fake kernels and autograd pass
+torch.library.opcheck, and a small model calling the public functions runs under
+torch.compile(fullgraph=True) with the same results as eager.  Skipped under torch 1.x
+(scripts/python-test.sh runs this file again under PyPI's torch 2.8)."""
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import addlora  # noqa: E402
+from addlora import punica  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not addlora.register_torch_ops(),
+                                reason=f"torch {torch.__version__} has no torch.library.register_fake (needs >= 2.4)")
+
+
+def problem(seed, dtype=torch.float32, B=6, H1=24, H2=20, H3=28, R=8, W=3, L=2, grad=False):
+    g = torch.Generator().manual_seed(seed)
+    t = lambda *s, sc=1.0: (torch.randn(*s, generator=g) * sc).to(dtype)  # noqa: E731
+    p = dict(y=t(B, H3), x=t(B, H1), weight_b=t(W, L, H2, R, sc=R ** -0.5), weight_a=t(W, L, R, H1, sc=H1 ** -0.5))
+    if grad:
+        for v in p.values():
+            v.requires_grad_(True)
+    idx = torch.randint(0, W, (B,), generator=g)
+    idx[:2] = torch.tensor([-1, W])
+    p["indices"] = idx
+    return p
+
+
+def add_lora_args(p, layer_idx=1, scale=0.5, y_offset=3, y_slice_size=-1):
+    return (p["y"], p["x"], p["weight_b"], p["indices"], p["weight_a"], layer_idx, scale, y_offset, y_slice_size)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_opcheck_add_lora(dtype):
+    p = problem(1, dtype)
+    torch.library.opcheck(torch.ops.addlora.add_lora.default, add_lora_args(p))
+    torch.library.opcheck(torch.ops.addlora.add_lora.default, add_lora_args(dict(p, weight_a=None, x=p["x"][:, :8]),
+                                                                            y_offset=0, y_slice_size=5))
+    torch.library.opcheck(torch.ops.addlora.add_lora_.default, add_lora_args(p))
+
+
+def test_opcheck_add_lora_autograd():
+    p = problem(2, grad=True)
+    torch.library.opcheck(torch.ops.addlora.add_lora.default, add_lora_args(p))
+
+
+def test_opcheck_punica():
+    g = torch.Generator().manual_seed(3)
+    B, R, H, W = 5, 8, 40, 3
+    x = torch.randn(B, H, generator=g).half()
+    wa = torch.randn(W, R, H, generator=g).half()
+    wb = torch.randn(W, 1, H, R, generator=g).half()
+    idx = torch.tensor([0, -1, 2, 1, 3])
+    z = torch.zeros(B, R)
+    y = torch.randn(B, H + 6, generator=g).half()
+    ops = torch.ops.addlora
+    torch.library.opcheck(ops.bgmv_shrink.default, (x, wa, z, idx, 0.5))
+    torch.library.opcheck(ops.bgmv_expand.default, (z, wb, y, idx, True))
+    torch.library.opcheck(ops.bgmv_expand_slice.default, (z, wb, y, idx, 4, H, False))
+    seq = (torch.tensor([0, 2]), torch.tensor([2, 3]), torch.tensor([1, -1]), 2, 3, 5)
+    torch.library.opcheck(ops.sgmv_shrink.default, (x, wa, z, *seq, 0.25))
+    torch.library.opcheck(ops.sgmv_expand.default, (z, wb, y, *seq, False))
+    torch.library.opcheck(ops.sgmv_expand_slice.default, (z, wb, y, *seq, 6, H, True))
+
+
+class LoraModel(torch.nn.Module):
+    """A base linear plus LoRA through every public entry point."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, y, x, indices):
+        p = self.p
+        a = addlora.npu_batch_gather_matmul(y, x, p["weight_b"], indices, p["weight_a"], 1, 0.5)
+        b = addlora.add_lora(a, x, p["weight_b"], indices, weight_a=p["weight_a"], layer_idx=0, scale=0.25,
+                             y_offset=2, y_slice_size=7)
+        c = b.clone()
+        addlora.npu_batch_gather_matmul_(c, x, p["weight_b"], indices, p["weight_a"], 0, 2.0, 8)
+        z = torch.zeros(x.shape[0], p["weight_a"].shape[2], dtype=torch.float32)
+        punica.bgmv_shrink(x, p["weight_a"][:, 1], z, indices, 0.5)
+        punica.bgmv_expand(z, p["weight_b"][:, 1], c, indices)
+        punica.bgmv_expand_slice(z, p["weight_b"][:, 0], c, indices, 1, p["weight_b"].shape[2], True)
+        return c * 2
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compiled_model_equals_eager(backend):
+    p = problem(4, torch.float16)
+    model = LoraModel(p)
+    y, x, idx = p["y"], p["x"], p["indices"]
+    eager = model(y, x, idx)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    got = compiled(y, x, idx)
+    assert torch.equal(got, eager)
+    y2 = torch.randn_like(y.float()).half()
+    assert torch.equal(compiled(y2, x, idx), model(y2, x, idx))   # same graph, new values
+
+
+def test_compiled_training_step_matches_eager_grads():
+    p = problem(5, grad=True)
+
+    def step(y, x, wb, wa, idx):
+        out = addlora.add_lora(y, x, wb, idx, weight_a=wa, layer_idx=1, scale=0.5, y_offset=3)
+        return (out * out).sum()
+
+    args = (p["y"], p["x"], p["weight_b"], p["weight_a"], p["indices"])
+    params = args[:4]
+    eager_loss = step(*args)
+    eager = torch.autograd.grad(eager_loss, params)
+    torch._dynamo.reset()
+    compiled_loss = torch.compile(step, fullgraph=True, backend="aot_eager")(*args)
+    compiled = torch.autograd.grad(compiled_loss, params)
+    assert torch.allclose(compiled_loss, eager_loss, rtol=1e-6)
+    for a, b in zip(compiled, eager):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_extra_keywords_are_refused_under_compile():
+    p = problem(6)
+
+    def f(y, x):
+        return addlora.add_lora(y, x, p["weight_b"], p["indices"], weight_a=p["weight_a"], precision="fast")
+
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="only torch_npu's arguments|NotImplementedError"):
+        torch.compile(f, fullgraph=True, backend="eager")(p["y"], p["x"])

@@ -1,0 +1,230 @@
+// Shrink only and expand only (include/addlora/addlora.h, ShrinkArguments / ExpandArguments):
+// both are add_lora calls with no weight_a, planned and run by the ordinary machinery.
+//
+//   shrink: x is the "rank vector", weight_a [W, L, R, H1] plays weight_b (H2 = R, rank = H1),
+//           z is y and out at once (in place), so only z[b, :R] of rows with an adapter is touched.
+//   expand: z is x (rank vector), out is y and out at once (in place).
+//
+// Overwrite (accumulate = false) first zeroes the written slice of the rows with an adapter,
+// after the plan has validated everything and the workspace is allocated, so a failed call
+// writes nothing.  The checks that differ from add_lora's, or whose add_lora wording would name
+// the wrong tensor, are done here first; the rest (dtypes, strides, storage, aliasing) is
+// add_lora's validation, its message renamed to this call's field names.
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <string>
+#include <utility>
+
+#include "addlora/addlora.h"
+#include "core/fault.h"
+
+namespace addlora {
+namespace {
+
+using ll = long long;
+
+Status fail(std::string* message, Status st, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+Status fail(std::string* message, Status st, const char* fmt, ...) {
+  if (message) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    *message = std::string("AddLora: ") + buf;
+  }
+  return st;
+}
+
+bool present(const TensorView& v) { return v.data != nullptr; }
+
+// Replaces whole identifier tokens (add_lora's names) with this call's names.
+std::string rename_tokens(const std::string& s, const std::pair<const char*, const char*>* map, size_t n) {
+  auto ident = [](char c) { return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  std::string r;
+  size_t i = 0;
+  while (i < s.size()) {
+    if (!ident(s[i])) {
+      r += s[i++];
+      continue;
+    }
+    size_t j = i;
+    while (j < s.size() && ident(s[j])) ++j;
+    std::string tok = s.substr(i, j - i);
+    for (size_t k = 0; k < n; ++k)
+      if (tok == map[k].first) {
+        tok = map[k].second;
+        break;
+      }
+    r += tok;
+    i = j;
+  }
+  return r;
+}
+
+Status check_rank(std::string* message, const TensorView& v, const char* name, int ndim, const char* shape) {
+  if (!present(v)) return fail(message, Status::null_pointer, "%s must not be null", name);
+  if (v.ndim != ndim)
+    return fail(message, Status::invalid_shape, "%s must be %d-D %s (got %d-D)", name, ndim, shape, v.ndim);
+  return Status::ok;
+}
+
+int64_t adapter_at(const TensorView& idx, int64_t b) {
+  const int64_t k = idx.offset + b * idx.strides[0];
+  return idx.dtype == DType::i64 ? static_cast<const int64_t*>(idx.data)[k]
+                                 : static_cast<const int32_t*>(idx.data)[k];
+}
+
+// Zeroes out[b, col0 : col0 + cols] of every row whose index is in [0, W) (all-zero bits are
+// +0 in fp16, bf16 and fp32).
+void zero_rows(const TensorView& out, const TensorView& idx, int64_t W, int64_t col0, int64_t cols) {
+  const size_t es = dtype_size(out.dtype);
+  char* base = static_cast<char*>(out.data) + out.offset * static_cast<int64_t>(es);
+  for (int64_t b = 0; b < out.dims[0]; ++b) {
+    const int64_t i = adapter_at(idx, b);
+    if (i < 0 || i >= W) continue;
+    char* row = base + (b * out.strides[0] + col0 * out.strides[1]) * static_cast<int64_t>(es);
+    if (out.strides[1] == 1) {
+      std::memset(row, 0, static_cast<size_t>(cols) * es);
+    } else {
+      for (int64_t c = 0; c < cols; ++c) std::memset(row + c * out.strides[1] * static_cast<int64_t>(es), 0, es);
+    }
+  }
+}
+
+// Plans `a` (in place on a.out), allocates the workspace, optionally zeroes the written slice,
+// runs.  Messages from validation are renamed with `names`.
+Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
+                    const std::pair<const char*, const char*>* names, size_t n_names, std::string* message) {
+  Plan plan;
+  std::string m;
+  const Status st = make_plan(a, Rules::general, &plan, message ? &m : nullptr);
+  if (st != Status::ok) {
+    if (message) {
+      // add_lora's aliasing note is about its y / out pair, which is one tensor here.
+      const std::string note = " (only out == y, the identical view, may alias)";
+      if (const size_t at = m.find(note); at != std::string::npos) m.erase(at, note.size());
+      *message = rename_tokens(m, names, n_names);
+    }
+    return st;
+  }
+  const uint64_t bytes = plan.workspace_bytes();
+  void* ws = nullptr;
+  if (bytes > 0) {
+    ws = detail::allocation_fails() ? nullptr : std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63});
+    if (!ws) return fail(message, Status::internal, "cannot allocate the workspace (%llu bytes)", (unsigned long long)bytes);
+  }
+  if (overwrite && cols > 0) zero_rows(a.out, a.indices, W, a.y_offset, cols);
+  plan.run(ws);
+  std::free(ws);
+  return Status::ok;
+}
+
+// The float dtypes every kernel takes; checked here too so that an empty problem (which returns
+// before planning) still rejects a wrong dtype.
+Status check_float(std::string* message, const TensorView& v, const char* name) {
+  if (v.dtype != DType::f16 && v.dtype != DType::bf16 && v.dtype != DType::f32)
+    return fail(message, Status::invalid_param, "%s dtype must be FLOAT16, BF16 or FLOAT (got %s)", name,
+                dtype_name(v.dtype));
+  return Status::ok;
+}
+
+Status check_indices(std::string* message, const TensorView& idx, int64_t B, const char* rows_of) {
+  if (Status st = check_rank(message, idx, "indices", 1, "[B]"); st != Status::ok) return st;
+  if (idx.dtype != DType::i32 && idx.dtype != DType::i64)
+    return fail(message, Status::invalid_param, "indices dtype must be INT32 or INT64 (got %s)", dtype_name(idx.dtype));
+  if (idx.dims[0] != B)
+    return fail(message, Status::invalid_shape, "indices must have one element per row of %s (indices: %lld, B=%lld)",
+                rows_of, (ll)idx.dims[0], (ll)B);
+  return Status::ok;
+}
+
+}  // namespace
+
+Status shrink(const ShrinkArguments& s, std::string* message) {
+  if (Status st = check_rank(message, s.x, "x", 2, "[B, H1]"); st != Status::ok) return st;
+  if (Status st = check_rank(message, s.weight_a, "weight_a", 4, "[W, L, R, H1]"); st != Status::ok) return st;
+  if (Status st = check_rank(message, s.z, "z", 2, "[B, >= R]"); st != Status::ok) return st;
+  for (const auto& [v, name] : {std::pair<const TensorView*, const char*>{&s.x, "x"}, {&s.weight_a, "weight_a"},
+                                 {&s.z, "z"}})
+    if (Status st = check_float(message, *v, name); st != Status::ok) return st;
+  const int64_t B = s.x.dims[0], H1 = s.x.dims[1];
+  const int64_t W = s.weight_a.dims[0], L = s.weight_a.dims[1], R = s.weight_a.dims[2];
+  if (Status st = check_indices(message, s.indices, B, "x"); st != Status::ok) return st;
+  if (s.weight_a.dims[3] != H1)
+    return fail(message, Status::invalid_shape, "weight_a dim 3 must equal x dim 1 (H1) (weight_a dim 3=%lld, H1=%lld)",
+                (ll)s.weight_a.dims[3], (ll)H1);
+  if (s.z.dims[0] != B)
+    return fail(message, Status::invalid_shape, "z dim 0 must equal x dim 0 (B) (z dim 0=%lld, B=%lld)",
+                (ll)s.z.dims[0], (ll)B);
+  if (s.z.dims[1] < R)
+    return fail(message, Status::invalid_shape, "z dim 1 must be >= R (z dim 1=%lld, R=%lld)", (ll)s.z.dims[1], (ll)R);
+  if (s.layer_idx < 0 || s.layer_idx >= L)
+    return fail(message, Status::invalid_shape, "layer_idx must be in [0, L) (layer_idx=%lld, L=%lld)",
+                (ll)s.layer_idx, (ll)L);
+  if (B == 0 || R == 0) return Status::ok;  // nothing to write
+  Arguments a;
+  a.x = s.x;
+  a.weight_b = s.weight_a;
+  a.indices = s.indices;
+  a.y = a.out = s.z;
+  a.layer_idx = s.layer_idx;
+  a.scale = s.scale;
+  a.precision = s.precision;
+  static const std::pair<const char*, const char*> names[] = {
+      {"weightB", "weight_a"}, {"y", "z"}, {"out", "z"}, {"H2", "R"}, {"R", "H1"}, {"yOffset", "offset"}};
+  return plan_and_run(a, !s.accumulate, W, R, names, sizeof names / sizeof names[0], message);
+}
+
+Status expand(const ExpandArguments& e, std::string* message) {
+  if (Status st = check_rank(message, e.z, "z", 2, "[B, R]"); st != Status::ok) return st;
+  if (Status st = check_rank(message, e.weight_b, "weight_b", 4, "[W, L, H2, R]"); st != Status::ok) return st;
+  if (Status st = check_rank(message, e.out, "out", 2, "[B, H3]"); st != Status::ok) return st;
+  for (const auto& [v, name] : {std::pair<const TensorView*, const char*>{&e.z, "z"}, {&e.weight_b, "weight_b"},
+                                 {&e.out, "out"}})
+    if (Status st = check_float(message, *v, name); st != Status::ok) return st;
+  const int64_t B = e.z.dims[0], R = e.z.dims[1];
+  const int64_t W = e.weight_b.dims[0], L = e.weight_b.dims[1], H2 = e.weight_b.dims[2];
+  const int64_t H3 = e.out.dims[1];
+  if (Status st = check_indices(message, e.indices, B, "z"); st != Status::ok) return st;
+  if (e.weight_b.dims[3] != R)
+    return fail(message, Status::invalid_shape, "weight_b dim 3 must equal z dim 1 (R) (weight_b dim 3=%lld, R=%lld)",
+                (ll)e.weight_b.dims[3], (ll)R);
+  if (e.out.dims[0] != B)
+    return fail(message, Status::invalid_shape, "out dim 0 must equal z dim 0 (B) (out dim 0=%lld, B=%lld)",
+                (ll)e.out.dims[0], (ll)B);
+  if (e.layer_idx < 0 || e.layer_idx >= L)
+    return fail(message, Status::invalid_shape, "layer_idx must be in [0, L) (layer_idx=%lld, L=%lld)",
+                (ll)e.layer_idx, (ll)L);
+  if (e.y_slice_size != -1 && (e.y_slice_size < 0 || e.y_slice_size > H2))
+    return fail(message, Status::invalid_shape, "y_slice_size must be -1 or in [0, H2] (y_slice_size=%lld, H2=%lld)",
+                (ll)e.y_slice_size, (ll)H2);
+  const int64_t S = e.y_slice_size == -1 ? H2 : e.y_slice_size;
+  if (e.y_offset < 0 || e.y_offset + S > H3)
+    return fail(message, Status::invalid_shape,
+                "y_offset must be >= 0 and y_offset + S <= H3 (y_offset=%lld, S=%lld, H3=%lld)", (ll)e.y_offset, (ll)S,
+                (ll)H3);
+  if (B == 0 || S == 0) return Status::ok;  // nothing to write
+  Arguments a;
+  a.x = e.z;
+  a.weight_b = e.weight_b;
+  // Only the S rows of weight_b that are written are read: narrow the ND view so that
+  // add_lora's y_offset + H2 <= H3 holds with H2 = S.  (NZ storage depends on H2: kept whole.)
+  if (e.weight_b.layout == Layout::nd) a.weight_b.dims[2] = S;
+  a.indices = e.indices;
+  a.y = a.out = e.out;
+  a.layer_idx = e.layer_idx;
+  a.scale = e.scale;
+  a.y_offset = e.y_offset;
+  a.y_slice_size = e.weight_b.layout == Layout::nd ? -1 : S;
+  a.precision = e.precision;
+  static const std::pair<const char*, const char*> names[] = {
+      {"weightB", "weight_b"}, {"x", "z"}, {"y", "out"}, {"yOffset", "y_offset"}, {"ySliceSize", "y_slice_size"}};
+  return plan_and_run(a, !e.accumulate, W, S, names, sizeof names / sizeof names[0], message);
+}
+
+}  // namespace addlora
