@@ -12,8 +12,9 @@ namespace addlora_rt {
 namespace {
 
 constexpr uint64_t kMaxDims = 8;
-// aclDataType and aclFormat both span -1..30, so each can hold exactly [-32, 31].
-constexpr int64_t kMinEnum = -32, kMaxEnum = 31;
+// aclDataType spans -1..41 and aclFormat -1..54, so each can hold exactly [-64, 63] (the
+// smallest two's-complement bit-field holding all enumerators).  Widen this if the enums grow.
+constexpr int64_t kMinEnum = -64, kMaxEnum = 63;
 
 std::mutex g_tensors_mutex;
 std::unordered_set<const aclTensor*>& live_tensors() {

@@ -28,7 +28,9 @@ int addlora_header_check_c(void) {
            context == 0 && tensor == 0 && executor == 0 && half == 0x3c00 && err == 107000 && st == 561103 &&
            memcpy_fn != 0 && create_fn != 0 && shape_fn != 0 && msg_fn != 0 && sizeof(aclFloat16) == 2 &&
            ACL_DT_UNDEFINED == -1 && ACL_FORMAT_UNDEFINED == -1 && ACL_FORMAT_NCDHW == 30 &&
-           ACL_ERROR_REPEAT_FINALIZE == 100037 && ACLNN_ERR_INNER_TILING_ERROR == 561002;
+           ACL_ERROR_REPEAT_FINALIZE == 100037 && ACLNN_ERR_INNER_TILING_ERROR == 561002 &&
+           ACL_ERROR_FAILURE == 500001 && ACL_ERROR_RT_CONTEXT_NULL == 107002 && ACL_FLOAT4_E1M2 == 41 &&
+           ACL_FORMAT_FRACTAL_NZ_C0_8 == 54 && ACL_ERROR_GE_PARAM_INVALID == 145000u;
   return ok;
 }
 
