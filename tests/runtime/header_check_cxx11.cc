@@ -52,6 +52,12 @@ static_assert(aclFormat::ACL_FORMAT_NDC1HWC0 == 32 && ACL_FRACTAL_Z_3D == 33 && 
                   ACL_FORMAT_FRACTAL_NZ_C0_2 == 52 && ACL_FORMAT_FRACTAL_NZ_C0_4 == 53 &&
                   aclFormat::ACL_FORMAT_FRACTAL_NZ_C0_8 == 54,
               "aclFormat additions");
+static_assert(std::is_same<decltype(&aclCreateTensorList), aclTensorList* (*)(const aclTensor* const*, uint64_t)>::value &&
+                  std::is_same<decltype(&aclCreateScalar), aclScalar* (*)(void*, aclDataType)>::value &&
+                  std::is_same<decltype(&aclDestroyTensorList), aclnnStatus (*)(const aclTensorList*)>::value &&
+                  std::is_same<decltype(&aclGetBoolArraySize), aclnnStatus (*)(const aclBoolArray*, uint64_t*)>::value,
+              "acl_meta.h prototypes");
+
 static_assert(std::is_same<aclError, int>::value && std::is_same<aclnnStatus, int32_t>::value &&
                   std::is_same<aclFloat16, uint16_t>::value && std::is_same<aclrtStream, void*>::value &&
                   std::is_same<aclrtEvent, void*>::value && std::is_same<aclrtContext, void*>::value,
