@@ -248,6 +248,10 @@ ACL_FUNC_VISIBILITY const char *aclGetRecentErrMsg(void);
 ACL_FUNC_VISIBILITY float aclFloat16ToFloat(aclFloat16 value);
 ACL_FUNC_VISIBILITY aclFloat16 aclFloatToFloat16(float value);
 
+/* The SoC name.  There is none on a host: always "AddLoraCPU" (never NULL), which no client
+ * check for an Ascend SoC ("Ascend910B...", "Ascend950...") matches.  Needs no aclInit. */
+ACL_FUNC_VISIBILITY const char *aclrtGetSocName(void);
+
 /* Bytes per element; 0 for ACL_DT_UNDEFINED, ACL_STRING, the sub-byte types (ACL_INT4,
  * ACL_UINT1, the 6- and 4-bit floats) and unknown values. */
 ACL_FUNC_VISIBILITY size_t aclDataTypeSize(aclDataType dataType);

@@ -88,6 +88,10 @@ ACL_FUNC_VISIBILITY aclError aclrtMemsetAsync(void *devPtr, size_t maxCount, int
 ACL_FUNC_VISIBILITY aclError aclrtCreateStream(aclrtStream *stream);
 ACL_FUNC_VISIBILITY aclError aclrtDestroyStream(aclrtStream stream);
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeStream(aclrtStream stream);
+/* As aclrtSynchronizeStream, waiting at most `timeout` ms: -1 waits without limit, 0 only
+ * checks.  Work still queued when the time is up -> ACL_ERROR_RT_STREAM_SYNC_TIMEOUT (507046;
+ * the work keeps running); timeout < -1 -> ACL_ERROR_INVALID_PARAM. */
+ACL_FUNC_VISIBILITY aclError aclrtSynchronizeStreamWithTimeout(aclrtStream stream, int32_t timeout);
 
 /* ---- events ------------------------------------------------------------------------------ */
 /* aclrtRecordEvent enqueues a marker; the event completes when the stream reaches it (a new

@@ -38,6 +38,13 @@ ACL_FUNC_VISIBILITY aclTensor *aclCreateTensor(const int64_t *viewDims, uint64_t
                                                aclDataType dataType, const int64_t *stride, int64_t offset,
                                                aclFormat format, const int64_t *storageDims,
                                                uint64_t storageDimsNum, void *tensorData);
+/* Re-initialises a live tensor in place with the arguments of aclCreateTensor (same rules);
+ * the handle stays the same.  NULL tensor -> 161001; tensor not live, or invalid arguments
+ * -> 161002 (the tensor is then unchanged). */
+ACL_FUNC_VISIBILITY aclnnStatus aclInitTensor(aclTensor *tensor, const int64_t *viewDims, uint64_t viewDimsNum,
+                                              aclDataType dataType, const int64_t *stride, int64_t offset,
+                                              aclFormat format, const int64_t *storageDims, uint64_t storageDimsNum,
+                                              void *tensorDataAddr);
 /* NULL -> 0.  A pointer aclCreateTensor did not return (or already destroyed), or a tensor
  * held by a live aclTensorList (which destroys it) -> 161002. */
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensor(const aclTensor *tensor);

@@ -3,6 +3,7 @@
 // objects, so every handle a client passes is checked and a stale one is an error code.
 #include <atomic>
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -560,6 +561,32 @@ ACL_FUNC_VISIBILITY aclError aclrtSynchronizeStream(aclrtStream stream) {
   });
 }
 
+ACL_FUNC_VISIBILITY aclError aclrtSynchronizeStreamWithTimeout(aclrtStream stream, int32_t timeout) {
+  return acl_guarded("aclrtSynchronizeStreamWithTimeout", [&]() -> aclError {
+    const char* fn = "aclrtSynchronizeStreamWithTimeout";
+    std::shared_ptr<Stream> s;
+    {
+      std::lock_guard<std::mutex> lock(rt().m);
+      if (aclError err = find_stream_locked(fn, stream, &s)) return err;
+    }
+    if (timeout < -1) {
+      set_error("%s: timeout %d ms is invalid (-1 waits without limit, 0 only checks, > 0 waits that long)", fn,
+                static_cast<int>(timeout));
+      return ACL_ERROR_INVALID_PARAM;
+    }
+    if (timeout == -1) return wait_stream(fn, stream, *s);
+    if (s->on_worker_thread()) {
+      set_error("%s: called from a task of stream %p itself (it would wait for itself)", fn, stream);
+      return ACL_ERROR_INVALID_PARAM;
+    }
+    if (!s->wait_idle_for(std::chrono::milliseconds(timeout))) {
+      set_error("%s: stream %p still has work queued after %d ms", fn, stream, static_cast<int>(timeout));
+      return ACL_ERROR_RT_STREAM_SYNC_TIMEOUT;
+    }
+    return wait_stream(fn, stream, *s);  // idle now: returns at once, reporting a failed task
+  });
+}
+
 // ---- events -----------------------------------------------------------------------------
 
 ACL_FUNC_VISIBILITY aclError aclrtCreateEvent(aclrtEvent* event) {
@@ -661,6 +688,9 @@ ACL_FUNC_VISIBILITY aclError aclrtQueryEventStatus(aclrtEvent event, aclrtEventR
 }
 
 // ---- pure helpers -----------------------------------------------------------------------
+
+// There is no Ascend SoC: a name no SoC check of a client matches (they test for "Ascend...").
+ACL_FUNC_VISIBILITY const char* aclrtGetSocName(void) { return "AddLoraCPU"; }
 
 ACL_FUNC_VISIBILITY float aclFloat16ToFloat(aclFloat16 value) { return addlora::numeric::half_to_float(value); }
 ACL_FUNC_VISIBILITY aclFloat16 aclFloatToFloat16(float value) { return addlora::numeric::float_to_half(value); }

@@ -2,6 +2,7 @@
 // a double aclDestroyTensor, or a getter on a destroyed tensor, is an error code; each live
 // tensor also records the aclTensorList that owns it, if any (meta.cc).
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -220,6 +221,31 @@ ACL_FUNC_VISIBILITY aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t
     set_error("aclCreateTensor: out of host memory");
     return nullptr;
   }
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclInitTensor(aclTensor* tensor, const int64_t* viewDims, uint64_t viewDimsNum,
+                                              aclDataType dataType, const int64_t* stride, int64_t offset,
+                                              aclFormat format, const int64_t* storageDims, uint64_t storageDimsNum,
+                                              void* tensorDataAddr) {
+  return nn_guarded("aclInitTensor", [&]() -> aclnnStatus {
+    if (tensor == nullptr) {
+      set_error("aclInitTensor: tensor is null");
+      return ACLNN_ERR_PARAM_NULLPTR;
+    }
+    // Build the new state with aclCreateTensor's checks, then move it into the live handle.
+    std::unique_ptr<aclTensor> fresh(aclCreateTensor(viewDims, viewDimsNum, dataType, stride, offset, format,
+                                                     storageDims, storageDimsNum, tensorDataAddr));
+    if (!fresh) return ACLNN_ERR_PARAM_INVALID;  // message set by aclCreateTensor
+    std::lock_guard<std::mutex> lock(g_tensors_mutex);
+    live_tensors().erase(fresh.get());
+    if (live_tensors().count(tensor) == 0) {
+      set_error("aclInitTensor: tensor %p was not created by aclCreateTensor, or was destroyed",
+                static_cast<const void*>(tensor));
+      return ACLNN_ERR_PARAM_INVALID;
+    }
+    std::swap(*tensor, *fresh);
+    return ACLNN_SUCCESS;
+  });
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
