@@ -147,6 +147,10 @@ static const int ACL_ERROR_RT_FAILURE                      = 500003;
 static const int ACL_ERROR_DRV_FAILURE                     = 500004;
 static const int ACL_ERROR_PROFILING_FAILURE               = 500005;
 
+/* From the model part of CANN's acl_base.h (acl_base_mdl.h); no AddLora function uses them. */
+#define ACL_TENSOR_SHAPE_RANGE_NUM 2
+#define ACL_UNKNOWN_RANK 0xFFFFFFFFFFFFFFFE
+
 typedef enum aclDataType {
   ACL_DT_UNDEFINED = -1,
   ACL_FLOAT = 0,

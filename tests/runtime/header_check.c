@@ -17,6 +17,7 @@ int addlora_header_check_c(void) {
   aclOpExecutor *executor = 0;
   aclFloat16 half = 0x3c00;
   aclError err = ACL_ERROR_RT_PARAM_INVALID;
+  unsigned long long unknown_rank = ACL_UNKNOWN_RANK;
   aclnnStatus st = ACLNN_ERR_INNER_NULLPTR;
   /* Function types as declared (assigning to exact pointer types checks the prototypes). */
   aclError (*memcpy_fn)(void *, size_t, const void *, size_t, aclrtMemcpyKind) = aclrtMemcpy;
@@ -35,6 +36,7 @@ int addlora_header_check_c(void) {
            ACL_DT_UNDEFINED == -1 && ACL_FORMAT_UNDEFINED == -1 && ACL_FORMAT_NCDHW == 30 &&
            ACL_ERROR_REPEAT_FINALIZE == 100037 && ACLNN_ERR_INNER_TILING_ERROR == 561002 &&
            ACL_ERROR_FAILURE == 500001 && ACL_ERROR_RT_CONTEXT_NULL == 107002 && ACL_FLOAT4_E1M2 == 41 &&
+           unknown_rank == 0xFFFFFFFFFFFFFFFEull && ACL_TENSOR_SHAPE_RANGE_NUM == 2 &&
            ACL_FORMAT_FRACTAL_NZ_C0_8 == 54 && ACL_ERROR_GE_PARAM_INVALID == 145000u && int_array_fn != 0 &&
            bool_array_fn != 0 && list_fn != 0 && list_size_fn != 0 && scalar_fn != 0;
   return ok;
