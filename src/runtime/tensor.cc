@@ -314,6 +314,10 @@ ACL_FUNC_VISIBILITY aclnnStatus aclGetFormat(const aclTensor* tensor, aclFormat*
 
 ACL_FUNC_VISIBILITY aclnnStatus aclSetRawTensorAddr(aclTensor* tensor, void* addr) {
   return nn_guarded("aclSetRawTensorAddr", [&]() -> aclnnStatus {
+    if (tensor != nullptr && addr == nullptr) {
+      set_error("aclSetRawTensorAddr: addr is null");
+      return ACLNN_ERR_PARAM_NULLPTR;
+    }
     if (aclnnStatus st = check_getter("aclSetRawTensorAddr", tensor, addr)) return st;
     if (!set_tensor_data(tensor, addr)) {  // destroyed meanwhile by another thread
       set_error("aclSetRawTensorAddr: tensor %p was destroyed", static_cast<const void*>(tensor));

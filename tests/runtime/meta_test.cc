@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime_test_util.h"
@@ -261,6 +263,8 @@ TEST(Meta, RawTensorAddress) {
   EXPECT_EQ(addr, other);
   EXPECT_EQ(aclGetRawTensorAddr(t, nullptr), ACLNN_ERR_PARAM_NULLPTR);
   EXPECT_EQ(aclSetRawTensorAddr(nullptr, other), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_EQ(aclSetRawTensorAddr(t, nullptr), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_TRUE(contains(last_message(), "addr is null"));
   EXPECT_EQ(aclDestroyTensor(t), ACLNN_SUCCESS);
   EXPECT_EQ(aclGetRawTensorAddr(t, &addr), ACLNN_ERR_PARAM_INVALID);
   EXPECT_EQ(aclSetRawTensorAddr(t, other), ACLNN_ERR_PARAM_INVALID);
@@ -278,4 +282,51 @@ TEST(Meta, ErrorConstantsHaveCannValues) {
   EXPECT_EQ(aclDataTypeSize(ACL_COMPLEX32), 4u);
   EXPECT_EQ(aclDataTypeSize(ACL_FLOAT8_E4M3FN), 1u);
   EXPECT_EQ(aclDataTypeSize(ACL_INT4), 0u);
+}
+
+// Threads race to put the same tensors into lists: each tensor ends up in exactly one list
+// (or none), and destroying every list destroys each tensor once (ASan and TSan watch).
+TEST(Meta, ConcurrentListsClaimEachTensorOnce) {
+  constexpr int kTensors = 16, kThreads = 4, kRounds = 200;
+  for (int round = 0; round < 10; ++round) {
+    std::vector<aclTensor*> pool;
+    for (int i = 0; i < kTensors; ++i) pool.push_back(make_tensor());
+    std::vector<std::vector<aclTensorList*>> lists(kThreads);
+    std::atomic<int> claimed{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int r = 0; r < kRounds; ++r) {
+          const aclTensor* pick[2] = {pool[(t * 7 + r) % kTensors], pool[(t * 3 + r * 5 + 1) % kTensors]};
+          aclTensorList* l = aclCreateTensorList(pick, pick[0] == pick[1] ? 1 : 2);
+          if (l != nullptr) {
+            uint64_t n = 0;
+            aclGetTensorListSize(l, &n);
+            claimed += static_cast<int>(n);
+            lists[t].push_back(l);
+          } else {
+            aclGetRecentErrMsg();
+          }
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_LE(claimed.load(), kTensors);
+    int destroyed_with_lists = 0;
+    for (auto& v : lists)
+      for (aclTensorList* l : v) {
+        uint64_t n = 0;
+        EXPECT_EQ(aclGetTensorListSize(l, &n), ACLNN_SUCCESS);
+        destroyed_with_lists += static_cast<int>(n);
+        EXPECT_EQ(aclDestroyTensorList(l), ACLNN_SUCCESS);
+      }
+    EXPECT_EQ(destroyed_with_lists, claimed.load());
+    int left = 0;
+    for (aclTensor* t : pool)
+      if (addlora_rt::is_live_tensor(t)) {
+        ++left;
+        EXPECT_EQ(aclDestroyTensor(t), ACLNN_SUCCESS);
+      }
+    EXPECT_EQ(left + claimed.load(), kTensors);
+  }
 }
