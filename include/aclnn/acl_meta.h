@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h> /* CANN's acl_meta.h includes <cstdlib>; clients may rely on it */
 #ifndef __cplusplus
 #include <stdbool.h>
 #endif
