@@ -269,9 +269,19 @@ ACL_FUNC_VISIBILITY aclTensorList* aclCreateTensorList(const aclTensor* const* v
       std::lock_guard<std::mutex> lock(g_meta_mutex);
       live_objects().emplace(list.get(), Entry{Kind::tensor_list, nullptr});
     }
-    if (adopt_tensors(fn, list->tensors.data(), size, list.get()) != ACLNN_SUCCESS) {
+    auto unregister_list = [&] {
       std::lock_guard<std::mutex> lock(g_meta_mutex);
       live_objects().erase(list.get());
+    };
+    aclnnStatus st;
+    try {
+      st = adopt_tensors(fn, list->tensors.data(), size, list.get());  // throws only before any change
+    } catch (...) {
+      unregister_list();
+      throw;
+    }
+    if (st != ACLNN_SUCCESS) {
+      unregister_list();
       return nullptr;
     }
     return list.release();
