@@ -15,12 +15,18 @@ extern "C" {
 
 typedef enum aclrtRunMode { ACL_DEVICE = 0, ACL_HOST = 1 } aclrtRunMode;
 
+/* Enums with CANN 8.5.0's values (acl_rt.h of that release). */
+
+/* All memory is host memory, so every kind is the same copy (memmove). */
 typedef enum aclrtMemcpyKind {
   ACL_MEMCPY_HOST_TO_HOST = 0,
   ACL_MEMCPY_HOST_TO_DEVICE = 1,
   ACL_MEMCPY_DEVICE_TO_HOST = 2,
   ACL_MEMCPY_DEVICE_TO_DEVICE = 3,
-  ACL_MEMCPY_DEFAULT = 4
+  ACL_MEMCPY_DEFAULT = 4,
+  ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE = 5,
+  ACL_MEMCPY_INNER_DEVICE_TO_DEVICE = 6,
+  ACL_MEMCPY_INTER_DEVICE_TO_DEVICE = 7
 } aclrtMemcpyKind;
 
 /* Allocation hints; every value is accepted and all memory is ordinary host memory. */
@@ -31,8 +37,11 @@ typedef enum aclrtMemMallocPolicy {
   ACL_MEM_MALLOC_HUGE_FIRST_P2P = 3,
   ACL_MEM_MALLOC_HUGE_ONLY_P2P = 4,
   ACL_MEM_MALLOC_NORMAL_ONLY_P2P = 5,
+  ACL_MEM_MALLOC_HUGE1G_ONLY = 6,
+  ACL_MEM_MALLOC_HUGE1G_ONLY_P2P = 7,
   ACL_MEM_TYPE_LOW_BAND_WIDTH = 0x0100,
-  ACL_MEM_TYPE_HIGH_BAND_WIDTH = 0x1000
+  ACL_MEM_TYPE_HIGH_BAND_WIDTH = 0x1000,
+  ACL_MEM_ACCESS_USER_SPACE_READONLY = 0x100000
 } aclrtMemMallocPolicy;
 
 typedef enum aclrtEventRecordedStatus {
@@ -66,7 +75,7 @@ ACL_FUNC_VISIBILITY aclError aclrtFree(void *devPtr);
 ACL_FUNC_VISIBILITY aclError aclrtMallocHost(void **hostPtr, size_t size);
 ACL_FUNC_VISIBILITY aclError aclrtFreeHost(void *hostPtr);
 
-/* NULL dst/src -> ACL_ERROR_INVALID_PARAM (even when count is 0); kind outside 0..4 ->
+/* NULL dst/src -> ACL_ERROR_INVALID_PARAM (even when count is 0); kind outside 0..7 ->
  * ACL_ERROR_INVALID_PARAM; count > destMax -> ACL_ERROR_RT_PARAM_INVALID; count 0 -> success.
  * Overlapping ranges are copied as by memmove.  The synchronous forms copy immediately;
  * they do not wait for streams (synchronize first, as on the NPU). */

@@ -86,8 +86,8 @@ aclError check_copy(const char* fn, const void* dst, size_t dest_max, const void
     set_error("%s: %s pointer is null", fn, dst == nullptr ? "destination" : "source");
     return ACL_ERROR_INVALID_PARAM;
   }
-  if (kind < ACL_MEMCPY_HOST_TO_HOST || kind > ACL_MEMCPY_DEFAULT) {
-    set_error("%s: kind %lld is not an aclrtMemcpyKind (0..4)", fn, static_cast<long long>(kind));
+  if (kind < ACL_MEMCPY_HOST_TO_HOST || kind > ACL_MEMCPY_INTER_DEVICE_TO_DEVICE) {
+    set_error("%s: kind %lld is not an aclrtMemcpyKind (0..7)", fn, static_cast<long long>(kind));
     return ACL_ERROR_INVALID_PARAM;
   }
   if (count > dest_max) {

@@ -17,10 +17,13 @@ static_assert(aclFormat::ACL_FORMAT_UNDEFINED == -1 && ACL_FORMAT_NCHW == 0 && A
                   aclFormat::ACL_FORMAT_FRACTAL_NZ == 29 && ACL_FORMAT_NCDHW == 30,
               "aclFormat values");
 static_assert(aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_HOST == 0 && ACL_MEMCPY_HOST_TO_DEVICE == 1 &&
-                  ACL_MEMCPY_DEVICE_TO_HOST == 2 && ACL_MEMCPY_DEVICE_TO_DEVICE == 3 && ACL_MEMCPY_DEFAULT == 4,
+                  ACL_MEMCPY_DEVICE_TO_HOST == 2 && ACL_MEMCPY_DEVICE_TO_DEVICE == 3 && ACL_MEMCPY_DEFAULT == 4 &&
+                  ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE == 5 && ACL_MEMCPY_INNER_DEVICE_TO_DEVICE == 6 &&
+                  aclrtMemcpyKind::ACL_MEMCPY_INTER_DEVICE_TO_DEVICE == 7,
               "aclrtMemcpyKind values");
 static_assert(aclrtMemMallocPolicy::ACL_MEM_MALLOC_HUGE_FIRST == 0 && ACL_MEM_MALLOC_HUGE_ONLY == 1 &&
-                  ACL_MEM_MALLOC_NORMAL_ONLY == 2,
+                  ACL_MEM_MALLOC_NORMAL_ONLY == 2 && ACL_MEM_MALLOC_HUGE1G_ONLY == 6 &&
+                  ACL_MEM_MALLOC_HUGE1G_ONLY_P2P == 7 && ACL_MEM_ACCESS_USER_SPACE_READONLY == 0x100000,
               "aclrtMemMallocPolicy values");
 static_assert(aclrtEventRecordedStatus::ACL_EVENT_RECORDED_STATUS_NOT_READY == 0 &&
                   ACL_EVENT_RECORDED_STATUS_COMPLETE == 1,
