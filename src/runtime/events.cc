@@ -1,6 +1,7 @@
 // libascendcl: events of the CANN ACL C API on the host.  A record is a marker task in a
 // stream queue; the event completes when the stream reaches its latest record.
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <mutex>
 
@@ -68,6 +69,27 @@ ACL_FUNC_VISIBILITY aclError aclrtSynchronizeEvent(aclrtEvent event) {
     std::unique_lock<std::mutex> l(e->m);
     const uint64_t target = e->recorded;
     e->cv.wait(l, [&] { return e->reached >= target; });
+    return ACL_SUCCESS;
+  });
+}
+
+ACL_FUNC_VISIBILITY aclError aclrtSynchronizeEventWithTimeout(aclrtEvent event, int32_t timeout) {
+  return acl_entry(__func__, [&](const char* fn) -> aclError {
+    std::shared_ptr<Event> e;
+    {
+      std::lock_guard<std::mutex> lock(rt().m);
+      if (aclError err = find_event_locked(fn, event, &e)) return err;
+    }
+    if (aclError err = check_timeout(fn, timeout)) return err;
+    std::unique_lock<std::mutex> l(e->m);
+    const uint64_t target = e->recorded;
+    auto reached = [&] { return e->reached >= target; };
+    if (timeout == -1) {
+      e->cv.wait(l, reached);
+    } else if (!e->cv.wait_for(l, std::chrono::milliseconds(timeout), reached)) {
+      set_error("%s: event %p was not reached within %d ms", fn, event, static_cast<int>(timeout));
+      return ACL_ERROR_RT_EVENT_SYNC_TIMEOUT;
+    }
     return ACL_SUCCESS;
   });
 }

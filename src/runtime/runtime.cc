@@ -1,6 +1,8 @@
 // libascendcl: the registry shared by every chapter (runtime_state.h), library lifetime, the
 // single "device" (id 0), contexts and the pure helpers of the CANN ACL C API, on the host.
 // Memory, streams and events are in memory.cc, streams.cc and events.cc.
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -81,6 +83,15 @@ aclError wait_stream(const char* fn, aclrtStream handle, Stream& s) {
   if (!failure.empty()) {
     set_error("%s: a task on stream %p failed: %s", fn, handle, failure.c_str());
     return ACL_ERROR_INTERNAL_ERROR;
+  }
+  return ACL_SUCCESS;
+}
+
+aclError check_timeout(const char* fn, int32_t timeout) {
+  if (timeout < -1) {
+    set_error("%s: timeout %d ms is invalid (-1 waits without limit, 0 only checks, > 0 waits that long)", fn,
+              static_cast<int>(timeout));
+    return ACL_ERROR_INVALID_PARAM;
   }
   return ACL_SUCCESS;
 }
@@ -231,6 +242,40 @@ ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDevice(void) {
       for (auto& kv : rt().streams) streams.emplace_back(kv.first, kv.second);
     }
     aclError result = ACL_SUCCESS;
+    for (auto& s : streams) {
+      aclError err = wait_stream(fn, reinterpret_cast<aclrtStream>(s.first), *s.second);
+      if (result == ACL_SUCCESS) result = err;
+    }
+    return result;
+  });
+}
+
+ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDeviceWithTimeout(int32_t timeout) {
+  return acl_entry(__func__, [&](const char* fn) -> aclError {
+    std::vector<std::pair<uintptr_t, std::shared_ptr<Stream>>> streams;
+    {
+      std::lock_guard<std::mutex> lock(rt().m);
+      if (!rt().initialized) return not_initialized(fn);
+      if (rt().default_stream) streams.emplace_back(0, rt().default_stream);
+      for (auto& kv : rt().streams) streams.emplace_back(kv.first, kv.second);
+    }
+    if (aclError err = check_timeout(fn, timeout)) return err;
+    if (timeout >= 0) {  // one deadline for all streams
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
+      for (auto& s : streams) {
+        const auto handle = reinterpret_cast<aclrtStream>(s.first);
+        if (s.second->on_worker_thread()) {
+          set_error("%s: called from a task of stream %p (it would wait for itself)", fn, handle);
+          return ACL_ERROR_INVALID_PARAM;
+        }
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (!s.second->wait_idle_for(std::max(left, std::chrono::milliseconds(0)))) {
+          set_error("%s: stream %p still has work queued after %d ms", fn, handle, static_cast<int>(timeout));
+          return ACL_ERROR_RT_STREAM_SYNC_TIMEOUT;
+        }
+      }
+    }
+    aclError result = ACL_SUCCESS;  // every stream idle (or no limit): collect failed tasks
     for (auto& s : streams) {
       aclError err = wait_stream(fn, reinterpret_cast<aclrtStream>(s.first), *s.second);
       if (result == ACL_SUCCESS) result = err;

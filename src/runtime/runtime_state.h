@@ -60,6 +60,10 @@ aclError submit(const char* fn, aclrtStream s, std::function<void()> task);
 // Waits for `s` (not from its own worker) and reports a task that failed since the last wait.
 aclError wait_stream(const char* fn, aclrtStream handle, Stream& s);
 
+// The timeout argument of the *WithTimeout functions: -1 waits without limit, 0 only checks,
+// > 0 waits that many milliseconds.  < -1 -> ACL_ERROR_INVALID_PARAM with the message.
+aclError check_timeout(const char* fn, int32_t timeout);
+
 enum class Needs { nothing, init };
 
 // The entry of every C function of libascendcl: `body(fn)` runs inside the exception barrier

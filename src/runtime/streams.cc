@@ -83,11 +83,7 @@ ACL_FUNC_VISIBILITY aclError aclrtSynchronizeStreamWithTimeout(aclrtStream strea
       std::lock_guard<std::mutex> lock(rt().m);
       if (aclError err = find_stream_locked(fn, stream, &s)) return err;
     }
-    if (timeout < -1) {
-      set_error("%s: timeout %d ms is invalid (-1 waits without limit, 0 only checks, > 0 waits that long)", fn,
-                static_cast<int>(timeout));
-      return ACL_ERROR_INVALID_PARAM;
-    }
+    if (aclError err = check_timeout(fn, timeout)) return err;
     if (timeout == -1) return wait_stream(fn, stream, *s);
     if (s->on_worker_thread()) {
       set_error("%s: called from a task of stream %p itself (it would wait for itself)", fn, stream);

@@ -72,3 +72,49 @@ TEST(Surface, InitTensorReinitialisesInPlace) {
   EXPECT_EQ(aclInitTensor(t, dims, 2, ACL_FLOAT, nullptr, 0, ACL_FORMAT_ND, dims, 2, a), ACLNN_ERR_PARAM_INVALID);
   EXPECT_TRUE(contains(last_message(), "was destroyed"));
 }
+
+TEST_F(RuntimeTest, SynchronizeDeviceWithTimeout) {
+  aclrtStream s = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&s), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeDeviceWithTimeout(0), ACL_SUCCESS);
+  Gate gate;
+  ASSERT_EQ(addlora_rt::enqueue(s, [&] { gate.wait(); }), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeDeviceWithTimeout(10), ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
+  EXPECT_TRUE(contains(last_message(), "aclrtSynchronizeDeviceWithTimeout: stream"));
+  EXPECT_EQ(aclrtSynchronizeDeviceWithTimeout(-7), ACL_ERROR_INVALID_PARAM);
+  EXPECT_TRUE(contains(last_message(), "timeout -7 ms is invalid"));
+  gate.open();
+  EXPECT_EQ(aclrtSynchronizeDeviceWithTimeout(-1), ACL_SUCCESS);
+  ASSERT_EQ(addlora_rt::enqueue(nullptr, [] { throw std::runtime_error("device boom"); }), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeDeviceWithTimeout(5000), ACL_ERROR_INTERNAL_ERROR);
+  EXPECT_TRUE(contains(last_message(), "device boom"));
+  EXPECT_EQ(aclrtDestroyStream(s), ACL_SUCCESS);
+}
+
+TEST_F(RuntimeTest, SynchronizeEventWithTimeout) {
+  aclrtStream s = nullptr;
+  aclrtEvent e = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&s), ACL_SUCCESS);
+  ASSERT_EQ(aclrtCreateEvent(&e), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(e, 0), ACL_SUCCESS);  // never recorded: at once
+  Gate gate;
+  ASSERT_EQ(addlora_rt::enqueue(s, [&] { gate.wait(); }), ACL_SUCCESS);
+  ASSERT_EQ(aclrtRecordEvent(e, s), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(e, 10), ACL_ERROR_RT_EVENT_SYNC_TIMEOUT);
+  EXPECT_TRUE(contains(last_message(), "was not reached within 10 ms"));
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(e, -2), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(nullptr, 10), ACL_ERROR_INVALID_PARAM);
+  EXPECT_TRUE(contains(last_message(), "event is null"));
+  gate.open();
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(e, -1), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(e, 0), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyEvent(e), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(e, 0), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtDestroyStream(s), ACL_SUCCESS);
+}
+
+TEST(Surface, WithTimeoutFunctionsNeedInit) {
+  EXPECT_EQ(aclrtSynchronizeDeviceWithTimeout(0), ACL_ERROR_UNINITIALIZE);
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(reinterpret_cast<aclrtEvent>(0x1000), 0), ACL_ERROR_UNINITIALIZE);
+  EXPECT_TRUE(contains(last_message(), "aclInit"));
+}
