@@ -20,6 +20,15 @@ cmake -S examples/add_lora_sample -B build/example -G Ninja -DASCEND_CUSTOM_PATH
 cmake --build build/example
 ./build/example/add_lora_sample
 ./build/example/add_lora_vendor_sweep 300
+# The same prefix the vendor way: the plain g++ line of CANN's examples (no build system),
+# run after sourcing the prefix's set_env.sh (which puts lib64 on LD_LIBRARY_PATH).
+(
+  source "$prefix/set_env.sh"
+  rm -rf build/cann_client && mkdir -p build/cann_client
+  g++ examples/cann_client/add_lora_objects.cpp -I "$ASCEND_HOME_PATH/include" -I "$ASCEND_HOME_PATH/include/aclnn" \
+      -L "$ASCEND_HOME_PATH/lib64" -lopapi_math -lascendcl -lnnopbase -o build/cann_client/add_lora_objects
+  ./build/cann_client/add_lora_objects
+)
 # The library's own C++ API through find_package(addlora).
 cmake -S examples/cpp_consumer -B build/cpp_consumer -G Ninja -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
 cmake --build build/cpp_consumer

@@ -15,12 +15,18 @@ extern "C" {
 
 typedef enum aclrtRunMode { ACL_DEVICE = 0, ACL_HOST = 1 } aclrtRunMode;
 
+/* Enums with CANN 8.5.0's values (acl_rt.h of that release). */
+
+/* All memory is host memory, so every kind is the same copy (memmove). */
 typedef enum aclrtMemcpyKind {
   ACL_MEMCPY_HOST_TO_HOST = 0,
   ACL_MEMCPY_HOST_TO_DEVICE = 1,
   ACL_MEMCPY_DEVICE_TO_HOST = 2,
   ACL_MEMCPY_DEVICE_TO_DEVICE = 3,
-  ACL_MEMCPY_DEFAULT = 4
+  ACL_MEMCPY_DEFAULT = 4,
+  ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE = 5,
+  ACL_MEMCPY_INNER_DEVICE_TO_DEVICE = 6,
+  ACL_MEMCPY_INTER_DEVICE_TO_DEVICE = 7
 } aclrtMemcpyKind;
 
 /* Allocation hints; every value is accepted and all memory is ordinary host memory. */
@@ -31,8 +37,11 @@ typedef enum aclrtMemMallocPolicy {
   ACL_MEM_MALLOC_HUGE_FIRST_P2P = 3,
   ACL_MEM_MALLOC_HUGE_ONLY_P2P = 4,
   ACL_MEM_MALLOC_NORMAL_ONLY_P2P = 5,
+  ACL_MEM_MALLOC_HUGE1G_ONLY = 6,
+  ACL_MEM_MALLOC_HUGE1G_ONLY_P2P = 7,
   ACL_MEM_TYPE_LOW_BAND_WIDTH = 0x0100,
-  ACL_MEM_TYPE_HIGH_BAND_WIDTH = 0x1000
+  ACL_MEM_TYPE_HIGH_BAND_WIDTH = 0x1000,
+  ACL_MEM_ACCESS_USER_SPACE_READONLY = 0x100000
 } aclrtMemMallocPolicy;
 
 typedef enum aclrtEventRecordedStatus {
@@ -50,6 +59,9 @@ ACL_FUNC_VISIBILITY aclError aclrtGetDeviceCount(uint32_t *count);
 ACL_FUNC_VISIBILITY aclError aclrtGetRunMode(aclrtRunMode *runMode);
 /* Waits for every stream, the default one included. */
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDevice(void);
+/* The same within `timeout` ms for all streams together (-1 no limit, 0 only checks); work
+ * still queued then -> ACL_ERROR_RT_STREAM_SYNC_TIMEOUT; timeout < -1 -> ACL_ERROR_INVALID_PARAM. */
+ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDeviceWithTimeout(int32_t timeout);
 /* Contexts are tokens (there is nothing per context); they exist so CANN samples run. */
 ACL_FUNC_VISIBILITY aclError aclrtCreateContext(aclrtContext *context, int32_t deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtDestroyContext(aclrtContext context);
@@ -66,7 +78,7 @@ ACL_FUNC_VISIBILITY aclError aclrtFree(void *devPtr);
 ACL_FUNC_VISIBILITY aclError aclrtMallocHost(void **hostPtr, size_t size);
 ACL_FUNC_VISIBILITY aclError aclrtFreeHost(void *hostPtr);
 
-/* NULL dst/src -> ACL_ERROR_INVALID_PARAM (even when count is 0); kind outside 0..4 ->
+/* NULL dst/src -> ACL_ERROR_INVALID_PARAM (even when count is 0); kind outside 0..7 ->
  * ACL_ERROR_INVALID_PARAM; count > destMax -> ACL_ERROR_RT_PARAM_INVALID; count 0 -> success.
  * Overlapping ranges are copied as by memmove.  The synchronous forms copy immediately;
  * they do not wait for streams (synchronize first, as on the NPU). */
@@ -88,6 +100,10 @@ ACL_FUNC_VISIBILITY aclError aclrtMemsetAsync(void *devPtr, size_t maxCount, int
 ACL_FUNC_VISIBILITY aclError aclrtCreateStream(aclrtStream *stream);
 ACL_FUNC_VISIBILITY aclError aclrtDestroyStream(aclrtStream stream);
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeStream(aclrtStream stream);
+/* As aclrtSynchronizeStream, waiting at most `timeout` ms: -1 waits without limit, 0 only
+ * checks.  Work still queued when the time is up -> ACL_ERROR_RT_STREAM_SYNC_TIMEOUT (507046;
+ * the work keeps running); timeout < -1 -> ACL_ERROR_INVALID_PARAM. */
+ACL_FUNC_VISIBILITY aclError aclrtSynchronizeStreamWithTimeout(aclrtStream stream, int32_t timeout);
 
 /* ---- events ------------------------------------------------------------------------------ */
 /* aclrtRecordEvent enqueues a marker; the event completes when the stream reaches it (a new
@@ -100,6 +116,9 @@ ACL_FUNC_VISIBILITY aclError aclrtCreateEvent(aclrtEvent *event);
 ACL_FUNC_VISIBILITY aclError aclrtDestroyEvent(aclrtEvent event);
 ACL_FUNC_VISIBILITY aclError aclrtRecordEvent(aclrtEvent event, aclrtStream stream);
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeEvent(aclrtEvent event);
+/* As aclrtSynchronizeEvent within `timeout` ms (-1 no limit, 0 only checks); not reached then
+ * -> ACL_ERROR_RT_EVENT_SYNC_TIMEOUT (507047); timeout < -1 -> ACL_ERROR_INVALID_PARAM. */
+ACL_FUNC_VISIBILITY aclError aclrtSynchronizeEventWithTimeout(aclrtEvent event, int32_t timeout);
 ACL_FUNC_VISIBILITY aclError aclrtStreamWaitEvent(aclrtStream stream, aclrtEvent event);
 ACL_FUNC_VISIBILITY aclError aclrtQueryEventStatus(aclrtEvent event, aclrtEventRecordedStatus *status);
 

@@ -22,6 +22,28 @@ struct aclTensor {
   void* data = nullptr;
 };
 
+// Scalars, arrays and lists of acl_meta.h (meta.cc).  Values are copies made at creation.
+struct aclScalar {
+  aclDataType dtype = ACL_DT_UNDEFINED;
+  alignas(16) unsigned char bytes[16] = {};  // the first aclDataTypeSize(dtype) bytes hold the value
+};
+struct aclIntArray {
+  std::vector<int64_t> values;
+};
+struct aclFloatArray {
+  std::vector<float> values;
+};
+struct aclBoolArray {
+  std::vector<unsigned char> values;  // 0 or 1
+};
+// A list owns its elements: destroying it destroys them.
+struct aclTensorList {
+  std::vector<const aclTensor*> tensors;
+};
+struct aclScalarList {
+  std::vector<const aclScalar*> scalars;
+};
+
 // Base of every operator's executor.  Created by phase one, registered with the runtime,
 // consumed by phase two unless made repeatable.
 struct aclOpExecutor {

@@ -33,6 +33,12 @@ void Stream::wait_idle() {
   done_cv_.wait(lock, [&] { return finished_ >= target; });
 }
 
+bool Stream::wait_idle_for(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(m_);
+  const uint64_t target = pushed_;
+  return done_cv_.wait_for(lock, timeout, [&] { return finished_ >= target; });
+}
+
 std::string Stream::take_failure() {
   std::lock_guard<std::mutex> lock(m_);
   std::string f;

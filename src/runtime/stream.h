@@ -1,6 +1,7 @@
 // A stream: an ordered task queue executed by one worker thread of its own.  Private to
 // src/runtime (libascendcl).
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -24,6 +25,8 @@ class Stream {
   void push(std::function<void()> task);
   // Blocks until every task pushed before the call has run.
   void wait_idle();
+  // The same, giving up after `timeout`; true if every such task has run.
+  bool wait_idle_for(std::chrono::milliseconds timeout);
   // The first failure (a task that threw) since the last call, or "" if none; resets it.
   std::string take_failure();
   bool on_worker_thread() const { return std::this_thread::get_id() == worker_id_; }

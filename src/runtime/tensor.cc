@@ -1,24 +1,30 @@
 // libnnopbase: aclTensor creation, destruction and getters.  Live tensors are tracked so
-// a double aclDestroyTensor, or a getter on a destroyed tensor, is an error code.
+// a double aclDestroyTensor, or a getter on a destroyed tensor, is an error code; each live
+// tensor also records the aclTensorList that owns it, if any (meta.cc).
 #include <cstdint>
+#include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "runtime/guard.h"
 #include "runtime/internal.h"
+#include "runtime/meta.h"
 
 namespace addlora_rt {
 namespace {
 
 constexpr uint64_t kMaxDims = 8;
-// aclDataType and aclFormat both span -1..30, so each can hold exactly [-32, 31].
-constexpr int64_t kMinEnum = -32, kMaxEnum = 31;
+// aclDataType spans -1..41 and aclFormat -1..54, so each can hold exactly [-64, 63] (the
+// smallest two's-complement bit-field holding all enumerators).  Widen this if the enums grow.
+constexpr int64_t kMinEnum = -64, kMaxEnum = 63;
 
 std::mutex g_tensors_mutex;
-std::unordered_set<const aclTensor*>& live_tensors() {
-  static auto* set = new std::unordered_set<const aclTensor*>;  // never destroyed: see runtime.cc
-  return *set;
+// Live tensor -> the list that owns it (nullptr: owned by the client).
+std::unordered_map<const aclTensor*, const void*>& live_tensors() {
+  static auto* map = new std::unordered_map<const aclTensor*, const void*>;  // never destroyed: see runtime.cc
+  return *map;
 }
 
 template <class F>
@@ -95,6 +101,53 @@ bool set_tensor_data(aclTensor* t, void* addr) {
   return true;
 }
 
+aclnnStatus adopt_tensors(const char* fn, const aclTensor* const* tensors, uint64_t n, const void* owner) {
+  std::unordered_set<const aclTensor*> seen;
+  seen.reserve(n);
+  std::lock_guard<std::mutex> lock(g_tensors_mutex);
+  for (uint64_t i = 0; i < n; ++i) {
+    const aclTensor* t = tensors[i];
+    if (t == nullptr) {
+      set_error("%s: value[%llu] is null", fn, static_cast<unsigned long long>(i));
+      return ACLNN_ERR_PARAM_NULLPTR;
+    }
+    auto it = live_tensors().find(t);
+    if (it == live_tensors().end()) {
+      set_error("%s: value[%llu] = %p is not a live tensor (never created by aclCreateTensor, or destroyed)", fn,
+                static_cast<unsigned long long>(i), static_cast<const void*>(t));
+      return ACLNN_ERR_PARAM_INVALID;
+    }
+    if (it->second != nullptr) {
+      set_error("%s: value[%llu] = %p is already held by tensor list %p (a tensor can belong to one list only)", fn,
+                static_cast<unsigned long long>(i), static_cast<const void*>(t), it->second);
+      return ACLNN_ERR_PARAM_INVALID;
+    }
+    if (!seen.insert(t).second) {
+      set_error("%s: value[%llu] = %p appears twice in the list", fn, static_cast<unsigned long long>(i),
+                static_cast<const void*>(t));
+      return ACLNN_ERR_PARAM_INVALID;
+    }
+  }
+  for (uint64_t i = 0; i < n; ++i) live_tensors()[tensors[i]] = owner;
+  return ACLNN_SUCCESS;
+}
+
+void destroy_owned_tensors(const std::vector<const aclTensor*>& tensors, const void* owner) {
+  std::vector<const aclTensor*> doomed;
+  doomed.reserve(tensors.size());
+  {
+    std::lock_guard<std::mutex> lock(g_tensors_mutex);
+    for (const aclTensor* t : tensors) {
+      auto it = live_tensors().find(t);
+      if (it != live_tensors().end() && it->second == owner) {  // always true: the list owns them
+        live_tensors().erase(it);
+        doomed.push_back(t);
+      }
+    }
+  }
+  for (const aclTensor* t : doomed) delete t;
+}
+
 bool is_live_tensor(const aclTensor* t) {
   if (t == nullptr) return false;
   std::lock_guard<std::mutex> lock(g_tensors_mutex);
@@ -162,7 +215,7 @@ ACL_FUNC_VISIBILITY aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t
     t->format = static_cast<aclFormat>(format_bits);
     t->data = tensorData;
     std::lock_guard<std::mutex> lock(g_tensors_mutex);
-    live_tensors().insert(t.get());
+    live_tensors().emplace(t.get(), nullptr);
     return t.release();
   } catch (...) {
     set_error("aclCreateTensor: out of host memory");
@@ -170,16 +223,50 @@ ACL_FUNC_VISIBILITY aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t
   }
 }
 
+ACL_FUNC_VISIBILITY aclnnStatus aclInitTensor(aclTensor* tensor, const int64_t* viewDims, uint64_t viewDimsNum,
+                                              aclDataType dataType, const int64_t* stride, int64_t offset,
+                                              aclFormat format, const int64_t* storageDims, uint64_t storageDimsNum,
+                                              void* tensorDataAddr) {
+  return nn_guarded("aclInitTensor", [&]() -> aclnnStatus {
+    if (tensor == nullptr) {
+      set_error("aclInitTensor: tensor is null");
+      return ACLNN_ERR_PARAM_NULLPTR;
+    }
+    // Build the new state with aclCreateTensor's checks, then move it into the live handle.
+    std::unique_ptr<aclTensor> fresh(aclCreateTensor(viewDims, viewDimsNum, dataType, stride, offset, format,
+                                                     storageDims, storageDimsNum, tensorDataAddr));
+    if (!fresh) return ACLNN_ERR_PARAM_INVALID;  // message set by aclCreateTensor
+    std::lock_guard<std::mutex> lock(g_tensors_mutex);
+    live_tensors().erase(fresh.get());
+    if (live_tensors().count(tensor) == 0) {
+      set_error("aclInitTensor: tensor %p was not created by aclCreateTensor, or was destroyed",
+                static_cast<const void*>(tensor));
+      return ACLNN_ERR_PARAM_INVALID;
+    }
+    std::swap(*tensor, *fresh);
+    return ACLNN_SUCCESS;
+  });
+}
+
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
   return nn_guarded("aclDestroyTensor", [&]() -> aclnnStatus {
     if (tensor == nullptr) return ACLNN_SUCCESS;
     {
       std::lock_guard<std::mutex> lock(g_tensors_mutex);
-      if (live_tensors().erase(tensor) == 0) {
-        set_error("aclDestroyTensor: tensor %p was not created by aclCreateTensor, or was already destroyed",
+      auto it = live_tensors().find(tensor);
+      if (it == live_tensors().end()) {
+        set_error("aclDestroyTensor: tensor %p was not created by aclCreateTensor, or was already destroyed "
+                  "(aclDestroyTensorList destroys the tensors of its list)",
                   static_cast<const void*>(tensor));
         return ACLNN_ERR_PARAM_INVALID;
       }
+      if (it->second != nullptr) {
+        set_error("aclDestroyTensor: tensor %p is held by tensor list %p, which destroys it "
+                  "(call aclDestroyTensorList instead)",
+                  static_cast<const void*>(tensor), it->second);
+        return ACLNN_ERR_PARAM_INVALID;
+      }
+      live_tensors().erase(it);
     }
     delete tensor;
     return ACLNN_SUCCESS;
@@ -221,6 +308,34 @@ ACL_FUNC_VISIBILITY aclnnStatus aclGetFormat(const aclTensor* tensor, aclFormat*
   return nn_guarded("aclGetFormat", [&]() -> aclnnStatus {
     if (aclnnStatus st = check_getter("aclGetFormat", tensor, format)) return st;
     *format = tensor->format;
+    return ACLNN_SUCCESS;
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclSetRawTensorAddr(aclTensor* tensor, void* addr) {
+  return nn_guarded("aclSetRawTensorAddr", [&]() -> aclnnStatus {
+    if (tensor != nullptr && addr == nullptr) {
+      set_error("aclSetRawTensorAddr: addr is null");
+      return ACLNN_ERR_PARAM_NULLPTR;
+    }
+    if (aclnnStatus st = check_getter("aclSetRawTensorAddr", tensor, addr)) return st;
+    if (!set_tensor_data(tensor, addr)) {  // destroyed meanwhile by another thread
+      set_error("aclSetRawTensorAddr: tensor %p was destroyed", static_cast<const void*>(tensor));
+      return ACLNN_ERR_PARAM_INVALID;
+    }
+    return ACLNN_SUCCESS;
+  });
+}
+
+ACL_FUNC_VISIBILITY aclnnStatus aclGetRawTensorAddr(const aclTensor* tensor, void** addr) {
+  return nn_guarded("aclGetRawTensorAddr", [&]() -> aclnnStatus {
+    if (aclnnStatus st = check_getter("aclGetRawTensorAddr", tensor, addr)) return st;
+    std::lock_guard<std::mutex> lock(g_tensors_mutex);
+    if (live_tensors().count(tensor) == 0) {
+      set_error("aclGetRawTensorAddr: tensor %p was destroyed", static_cast<const void*>(tensor));
+      return ACLNN_ERR_PARAM_INVALID;
+    }
+    *addr = tensor->data;
     return ACLNN_SUCCESS;
   });
 }

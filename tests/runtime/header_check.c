@@ -17,6 +17,7 @@ int addlora_header_check_c(void) {
   aclOpExecutor *executor = 0;
   aclFloat16 half = 0x3c00;
   aclError err = ACL_ERROR_RT_PARAM_INVALID;
+  unsigned long long unknown_rank = ACL_UNKNOWN_RANK;
   aclnnStatus st = ACLNN_ERR_INNER_NULLPTR;
   /* Function types as declared (assigning to exact pointer types checks the prototypes). */
   aclError (*memcpy_fn)(void *, size_t, const void *, size_t, aclrtMemcpyKind) = aclrtMemcpy;
@@ -24,11 +25,20 @@ int addlora_header_check_c(void) {
                           const int64_t *, uint64_t, void *) = aclCreateTensor;
   aclnnStatus (*shape_fn)(const aclTensor *, int64_t **, uint64_t *) = aclGetViewShape;
   const char *(*msg_fn)(void) = aclGetRecentErrMsg;
+  aclIntArray *(*int_array_fn)(const int64_t *, uint64_t) = aclCreateIntArray;
+  aclBoolArray *(*bool_array_fn)(const bool *, uint64_t) = aclCreateBoolArray;
+  aclTensorList *(*list_fn)(const aclTensor *const *, uint64_t) = aclCreateTensorList;
+  aclnnStatus (*list_size_fn)(const aclTensorList *, uint64_t *) = aclGetTensorListSize;
+  aclScalar *(*scalar_fn)(void *, aclDataType) = aclCreateScalar;
   int ok = dt == 27 && fmt == 29 && kind == 4 && policy == 2 && status == 1 && stream == 0 && event == 0 &&
            context == 0 && tensor == 0 && executor == 0 && half == 0x3c00 && err == 107000 && st == 561103 &&
            memcpy_fn != 0 && create_fn != 0 && shape_fn != 0 && msg_fn != 0 && sizeof(aclFloat16) == 2 &&
            ACL_DT_UNDEFINED == -1 && ACL_FORMAT_UNDEFINED == -1 && ACL_FORMAT_NCDHW == 30 &&
-           ACL_ERROR_REPEAT_FINALIZE == 100037 && ACLNN_ERR_INNER_TILING_ERROR == 561002;
+           ACL_ERROR_REPEAT_FINALIZE == 100037 && ACLNN_ERR_INNER_TILING_ERROR == 561002 &&
+           ACL_ERROR_FAILURE == 500001 && ACL_ERROR_RT_CONTEXT_NULL == 107002 && ACL_FLOAT4_E1M2 == 41 &&
+           unknown_rank == 0xFFFFFFFFFFFFFFFEull && ACL_TENSOR_SHAPE_RANGE_NUM == 2 &&
+           ACL_FORMAT_FRACTAL_NZ_C0_8 == 54 && ACL_ERROR_GE_PARAM_INVALID == 145000u && int_array_fn != 0 &&
+           bool_array_fn != 0 && list_fn != 0 && list_size_fn != 0 && scalar_fn != 0;
   return ok;
 }
 

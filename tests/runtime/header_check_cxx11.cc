@@ -17,10 +17,13 @@ static_assert(aclFormat::ACL_FORMAT_UNDEFINED == -1 && ACL_FORMAT_NCHW == 0 && A
                   aclFormat::ACL_FORMAT_FRACTAL_NZ == 29 && ACL_FORMAT_NCDHW == 30,
               "aclFormat values");
 static_assert(aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_HOST == 0 && ACL_MEMCPY_HOST_TO_DEVICE == 1 &&
-                  ACL_MEMCPY_DEVICE_TO_HOST == 2 && ACL_MEMCPY_DEVICE_TO_DEVICE == 3 && ACL_MEMCPY_DEFAULT == 4,
+                  ACL_MEMCPY_DEVICE_TO_HOST == 2 && ACL_MEMCPY_DEVICE_TO_DEVICE == 3 && ACL_MEMCPY_DEFAULT == 4 &&
+                  ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE == 5 && ACL_MEMCPY_INNER_DEVICE_TO_DEVICE == 6 &&
+                  aclrtMemcpyKind::ACL_MEMCPY_INTER_DEVICE_TO_DEVICE == 7,
               "aclrtMemcpyKind values");
 static_assert(aclrtMemMallocPolicy::ACL_MEM_MALLOC_HUGE_FIRST == 0 && ACL_MEM_MALLOC_HUGE_ONLY == 1 &&
-                  ACL_MEM_MALLOC_NORMAL_ONLY == 2,
+                  ACL_MEM_MALLOC_NORMAL_ONLY == 2 && ACL_MEM_MALLOC_HUGE1G_ONLY == 6 &&
+                  ACL_MEM_MALLOC_HUGE1G_ONLY_P2P == 7 && ACL_MEM_ACCESS_USER_SPACE_READONLY == 0x100000,
               "aclrtMemMallocPolicy values");
 static_assert(aclrtEventRecordedStatus::ACL_EVENT_RECORDED_STATUS_NOT_READY == 0 &&
                   ACL_EVENT_RECORDED_STATUS_COMPLETE == 1,
@@ -34,6 +37,30 @@ static_assert(ACLNN_SUCCESS == 0 && ACLNN_ERR_PARAM_NULLPTR == 161001 && ACLNN_E
                   ACLNN_ERR_RUNTIME_ERROR == 361001 && ACLNN_ERR_INNER == 561000 &&
                   ACLNN_ERR_INNER_TILING_ERROR == 561002 && ACLNN_ERR_INNER_NULLPTR == 561103,
               "aclnnStatus values");
+// The additions of the full CANN surface (CANN 8.5.0 values).
+static_assert(ACL_ERROR_FAILURE == 500001 && ACL_ERROR_GE_FAILURE == 500002 && ACL_ERROR_RT_FAILURE == 500003 &&
+                  ACL_ERROR_DRV_FAILURE == 500004 && ACL_ERROR_PROFILING_FAILURE == 500005 &&
+                  ACL_ERROR_STORAGE_OVER_LIMIT == 300000 && ACL_ERROR_INVALID_OPP_PATH == 148049 &&
+                  ACL_ERROR_FEATURE_UNSUPPORTED == 200006 && ACL_RT_SUCCESS == 0 &&
+                  ACL_ERROR_RT_CONTEXT_NULL == 107002 && ACL_ERROR_RT_MEMORY_ALLOCATION == 207001 &&
+                  ACL_ERROR_RT_INTERNAL_ERROR == 507000 && ACL_ERROR_GE_PARAM_INVALID == 145000u,
+              "error codes");
+static_assert(aclDataType::ACL_INT4 == 29 && ACL_UINT1 == 30 && ACL_COMPLEX32 == 33 && ACL_HIFLOAT8 == 34 &&
+                  ACL_FLOAT8_E5M2 == 35 && ACL_FLOAT8_E4M3FN == 36 && ACL_FLOAT8_E8M0 == 37 &&
+                  ACL_FLOAT6_E3M2 == 38 && ACL_FLOAT6_E2M3 == 39 && ACL_FLOAT4_E2M1 == 40 &&
+                  aclDataType::ACL_FLOAT4_E1M2 == 41,
+              "aclDataType additions");
+static_assert(aclFormat::ACL_FORMAT_NDC1HWC0 == 32 && ACL_FRACTAL_Z_3D == 33 && ACL_FORMAT_NC == 35 &&
+                  ACL_FORMAT_NCL == 47 && ACL_FORMAT_FRACTAL_NZ_C0_16 == 50 && ACL_FORMAT_FRACTAL_NZ_C0_32 == 51 &&
+                  ACL_FORMAT_FRACTAL_NZ_C0_2 == 52 && ACL_FORMAT_FRACTAL_NZ_C0_4 == 53 &&
+                  aclFormat::ACL_FORMAT_FRACTAL_NZ_C0_8 == 54,
+              "aclFormat additions");
+static_assert(std::is_same<decltype(&aclCreateTensorList), aclTensorList* (*)(const aclTensor* const*, uint64_t)>::value &&
+                  std::is_same<decltype(&aclCreateScalar), aclScalar* (*)(void*, aclDataType)>::value &&
+                  std::is_same<decltype(&aclDestroyTensorList), aclnnStatus (*)(const aclTensorList*)>::value &&
+                  std::is_same<decltype(&aclGetBoolArraySize), aclnnStatus (*)(const aclBoolArray*, uint64_t*)>::value,
+              "acl_meta.h prototypes");
+
 static_assert(std::is_same<aclError, int>::value && std::is_same<aclnnStatus, int32_t>::value &&
                   std::is_same<aclFloat16, uint16_t>::value && std::is_same<aclrtStream, void*>::value &&
                   std::is_same<aclrtEvent, void*>::value && std::is_same<aclrtContext, void*>::value,

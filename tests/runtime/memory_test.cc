@@ -76,10 +76,9 @@ TEST_F(MemoryTest, MemcpyCopiesAndValidates) {
   EXPECT_EQ(aclrtMemcpy(dst.data(), 8, nullptr, 8, ACL_MEMCPY_HOST_TO_HOST), ACL_ERROR_INVALID_PARAM);
   EXPECT_TRUE(contains(last_message(), "source"));
   EXPECT_EQ(aclrtMemcpy(nullptr, 0, nullptr, 0, ACL_MEMCPY_HOST_TO_HOST), ACL_ERROR_INVALID_PARAM);
-  EXPECT_EQ(aclrtMemcpy(dst.data(), 8, src.data(), 8, static_cast<aclrtMemcpyKind>(5)), ACL_ERROR_INVALID_PARAM);
-  EXPECT_TRUE(contains(last_message(), "kind 5"));
-  EXPECT_EQ(aclrtMemcpy(dst.data(), 8, src.data(), 8, static_cast<aclrtMemcpyKind>(7)), ACL_ERROR_INVALID_PARAM);
-  for (int k = 0; k <= 4; ++k)
+  // Every kind CANN 8.5.0 defines is a plain copy here (kinds outside the enum, which only a C
+  // client can pass, are rejected: header_check.c).
+  for (int k = ACL_MEMCPY_HOST_TO_HOST; k <= ACL_MEMCPY_INTER_DEVICE_TO_DEVICE; ++k)
     EXPECT_EQ(aclrtMemcpy(dst.data(), 4, src.data(), 4, static_cast<aclrtMemcpyKind>(k)), ACL_SUCCESS) << k;
   // overlapping ranges behave like memmove
   ASSERT_EQ(aclrtMemcpy(src.data() + 1, 252, src.data(), 252, ACL_MEMCPY_HOST_TO_HOST), ACL_SUCCESS);
@@ -122,7 +121,7 @@ TEST_F(MemoryTest, AsyncCopiesRunInStreamOrder) {
   // validation happens at the call, before anything is queued
   EXPECT_EQ(aclrtMemcpyAsync(host.data(), 8, b, 16, ACL_MEMCPY_DEVICE_TO_HOST, s), ACL_ERROR_RT_PARAM_INVALID);
   EXPECT_EQ(aclrtMemcpyAsync(nullptr, 8, b, 8, ACL_MEMCPY_DEVICE_TO_HOST, s), ACL_ERROR_INVALID_PARAM);
-  EXPECT_EQ(aclrtMemcpyAsync(host.data(), 8, b, 8, static_cast<aclrtMemcpyKind>(6), s), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemcpyAsync(host.data(), 8, b, 0, ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, s), ACL_SUCCESS);
   EXPECT_EQ(aclrtMemsetAsync(a, 8, 0, 9, s), ACL_ERROR_RT_PARAM_INVALID);
   EXPECT_EQ(aclrtMemcpyAsync(host.data(), 0, b, 0, ACL_MEMCPY_DEVICE_TO_HOST, nullptr), ACL_SUCCESS);
   ASSERT_EQ(aclrtDestroyStream(s), ACL_SUCCESS);
