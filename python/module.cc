@@ -216,19 +216,16 @@ TensorView per_adapter_view(const InArray& a, const char* name, DType want, Scra
   return v;
 }
 
-// Python's split: TypeError for a wrong dtype, ValueError for everything about shapes,
-// attributes, missing tensors and memory (strides, overlap).  The library reports dtype and
-// memory problems with the same status (invalid_param), so its message decides: every dtype
-// message names the "dtype".
-[[noreturn]] void raise_status(Status s, const std::string& message) {
-  const std::string text = message.empty() ? "AddLora: error status " + std::to_string(static_cast<int>(s)) : message;
-  switch (s) {
-    case Status::invalid_param:
-      if (text.find(" dtype") != std::string::npos) throw nb::type_error(text.c_str());
-      throw nb::value_error(text.c_str());
-    case Status::null_pointer:
-    case Status::invalid_shape: throw nb::value_error(text.c_str());
-    default: throw std::runtime_error(text);  // -> RuntimeError
+// Python's split, from the failure's kind (data, never the message): TypeError for a dtype or
+// format, RuntimeError for internal failures, ValueError for everything else (missing
+// tensors, shapes, attributes, memory).
+[[noreturn]] void raise_error(const addlora::Error& e) {
+  const std::string text =
+      e.message.empty() ? "AddLora: error status " + std::to_string(static_cast<int>(e.status)) : e.message;
+  switch (e.kind) {
+    case addlora::ErrorKind::type: throw nb::type_error(text.c_str());
+    case addlora::ErrorKind::internal: throw std::runtime_error(text);  // -> RuntimeError
+    default: throw nb::value_error(text.c_str());
   }
 }
 
@@ -242,13 +239,13 @@ using Shape = std::optional<std::vector<int64_t>>;
 // Python exception.
 template <class F>
 void call_without_gil(F&& call) {
-  std::string message;
+  addlora::Error error;
   Status status;
   {
     nb::gil_scoped_release release;
-    status = call(&message);
+    status = call(error);
   }
-  if (status != Status::ok) raise_status(status, message);
+  if (status != Status::ok) raise_error(error);
 }
 
 void run(const OutArray& out, const InArray& y, const InArray& x, const InArray& weight_b,
@@ -270,7 +267,7 @@ void run(const OutArray& out, const InArray& y, const InArray& x, const InArray&
   args.y_offset = y_offset;
   args.y_slice_size = y_slice_size;
   args.precision = precision_of(fast);
-  call_without_gil([&](std::string* message) { return addlora::add_lora(args, rules_of(strict), message); });
+  call_without_gil([&](addlora::Error& message) { return addlora::add_lora(args, rules_of(strict), message); });
 }
 
 // One LoRA pair of a multi-slice call, as the Python layer packs it:
@@ -307,7 +304,7 @@ void run_multi(const OutArray& out, const InArray& y, const InArray& x, const In
     a.y_slice_size = y_slice_size;
     a.precision = precision_of(fast);
   }
-  call_without_gil([&](std::string* message) {
+  call_without_gil([&](addlora::Error& message) {
     return addlora::add_lora(args.data(), args.size(), rules_of(strict), message);
   });
 }
@@ -319,7 +316,7 @@ void nd_to_nz(const InArray& src, const OutArray& dst) {
   DType dt;
   check_device_dtype(dst, "nz", &dt);
   require_packed(dst, "nz");
-  call_without_gil([&](std::string* message) {
+  call_without_gil([&](addlora::Error& message) {
     return addlora::nd_to_nz(v, data_of(dst), static_cast<int64_t>(dst.size()), message);
   });
 }
@@ -331,7 +328,7 @@ void nz_to_nd(const InArray& src, const OutArray& dst) {
   check_device_dtype(src, "nz", &dt);
   require_packed(src, "nz");
   const TensorView v = view_of(dst, "out", scratch);
-  call_without_gil([&](std::string* message) {
+  call_without_gil([&](addlora::Error& message) {
     return addlora::nz_to_nd(data_of(src), static_cast<int64_t>(src.size()), v, message);
   });
 }
@@ -713,7 +710,7 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
     PyErr_Clear();
     return nb::borrow(Py_NotImplemented);
   }
-  call_without_gil([&](std::string* message) { return addlora::add_lora(args, addlora::Rules::general, message); });
+  call_without_gil([&](addlora::Error& message) { return addlora::add_lora(args, addlora::Rules::general, message); });
   return nb::borrow(out);
 }
 
@@ -891,10 +888,10 @@ void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb:
     throw nb::value_error(("AddLora: " + std::string(weights_name) + " dim 1 must be 1 in the 4-D form (got " +
                            std::to_string(s.weight_a.dims[1]) + ")").c_str());
   s.accumulate = false;
-  call_without_gil([&](std::string* message) {
+  call_without_gil([&](addlora::Error& message) {
     const Status st = addlora::shrink(s, message);
-    if (st != Status::ok && message)  // the C++ API's names -> vLLM's
-      rename_words(message, {{"weight_a", weights_name}, {"z", "output_tensor"}, {"x", "inputs"},
+    if (st != Status::ok)  // the C++ API's names -> vLLM's
+      rename_words(&message.message, {{"weight_a", weights_name}, {"z", "output_tensor"}, {"x", "inputs"},
                              {"indices", "lora_indices_tensor"}, {"layer_idx", "layer"}});
     return st;
   });
@@ -979,9 +976,9 @@ void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb:
     e.z.strides[1] = 1;
     e.indices = index_view(row_index);
   }
-  call_without_gil([&](std::string* message) {
+  call_without_gil([&](addlora::Error& message) {
     const Status st = addlora::expand(e, message);
-    if (st != Status::ok && message) rename_expand(message);
+    if (st != Status::ok) rename_expand(&message.message);
     return st;
   });
 }
@@ -1004,7 +1001,7 @@ void py_shrink(nb::handle x, nb::handle weight_a, nb::handle z, nb::handle indic
   s.scale = scale;
   s.accumulate = accumulate;
   s.precision = precision_of(fast);
-  call_without_gil([&](std::string* message) { return addlora::shrink(s, message); });
+  call_without_gil([&](addlora::Error& message) { return addlora::shrink(s, message); });
 }
 
 void py_expand(nb::handle z, nb::handle weight_b, nb::handle out, nb::handle indices, int64_t layer_idx, double scale,
@@ -1025,7 +1022,7 @@ void py_expand(nb::handle z, nb::handle weight_b, nb::handle out, nb::handle ind
   e.y_slice_size = y_slice_size;
   e.accumulate = accumulate;
   e.precision = precision_of(fast);
-  call_without_gil([&](std::string* message) { return addlora::expand(e, message); });
+  call_without_gil([&](addlora::Error& message) { return addlora::expand(e, message); });
 }
 
 }  // namespace

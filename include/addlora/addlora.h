@@ -188,6 +188,7 @@ struct ShrinkArguments {
   Precision precision = Precision::exact;
 };
 Status shrink(const ShrinkArguments& args, std::string* message = nullptr);
+Status shrink(const ShrinkArguments& args, Error& error);  // the failure as data
 
 // out[b, y_offset : y_offset + S] (+)= scale * (z[b] . weight_b[i, layer_idx]^T)[:S], i = indices[b].
 struct ExpandArguments {
@@ -204,5 +205,6 @@ struct ExpandArguments {
   Precision precision = Precision::exact;
 };
 Status expand(const ExpandArguments& args, std::string* message = nullptr);
+Status expand(const ExpandArguments& args, Error& error);  // the failure as data
 
 }  // namespace addlora

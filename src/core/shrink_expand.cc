@@ -27,16 +27,16 @@ namespace {
 
 using ll = long long;
 
-Status fail(std::string* message, Status st, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
-Status fail(std::string* message, Status st, const char* fmt, ...) {
-  if (message) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    std::vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    *message = std::string("AddLora: ") + buf;
-  }
+Status fail(Error& e, Status st, ErrorKind kind, const char* fmt, ...) __attribute__((format(printf, 4, 5)));
+Status fail(Error& e, Status st, ErrorKind kind, const char* fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  e.status = st;
+  e.kind = kind;
+  e.message = std::string("AddLora: ") + buf;
   return st;
 }
 
@@ -66,10 +66,10 @@ std::string rename_tokens(const std::string& s, const std::pair<const char*, con
   return r;
 }
 
-Status check_rank(std::string* message, const TensorView& v, const char* name, int ndim, const char* shape) {
-  if (!present(v)) return fail(message, Status::null_pointer, "%s must not be null", name);
+Status check_rank(Error& message, const TensorView& v, const char* name, int ndim, const char* shape) {
+  if (!present(v)) return fail(message, Status::null_pointer, ErrorKind::null, "%s must not be null", name);
   if (v.ndim != ndim)
-    return fail(message, Status::invalid_shape, "%s must be %d-D %s (got %d-D)", name, ndim, shape, v.ndim);
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "%s must be %d-D %s (got %d-D)", name, ndim, shape, v.ndim);
   return Status::ok;
 }
 
@@ -99,24 +99,23 @@ void zero_rows(const TensorView& out, const TensorView& idx, int64_t W, int64_t 
 // Plans `a` (in place on a.out), allocates the workspace, optionally zeroes the written slice,
 // runs.  Messages from validation are renamed with `names`.
 Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
-                    const std::pair<const char*, const char*>* names, size_t n_names, std::string* message) {
+                    const std::pair<const char*, const char*>* names, size_t n_names, Error& message) {
   Plan plan;
-  std::string m;
-  const Status st = make_plan(a, Rules::general, &plan, message ? &m : nullptr);
+  const Status st = make_plan(a, Rules::general, &plan, message);
   if (st != Status::ok) {
-    if (message) {
-      // add_lora's aliasing note is about its y / out pair, which is one tensor here.
-      const std::string note = " (only out == y, the identical view, may alias)";
-      if (const size_t at = m.find(note); at != std::string::npos) m.erase(at, note.size());
-      *message = rename_tokens(m, names, n_names);
-    }
+    // add_lora's aliasing note is about its y / out pair, which is one tensor here.  (Only the
+    // text is reworded for this call's names; status and kind are kept as data.)
+    std::string& m = message.message;
+    const std::string note = " (only out == y, the identical view, may alias)";
+    if (const size_t at = m.find(note); at != std::string::npos) m.erase(at, note.size());
+    m = rename_tokens(m, names, n_names);
     return st;
   }
   const uint64_t bytes = plan.workspace_bytes();
   void* ws = nullptr;
   if (bytes > 0) {
     ws = detail::allocation_fails() ? nullptr : std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63});
-    if (!ws) return fail(message, Status::internal, "cannot allocate the workspace (%llu bytes)", (unsigned long long)bytes);
+    if (!ws) return fail(message, Status::internal, ErrorKind::internal, "cannot allocate the workspace (%llu bytes)", (unsigned long long)bytes);
   }
   if (overwrite && cols > 0) zero_rows(a.out, a.indices, W, a.y_offset, cols);
   plan.run(ws);
@@ -126,19 +125,19 @@ Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
 
 // The float dtypes every kernel takes; checked here too so that an empty problem (which returns
 // before planning) still rejects a wrong dtype.
-Status check_float(std::string* message, const TensorView& v, const char* name) {
+Status check_float(Error& message, const TensorView& v, const char* name) {
   if (v.dtype != DType::f16 && v.dtype != DType::bf16 && v.dtype != DType::f32)
-    return fail(message, Status::invalid_param, "%s dtype must be FLOAT16, BF16 or FLOAT (got %s)", name,
+    return fail(message, Status::invalid_param, ErrorKind::type, "%s dtype must be FLOAT16, BF16 or FLOAT (got %s)", name,
                 dtype_name(v.dtype));
   return Status::ok;
 }
 
-Status check_indices(std::string* message, const TensorView& idx, int64_t B, const char* rows_of) {
+Status check_indices(Error& message, const TensorView& idx, int64_t B, const char* rows_of) {
   if (Status st = check_rank(message, idx, "indices", 1, "[B]"); st != Status::ok) return st;
   if (idx.dtype != DType::i32 && idx.dtype != DType::i64)
-    return fail(message, Status::invalid_param, "indices dtype must be INT32 or INT64 (got %s)", dtype_name(idx.dtype));
+    return fail(message, Status::invalid_param, ErrorKind::type, "indices dtype must be INT32 or INT64 (got %s)", dtype_name(idx.dtype));
   if (idx.dims[0] != B)
-    return fail(message, Status::invalid_shape, "indices must have one element per row of %s (indices: %lld, B=%lld)",
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "indices must have one element per row of %s (indices: %lld, B=%lld)",
                 rows_of, (ll)idx.dims[0], (ll)B);
   return Status::ok;
 }
@@ -146,6 +145,20 @@ Status check_indices(std::string* message, const TensorView& idx, int64_t B, con
 }  // namespace
 
 Status shrink(const ShrinkArguments& s, std::string* message) {
+  Error e;
+  const Status st = shrink(s, e);
+  if (message && st != Status::ok) *message = e.message;
+  return st;
+}
+
+Status expand(const ExpandArguments& args, std::string* message) {
+  Error e;
+  const Status st = expand(args, e);
+  if (message && st != Status::ok) *message = e.message;
+  return st;
+}
+
+Status shrink(const ShrinkArguments& s, Error& message) {
   if (Status st = check_rank(message, s.x, "x", 2, "[B, H1]"); st != Status::ok) return st;
   if (Status st = check_rank(message, s.weight_a, "weight_a", 4, "[W, L, R, H1]"); st != Status::ok) return st;
   if (Status st = check_rank(message, s.z, "z", 2, "[B, >= R]"); st != Status::ok) return st;
@@ -156,15 +169,15 @@ Status shrink(const ShrinkArguments& s, std::string* message) {
   const int64_t W = s.weight_a.dims[0], L = s.weight_a.dims[1], R = s.weight_a.dims[2];
   if (Status st = check_indices(message, s.indices, B, "x"); st != Status::ok) return st;
   if (s.weight_a.dims[3] != H1)
-    return fail(message, Status::invalid_shape, "weight_a dim 3 must equal x dim 1 (H1) (weight_a dim 3=%lld, H1=%lld)",
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "weight_a dim 3 must equal x dim 1 (H1) (weight_a dim 3=%lld, H1=%lld)",
                 (ll)s.weight_a.dims[3], (ll)H1);
   if (s.z.dims[0] != B)
-    return fail(message, Status::invalid_shape, "z dim 0 must equal x dim 0 (B) (z dim 0=%lld, B=%lld)",
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "z dim 0 must equal x dim 0 (B) (z dim 0=%lld, B=%lld)",
                 (ll)s.z.dims[0], (ll)B);
   if (s.z.dims[1] < R)
-    return fail(message, Status::invalid_shape, "z dim 1 must be >= R (z dim 1=%lld, R=%lld)", (ll)s.z.dims[1], (ll)R);
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "z dim 1 must be >= R (z dim 1=%lld, R=%lld)", (ll)s.z.dims[1], (ll)R);
   if (s.layer_idx < 0 || s.layer_idx >= L)
-    return fail(message, Status::invalid_shape, "layer_idx must be in [0, L) (layer_idx=%lld, L=%lld)",
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "layer_idx must be in [0, L) (layer_idx=%lld, L=%lld)",
                 (ll)s.layer_idx, (ll)L);
   if (B == 0 || R == 0) return Status::ok;  // nothing to write
   Arguments a;
@@ -180,7 +193,7 @@ Status shrink(const ShrinkArguments& s, std::string* message) {
   return plan_and_run(a, !s.accumulate, W, R, names, sizeof names / sizeof names[0], message);
 }
 
-Status expand(const ExpandArguments& e, std::string* message) {
+Status expand(const ExpandArguments& e, Error& message) {
   if (Status st = check_rank(message, e.z, "z", 2, "[B, R]"); st != Status::ok) return st;
   if (Status st = check_rank(message, e.weight_b, "weight_b", 4, "[W, L, H2, R]"); st != Status::ok) return st;
   if (Status st = check_rank(message, e.out, "out", 2, "[B, H3]"); st != Status::ok) return st;
@@ -192,20 +205,20 @@ Status expand(const ExpandArguments& e, std::string* message) {
   const int64_t H3 = e.out.dims[1];
   if (Status st = check_indices(message, e.indices, B, "z"); st != Status::ok) return st;
   if (e.weight_b.dims[3] != R)
-    return fail(message, Status::invalid_shape, "weight_b dim 3 must equal z dim 1 (R) (weight_b dim 3=%lld, R=%lld)",
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "weight_b dim 3 must equal z dim 1 (R) (weight_b dim 3=%lld, R=%lld)",
                 (ll)e.weight_b.dims[3], (ll)R);
   if (e.out.dims[0] != B)
-    return fail(message, Status::invalid_shape, "out dim 0 must equal z dim 0 (B) (out dim 0=%lld, B=%lld)",
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "out dim 0 must equal z dim 0 (B) (out dim 0=%lld, B=%lld)",
                 (ll)e.out.dims[0], (ll)B);
   if (e.layer_idx < 0 || e.layer_idx >= L)
-    return fail(message, Status::invalid_shape, "layer_idx must be in [0, L) (layer_idx=%lld, L=%lld)",
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "layer_idx must be in [0, L) (layer_idx=%lld, L=%lld)",
                 (ll)e.layer_idx, (ll)L);
   if (e.y_slice_size != -1 && (e.y_slice_size < 0 || e.y_slice_size > H2))
-    return fail(message, Status::invalid_shape, "y_slice_size must be -1 or in [0, H2] (y_slice_size=%lld, H2=%lld)",
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "y_slice_size must be -1 or in [0, H2] (y_slice_size=%lld, H2=%lld)",
                 (ll)e.y_slice_size, (ll)H2);
   const int64_t S = e.y_slice_size == -1 ? H2 : e.y_slice_size;
   if (e.y_offset < 0 || e.y_offset + S > H3)
-    return fail(message, Status::invalid_shape,
+    return fail(message, Status::invalid_shape, ErrorKind::shape,
                 "y_offset must be >= 0 and y_offset + S <= H3 (y_offset=%lld, S=%lld, H3=%lld)", (ll)e.y_offset, (ll)S,
                 (ll)H3);
   if (B == 0 || S == 0) return Status::ok;  // nothing to write
