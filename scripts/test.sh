@@ -12,7 +12,7 @@ cmake --preset release -DADDLORA_BUILD_TESTS=ON
 cmake --build --preset release
 ctest --preset release -j2 --timeout 600
 
-# A CANN client built only against the install prefix (SPEC §4 layout).
+# A CANN client built only against the install prefix (docs/contract.md §4 layout).
 prefix="$PWD/build/prefix"
 rm -rf "$prefix" build/example build/cpp_consumer
 cmake --install build/release --prefix "$prefix" > /dev/null

@@ -3,7 +3,7 @@
  *
  * Names and values are CANN's, taken from the public headers of CANN 8.5.0
  * (include/external/acl/acl_base.h, acl_base_rt.h and error_codes/ of that release); see
- * docs/cann-surface.md.  The values SPEC section 4 lists are among them and never change:
+ * docs/cann-surface.md.  The values docs/contract.md §4 lists are among them and never change:
  * programs store them as integers.  Where a later release (9.x) adds to an enum, the
  * addition is marked "9.x".  The runtime error codes ACL_ERROR_RT_* live in
  * acl/error_codes/rt_error_codes.h and the graph-engine codes in ge_error_codes.h, both

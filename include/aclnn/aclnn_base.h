@@ -1,4 +1,4 @@
-/* Status codes of CANN's aclnn operator API (SPEC sections 2-3) plus the tensor/executor
+/* Status codes of CANN's aclnn operator API (docs/contract.md §2-3) plus the tensor/executor
  * declarations of acl_meta.h.  Compiles as C and as C++11 or later. */
 #ifndef ADDLORA_ACLNN_BASE_H_
 #define ADDLORA_ACLNN_BASE_H_

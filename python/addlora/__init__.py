@@ -194,7 +194,7 @@ def _check_nz_array(nz, logical, name):
 
 
 def nd_to_nz(weight):
-    """Packs a float16/bfloat16 ``[..., M, N]`` array into FRACTAL_NZ (SPEC §5).
+    """Packs a float16/bfloat16 ``[..., M, N]`` array into FRACTAL_NZ (docs/contract.md §5).
 
     Returns a new contiguous array of the same type and dtype, shape
     ``[..., ceil(N/16), ceil(M/16), 16, 16]``: element ``(m, n)`` of each matrix is at block

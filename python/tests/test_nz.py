@@ -1,4 +1,4 @@
-"""FRACTAL_NZ: nd_to_nz / nz_to_nd against SPEC §5's formula, and NZ weights in the operation."""
+"""FRACTAL_NZ: nd_to_nz / nz_to_nd against docs/contract.md §5's formula, and NZ weights in the operation."""
 import numpy as np
 import pytest
 
@@ -11,7 +11,7 @@ MATRIX_SHAPES = [(1, 1), (16, 16), (17, 33), (5, 40), (48, 7), (3, 2, 20, 37), (
 
 
 def packed_by_formula(w):
-    """SPEC §5 in numpy, independent of the library: element (m, n) of [..., M, N] at block
+    """docs/contract.md §5 in numpy, independent of the library: element (m, n) of [..., M, N] at block
     (n // 16, m // 16), position (m % 16, n % 16), zero padding."""
     *lead, M, N = w.shape
     M1, N1 = -(-M // 16), -(-N // 16)
@@ -50,7 +50,7 @@ def test_packing_matches_the_spec_formula_and_round_trips(rng, lib, dtype, shape
 
 
 def test_flat_element_formula():
-    # SPEC §5's element offset t*(N1*M1*256) + (n//16)*(M1*256) + m*16 + n%16, checked element by element.
+    # docs/contract.md §5's element offset t*(N1*M1*256) + (n//16)*(M1*256) + m*16 + n%16, checked element by element.
     T, M, N = 2, 19, 35
     w = (np.arange(T * M * N) + 1).astype(np.float16).reshape(T, M, N)   # distinct, nonzero values
     flat = addlora.nd_to_nz(w).reshape(-1)

@@ -1,7 +1,7 @@
 // Fuzz harness: the aclnn entry point with arbitrary dims, strides, offsets, storage dims,
 // dtypes, formats and attributes.  Storage dims always describe the real buffer behind the
 // tensor (at most kMaxStorage elements), so a call that is accepted and run must stay inside
-// it (AddressSanitizer watches).  Every status must be one SPEC §2-3 documents, with a message.
+// it (AddressSanitizer watches).  Every status must be one docs/contract.md §2-3 documents, with a message.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdio>

@@ -1,7 +1,7 @@
 // Fuzz harness: execution through the C++ API with arbitrary index data, slices, strides,
 // dtypes and layouts on small shapes, checked against the fp64 oracle.  Every tensor lives
 // in a sentinel-guarded buffer: a write outside out's view, a changed input or a result
-// outside SPEC §1's target aborts.  Invalid attribute combinations must be rejected with a
+// outside the precision contract (docs/contract.md §1.2) aborts.  Invalid attribute combinations must be rejected with a
 // documented status instead.
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -100,7 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (st != Status::ok) finding("valid call rejected", msg);
   const ref::CheckResult r = ref::check_out(expected, args.out);
-  if (!r.ok) finding("result outside SPEC §1 target", r.report);
+  if (!r.ok) finding("result outside the precision contract", r.report);
   const ref::TestTensor& written = in_place ? y : out;
   if (std::string c = written.changes_outside_view(in_place ? y0 : out0); !c.empty()) finding("stray write", c);
   if (!in_place && !y.changes(y0).empty()) finding("y written out of place", y.changes(y0));

@@ -148,7 +148,7 @@ TEST_F(ExecutorTest, WorkspaceChecks) {
   std::vector<unsigned char> ws(256);
   EXPECT_EQ(addlora_rt::launch_executor(e, nullptr, 256, nullptr), ACLNN_ERR_PARAM_NULLPTR);
   EXPECT_TRUE(contains(aclGetRecentErrMsg(), "workspace is null"));
-  // SPEC §3: 161001 is for workspaceSize > 0 with a null workspace; a size (here 0) below what
+  // docs/contract.md §3: 161001 is for workspaceSize > 0 with a null workspace; a size (here 0) below what
   // phase one reported is 161002.
   EXPECT_EQ(addlora_rt::launch_executor(e, nullptr, 0, nullptr), ACLNN_ERR_PARAM_INVALID);  // needs 256
   EXPECT_TRUE(contains(aclGetRecentErrMsg(), "smaller than the 256 bytes"));

@@ -1,5 +1,5 @@
 // Compiled as C++11 with -Wall -Wextra -Wpedantic -Werror, as CANN samples are: the headers
-// work in C++11, enum names work plain and qualified, and the values are SPEC section 4's.
+// work in C++11, enum names work plain and qualified, and the values are docs/contract.md §4's.
 #include "acl/acl.h"
 #include "aclnn/aclnn_base.h"
 

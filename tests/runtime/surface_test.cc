@@ -1,5 +1,5 @@
 // Runtime calls added for the CANN client surface (docs/cann-surface.md): the calls the
-// public aclnn examples make beyond SPEC section 4.
+// public aclnn examples make beyond docs/contract.md §4.
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
