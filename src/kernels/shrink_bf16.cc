@@ -23,7 +23,8 @@ using detail::Problem;
 constexpr int64_t kSeg = kChain * 16;  // columns per fold segment: 32 vdpbf16ps, 64 products per lane
 constexpr int kRanks = 4;              // ranks per register block
 constexpr int kRowsMax = 6;            // rows per register block (24 accumulators)
-constexpr int64_t kFlagRanks = 4096;   // A screening results kept per task (else rescreened per row block)
+constexpr int64_t kFlagRanks = 4096;   // screening bits kept per task: ranks ...
+constexpr int64_t kFlagRows = 1024;    // ... and rows (more: screened block by block)
 // "Tiny" bf16 magnitudes m (sign dropped): 0 < m < 2^-56, i.e. biased exponent <= 70.  With m2 =
 // bits << 1 (the sign shifted out), tiny <=> (m2 - 1) < kTinyLimit as unsigned 16-bit.
 constexpr uint16_t kTinyLimit = (71 << 8) - 1;  // m = 71 << 7 (2^-56) gives m2 - 1 = kTinyLimit: not tiny
@@ -106,12 +107,32 @@ ADDLORA_BF16_TARGET inline __m512 Dot(__m512 acc, __m512i x, __m512i a) {
   return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh>(x), reinterpret_cast<__m512bh>(a));
 }
 
-// tot[i][j] = sum over h in [h0, h1) of x_i[h] * a_j[h]: per fold segment of kSeg columns from
-// h0 (the K chunk's start), kRows x kRanks accumulators of 32 vdpbf16ps, each reduced (fixed
-// tree) and added into its fp64 total.  xr[i]: row i of x (column h at xr[i] + h).
+// Lane j of the result = the sum of the lanes of v[j] (16 vectors; clobbered), in a fixed
+// 4-level tree: adjacent lanes first, then adjacent pairs, and so on -- the same tree for every
+// accumulator whatever block it sits in (padding vectors are zeros).  ~3 ops per vector instead
+// of a full reduction each.
+ADDLORA_BF16_TARGET inline __m512 SumEachToLane(__m512* v) {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  for (int count = 16; count > 1; count /= 2)
+    for (int i = 0; i < count / 2; ++i)
+      v[i] = _mm512_add_ps(_mm512_permutex2var_ps(v[2 * i], even, v[2 * i + 1]),
+                           _mm512_permutex2var_ps(v[2 * i], odd, v[2 * i + 1]));
+  return v[0];
+}
+
+// The accumulator block padded to whole groups of 16 (the fp64 totals too).
+template <int kRows>
+constexpr int kTotSlots = (kRows * kRanks + 15) / 16 * 16;
+
+// tot[i * kRanks + j] += sum over h in [h0, h1) of x_i[h] * a_j[h], per fold segment of kSeg
+// columns from h0 (a fold boundary of the K chunk): kRows x kRanks accumulators of at most
+// 32 vdpbf16ps, each reduced (SumEachToLane) and added into its fp64 total.  xr[i]: row i of
+// x (column h at xr[i] + h).
 template <int kRows, bool kNz>
 ADDLORA_BF16_TARGET __attribute__((noinline)) void DotBlock(const uint16_t* const* xr, const uint16_t* const* ar, int64_t cs,
-                                                            int64_t h0, int64_t h1, double (*tot)[kRanks]) {
+                                                            int64_t h0, int64_t h1, double* tot) {
+  constexpr int kAcc = kRows * kRanks;
   for (int64_t hs = h0; hs < h1; hs += kSeg) {
     const int64_t he = std::min(h1, hs + kSeg);
     __m512 acc[kRows][kRanks];
@@ -136,9 +157,99 @@ ADDLORA_BF16_TARGET __attribute__((noinline)) void DotBlock(const uint16_t* cons
         for (int j = 0; j < kRanks; ++j) acc[i][j] = Dot(acc[i][j], xv, a[j]);
       }
     }
-    for (int i = 0; i < kRows; ++i)
-      for (int j = 0; j < kRanks; ++j) tot[i][j] += static_cast<double>(_mm512_reduce_add_ps(acc[i][j]));
+    for (int g = 0; g < kTotSlots<kRows>; g += 16) {
+      __m512 v[16];
+      for (int t = 0; t < 16; ++t) v[t] = g + t < kAcc ? acc[(g + t) / kRanks][(g + t) % kRanks] : _mm512_setzero_ps();
+      const __m512 sums = SumEachToLane(v);
+      _mm512_storeu_pd(tot + g, _mm512_add_pd(_mm512_loadu_pd(tot + g), _mm512_cvtps_pd(_mm512_castps512_ps256(sums))));
+      _mm512_storeu_pd(tot + g + 8, _mm512_add_pd(_mm512_loadu_pd(tot + g + 8),
+                                                  _mm512_cvtps_pd(_mm512_extractf32x8_ps(sums, 1))));
+    }
   }
+}
+
+// FRACTAL_NZ A, ranks [0, n) from `a` (rank r's pieces at a + 16 r in every chunk) over
+// columns [h0, h1): bit r of flags[r / 64] set if rank r holds a tiny value.  Walks A in
+// address order (a chunk's pieces of all the ranks, then the next chunk's).
+ADDLORA_BF16_TARGET void ScreenRanksNz(const uint16_t* a, int64_t n, int64_t cs, int64_t h0, int64_t h1, uint64_t* flags) {
+  // First whole: a chunk's pieces of ranks [0, n) are one run of 16 n elements (columns past
+  // h1 in the last chunk are NZ padding: a tiny value there only costs the exact pass below).
+  // Tiny values are rare, so this usually settles it.
+  bool any = false;
+  for (int64_t h = h0; h < h1 && !any; h += 16) any = RunHasTiny(a + (h >> 4) * cs, 16 * n);
+  if (!any) return;
+  constexpr int64_t kGroup = 64;
+  const __m256i lim = _mm256_set1_epi16(static_cast<short>(kTinyLimit));
+  for (int64_t g0 = 0; g0 < n; g0 += kGroup) {
+    const int64_t m = std::min(kGroup, n - g0);
+    __m256i mins[kGroup];
+    for (int64_t r = 0; r < m; ++r) mins[r] = _mm256_set1_epi16(-1);
+    for (int64_t h = h0; h < h1; h += 16) {
+      const int64_t c = std::min<int64_t>(16, h1 - h);
+      const __mmask16 k = c == 16 ? __mmask16(0xffff) : __mmask16((1u << c) - 1);
+      const uint16_t* p = a + g0 * 16 + (h >> 4) * cs;
+      for (int64_t r = 0; r < m; ++r) mins[r] = _mm256_min_epu16(mins[r], TinyKey256(_mm256_maskz_loadu_epi16(k, p + r * 16)));
+    }
+    for (int64_t r = 0; r < m; ++r)
+      if (_mm256_cmplt_epu16_mask(mins[r], lim) != 0) flags[(g0 + r) / 64] |= uint64_t{1} << ((g0 + r) % 64);
+  }
+}
+
+// One row over FRACTAL_NZ A (decode), ranks [0, n) from `a`: z[r] += the sum over [h0, h1).
+// Walks A in address order, 128 columns (eight chunks) at a time with every rank of a group of
+// 64 in each; the accumulators wait on the stack between those steps.  Each rank gets the
+// products, chains, lane tree (SumEachToLane, padded with zeros) and folds of DotBlock, so the
+// same bits.  (The rank-block walk read 128 bytes of every 4 KiB at R=128: 2x slower.)
+// Returns whether any A value read may be tiny (then the caller screens A rank by rank);
+// screening first cost as much as the products.
+ADDLORA_BF16_TARGET __attribute__((noinline)) bool DotOneRowNz(const uint16_t* x, const uint16_t* a, int64_t n, int64_t cs,
+                                                               int64_t h0, int64_t h1, double* z) {
+  constexpr int64_t kGroup = 64, kSteps = 4;
+  __m512i mins = _mm512_set1_epi16(-1);
+  for (int64_t g0 = 0; g0 < n; g0 += kGroup) {
+    const int64_t m = std::min(kGroup, n - g0);
+    const uint16_t* ag = a + g0 * 16;
+    __m512 acc[kGroup];
+    double total[kGroup] = {};
+    for (int64_t hs = h0; hs < h1; hs += kSeg) {
+      const int64_t he = std::min(h1, hs + kSeg);
+      for (int64_t r = 0; r < m; ++r) acc[r] = _mm512_setzero_ps();
+      int64_t h = hs;
+      for (; h + 32 * kSteps <= he; h += 32 * kSteps) {
+        __m512i xv[kSteps];
+        for (int64_t t = 0; t < kSteps; ++t) xv[t] = _mm512_loadu_si512(x + h + 32 * t);
+        for (int64_t r = 0; r < m; ++r) {
+          __m512 v = acc[r];
+          for (int64_t t = 0; t < kSteps; ++t) {
+            const __m512i av = LoadA<true>(ag + r * 16, cs, h + 32 * t, 32);
+            mins = _mm512_min_epu16(mins, TinyKey(av));
+            v = Dot(v, xv[t], av);
+          }
+          acc[r] = v;
+        }
+      }
+      for (; h < he; h += 32) {
+        const int64_t c = std::min<int64_t>(32, he - h);
+        const __m512i xv = c == 32 ? _mm512_loadu_si512(x + h) : _mm512_maskz_loadu_epi16((__mmask32{1} << c) - 1, x + h);
+        for (int64_t r = 0; r < m; ++r) {
+          const __m512i av = LoadA<true>(ag + r * 16, cs, h, c);
+          mins = _mm512_min_epu16(mins, TinyKey(av));
+          acc[r] = Dot(acc[r], xv, av);
+        }
+      }
+      for (int64_t g = 0; g < m; g += 16) {
+        __m512 v[16];
+        for (int64_t t = 0; t < 16; ++t) v[t] = g + t < m ? acc[g + t] : _mm512_setzero_ps();
+        const __m512 sums = SumEachToLane(v);
+        alignas(64) double d[16];
+        _mm512_store_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(sums)));
+        _mm512_store_pd(d + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sums, 1)));
+        for (int64_t t = 0; t < 16 && g + t < m; ++t) total[g + t] += d[t];
+      }
+    }
+    for (int64_t r = 0; r < m; ++r) z[g0 + r] += total[r];
+  }
+  return _mm512_cmplt_epu16_mask(mins, _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
 }
 
 ADDLORA_BF16_TARGET inline __m512 Widen(__m256i v) {  // 16 bf16 -> fp32, exact
@@ -167,7 +278,7 @@ ADDLORA_BF16_TARGET double FmaPair(const uint16_t* x, const uint16_t* a, int64_t
 
 template <int kRows>
 void RunBlock(bool nz, const uint16_t* const* xr, const uint16_t* const* ar, int64_t cs, int64_t h0, int64_t h1,
-              double (*tot)[kRanks]) {
+              double* tot) {
   if (nz) DotBlock<kRows, true>(xr, ar, cs, h0, h1, tot);
   else DotBlock<kRows, false>(xr, ar, cs, h0, h1, tot);
 }
@@ -198,46 +309,99 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
   if (w.rank_split) k = 0;
   double* zk = w.zpart + k * w.B * w.rp;
   const uint16_t* xbase = static_cast<const uint16_t*>(p.x.base);
-  // A rows with tiny values in this chunk: screened with the first row block, kept as bits.
-  const bool keep_flags = r_end - r_begin <= kFlagRanks;
-  uint64_t aflags[kFlagRanks / 64] = {};
-  uint64_t fallbacks = 0;
-
-  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRowsMax) {
-    const int rows_valid = static_cast<int>(std::min<int64_t>(kRowsMax, pos_end - pos0));
-    const uint16_t* xr[kRowsMax];  // short blocks repeat their last row (not stored)
-    for (int i = 0; i < kRowsMax; ++i)
-      xr[i] = xbase + w.order[pos0 + std::min(i, rows_valid - 1)] * p.x.row_stride;
-    unsigned xtiny = 0;
+  auto x_row = [&](int64_t pos) { return xbase + w.order[pos] * p.x.row_stride; };
+  auto z_row = [&](int64_t pos) { return zk + pos * w.rp; };
+  auto rank_rows = [&](int64_t r0, int ranks_valid, const uint16_t** ar) {  // short blocks repeat the last
+    for (int j = 0; j < kRanks; ++j) ar[j] = abase + (r0 + std::min(j, ranks_valid - 1)) * row_step;
+  };
+  auto ranks_in = [&](int64_t r0) { return static_cast<int>(std::min<int64_t>(kRanks, r_end - r0)); };
+  // Rows pos0.. of a block (short blocks repeat their last row; those results are not stored).
+  auto block_rows = [&](int64_t pos0, int rows_valid, const uint16_t** xr) {
+    for (int i = 0; i < kRowsMax; ++i) xr[i] = x_row(pos0 + std::min(i, rows_valid - 1));
+  };
+  // Columns [h0, h1) of rows pos0.. and ranks r0..: each (row, rank) total += the segments'
+  // reduced chains (h0 and h1 on fold boundaries of the chunk, or the chunk's ends).
+  auto add_block = [&](int64_t pos0, int rows_valid, const uint16_t* const* xr, int64_t r0, int64_t h0, int64_t h1) {
+    const int ranks_valid = ranks_in(r0);
+    const uint16_t* ar[kRanks];
+    rank_rows(r0, ranks_valid, ar);
+    double tot[kTotSlots<kRowsMax>] = {};
+    if (rows_valid >= 4) RunBlock<6>(nz, xr, ar, cs, h0, h1, tot);
+    else if (rows_valid >= 2) RunBlock<3>(nz, xr, ar, cs, h0, h1, tot);
+    else RunBlock<1>(nz, xr, ar, cs, h0, h1, tot);
     for (int i = 0; i < rows_valid; ++i)
-      if (RunHasTiny(xr[i] + h_begin, h_end - h_begin)) xtiny |= 1u << i;
-    const bool screen_a = pos0 == pos_begin || !keep_flags;
-    for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
-      const int ranks_valid = static_cast<int>(std::min<int64_t>(kRanks, r_end - r0));
-      const uint16_t* ar[kRanks];  // short blocks repeat their last rank (not stored)
-      for (int j = 0; j < kRanks; ++j) ar[j] = abase + (r0 + std::min(j, ranks_valid - 1)) * row_step;
-      unsigned atiny;
-      const int64_t fi = r0 - r_begin;  // kRanks divides 64: a block's bits share one word
-      if (screen_a) {
-        atiny = RanksWithTiny(ar, ranks_valid, cs, h_begin, h_end);
-        if (keep_flags) aflags[fi / 64] |= uint64_t{atiny} << (fi % 64);
-      } else {
-        atiny = static_cast<unsigned>(aflags[fi / 64] >> (fi % 64)) & ((1u << kRanks) - 1);
+      for (int j = 0; j < ranks_valid; ++j) z_row(pos0 + i)[r0 + j] += tot[i * kRanks + j];
+  };
+
+  // Screening (shrink_bf16.h): bit per row of the task and per rank.  Each (row, rank) total
+  // is 0 + the reduced chain of each fold segment in order, whatever order the blocks run
+  // in, so the walks below give the same bits.
+  const int64_t nrows = pos_end - pos_begin, nranks = r_end - r_begin;
+  uint64_t fallbacks = 0;
+  for (int64_t pos = pos_begin; pos < pos_end; ++pos) std::fill(z_row(pos) + r_begin, z_row(pos) + r_end, 0.0);
+  if (nrows <= kFlagRows && nranks <= kFlagRanks) {
+    uint64_t xflags[kFlagRows / 64] = {}, aflags[kFlagRanks / 64] = {};
+    for (int64_t i = 0; i < nrows; ++i)
+      if (RunHasTiny(x_row(pos_begin + i) + h_begin, h_end - h_begin)) xflags[i / 64] |= uint64_t{1} << (i % 64);
+    if (nz && nrows == 1) {  // decode: screened as the products are formed
+      if (DotOneRowNz(x_row(pos_begin), abase + r_begin * 16, nranks, cs, h_begin, h_end, z_row(pos_begin) + r_begin))
+        ScreenRanksNz(abase + r_begin * 16, nranks, cs, h_begin, h_end, aflags);
+    } else if (nz) {
+      ScreenRanksNz(abase + r_begin * 16, nranks, cs, h_begin, h_end, aflags);
+    } else {
+      for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
+        const uint16_t* ar[kRanks];
+        rank_rows(r0, ranks_in(r0), ar);
+        const int64_t fi = r0 - r_begin;  // kRanks divides 64: a block's bits share one word
+        aflags[fi / 64] |= uint64_t{RanksWithTiny(ar, ranks_in(r0), cs, h_begin, h_end)} << (fi % 64);
       }
-      double tot[kRowsMax][kRanks] = {};
-      if (rows_valid >= 4) RunBlock<6>(nz, xr, ar, cs, h_begin, h_end, tot);
-      else if (rows_valid >= 2) RunBlock<3>(nz, xr, ar, cs, h_begin, h_end, tot);
-      else RunBlock<1>(nz, xr, ar, cs, h_begin, h_end, tot);
-      for (int i = 0; i < rows_valid; ++i) {
-        double* o = zk + (pos0 + i) * w.rp + r0;
-        for (int j = 0; j < ranks_valid; ++j) {
-          if (((xtiny >> i) | (atiny >> j)) & 1u) {
-            o[j] = FmaPair(xr[i], ar[j], cs, h_begin, h_end);
-            ++fallbacks;
-          } else {
-            o[j] = tot[i][j];
-          }
-        }
+    }
+    // Fold segment by fold segment (outermost), every row block over it, every rank block
+    // over that: the task's A segment (R x 2 KiB) stays in L2 across the row blocks and a row
+    // block's x segment (12 KiB) in L1 across the rank blocks.  (Row blocks over whole
+    // chunks streamed a 1 MiB A slice from L3 per row block at R=128, kc=4096: vdpbf16ps ran
+    // at half its rate.)
+    for (int64_t hs = h_begin; hs < h_end && !(nz && nrows == 1); hs += kSeg) {
+      const int64_t he = std::min(h_end, hs + kSeg);
+      for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRowsMax) {
+        const int rows_valid = static_cast<int>(std::min<int64_t>(kRowsMax, pos_end - pos0));
+        const uint16_t* xr[kRowsMax];
+        block_rows(pos0, rows_valid, xr);
+        for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) add_block(pos0, rows_valid, xr, r0, hs, he);
+      }
+    }
+    // (row, rank) pairs with tiny inputs: the FMA fallback over the whole chunk.
+    for (int64_t i = 0; i < nrows; ++i)
+      for (int64_t r = r_begin; r < r_end; ++r) {
+        const int64_t fi = r - r_begin;
+        if (!(((xflags[i / 64] >> (i % 64)) | (aflags[fi / 64] >> (fi % 64))) & 1u)) continue;
+        const uint16_t* ar[kRanks];
+        rank_rows(r, 1, ar);
+        z_row(pos_begin + i)[r] = FmaPair(x_row(pos_begin + i), ar[0], cs, h_begin, h_end);
+        ++fallbacks;
+      }
+  } else {
+    // Too many rows or ranks to keep their bits: row block by row block, rank block by rank
+    // block, each screened as it comes.
+    for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRowsMax) {
+      const int rows_valid = static_cast<int>(std::min<int64_t>(kRowsMax, pos_end - pos0));
+      const uint16_t* xr[kRowsMax];
+      block_rows(pos0, rows_valid, xr);
+      unsigned xtiny = 0;
+      for (int i = 0; i < rows_valid; ++i)
+        if (RunHasTiny(xr[i] + h_begin, h_end - h_begin)) xtiny |= 1u << i;
+      for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
+        add_block(pos0, rows_valid, xr, r0, h_begin, h_end);
+        const int ranks_valid = ranks_in(r0);
+        const uint16_t* ar[kRanks];
+        rank_rows(r0, ranks_valid, ar);
+        const unsigned atiny = RanksWithTiny(ar, ranks_valid, cs, h_begin, h_end);
+        for (int i = 0; i < rows_valid; ++i)
+          for (int j = 0; j < ranks_valid; ++j)
+            if (((xtiny >> i) | (atiny >> j)) & 1u) {
+              z_row(pos0 + i)[r0 + j] = FmaPair(xr[i], ar[j], cs, h_begin, h_end);
+              ++fallbacks;
+            }
       }
     }
   }

@@ -5,6 +5,7 @@
 // NZ A bitwise equal to ND A, bitwise identical for 1/2/3 threads, and proof that the path ran.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -172,6 +173,26 @@ TEST_F(Bf16Dot, NzEqualsNdAndThreadsBitwise) {
         if (first.empty()) first = out;
         else EXPECT_TRUE(out == first) << "threads=" << t << (nz ? " NZ" : " ND") << " differs";
       }
+    }
+  }
+}
+
+// A row's bits do not depend on its register block (6, 3 or 1 rows, walked segment-major or
+// rank-major): identical x rows with one adapter give identical output rows.
+TEST_F(Bf16Dot, RowBitsIndependentOfBlocking) {
+  for (int64_t B : {7, 9, 10}) {
+    for (bool nz : {false, true}) {
+      const Shape s{B, 1, 3000, 70, 37};
+      SCOPED_TRACE(name(s, nz));
+      Problem p(s, DType::f32, 400 + B);
+      for (int64_t i = 0; i < B; ++i) {
+        p.idx[i] = 0;
+        std::copy(p.x.begin(), p.x.begin() + s.H1, p.x.begin() + i * s.H1);
+        std::copy(p.y.begin(), p.y.begin() + s.H2 * 4, p.y.begin() + i * s.H2 * 4);
+      }
+      const std::vector<uint8_t> out = p.run_and_check(nz);
+      for (int64_t i = 1; i < B; ++i)
+        EXPECT_TRUE(std::equal(out.begin(), out.begin() + s.H2 * 4, out.begin() + i * s.H2 * 4)) << "row " << i;
     }
   }
 }
