@@ -64,6 +64,19 @@ ADDLORA_BF16_TARGET bool RunHasTiny(const uint16_t* p, int64_t n) {
   return _mm512_cmplt_epu16_mask(_mm512_min_epu16(m0, m1), _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
 }
 
+// RunHasTiny(src, n), copying the run to dst on the way.
+ADDLORA_BF16_TARGET bool CopyRunHasTiny(uint16_t* dst, const uint16_t* src, int64_t n) {
+  __m512i m0 = _mm512_set1_epi16(-1);
+  for (int64_t i = 0; i < n; i += 32) {
+    const int64_t c = std::min<int64_t>(32, n - i);
+    const __mmask32 k = c == 32 ? ~__mmask32{0} : (__mmask32{1} << c) - 1;
+    const __m512i v = _mm512_maskz_loadu_epi16(k, src + i);
+    _mm512_mask_storeu_epi16(dst + i, k, v);
+    m0 = _mm512_min_epu16(m0, TinyKey(v));
+  }
+  return _mm512_cmplt_epu16_mask(m0, _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
+}
+
 // Rank rows ar[0..n) (n <= kRanks) over columns [h0, h1) (h0 a multiple of 16): bit j set if
 // row j holds a tiny value.  Element h of a row is at ar[j] + (h >> 4) * cs + (h & 15): ND
 // (cs = 16) and FRACTAL_NZ alike, read chunk by chunk in address order.
@@ -352,8 +365,11 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
   for (int64_t pos = pos_begin; pos < pos_end; ++pos) std::fill(z_row(pos) + r_begin, z_row(pos) + r_end, 0.0);
   if (nrows <= kFlagRows && nranks <= kFlagRanks) {
     uint64_t xflags[kFlagRows / 64] = {}, aflags[kFlagRanks / 64] = {};
-    for (int64_t i = 0; i < nrows; ++i)
-      if (RunHasTiny(x_row(pos_begin + i) + h_begin, h_end - h_begin)) xflags[i / 64] |= uint64_t{1} << (i % 64);
+    // x rows: screened below as their segments are copied (or here, for the decode walk).
+    const bool seg_major = !(nz && nrows == 1);
+    if (!seg_major)
+      for (int64_t i = 0; i < nrows; ++i)
+        if (RunHasTiny(x_row(pos_begin + i) + h_begin, h_end - h_begin)) xflags[i / 64] |= uint64_t{1} << (i % 64);
     if (nz && nrows == 1) {  // decode: screened as the products are formed
       if (DotOneRowNz(x_row(pos_begin), abase + r_begin * 16, nranks, cs, h_begin, h_end, z_row(pos_begin) + r_begin))
         ScreenRanksNz(abase + r_begin * 16, nranks, cs, h_begin, h_end, aflags);
@@ -373,20 +389,27 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
     // copy lets the loop address the six rows from one register; with six row pointers it
     // spilled, and ran at ~0.6x (B=2048 R=64/128 H1=4096: 1.7x faster with the copy).
     alignas(64) uint16_t xseg[kRowsMax * kSeg];
-    for (int64_t hs = h_begin; hs < h_end && !(nz && nrows == 1); hs += kSeg) {
+    for (int64_t hs = h_begin; hs < h_end && seg_major; hs += kSeg) {
       const int64_t he = std::min(h_end, hs + kSeg);
       for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRowsMax) {
         const int rows_valid = static_cast<int>(std::min<int64_t>(kRowsMax, pos_end - pos0));
         const uint16_t* xr[kRowsMax];
         block_rows(pos0, rows_valid, xr);
         // The rows' segment side by side (12 KiB, read by every rank block).
-        for (int i = 0; i < kRowsMax; ++i) std::memcpy(xseg + i * kSeg, xr[i] + hs, static_cast<size_t>(he - hs) * 2);
+        for (int i = 0; i < kRowsMax; ++i) {
+          const int64_t row = pos0 - pos_begin + i;
+          if (CopyRunHasTiny(xseg + i * kSeg, xr[i] + hs, he - hs) && i < rows_valid)
+            xflags[row / 64] |= uint64_t{1} << (row % 64);
+        }
         const uint16_t* xs[1] = {xseg};
         for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) add_block(pos0, rows_valid, xs, r0, hs, he, true);
       }
     }
     // (row, rank) pairs with tiny inputs: the FMA fallback over the whole chunk.
-    for (int64_t i = 0; i < nrows; ++i)
+    uint64_t any = 0;
+    for (uint64_t f : xflags) any |= f;
+    for (uint64_t f : aflags) any |= f;
+    for (int64_t i = 0; i < nrows && any; ++i)
       for (int64_t r = r_begin; r < r_end; ++r) {
         const int64_t fi = r - r_begin;
         if (!(((xflags[i / 64] >> (i % 64)) | (aflags[fi / 64] >> (fi % 64))) & 1u)) continue;
