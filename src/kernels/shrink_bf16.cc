@@ -145,9 +145,11 @@ constexpr int kTotSlots = (kRows * kRanks + 15) / 16 * 16;
 // x (column h at xr[i] + h).
 // kPacked: the rows are one buffer, row i at xr[0] + i * kSeg, column h at (h - xoff) (one
 // base register instead of kRows: the loop then keeps every pointer in a register).
-template <int kRows, bool kNz, bool kPacked = false>
+// amin (or null): running minimum of TinyKey over the A values read (decode screens as it goes).
+template <int kRows, bool kNz, bool kPacked = false, bool kMinA = false>
 ADDLORA_BF16_TARGET __attribute__((noinline)) void DotBlock(const uint16_t* const* xr, const uint16_t* const* ar, int64_t cs,
-                                                            int64_t h0, int64_t h1, double* tot, int64_t xoff = 0) {
+                                                            int64_t h0, int64_t h1, double* tot, int64_t xoff = 0,
+                                                            __m512i* amin = nullptr) {
   constexpr int kAcc = kRows * kRanks;
   const uint16_t* const xp = xr[0] - (kPacked ? xoff : 0);
   auto xrow = [&](int i) { return kPacked ? xp + i * kSeg : xr[i]; };
@@ -160,6 +162,8 @@ ADDLORA_BF16_TARGET __attribute__((noinline)) void DotBlock(const uint16_t* cons
     for (; h + 32 <= he; h += 32) {
       __m512i a[kRanks];
       for (int j = 0; j < kRanks; ++j) a[j] = LoadA<kNz>(ar[j], cs, h, 32);
+      if constexpr (kMinA)
+        for (int j = 0; j < kRanks; ++j) *amin = _mm512_min_epu16(*amin, TinyKey(a[j]));
       for (int i = 0; i < kRows; ++i) {
         const __m512i xv = _mm512_loadu_si512(xrow(i) + h);
         for (int j = 0; j < kRanks; ++j) acc[i][j] = Dot(acc[i][j], xv, a[j]);
@@ -170,6 +174,8 @@ ADDLORA_BF16_TARGET __attribute__((noinline)) void DotBlock(const uint16_t* cons
       const __mmask32 k = (__mmask32{1} << n) - 1;
       __m512i a[kRanks];
       for (int j = 0; j < kRanks; ++j) a[j] = LoadA<kNz>(ar[j], cs, h, n);
+      if constexpr (kMinA)
+        for (int j = 0; j < kRanks; ++j) *amin = _mm512_min_epu16(*amin, TinyKey(a[j]));
       for (int i = 0; i < kRows; ++i) {
         const __m512i xv = _mm512_maskz_loadu_epi16(k, xrow(i) + h);
         for (int j = 0; j < kRanks; ++j) acc[i][j] = Dot(acc[i][j], xv, a[j]);
@@ -306,6 +312,25 @@ void RunBlock(bool nz, bool packed, const uint16_t* const* xr, const uint16_t* c
   }
 }
 
+// One row over ND A (decode), rank rows a + r * row_step for r in [0, n): z[r] += the sum over
+// [h0, h1), rank block by rank block over the whole range (DotBlock<1>: the same bits as any
+// other block).  Returns whether any A value read may be tiny (then the caller screens A
+// rank by rank); screening first cost a second pass over A.
+ADDLORA_BF16_TARGET bool DotOneRowNd(const uint16_t* x, const uint16_t* a, int64_t row_step, int64_t n, int64_t h0,
+                                     int64_t h1, double* z) {
+  __m512i amin = _mm512_set1_epi16(-1);
+  const uint16_t* xr[1] = {x};
+  for (int64_t r0 = 0; r0 < n; r0 += kRanks) {
+    const int valid = static_cast<int>(std::min<int64_t>(kRanks, n - r0));
+    const uint16_t* ar[kRanks];
+    for (int j = 0; j < kRanks; ++j) ar[j] = a + (r0 + std::min(j, valid - 1)) * row_step;
+    double tot[kTotSlots<1>] = {};
+    DotBlock<1, false, false, true>(xr, ar, 16, h0, h1, tot, 0, &amin);
+    for (int j = 0; j < valid; ++j) z[r0 + j] += tot[j];
+  }
+  return _mm512_cmplt_epu16_mask(amin, _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
+}
+
 }  // namespace
 
 bool bf16_dot_usable() {
@@ -366,7 +391,7 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
   if (nrows <= kFlagRows && nranks <= kFlagRanks) {
     uint64_t xflags[kFlagRows / 64] = {}, aflags[kFlagRanks / 64] = {};
     // x rows: screened below as their segments are copied (or here, for the decode walk).
-    const bool seg_major = !(nz && nrows == 1);
+    const bool seg_major = nrows > 1;
     if (!seg_major)
       for (int64_t i = 0; i < nrows; ++i)
         if (RunHasTiny(x_row(pos_begin + i) + h_begin, h_end - h_begin)) xflags[i / 64] |= uint64_t{1} << (i % 64);
@@ -375,6 +400,14 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
         ScreenRanksNz(abase + r_begin * 16, nranks, cs, h_begin, h_end, aflags);
     } else if (nz) {
       ScreenRanksNz(abase + r_begin * 16, nranks, cs, h_begin, h_end, aflags);
+    } else if (nrows == 1) {  // decode over ND A: rank block by rank block, screened as it goes
+      if (DotOneRowNd(x_row(pos_begin), abase + r_begin * row_step, row_step, nranks, h_begin, h_end, z_row(pos_begin) + r_begin))
+        for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
+          const uint16_t* ar[kRanks];
+          rank_rows(r0, ranks_in(r0), ar);
+          const int64_t fi = r0 - r_begin;
+          aflags[fi / 64] |= uint64_t{RanksWithTiny(ar, ranks_in(r0), cs, h_begin, h_end)} << (fi % 64);
+        }
     } else {
       for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
         const uint16_t* ar[kRanks];

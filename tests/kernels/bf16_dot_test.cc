@@ -197,6 +197,31 @@ TEST_F(Bf16Dot, RowBitsIndependentOfBlocking) {
   }
 }
 
+// A single row (the decode walks: NZ in address order, ND rank block by rank block, both
+// screening as they go) gives the z the same row gets inside a row block.  B is the identity
+// (H2 = R), so out = y + scale * z_n in any expand path and equal outputs mean equal z.
+TEST_F(Bf16Dot, OneRowEqualsRowInBlock) {
+  for (const Shape s : {Shape{7, 1, 3000, 37, 37}, Shape{7, 1, 1024 + 40, 130, 130}}) {
+    for (bool nz : {false, true}) {
+      SCOPED_TRACE(name(s, nz));
+      Problem many(s, DType::f32, 500);
+      for (auto& i : many.idx) i = 0;
+      for (int64_t n = 0; n < s.H2; ++n)
+        for (int64_t r = 0; r < s.R; ++r) many.b[n * s.R + r] = bf16(n == r ? 1.0 : 0.0);
+      Shape s1 = s;
+      s1.B = 1;
+      Problem one(s1, DType::f32, 501);
+      one.x.assign(many.x.begin() + 3 * s.H1, many.x.begin() + 4 * s.H1);  // row 3 of the block
+      one.y.assign(many.y.begin() + 3 * s.H2 * 4, many.y.begin() + 4 * s.H2 * 4);
+      one.a = many.a;
+      one.b = many.b;
+      one.idx[0] = 0;
+      const std::vector<uint8_t> out_many = many.run_and_check(nz), out_one = one.run_and_check(nz);
+      EXPECT_TRUE(std::equal(out_one.begin(), out_one.end(), out_many.begin() + 3 * s.H2 * 4));
+    }
+  }
+}
+
 // Subnormal (and other tiny, < 2^-56) bf16 values in x or A, paired with large partners so
 // that their products are ordinary numbers carrying most of z: vdpbf16ps would read them as
 // zero and miss the bound by far.  The screened (row, rank, chunk) results take the FMA path.
