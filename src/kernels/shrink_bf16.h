@@ -10,9 +10,9 @@
 // NZ A gives the bits of ND A.
 //
 // vdpbf16ps treats subnormal inputs as zero and flushes subnormal results.  Inputs are
-// screened first: a (row, rank, K chunk) whose x row or A row holds a "tiny" value -- nonzero
-// with magnitude below 2^-56, subnormals included -- is computed with fp32 FMAs instead (same
-// chains and folds).  Without tiny values every nonzero input is a multiple of 2^-63, every
+// screened (before, or for decode while, the products are formed): a (row, rank, K chunk)
+// whose x row or A row holds a "tiny" value -- nonzero with magnitude below 2^-56, subnormals
+// included -- is then computed with fp32 FMAs instead (same chains and folds).  Without tiny values every nonzero input is a multiple of 2^-63, every
 // product and every partial sum a multiple of 2^-126: zero or normal, so DAZ/FTZ never act
 // and the result is the IEEE one of the same operations.  The choice depends only on the
 // values of that x row and A row in that chunk (never on blocking or threads).

@@ -128,6 +128,7 @@ const std::vector<Shape>& Shapes() {
       {64, 2, 4096, 256, 128},  {130, 1, 4096 + 17, 70, 130}, {17, 5, 3000, 100, 512, true},
       {2, 2, 5000, 64, 130, true}, {16, 8, 900, 100, 40},  {24, 8, 600, 80, 130},   // rank split
       {1, 1, 131072, 40, 24},   {6, 2, 65536 + 48, 50, 20}, {3, 1, 131072 - 5, 30, 64},
+      {9, 1, 100, 16, 4100},  // more ranks than a task keeps screening bits for
   };
   return v;
 }
@@ -226,7 +227,8 @@ TEST_F(Bf16Dot, OneRowEqualsRowInBlock) {
 // that their products are ordinary numbers carrying most of z: vdpbf16ps would read them as
 // zero and miss the bound by far.  The screened (row, rank, chunk) results take the FMA path.
 TEST_F(Bf16Dot, SubnormalInputsAreNotFlushed) {
-  for (const Shape& s : {Shape{9, 2, 3000, 64, 20}, Shape{1, 1, 1000, 40, 7}, Shape{16, 8, 900, 50, 40}}) {
+  for (const Shape& s : {Shape{9, 2, 3000, 64, 20}, Shape{1, 1, 1000, 40, 7}, Shape{16, 8, 900, 50, 40},
+                         Shape{9, 1, 200, 16, 4100}}) {
     for (int where : {0, 1, 2}) {  // tiny values in x, in A, in both
       for (bool nz : {false, true}) {
         SCOPED_TRACE(name(s, nz) + " where=" + std::to_string(where));
