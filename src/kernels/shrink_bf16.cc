@@ -12,7 +12,6 @@
 #include <atomic>
 #include <cstring>
 
-#include "core/problem.h"
 
 #define ADDLORA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
