@@ -9,6 +9,12 @@
 // first widened to fp32 in a stack buffer (once, instead of once per rank block); A is
 // widened as it streams (each A vector serves every row of the block).
 
+#if HWY_TARGET == HWY_AVX3
+}  // namespace addlora::kernels::HWY_NAMESPACE (declarations of the bf16 dot-product shrink)
+#include "kernels/shrink_bf16.h"  // NOLINT(build/include)
+namespace addlora::kernels::HWY_NAMESPACE {
+#endif
+
 constexpr int kShrinkRanks = 4;  // ranks per register block (FRACTAL_NZ one-row blocks: kNzRowRanks)
 constexpr int kNzRowRanks = 16;  // one NZ fractal row: 16 ranks of a 16-column chunk are contiguous
 constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
@@ -392,6 +398,11 @@ void ShrinkX(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) 
 }
 
 void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
+#if HWY_TARGET == HWY_AVX3
+  // bf16 x bf16 on CPUs with AVX512_BF16: vdpbf16ps, same chains and folds (shrink_bf16.h).
+  if (w.p->x.dtype == DType::bf16 && w.p->a.dtype == DType::bf16 && internal::bf16_dot_usable())
+    return internal::shrink_bf16_dot(w, pb, pe, adapter, k);
+#endif
   switch (w.p->x.dtype) {
     case DType::f16: return ShrinkX<DType::f16>(w, pb, pe, adapter, k);
     case DType::bf16: return ShrinkX<DType::bf16>(w, pb, pe, adapter, k);

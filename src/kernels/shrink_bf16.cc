@@ -1,0 +1,481 @@
+// (GCC 12: the AVX-512 intrinsics built on _mm512_undefined_* warn falsely.)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The bf16 x bf16 shrink through vdpbf16ps (AVX512_BF16); see shrink_bf16.h for the contract.
+// Compiled with the project's default flags: only the functions marked ADDLORA_BF16_TARGET use
+// AVX-512 (a whole file built with -mavx512* could leak AVX-512 code into inline functions
+// the linker might pick for the rest of the program).
+#include "kernels/shrink_bf16.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+
+#define ADDLORA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+namespace addlora::kernels::internal {
+namespace {
+
+using detail::Problem;
+
+constexpr int64_t kSeg = kChain * 16;  // columns per fold segment: 32 vdpbf16ps, 64 products per lane
+constexpr int kRanks = 4;              // ranks per register block
+constexpr int kRowsMax = 6;            // rows per register block (24 accumulators)
+constexpr int64_t kFlagRanks = 4096;   // screening bits kept per task: ranks ...
+constexpr int64_t kFlagRows = 1024;    // ... and rows (more: screened block by block)
+// "Tiny" bf16 magnitudes m (sign dropped): 0 < m < 2^-56, i.e. biased exponent <= 70.  With m2 =
+// bits << 1 (the sign shifted out), tiny <=> (m2 - 1) < kTinyLimit as unsigned 16-bit.
+constexpr uint16_t kTinyLimit = (71 << 8) - 1;  // m = 71 << 7 (2^-56) gives m2 - 1 = kTinyLimit: not tiny
+
+std::atomic<bool> g_enabled{true};
+std::atomic<uint64_t> g_tasks{0}, g_fallbacks{0};
+
+bool cpu_has_bf16_dot() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bf16");
+}
+
+// Running minimum of (bits << 1) - 1 over 16-bit lanes; tiny values exist iff a lane < kTinyLimit.
+ADDLORA_BF16_TARGET inline __m512i TinyKey(__m512i v) {
+  return _mm512_sub_epi16(_mm512_slli_epi16(v, 1), _mm512_set1_epi16(1));
+}
+ADDLORA_BF16_TARGET inline __m256i TinyKey256(__m256i v) {
+  return _mm256_sub_epi16(_mm256_slli_epi16(v, 1), _mm256_set1_epi16(1));
+}
+
+// A contiguous bf16 run [p, p + n) holds a tiny value.
+ADDLORA_BF16_TARGET bool RunHasTiny(const uint16_t* p, int64_t n) {
+  __m512i m0 = _mm512_set1_epi16(-1), m1 = m0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    m0 = _mm512_min_epu16(m0, TinyKey(_mm512_loadu_si512(p + i)));
+    m1 = _mm512_min_epu16(m1, TinyKey(_mm512_loadu_si512(p + i + 32)));
+  }
+  for (; i < n; i += 32) {
+    const int64_t c = std::min<int64_t>(32, n - i);
+    const __mmask32 k = c == 32 ? ~__mmask32{0} : (__mmask32{1} << c) - 1;
+    m0 = _mm512_min_epu16(m0, TinyKey(_mm512_maskz_loadu_epi16(k, p + i)));  // zeros: not tiny
+  }
+  return _mm512_cmplt_epu16_mask(_mm512_min_epu16(m0, m1), _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
+}
+
+// RunHasTiny(src, n), copying the run to dst on the way.
+ADDLORA_BF16_TARGET bool CopyRunHasTiny(uint16_t* dst, const uint16_t* src, int64_t n) {
+  __m512i m0 = _mm512_set1_epi16(-1);
+  for (int64_t i = 0; i < n; i += 32) {
+    const int64_t c = std::min<int64_t>(32, n - i);
+    const __mmask32 k = c == 32 ? ~__mmask32{0} : (__mmask32{1} << c) - 1;
+    const __m512i v = _mm512_maskz_loadu_epi16(k, src + i);
+    _mm512_mask_storeu_epi16(dst + i, k, v);
+    m0 = _mm512_min_epu16(m0, TinyKey(v));
+  }
+  return _mm512_cmplt_epu16_mask(m0, _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
+}
+
+// Rank rows ar[0..n) (n <= kRanks) over columns [h0, h1) (h0 a multiple of 16): bit j set if
+// row j holds a tiny value.  Element h of a row is at ar[j] + (h >> 4) * cs + (h & 15): ND
+// (cs = 16) and FRACTAL_NZ alike, read chunk by chunk in address order.
+ADDLORA_BF16_TARGET unsigned RanksWithTiny(const uint16_t* const* ar, int n, int64_t cs, int64_t h0, int64_t h1) {
+  if (cs == 16) {
+    unsigned bits = 0;
+    for (int j = 0; j < n; ++j) bits |= RunHasTiny(ar[j] + h0, h1 - h0) ? 1u << j : 0u;
+    return bits;
+  }
+  __m256i m[kRanks];
+  for (int j = 0; j < kRanks; ++j) m[j] = _mm256_set1_epi16(-1);
+  for (int64_t h = h0; h < h1; h += 16) {
+    const int64_t c = std::min<int64_t>(16, h1 - h);
+    const __mmask16 k = c == 16 ? __mmask16(0xffff) : __mmask16((1u << c) - 1);
+    const int64_t off = (h >> 4) * cs;
+    for (int j = 0; j < n; ++j) m[j] = _mm256_min_epu16(m[j], TinyKey256(_mm256_maskz_loadu_epi16(k, ar[j] + off)));
+  }
+  unsigned bits = 0;
+  const __m256i lim = _mm256_set1_epi16(static_cast<short>(kTinyLimit));
+  for (int j = 0; j < n; ++j) bits |= _mm256_cmplt_epu16_mask(m[j], lim) != 0 ? 1u << j : 0u;
+  return bits;
+}
+
+// 32 columns of a rank row from column h (a multiple of 16), the first `n` of them (zeros after).
+template <bool kNz>
+ADDLORA_BF16_TARGET inline __m512i LoadA(const uint16_t* a, int64_t cs, int64_t h, int64_t n) {
+  const uint16_t* p = a + (h >> 4) * cs;
+  if constexpr (!kNz) {
+    if (n >= 32) return _mm512_loadu_si512(p);
+    return _mm512_maskz_loadu_epi16((__mmask32{1} << n) - 1, p);
+  } else {
+    if (n >= 32)
+      return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + cs)), 1);
+    const __m256i lo = _mm256_maskz_loadu_epi16(n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1), p);
+    const __m256i hi = n > 16 ? _mm256_maskz_loadu_epi16(__mmask16((1u << (n - 16)) - 1), p + cs) : _mm256_setzero_si256();
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  }
+}
+
+ADDLORA_BF16_TARGET inline __m512 Dot(__m512 acc, __m512i x, __m512i a) {
+  return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh>(x), reinterpret_cast<__m512bh>(a));
+}
+
+// Lane j of the result = the sum of the lanes of v[j] (16 vectors; clobbered), in a fixed
+// 4-level tree: adjacent lanes first, then adjacent pairs, and so on -- the same tree for every
+// accumulator whatever block it sits in (padding vectors are zeros).  ~3 ops per vector instead
+// of a full reduction each.
+ADDLORA_BF16_TARGET inline __m512 SumEachToLane(__m512* v) {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  for (int count = 16; count > 1; count /= 2)
+    for (int i = 0; i < count / 2; ++i)
+      v[i] = _mm512_add_ps(_mm512_permutex2var_ps(v[2 * i], even, v[2 * i + 1]),
+                           _mm512_permutex2var_ps(v[2 * i], odd, v[2 * i + 1]));
+  return v[0];
+}
+
+// The accumulator block padded to whole groups of 16 (the fp64 totals too).
+template <int kRows>
+constexpr int kTotSlots = (kRows * kRanks + 15) / 16 * 16;
+
+// tot[i * kRanks + j] += sum over h in [h0, h1) of x_i[h] * a_j[h], per fold segment of kSeg
+// columns from h0 (a fold boundary of the K chunk): kRows x kRanks accumulators of at most
+// 32 vdpbf16ps, each reduced (SumEachToLane) and added into its fp64 total.  xr[i]: row i of
+// x (column h at xr[i] + h).
+// kPacked: the rows are one buffer, row i at xr[0] + i * kSeg, column h at (h - xoff) (one
+// base register instead of kRows: the loop then keeps every pointer in a register).
+// amin (or null): running minimum of TinyKey over the A values read (decode screens as it goes).
+template <int kRows, bool kNz, bool kPacked = false, bool kMinA = false>
+ADDLORA_BF16_TARGET __attribute__((noinline)) void DotBlock(const uint16_t* const* xr, const uint16_t* const* ar, int64_t cs,
+                                                            int64_t h0, int64_t h1, double* tot, int64_t xoff = 0,
+                                                            __m512i* amin = nullptr) {
+  constexpr int kAcc = kRows * kRanks;
+  const uint16_t* const xp = xr[0] - (kPacked ? xoff : 0);
+  auto xrow = [&](int i) { return kPacked ? xp + i * kSeg : xr[i]; };
+  for (int64_t hs = h0; hs < h1; hs += kSeg) {
+    const int64_t he = std::min(h1, hs + kSeg);
+    __m512 acc[kRows][kRanks];
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < kRanks; ++j) acc[i][j] = _mm512_setzero_ps();
+    int64_t h = hs;
+    for (; h + 32 <= he; h += 32) {
+      __m512i a[kRanks];
+      for (int j = 0; j < kRanks; ++j) a[j] = LoadA<kNz>(ar[j], cs, h, 32);
+      if constexpr (kMinA)
+        for (int j = 0; j < kRanks; ++j) *amin = _mm512_min_epu16(*amin, TinyKey(a[j]));
+      for (int i = 0; i < kRows; ++i) {
+        const __m512i xv = _mm512_loadu_si512(xrow(i) + h);
+        for (int j = 0; j < kRanks; ++j) acc[i][j] = Dot(acc[i][j], xv, a[j]);
+      }
+    }
+    if (h < he) {  // ragged end of the chunk
+      const int64_t n = he - h;
+      const __mmask32 k = (__mmask32{1} << n) - 1;
+      __m512i a[kRanks];
+      for (int j = 0; j < kRanks; ++j) a[j] = LoadA<kNz>(ar[j], cs, h, n);
+      if constexpr (kMinA)
+        for (int j = 0; j < kRanks; ++j) *amin = _mm512_min_epu16(*amin, TinyKey(a[j]));
+      for (int i = 0; i < kRows; ++i) {
+        const __m512i xv = _mm512_maskz_loadu_epi16(k, xrow(i) + h);
+        for (int j = 0; j < kRanks; ++j) acc[i][j] = Dot(acc[i][j], xv, a[j]);
+      }
+    }
+    for (int g = 0; g < kTotSlots<kRows>; g += 16) {
+      __m512 v[16];
+      for (int t = 0; t < 16; ++t) v[t] = g + t < kAcc ? acc[(g + t) / kRanks][(g + t) % kRanks] : _mm512_setzero_ps();
+      const __m512 sums = SumEachToLane(v);
+      _mm512_storeu_pd(tot + g, _mm512_add_pd(_mm512_loadu_pd(tot + g), _mm512_cvtps_pd(_mm512_castps512_ps256(sums))));
+      _mm512_storeu_pd(tot + g + 8, _mm512_add_pd(_mm512_loadu_pd(tot + g + 8),
+                                                  _mm512_cvtps_pd(_mm512_extractf32x8_ps(sums, 1))));
+    }
+  }
+}
+
+// FRACTAL_NZ A, ranks [0, n) from `a` (rank r's pieces at a + 16 r in every chunk) over
+// columns [h0, h1): bit r of flags[r / 64] set if rank r holds a tiny value.  Walks A in
+// address order (a chunk's pieces of all the ranks, then the next chunk's).
+ADDLORA_BF16_TARGET void ScreenRanksNz(const uint16_t* a, int64_t n, int64_t cs, int64_t h0, int64_t h1, uint64_t* flags) {
+  // First whole: a chunk's pieces of ranks [0, n) are one run of 16 n elements (columns past
+  // h1 in the last chunk are NZ padding: a tiny value there only costs the exact pass below).
+  // Tiny values are rare, so this usually settles it.
+  bool any = false;
+  for (int64_t h = h0; h < h1 && !any; h += 16) any = RunHasTiny(a + (h >> 4) * cs, 16 * n);
+  if (!any) return;
+  constexpr int64_t kGroup = 64;
+  const __m256i lim = _mm256_set1_epi16(static_cast<short>(kTinyLimit));
+  for (int64_t g0 = 0; g0 < n; g0 += kGroup) {
+    const int64_t m = std::min(kGroup, n - g0);
+    __m256i mins[kGroup];
+    for (int64_t r = 0; r < m; ++r) mins[r] = _mm256_set1_epi16(-1);
+    for (int64_t h = h0; h < h1; h += 16) {
+      const int64_t c = std::min<int64_t>(16, h1 - h);
+      const __mmask16 k = c == 16 ? __mmask16(0xffff) : __mmask16((1u << c) - 1);
+      const uint16_t* p = a + g0 * 16 + (h >> 4) * cs;
+      for (int64_t r = 0; r < m; ++r) mins[r] = _mm256_min_epu16(mins[r], TinyKey256(_mm256_maskz_loadu_epi16(k, p + r * 16)));
+    }
+    for (int64_t r = 0; r < m; ++r)
+      if (_mm256_cmplt_epu16_mask(mins[r], lim) != 0) flags[(g0 + r) / 64] |= uint64_t{1} << ((g0 + r) % 64);
+  }
+}
+
+// One row over FRACTAL_NZ A (decode), ranks [0, n) from `a`: z[r] += the sum over [h0, h1).
+// Walks A in address order, 128 columns (eight chunks) at a time with every rank of a group of
+// 64 in each; the accumulators wait on the stack between those steps.  Each rank gets the
+// products, chains, lane tree (SumEachToLane, padded with zeros) and folds of DotBlock, so the
+// same bits.  (The rank-block walk read 128 bytes of every 4 KiB at R=128: 2x slower.)
+// Returns whether any A value read may be tiny (then the caller screens A rank by rank);
+// screening first cost as much as the products.
+ADDLORA_BF16_TARGET __attribute__((noinline)) bool DotOneRowNz(const uint16_t* x, const uint16_t* a, int64_t n, int64_t cs,
+                                                               int64_t h0, int64_t h1, double* z) {
+  constexpr int64_t kGroup = 64, kSteps = 4;
+  __m512i mins = _mm512_set1_epi16(-1);
+  for (int64_t g0 = 0; g0 < n; g0 += kGroup) {
+    const int64_t m = std::min(kGroup, n - g0);
+    const uint16_t* ag = a + g0 * 16;
+    __m512 acc[kGroup];
+    double total[kGroup] = {};
+    for (int64_t hs = h0; hs < h1; hs += kSeg) {
+      const int64_t he = std::min(h1, hs + kSeg);
+      for (int64_t r = 0; r < m; ++r) acc[r] = _mm512_setzero_ps();
+      int64_t h = hs;
+      for (; h + 32 * kSteps <= he; h += 32 * kSteps) {
+        __m512i xv[kSteps];
+        for (int64_t t = 0; t < kSteps; ++t) xv[t] = _mm512_loadu_si512(x + h + 32 * t);
+        for (int64_t r = 0; r < m; ++r) {
+          __m512 v = acc[r];
+          for (int64_t t = 0; t < kSteps; ++t) {
+            const __m512i av = LoadA<true>(ag + r * 16, cs, h + 32 * t, 32);
+            mins = _mm512_min_epu16(mins, TinyKey(av));
+            v = Dot(v, xv[t], av);
+          }
+          acc[r] = v;
+        }
+      }
+      for (; h < he; h += 32) {
+        const int64_t c = std::min<int64_t>(32, he - h);
+        const __m512i xv = c == 32 ? _mm512_loadu_si512(x + h) : _mm512_maskz_loadu_epi16((__mmask32{1} << c) - 1, x + h);
+        for (int64_t r = 0; r < m; ++r) {
+          const __m512i av = LoadA<true>(ag + r * 16, cs, h, c);
+          mins = _mm512_min_epu16(mins, TinyKey(av));
+          acc[r] = Dot(acc[r], xv, av);
+        }
+      }
+      for (int64_t g = 0; g < m; g += 16) {
+        __m512 v[16];
+        for (int64_t t = 0; t < 16; ++t) v[t] = g + t < m ? acc[g + t] : _mm512_setzero_ps();
+        const __m512 sums = SumEachToLane(v);
+        alignas(64) double d[16];
+        _mm512_store_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(sums)));
+        _mm512_store_pd(d + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sums, 1)));
+        for (int64_t t = 0; t < 16 && g + t < m; ++t) total[g + t] += d[t];
+      }
+    }
+    for (int64_t r = 0; r < m; ++r) z[g0 + r] += total[r];
+  }
+  return _mm512_cmplt_epu16_mask(mins, _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
+}
+
+ADDLORA_BF16_TARGET inline __m512 Widen(__m256i v) {  // 16 bf16 -> fp32, exact
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
+// The fallback for a (row, rank) pair with tiny inputs: fp32 FMA chains (bf16 widened exactly,
+// 16 lanes, column h in lane h mod 16: 64 products per lane per segment), folded into fp64 at
+// the same segment boundaries.  Subnormals take part with IEEE gradual underflow.
+ADDLORA_BF16_TARGET double FmaPair(const uint16_t* x, const uint16_t* a, int64_t cs, int64_t h0, int64_t h1) {
+  double total = 0;
+  for (int64_t hs = h0; hs < h1; hs += kSeg) {
+    const int64_t he = std::min(h1, hs + kSeg);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t h = hs; h < he; h += 16) {
+      const int64_t c = std::min<int64_t>(16, he - h);
+      const __mmask16 k = c == 16 ? __mmask16(0xffff) : __mmask16((1u << c) - 1);
+      const __m512 xv = Widen(_mm256_maskz_loadu_epi16(k, x + h));
+      const __m512 av = Widen(_mm256_maskz_loadu_epi16(k, a + (h >> 4) * cs));
+      acc = _mm512_fmadd_ps(xv, av, acc);
+    }
+    total += static_cast<double>(_mm512_reduce_add_ps(acc));
+  }
+  return total;
+}
+
+template <int kRows>
+void RunBlock(bool nz, bool packed, const uint16_t* const* xr, const uint16_t* const* ar, int64_t cs, int64_t h0,
+              int64_t h1, double* tot) {
+  if (packed) {
+    if (nz) DotBlock<kRows, true, true>(xr, ar, cs, h0, h1, tot, h0);
+    else DotBlock<kRows, false, true>(xr, ar, cs, h0, h1, tot, h0);
+  } else {
+    if (nz) DotBlock<kRows, true>(xr, ar, cs, h0, h1, tot);
+    else DotBlock<kRows, false>(xr, ar, cs, h0, h1, tot);
+  }
+}
+
+// One row over ND A (decode), rank rows a + r * row_step for r in [0, n): z[r] += the sum over
+// [h0, h1), rank block by rank block over the whole range (DotBlock<1>: the same bits as any
+// other block).  Returns whether any A value read may be tiny (then the caller screens A
+// rank by rank); screening first cost a second pass over A.
+ADDLORA_BF16_TARGET bool DotOneRowNd(const uint16_t* x, const uint16_t* a, int64_t row_step, int64_t n, int64_t h0,
+                                     int64_t h1, double* z) {
+  __m512i amin = _mm512_set1_epi16(-1);
+  const uint16_t* xr[1] = {x};
+  for (int64_t r0 = 0; r0 < n; r0 += kRanks) {
+    const int valid = static_cast<int>(std::min<int64_t>(kRanks, n - r0));
+    const uint16_t* ar[kRanks];
+    for (int j = 0; j < kRanks; ++j) ar[j] = a + (r0 + std::min(j, valid - 1)) * row_step;
+    double tot[kTotSlots<1>] = {};
+    DotBlock<1, false, false, true>(xr, ar, 16, h0, h1, tot, 0, &amin);
+    for (int j = 0; j < valid; ++j) z[r0 + j] += tot[j];
+  }
+  return _mm512_cmplt_epu16_mask(amin, _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
+}
+
+}  // namespace
+
+bool bf16_dot_usable() {
+  static const bool cpu = cpu_has_bf16_dot();
+  return cpu && g_enabled.load(std::memory_order_relaxed);
+}
+void set_bf16_dot_enabled(bool on) { g_enabled.store(on); }
+uint64_t bf16_dot_tasks() { return g_tasks.load(); }
+uint64_t bf16_dot_fallbacks() { return g_fallbacks.load(); }
+
+void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
+  g_tasks.fetch_add(1, std::memory_order_relaxed);
+  const Problem& p = *w.p;
+  const bool nz = p.a.layout == Layout::fractal_nz;
+  const uint16_t* abase = static_cast<const uint16_t*>(p.a.base) + adapter * p.a.adapter_stride;
+  const int64_t row_step = nz ? 16 : p.a.row_stride, cs = nz ? ((p.R + 15) / 16) * 256 : 16;
+  // As ShrinkTask (shrink-inl.h): split-K task k, or rank group k over all of H1.
+  const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
+  const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
+  const int64_t rank = detail::rank_of(p, adapter);
+  const int64_t r_begin = w.rank_split ? k * w.rank_group : 0;
+  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + w.rank_group) : rank;
+  if (r_begin >= r_end || h_begin >= h_end) return;
+  if (w.rank_split) k = 0;
+  double* zk = w.zpart + k * w.B * w.rp;
+  const uint16_t* xbase = static_cast<const uint16_t*>(p.x.base);
+  auto x_row = [&](int64_t pos) { return xbase + w.order[pos] * p.x.row_stride; };
+  auto z_row = [&](int64_t pos) { return zk + pos * w.rp; };
+  auto rank_rows = [&](int64_t r0, int ranks_valid, const uint16_t** ar) {  // short blocks repeat the last
+    for (int j = 0; j < kRanks; ++j) ar[j] = abase + (r0 + std::min(j, ranks_valid - 1)) * row_step;
+  };
+  auto ranks_in = [&](int64_t r0) { return static_cast<int>(std::min<int64_t>(kRanks, r_end - r0)); };
+  // Rows pos0.. of a block (short blocks repeat their last row; those results are not stored).
+  auto block_rows = [&](int64_t pos0, int rows_valid, const uint16_t** xr) {
+    for (int i = 0; i < kRowsMax; ++i) xr[i] = x_row(pos0 + std::min(i, rows_valid - 1));
+  };
+  // Columns [h0, h1) of rows pos0.. and ranks r0..: each (row, rank) total += the segments'
+  // reduced chains (h0 and h1 on fold boundaries of the chunk, or the chunk's ends).
+  auto add_block = [&](int64_t pos0, int rows_valid, const uint16_t* const* xr, int64_t r0, int64_t h0, int64_t h1,
+                       bool packed = false) {
+    const int ranks_valid = ranks_in(r0);
+    const uint16_t* ar[kRanks];
+    rank_rows(r0, ranks_valid, ar);
+    double tot[kTotSlots<kRowsMax>] = {};
+    if (rows_valid >= 4) RunBlock<6>(nz, packed, xr, ar, cs, h0, h1, tot);
+    else if (rows_valid >= 2) RunBlock<3>(nz, packed, xr, ar, cs, h0, h1, tot);
+    else RunBlock<1>(nz, packed, xr, ar, cs, h0, h1, tot);
+    for (int i = 0; i < rows_valid; ++i)
+      for (int j = 0; j < ranks_valid; ++j) z_row(pos0 + i)[r0 + j] += tot[i * kRanks + j];
+  };
+
+  // Screening (shrink_bf16.h): bit per row of the task and per rank.  Each (row, rank) total
+  // is 0 + the reduced chain of each fold segment in order, whatever order the blocks run
+  // in, so the walks below give the same bits.
+  const int64_t nrows = pos_end - pos_begin, nranks = r_end - r_begin;
+  uint64_t fallbacks = 0;
+  for (int64_t pos = pos_begin; pos < pos_end; ++pos) std::fill(z_row(pos) + r_begin, z_row(pos) + r_end, 0.0);
+  if (nrows <= kFlagRows && nranks <= kFlagRanks) {
+    uint64_t xflags[kFlagRows / 64] = {}, aflags[kFlagRanks / 64] = {};
+    // x rows: screened below as their segments are copied (or here, for the decode walk).
+    const bool seg_major = nrows > 1;
+    if (!seg_major)
+      for (int64_t i = 0; i < nrows; ++i)
+        if (RunHasTiny(x_row(pos_begin + i) + h_begin, h_end - h_begin)) xflags[i / 64] |= uint64_t{1} << (i % 64);
+    if (nz && nrows == 1) {  // decode: screened as the products are formed
+      if (DotOneRowNz(x_row(pos_begin), abase + r_begin * 16, nranks, cs, h_begin, h_end, z_row(pos_begin) + r_begin))
+        ScreenRanksNz(abase + r_begin * 16, nranks, cs, h_begin, h_end, aflags);
+    } else if (nz) {
+      ScreenRanksNz(abase + r_begin * 16, nranks, cs, h_begin, h_end, aflags);
+    } else if (nrows == 1) {  // decode over ND A: rank block by rank block, screened as it goes
+      if (DotOneRowNd(x_row(pos_begin), abase + r_begin * row_step, row_step, nranks, h_begin, h_end, z_row(pos_begin) + r_begin))
+        for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
+          const uint16_t* ar[kRanks];
+          rank_rows(r0, ranks_in(r0), ar);
+          const int64_t fi = r0 - r_begin;
+          aflags[fi / 64] |= uint64_t{RanksWithTiny(ar, ranks_in(r0), cs, h_begin, h_end)} << (fi % 64);
+        }
+    } else {
+      for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
+        const uint16_t* ar[kRanks];
+        rank_rows(r0, ranks_in(r0), ar);
+        const int64_t fi = r0 - r_begin;  // kRanks divides 64: a block's bits share one word
+        aflags[fi / 64] |= uint64_t{RanksWithTiny(ar, ranks_in(r0), cs, h_begin, h_end)} << (fi % 64);
+      }
+    }
+    // Fold segment by fold segment (outermost), every row block over it, every rank block
+    // over that: the task's A segment (R x 2 KiB) stays in L2 across the row blocks and a row
+    // block's x segment, copied side by side (12 KiB), in L1 across the rank blocks.  The
+    // copy lets the loop address the six rows from one register; with six row pointers it
+    // spilled, and ran at ~0.6x (B=2048 R=64/128 H1=4096: 1.7x faster with the copy).
+    alignas(64) uint16_t xseg[kRowsMax * kSeg];
+    for (int64_t hs = h_begin; hs < h_end && seg_major; hs += kSeg) {
+      const int64_t he = std::min(h_end, hs + kSeg);
+      for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRowsMax) {
+        const int rows_valid = static_cast<int>(std::min<int64_t>(kRowsMax, pos_end - pos0));
+        const uint16_t* xr[kRowsMax];
+        block_rows(pos0, rows_valid, xr);
+        // The rows' segment side by side (12 KiB, read by every rank block).
+        for (int i = 0; i < kRowsMax; ++i) {
+          const int64_t row = pos0 - pos_begin + i;
+          if (CopyRunHasTiny(xseg + i * kSeg, xr[i] + hs, he - hs) && i < rows_valid)
+            xflags[row / 64] |= uint64_t{1} << (row % 64);
+        }
+        const uint16_t* xs[1] = {xseg};
+        for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) add_block(pos0, rows_valid, xs, r0, hs, he, true);
+      }
+    }
+    // (row, rank) pairs with tiny inputs: the FMA fallback over the whole chunk.
+    uint64_t any = 0;
+    for (uint64_t f : xflags) any |= f;
+    for (uint64_t f : aflags) any |= f;
+    for (int64_t i = 0; i < nrows && any; ++i)
+      for (int64_t r = r_begin; r < r_end; ++r) {
+        const int64_t fi = r - r_begin;
+        if (!(((xflags[i / 64] >> (i % 64)) | (aflags[fi / 64] >> (fi % 64))) & 1u)) continue;
+        const uint16_t* ar[kRanks];
+        rank_rows(r, 1, ar);
+        z_row(pos_begin + i)[r] = FmaPair(x_row(pos_begin + i), ar[0], cs, h_begin, h_end);
+        ++fallbacks;
+      }
+  } else {
+    // Too many rows or ranks to keep their bits: row block by row block, rank block by rank
+    // block, each screened as it comes.
+    for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRowsMax) {
+      const int rows_valid = static_cast<int>(std::min<int64_t>(kRowsMax, pos_end - pos0));
+      const uint16_t* xr[kRowsMax];
+      block_rows(pos0, rows_valid, xr);
+      unsigned xtiny = 0;
+      for (int i = 0; i < rows_valid; ++i)
+        if (RunHasTiny(xr[i] + h_begin, h_end - h_begin)) xtiny |= 1u << i;
+      for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
+        add_block(pos0, rows_valid, xr, r0, h_begin, h_end);
+        const int ranks_valid = ranks_in(r0);
+        const uint16_t* ar[kRanks];
+        rank_rows(r0, ranks_valid, ar);
+        const unsigned atiny = RanksWithTiny(ar, ranks_valid, cs, h_begin, h_end);
+        for (int i = 0; i < rows_valid; ++i)
+          for (int j = 0; j < ranks_valid; ++j)
+            if (((xtiny >> i) | (atiny >> j)) & 1u) {
+              z_row(pos0 + i)[r0 + j] = FmaPair(xr[i], ar[j], cs, h_begin, h_end);
+              ++fallbacks;
+            }
+      }
+    }
+  }
+  if (fallbacks) g_fallbacks.fetch_add(fallbacks, std::memory_order_relaxed);
+}
+
+}  // namespace addlora::kernels::internal
