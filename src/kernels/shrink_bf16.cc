@@ -1,5 +1,7 @@
 // (GCC 12: the AVX-512 intrinsics built on _mm512_undefined_* warn falsely.)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // The bf16 x bf16 shrink through vdpbf16ps (AVX512_BF16); see shrink_bf16.h for the contract.
 // Compiled with the project's default flags: only the functions marked ADDLORA_BF16_TARGET use
 // AVX-512 (a whole file built with -mavx512* could leak AVX-512 code into inline functions
