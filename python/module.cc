@@ -10,6 +10,7 @@
 // exception carrying its message.  The pythonic API (allocation of results, numpy/torch
 // symmetry, docstrings) lives in addlora/__init__.py.
 #include <addlora/addlora.h>
+#include "core/rename.h"  // header only: the library's message rewording, shared
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -838,27 +839,7 @@ bool bool_arg(nb::handle h, const char* name) {
 
 // Replaces whole words (identifier tokens) of a message: the C++ API's argument names -> vLLM's.
 void rename_words(std::string* message, std::initializer_list<std::pair<std::string, std::string>> names) {
-  auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
-  std::string r;
-  size_t i = 0;
-  const std::string& m = *message;
-  while (i < m.size()) {
-    if (!ident(m[i])) {
-      r += m[i++];
-      continue;
-    }
-    size_t j = i;
-    while (j < m.size() && ident(m[j])) ++j;
-    std::string word = m.substr(i, j - i);
-    for (const auto& [from, to] : names)
-      if (word == from) {
-        word = to;
-        break;
-      }
-    r += word;
-    i = j;
-  }
-  *message = r;
+  *message = addlora::detail::rename_identifiers(*message, names.begin(), names.end());
 }
 
 // bgmv_shrink / sgmv_shrink: output[b, :R] = scaling * inputs[b] . A[i]^T for rows with an

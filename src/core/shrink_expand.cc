@@ -21,6 +21,7 @@
 
 #include "addlora/addlora.h"
 #include "core/fault.h"
+#include "core/rename.h"
 
 namespace addlora {
 namespace {
@@ -41,30 +42,6 @@ Status fail(Error& e, Status st, ErrorKind kind, const char* fmt, ...) {
 }
 
 bool present(const TensorView& v) { return v.data != nullptr; }
-
-// Replaces whole identifier tokens (add_lora's names) with this call's names.
-std::string rename_tokens(const std::string& s, const std::pair<const char*, const char*>* map, size_t n) {
-  auto ident = [](char c) { return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
-  std::string r;
-  size_t i = 0;
-  while (i < s.size()) {
-    if (!ident(s[i])) {
-      r += s[i++];
-      continue;
-    }
-    size_t j = i;
-    while (j < s.size() && ident(s[j])) ++j;
-    std::string tok = s.substr(i, j - i);
-    for (size_t k = 0; k < n; ++k)
-      if (tok == map[k].first) {
-        tok = map[k].second;
-        break;
-      }
-    r += tok;
-    i = j;
-  }
-  return r;
-}
 
 Status check_rank(Error& message, const TensorView& v, const char* name, int ndim, const char* shape) {
   if (!present(v)) return fail(message, Status::null_pointer, ErrorKind::null, "%s must not be null", name);
@@ -108,7 +85,7 @@ Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
     std::string& m = message.message;
     const std::string note = " (only out == y, the identical view, may alias)";
     if (const size_t at = m.find(note); at != std::string::npos) m.erase(at, note.size());
-    m = rename_tokens(m, names, n_names);
+    m = detail::rename_identifiers(m, names, names + n_names);
     return st;
   }
   const uint64_t bytes = plan.workspace_bytes();

@@ -232,33 +232,39 @@ ACL_FUNC_VISIBILITY aclError aclrtGetRunMode(aclrtRunMode* runMode) {
   });
 }
 
+// The default stream and every created stream, taken under the registry lock (waiting
+// happens outside it).
+using StreamList = std::vector<std::pair<uintptr_t, std::shared_ptr<Stream>>>;
+static aclError snapshot_streams(const char* fn, StreamList* streams) {
+  std::lock_guard<std::mutex> lock(rt().m);
+  if (!rt().initialized) return not_initialized(fn);
+  if (rt().default_stream) streams->emplace_back(0, rt().default_stream);
+  for (auto& kv : rt().streams) streams->emplace_back(kv.first, kv.second);
+  return ACL_SUCCESS;
+}
+
+// Waits for every stream of the list; the first failure is the result.
+static aclError wait_all(const char* fn, const StreamList& streams) {
+  aclError result = ACL_SUCCESS;
+  for (auto& s : streams) {
+    aclError err = wait_stream(fn, reinterpret_cast<aclrtStream>(s.first), *s.second);
+    if (result == ACL_SUCCESS) result = err;
+  }
+  return result;
+}
+
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDevice(void) {
   return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::vector<std::pair<uintptr_t, std::shared_ptr<Stream>>> streams;
-    {
-      std::lock_guard<std::mutex> lock(rt().m);
-      if (!rt().initialized) return not_initialized(fn);
-      if (rt().default_stream) streams.emplace_back(0, rt().default_stream);
-      for (auto& kv : rt().streams) streams.emplace_back(kv.first, kv.second);
-    }
-    aclError result = ACL_SUCCESS;
-    for (auto& s : streams) {
-      aclError err = wait_stream(fn, reinterpret_cast<aclrtStream>(s.first), *s.second);
-      if (result == ACL_SUCCESS) result = err;
-    }
-    return result;
+    StreamList streams;
+    if (aclError err = snapshot_streams(fn, &streams)) return err;
+    return wait_all(fn, streams);
   });
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDeviceWithTimeout(int32_t timeout) {
   return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::vector<std::pair<uintptr_t, std::shared_ptr<Stream>>> streams;
-    {
-      std::lock_guard<std::mutex> lock(rt().m);
-      if (!rt().initialized) return not_initialized(fn);
-      if (rt().default_stream) streams.emplace_back(0, rt().default_stream);
-      for (auto& kv : rt().streams) streams.emplace_back(kv.first, kv.second);
-    }
+    StreamList streams;
+    if (aclError err = snapshot_streams(fn, &streams)) return err;
     if (aclError err = check_timeout(fn, timeout)) return err;
     if (timeout >= 0) {  // one deadline for all streams
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
@@ -275,12 +281,7 @@ ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDeviceWithTimeout(int32_t timeout) 
         }
       }
     }
-    aclError result = ACL_SUCCESS;  // every stream idle (or no limit): collect failed tasks
-    for (auto& s : streams) {
-      aclError err = wait_stream(fn, reinterpret_cast<aclrtStream>(s.first), *s.second);
-      if (result == ACL_SUCCESS) result = err;
-    }
-    return result;
+    return wait_all(fn, streams);  // every stream idle (or no limit): collect failed tasks
   });
 }
 
