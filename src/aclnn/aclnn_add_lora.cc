@@ -54,7 +54,7 @@ struct AddLoraExecutor final : aclOpExecutor {
 
   void run(void* workspace) override { plan.run(workspace); }
 
-  std::function<void()> bind(void* workspace) override {
+  std::function<void()> bind(void* workspace, bool last) override {
     if (repointed) {
       addlora::Plan fresh;
       addlora::Error error;
@@ -65,7 +65,8 @@ struct AddLoraExecutor final : aclOpExecutor {
       plan = std::move(fresh);  // same shapes, so the same workspace size
       repointed = false;
     }
-    auto captured = std::make_shared<addlora::Plan>(plan.clone());
+    if (last) return [this, workspace] { plan.run(workspace); };  // launch_executor keeps us alive
+    auto captured = std::make_shared<addlora::Plan>(plan.clone());  // later launches may re-plan
     return [captured, workspace] { captured->run(workspace); };
   }
 

@@ -94,34 +94,42 @@ aclnnStatus launch_executor(aclOpExecutor* e, void* workspace, uint64_t workspac
       set_error("phase two: executor is null");
       return ACLNN_ERR_PARAM_NULLPTR;
     }
-    // Held across enqueue so that two threads cannot both run one single-use executor, and a
-    // failed enqueue leaves it exactly as it was.
-    std::lock_guard<std::mutex> lock(g_mutex);
-    Entry* entry = find_locked("phase two", e);
-    if (entry == nullptr) return ACLNN_ERR_PARAM_INVALID;
-    const uint64_t needed = entry->executor->workspace_size;
-    if (workspace == nullptr && workspace_size > 0) {
-      set_error("phase two: workspace is null but workspaceSize is %llu (phase one reported %llu bytes)",
-                static_cast<unsigned long long>(workspace_size), static_cast<unsigned long long>(needed));
-      return ACLNN_ERR_PARAM_NULLPTR;
+    std::shared_ptr<aclOpExecutor> owner;
+    std::function<void()> task;
+    bool consumed = false;
+    {
+      // Checked, bound and (single-use) taken out of the registry under the lock, so two
+      // threads cannot both launch one single-use executor; the run itself is outside it.
+      std::lock_guard<std::mutex> lock(g_mutex);
+      Entry* entry = find_locked("phase two", e);
+      if (entry == nullptr) return ACLNN_ERR_PARAM_INVALID;
+      const uint64_t needed = entry->executor->workspace_size;
+      if (workspace == nullptr && workspace_size > 0) {
+        set_error("phase two: workspace is null but workspaceSize is %llu (phase one reported %llu bytes)",
+                  static_cast<unsigned long long>(workspace_size), static_cast<unsigned long long>(needed));
+        return ACLNN_ERR_PARAM_NULLPTR;
+      }
+      if (workspace_size < needed) {
+        set_error("phase two: workspaceSize %llu is smaller than the %llu bytes phase one reported",
+                  static_cast<unsigned long long>(workspace_size), static_cast<unsigned long long>(needed));
+        return ACLNN_ERR_PARAM_INVALID;
+      }
+      owner = entry->executor;
+      consumed = !entry->repeatable;
+      task = owner->bind(workspace, consumed);
+      if (!task) return ACLNN_ERR_PARAM_INVALID;  // the executor refused its current arguments (it set the message)
+      if (consumed) registry().erase(e);  // the task owns it now
     }
-    if (workspace_size < needed) {
-      set_error("phase two: workspaceSize %llu is smaller than the %llu bytes phase one reported",
-                static_cast<unsigned long long>(workspace_size), static_cast<unsigned long long>(needed));
-      return ACLNN_ERR_PARAM_INVALID;
-    }
-    std::shared_ptr<aclOpExecutor> owner = entry->executor;
-    std::function<void()> task = owner->bind(workspace);
-    if (!task) {  // the executor refused its current arguments (it set the message)
-      return ACLNN_ERR_PARAM_INVALID;
-    }
-    const aclError err = enqueue(stream, [owner, task = std::move(task)] { task(); });
-    if (err != ACL_SUCCESS) {  // not consumed; restate the runtime's reason for the client
+    const aclError err = run_or_enqueue(stream, [owner, task = std::move(task)] { task(); });
+    if (err != ACL_SUCCESS) {  // not launched: a single-use executor goes back, as it was
       const std::string why = aclGetRecentErrMsg();
+      if (consumed) {
+        std::lock_guard<std::mutex> lock(g_mutex);
+        registry()[e].executor = std::move(owner);  // tokens are never reused: e is still free
+      }
       set_error("phase two: cannot launch on stream %p (aclError %d): %s", stream, err, why.c_str());
       return ACLNN_ERR_RUNTIME_ERROR;
     }
-    if (!entry->repeatable) registry().erase(e);  // consumed; the queued task owns it now
     return ACLNN_SUCCESS;
   });
 }

@@ -50,16 +50,18 @@ struct aclOpExecutor {
   virtual ~aclOpExecutor() = default;
   // Scratch bytes phase one reported.
   uint64_t workspace_size = 0;
-  // Runs the operator now, on the stream's worker thread.  Must not fail: everything was
-  // validated in phase one.
+  // Runs the operator now, on the stream's worker thread or the launching thread.  Must not
+  // fail: everything was validated in phase one.
   virtual void run(void* workspace) = 0;
   // Called by phase two under the registry lock: captures the executor's arguments as they
   // are now (as the device captures them at launch) and returns the task the stream runs.
-  // Later re-pointing (aclSetInputTensorAddr) affects only later launches.  An empty
-  // function means the current arguments are invalid (the executor has set the message):
-  // phase two then returns 161002 and the executor is not consumed.  The default runs the
-  // executor as it is when the stream gets to it.
-  virtual std::function<void()> bind(void* workspace) {
+  // Later re-pointing (aclSetInputTensorAddr) affects only later launches; `last` says there
+  // are none (a single-use executor), so the task may use the executor's state as it is.  An
+  // empty function means the current arguments are invalid (the executor has set the
+  // message): phase two then returns 161002 and the executor is not consumed.  The default
+  // runs the executor as it is when the stream gets to it.
+  virtual std::function<void()> bind(void* workspace, bool last) {
+    (void)last;
     return [this, workspace] { run(workspace); };
   }
   // Re-point buffers (aclSetInputTensorAddr / aclSetOutputTensorAddr).  false = bad index.
@@ -80,6 +82,12 @@ __attribute__((visibility("default"))) void clear_error();
 // order on a thread other than the caller's.  Returns ACL_SUCCESS, or an error (invalid
 // stream, runtime not initialised) with the message set.  Exported by libascendcl.
 __attribute__((visibility("default"))) aclError enqueue(aclrtStream stream, std::function<void()> task);
+// As enqueue, except that on an idle stream (nothing queued or running) `task` runs at once on
+// the calling thread, which then returns -- what a device does with a kernel launched on an
+// idle stream, minus the hop to the worker (several microseconds per call).  For operator
+// tasks, which never call the runtime; a task that throws is reported by the next
+// synchronize, as from the worker.  Exported by libascendcl.
+__attribute__((visibility("default"))) aclError run_or_enqueue(aclrtStream stream, std::function<void()> task);
 
 // Takes ownership of a new executor and returns the handle given to the client.  Exported by
 // libnnopbase.
@@ -87,8 +95,8 @@ __attribute__((visibility("default"))) aclOpExecutor* register_executor(std::uni
 
 // Phase two for any operator: checks the executor is live (null -> 161001, consumed or
 // destroyed -> 161002), the workspace (size > 0 with null pointer -> 161001, smaller than
-// reported -> 161002, executor not consumed), enqueues run() on the stream and, unless the
-// executor is repeatable, consumes it (freed once the stream has run it).  Sets the message
+// reported -> 161002, executor not consumed), launches run() on the stream (run_or_enqueue) and,
+// unless the executor is repeatable, consumes it (freed once the stream has run it).  Sets the message
 // on failure.  Exported by libnnopbase.
 __attribute__((visibility("default"))) aclnnStatus launch_executor(aclOpExecutor* e, void* workspace,
                                                                   uint64_t workspace_size, aclrtStream stream);

@@ -1,5 +1,7 @@
-// A stream: an ordered task queue executed by one worker thread of its own.  Private to
-// src/runtime (libascendcl).
+// A stream: an ordered task queue executed by one worker thread of its own, or by the
+// caller when the stream is idle (claim/finish_claimed: an operator launched on an idle stream
+// runs at once on the launching thread, sparing the hop to the worker -- order is kept, since
+// the worker starts nothing while a claimed task runs).  Private to src/runtime (libascendcl).
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -23,6 +25,14 @@ class Stream {
 
   // Appends a task.  Throws only std::bad_alloc.
   void push(std::function<void()> task);
+  // If nothing is queued or running, marks the stream busy with one task the caller runs
+  // itself and returns true; the caller must then call finish_claimed(), on the same thread.
+  // Waiters (wait_idle) count the claimed task as pushed.  Never throws.
+  bool claim();
+  // Ends a claimed task; `failure` ("" if none) is reported like a worker task's.
+  void finish_claimed(const std::string& failure);
+  // Runs `task` as the worker does: "" on success, else what it threw (never throws).
+  static std::string run_task(std::function<void()>& task) noexcept;
   // Blocks until every task pushed before the call has run.
   void wait_idle();
   // The same, giving up after `timeout`; true if every such task has run.
@@ -40,6 +50,7 @@ class Stream {
   std::deque<std::function<void()>> queue_;
   uint64_t pushed_ = 0, finished_ = 0;
   bool stopping_ = false;
+  bool claimed_ = false;  // a caller runs a task now: the worker must not start the next one
   std::string failure_;
   std::thread worker_;
   std::thread::id worker_id_;

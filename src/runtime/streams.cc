@@ -1,6 +1,6 @@
 // libascendcl: streams of the CANN ACL C API on the host.  Each stream is an ordered task
-// queue run by a worker thread of its own (stream.h); the default stream (NULL) is created on
-// first use.
+// queue run by a worker thread of its own (stream.h), or, for an operator launched on an
+// idle stream, by the launching thread; the default stream (NULL) is created on first use.
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -17,6 +17,26 @@ aclError enqueue(aclrtStream stream, std::function<void()> task) {
       return ACL_ERROR_INVALID_PARAM;
     }
     return submit(fn, stream, std::move(task));
+  });
+}
+
+aclError run_or_enqueue(aclrtStream stream, std::function<void()> task) {
+  return acl_entry(__func__, [&](const char* fn) -> aclError {
+    if (!task) {
+      set_error("%s: empty task", fn);
+      return ACL_ERROR_INVALID_PARAM;
+    }
+    std::shared_ptr<Stream> s;
+    {
+      std::lock_guard<std::mutex> lock(rt().m);  // as submit(): aclFinalize sees the claim
+      if (aclError err = find_stream_locked(fn, stream, &s)) return err;
+      if (!s->claim()) {
+        s->push(std::move(task));
+        return ACL_SUCCESS;
+      }
+    }
+    s->finish_claimed(Stream::run_task(task));
+    return ACL_SUCCESS;
   });
 }
 

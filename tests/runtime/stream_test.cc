@@ -144,3 +144,75 @@ TEST_F(StreamTest, TasksMayEnqueueFurtherWork) {
   EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
   EXPECT_EQ(aclrtDestroyStream(s), ACL_SUCCESS);
 }
+
+// run_or_enqueue (operator launches): on an idle stream the task runs before the call returns,
+// on the caller's thread; on a busy one it queues behind, and order holds either way.
+TEST_F(StreamTest, OperatorLaunchRunsInlineOnlyWhenTheStreamIsIdle) {
+  aclrtStream s = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&s), ACL_SUCCESS);
+  std::vector<int> order;
+  std::thread::id ran_on;
+  ASSERT_EQ(addlora_rt::run_or_enqueue(s, [&] {
+    order.push_back(0);
+    ran_on = std::this_thread::get_id();
+  }), ACL_SUCCESS);
+  ASSERT_EQ(order.size(), 1u);  // already done: the stream was idle
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+
+  Gate gate;
+  ASSERT_EQ(addlora_rt::enqueue(s, [&] { gate.wait(); order.push_back(1); }), ACL_SUCCESS);
+  ASSERT_EQ(addlora_rt::run_or_enqueue(s, [&] {
+    order.push_back(2);
+    ran_on = std::this_thread::get_id();
+  }), ACL_SUCCESS);
+  EXPECT_EQ(order.size(), 1u);  // queued behind the gated task, not run
+  gate.open();
+  ASSERT_EQ(aclrtSynchronizeStream(s), ACL_SUCCESS);
+  ASSERT_EQ(order, (std::vector<int>{0, 1, 2}));
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  EXPECT_EQ(aclrtDestroyStream(s), ACL_SUCCESS);
+}
+
+// A task pushed while an inline task runs waits for it; a synchronize from another thread
+// waits for the inline task too.
+TEST_F(StreamTest, WorkPushedDuringAnInlineTaskWaitsForIt) {
+  aclrtStream s = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&s), ACL_SUCCESS);
+  Gate started, release;
+  std::atomic<int> step{0};
+  std::atomic<int> seen_by_second{-1}, seen_by_sync{-1};
+  std::thread launcher([&] {
+    EXPECT_EQ(addlora_rt::run_or_enqueue(s, [&] {
+      started.open();
+      release.wait();
+      step = 1;
+    }), ACL_SUCCESS);
+  });
+  started.wait();
+  ASSERT_EQ(addlora_rt::enqueue(s, [&] { seen_by_second = step.load(); step = 2; }), ACL_SUCCESS);
+  ASSERT_EQ(addlora_rt::run_or_enqueue(s, [&] { step = 3; }), ACL_SUCCESS);  // busy: queued
+  std::thread syncer([&] {
+    EXPECT_EQ(aclrtSynchronizeStream(s), ACL_SUCCESS);
+    seen_by_sync = step.load();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(step.load(), 0);  // nothing ran past the inline task
+  EXPECT_EQ(seen_by_sync.load(), -1);
+  release.open();
+  launcher.join();
+  syncer.join();
+  EXPECT_EQ(seen_by_second.load(), 1);
+  EXPECT_EQ(seen_by_sync.load(), 3);
+  EXPECT_EQ(aclrtDestroyStream(s), ACL_SUCCESS);
+}
+
+TEST_F(StreamTest, AnInlineTaskThatThrowsIsReportedBySynchronize) {
+  aclrtStream s = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&s), ACL_SUCCESS);
+  ASSERT_EQ(addlora_rt::run_or_enqueue(s, [] { throw std::runtime_error("inline boom"); }), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeStream(s), ACL_ERROR_INTERNAL_ERROR);
+  EXPECT_NE(std::string(aclGetRecentErrMsg()).find("inline boom"), std::string::npos);
+  EXPECT_EQ(aclrtSynchronizeStream(s), ACL_SUCCESS);  // reported once
+  EXPECT_EQ(addlora_rt::run_or_enqueue(reinterpret_cast<aclrtStream>(0x5), [] {}), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtDestroyStream(s), ACL_SUCCESS);
+}
