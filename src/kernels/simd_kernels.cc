@@ -407,77 +407,92 @@ HWY_INLINE void OuterChain(const float* bt, const float* const* z, int64_t r0, i
   }
 }
 
-// kFolds: the rank is longer than one chain (kChain): partial chains go to fp64 totals.
-template <int kRows, bool kFolds>
-void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
-                 int64_t valid) {
+// Rows [pos_begin, pos_end) over the columns [n_lo, n_hi) of one packed panel: column block
+// cb (kOpN columns from n_lo + cb * kOpN) is bt + cb * pitch.  A row block's z stays in
+// registers and L1 while it sweeps the panel, and its y rows are read as runs of the panel's
+// width (one row block ahead is prefetched as it goes); the panel stays in L2 for every row
+// block.  kFolds: the rank is longer than one chain (kChain): partial chains go to fp64 totals.
+// TY: y's (and out's) dtype.
+template <DType TY, int kRows, bool kFolds>
+void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_t pos_begin, int64_t pos_end,
+                      int64_t n_lo, int64_t n_hi) {
   const DF df;
   const Work& w = *c.w;
+  const Problem& p = *c.p;
+  constexpr int64_t yes = static_cast<int64_t>(ElemSize<TY>()), kL = static_cast<int64_t>(kLanes);
   for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRows) {
     const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
     const float* z[kRows];
     for (int i = 0; i < kRows; ++i) z[i] = w.z + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
-    // y (and out) of the row block after next, same columns; at the end of the tile, the
-    // tile's first rows for the next column block.
-    for (int64_t k = 0; k < kRows; ++k) {
-      int64_t pos = pos0 + 2 * kRows + k, col = c.p->y_offset + n0;
-      if (pos >= pos_end) { pos = pos_begin + (pos - pos_end); col += kOpN; }
-      if (pos >= pos_end || pos < pos_begin) continue;
-      const int64_t row = w.order[pos];
-      hwy::Prefetch(c.ybase + (row * c.p->y.row_stride + col) * c.yes);
-      if (!c.p->in_place) hwy::Prefetch(c.obase + (row * c.p->out.row_stride + col) * c.yes);
-    }
-    // Read this block's y before any of its stores: rows are often 2^k bytes apart, and a load
-    // right after a store to the same address modulo 4 KiB stalls (4K aliasing).
-    HWY_ALIGN float yb[kRows][kOpN];
+    const unsigned char* yrow[kRows];
+    unsigned char* orow[kRows];
     for (int i = 0; i < rows_valid; ++i) {
-      const unsigned char* yrow = c.ybase + w.order[pos0 + i] * c.p->y.row_stride * c.yes;
-      for (int v = 0; v < kOpVecs; ++v) {
-        const int64_t lanes = std::min<int64_t>(kLanes, valid - v * static_cast<int64_t>(kLanes));
-        if (lanes > 0) hn::Store(LoadAnyF(c.p->y.dtype, yrow, c.p->y_offset + n0 + v * kLanes, lanes), df, &yb[i][v * kLanes]);
-      }
+      yrow[i] = c.ybase + w.order[pos0 + i] * p.y.row_stride * yes;
+      orow[i] = c.obase + w.order[pos0 + i] * p.out.row_stride * yes;
     }
-    VF acc[kRows][kOpVecs];
-    for (int i = 0; i < kRows; ++i)
-      for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
-    if constexpr (!kFolds) {
-      OuterChain<kRows>(bt, z, 0, c.rank, acc);
-    } else {  // one fp32 chain per kChain ranks, each folded into total
-      HWY_ALIGN double total[kRows][kOpN] = {};
-      for (int64_t r0 = 0; r0 < c.rank; r0 += internal::kChain) {
-        OuterChain<kRows>(bt, z, r0, std::min(c.rank, r0 + internal::kChain), acc);
-        for (int i = 0; i < kRows; ++i)
-          for (int v = 0; v < kOpVecs; ++v) {
-            FoldLanes(acc[i][v], &total[i][v * kLanes]);
-            acc[i][v] = hn::Zero(df);
-          }
+    const int64_t next_end = std::min<int64_t>(pos_end, pos0 + 2 * kRows);
+    for (int64_t n0 = n_lo, cb = 0; n0 < n_hi; n0 += kOpN, ++cb) {
+      const int64_t valid = std::min<int64_t>(kOpN, n_hi - n0), col = p.y_offset + n0;
+      for (int64_t pos = pos0 + kRows; pos < next_end; ++pos) {  // the next row block's y, these columns
+        const int64_t row = w.order[pos];
+        for (int64_t b = 0; b < kOpN * yes; b += 64) {
+          hwy::Prefetch(c.ybase + (row * p.y.row_stride + col) * yes + b);
+          if (!p.in_place) hwy::Prefetch(c.obase + (row * p.out.row_stride + col) * yes + b);
+        }
       }
+      // Read this block's y before any of its stores: rows are often 2^k bytes apart, and a
+      // load right after a store to the same address modulo 4 KiB stalls (4K aliasing).
+      HWY_ALIGN float yb[kRows][kOpN];
+      for (int i = 0; i < rows_valid; ++i)
+        for (int v = 0; v < kOpVecs; ++v) {
+          const int64_t lanes = std::min<int64_t>(kL, valid - v * kL);
+          if (lanes == kL) hn::Store(LoadF<TY>(yrow[i], col + v * kL), df, &yb[i][v * kL]);
+          else if (lanes > 0) hn::Store(LoadTailF<TY>(yrow[i], col + v * kL, lanes), df, &yb[i][v * kL]);
+        }
+      const float* btc = bt + cb * pitch;
+      VF acc[kRows][kOpVecs];
       for (int i = 0; i < kRows; ++i)
-        for (int v = 0; v < kOpVecs; ++v) acc[i][v] = RoundLanes(&total[i][v * kLanes]);
-    }
-    for (int i = 0; i < rows_valid; ++i) {
-      unsigned char* orow = c.obase + w.order[pos0 + i] * c.p->out.row_stride * c.yes;
-      for (int v = 0; v < kOpVecs; ++v) {
-        const int64_t lanes = std::min<int64_t>(kLanes, valid - v * static_cast<int64_t>(kLanes));
-        if (lanes > 0)
-          StoreAnyF(c.p->out.dtype, hn::MulAdd(acc[i][v], c.scale, hn::Load(df, &yb[i][v * kLanes])), orow,
-                    c.p->y_offset + n0 + v * kLanes, lanes);
+        for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
+      if constexpr (!kFolds) {
+        OuterChain<kRows>(btc, z, 0, c.rank, acc);
+      } else {  // one fp32 chain per kChain ranks, each folded into total
+        HWY_ALIGN double total[kRows][kOpN] = {};
+        for (int64_t r0 = 0; r0 < c.rank; r0 += internal::kChain) {
+          OuterChain<kRows>(btc, z, r0, std::min(c.rank, r0 + internal::kChain), acc);
+          for (int i = 0; i < kRows; ++i)
+            for (int v = 0; v < kOpVecs; ++v) {
+              FoldLanes(acc[i][v], &total[i][v * kLanes]);
+              acc[i][v] = hn::Zero(df);
+            }
+        }
+        for (int i = 0; i < kRows; ++i)
+          for (int v = 0; v < kOpVecs; ++v) acc[i][v] = RoundLanes(&total[i][v * kLanes]);
       }
+      for (int i = 0; i < rows_valid; ++i)
+        for (int v = 0; v < kOpVecs; ++v) {
+          const int64_t lanes = std::min<int64_t>(kL, valid - v * kL);
+          const VF r = hn::MulAdd(acc[i][v], c.scale, hn::Load(df, &yb[i][v * kL]));
+          if (lanes == kL) StoreF<TY>(r, orow[i], col + v * kL);
+          else if (lanes > 0) StoreTailF<TY>(r, orow[i], col + v * kL, lanes);
+        }
     }
   }
 }
 
 // Full blocks of kOpRows rows, then the rest in blocks of 4 (a short block would otherwise
 // compute duplicated rows: 16 rows in 12-row blocks waste a third of the FMAs).
-void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pos_begin, int64_t pos_end, int64_t n0,
-                 int64_t valid) {
+template <DType TY>
+void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pitch, int64_t pos_begin, int64_t pos_end,
+                 int64_t n_lo, int64_t n_hi) {
   constexpr int kSmall = kOpRows < 4 ? kOpRows : 4;
   const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kOpRows) * kOpRows;
   const bool folds = c.rank > internal::kChain;
   if (full_end > pos_begin)
-    (folds ? ExpandOuterBlock<kOpRows, true> : ExpandOuterBlock<kOpRows, false>)(c, bt, pos_begin, full_end, n0, valid);
+    (folds ? ExpandOuterBlock<TY, kOpRows, true> : ExpandOuterBlock<TY, kOpRows, false>)(c, bt, pitch, pos_begin,
+                                                                                       full_end, n_lo, n_hi);
   if (full_end < pos_end)
-    (folds ? ExpandOuterBlock<kSmall, true> : ExpandOuterBlock<kSmall, false>)(c, bt, full_end, pos_end, n0, valid);
+    (folds ? ExpandOuterBlock<TY, kSmall, true> : ExpandOuterBlock<TY, kSmall, false>)(c, bt, pitch, full_end, pos_end,
+                                                                                     n_lo, n_hi);
 }
 
 // bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one), r < R
@@ -608,11 +623,14 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
   if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)) {
-    HWY_ALIGN float bt[kOpN * kBBuf];  // <= 64 KiB
-    for (int64_t n0 = n_begin; n0 < n_end; n0 += kOpN) {
-      const int64_t valid = std::min<int64_t>(kOpN, n_end - n0);
-      PackTransposed<TB>(Bw, rank, n0, n_end, bt);
-      ExpandOuter(c, bt, pos_begin, pos_end, n0, valid);
+    // Panels of as many kOpN-column blocks as the buffer holds at this rank (R=64: 8 blocks),
+    // each packed once and swept by every row block of the tile.
+    HWY_ALIGN float bt[kOpN * kBBuf];  // 64 KiB
+    const int64_t pitch = rank_p * kOpN, panel = std::max<int64_t>(1, kBBuf / std::max<int64_t>(16, rank_p)) * kOpN;  // rank 0: B unread
+    for (int64_t np = n_begin; np < n_end; np += panel) {
+      const int64_t np_end = std::min(n_end, np + panel);
+      for (int64_t n0 = np, cb = 0; n0 < np_end; n0 += kOpN, ++cb) PackTransposed<TB>(Bw, rank, n0, n_end, bt + cb * pitch);
+      model::visit_float(p.y.dtype, [&](auto ty) { ExpandOuter<decltype(ty)::value>(c, bt, pitch, pos_begin, pos_end, np, np_end); });
     }
     return;
   }
