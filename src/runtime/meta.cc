@@ -56,14 +56,8 @@ template <> constexpr Kind kind_of<aclBoolArray>() { return Kind::bool_array; }
 template <> constexpr Kind kind_of<aclTensorList>() { return Kind::tensor_list; }
 template <> constexpr Kind kind_of<aclScalarList>() { return Kind::scalar_list; }
 
-// The entry helper of every function here: the exception barrier, with the C function's name
-// in the message.  Statuses: out of memory and internal errors -> 561000.
-template <class F>
-aclnnStatus entry(const char* fn, F&& body) noexcept {
-  return guarded(fn, ACLNN_ERR_INNER, ACLNN_ERR_INNER, std::forward<F>(body));
-}
-
-// The same for the create functions: NULL (and the message) instead of a status.
+// The entry of the create functions: nn_entry's barrier (guard.h), with NULL (and the message)
+// instead of a status.
 template <class T, class F>
 T* create_entry(const char* fn, F&& body) noexcept {
   try {
@@ -134,7 +128,7 @@ aclnnStatus unregister(const char* fn, const T* p) {
 
 template <class T>
 aclnnStatus destroy(const char* fn, const T* p) {
-  return entry(fn, [&]() -> aclnnStatus {
+  return nn_entry(fn, [&]() -> aclnnStatus {
     if (p == nullptr) return ACLNN_SUCCESS;
     if (aclnnStatus st = unregister(fn, p)) return st;
     delete p;
@@ -152,7 +146,7 @@ uint64_t element_count(const aclScalarList& l) { return l.scalars.size(); }
 // cannot be destroyed meanwhile.
 template <class T>
 aclnnStatus get_size(const char* fn, const T* p, uint64_t* size) {
-  return entry(fn, [&]() -> aclnnStatus {
+  return nn_entry(fn, [&]() -> aclnnStatus {
     if (p == nullptr || size == nullptr) {
       set_error("%s: %s is null", fn, p == nullptr ? kind_name(kind_of<T>()) : "size");
       return ACLNN_ERR_PARAM_NULLPTR;
@@ -295,7 +289,7 @@ ACL_FUNC_VISIBILITY aclTensorList* aclCreateTensorList(const aclTensor* const* v
 
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensorList(const aclTensorList* array) {
   const char* const fn = __func__;
-  return entry(fn, [&]() -> aclnnStatus {
+  return nn_entry(fn, [&]() -> aclnnStatus {
     if (array == nullptr) return ACLNN_SUCCESS;
     if (aclnnStatus st = unregister(fn, array)) return st;
     destroy_owned_tensors(array->tensors, array);
@@ -341,7 +335,7 @@ ACL_FUNC_VISIBILITY aclScalarList* aclCreateScalarList(const aclScalar* const* v
 
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyScalarList(const aclScalarList* array) {
   const char* const fn = __func__;
-  return entry(fn, [&]() -> aclnnStatus {
+  return nn_entry(fn, [&]() -> aclnnStatus {
     if (array == nullptr) return ACLNN_SUCCESS;
     {
       std::lock_guard<std::mutex> lock(g_meta_mutex);
