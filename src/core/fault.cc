@@ -1,21 +1,14 @@
 #include "core/fault.h"
 
-#include <atomic>
+#include "model/fault.h"
 
 namespace addlora::detail {
 namespace {
-std::atomic<int64_t> g_countdown{-1};
+model::FaultCountdown g_library;
 }
 
-void set_countdown(int64_t nth) { g_countdown.store(nth < 0 ? -1 : nth); }
-
-bool allocation_fails() {
-  int64_t n = g_countdown.load(std::memory_order_relaxed);
-  while (n >= 0) {
-    if (g_countdown.compare_exchange_weak(n, n - 1)) return n == 0;
-  }
-  return false;
-}
+void set_countdown(int64_t nth) { g_library.arm(nth); }
+bool allocation_fails() { return g_library.fires(); }
 
 }  // namespace addlora::detail
 

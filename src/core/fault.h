@@ -1,5 +1,4 @@
-// Allocation-failure injection, so tests can prove that running out of memory gives a status
-// code, leaves no half-written output and leaks nothing.  Every allocation the library makes
+// libaddlora's fault site (the mechanism: model/fault.h).  Every allocation the library makes
 // on its own behalf (plans, executors, workspaces) asks allocation_fails() first.
 #pragma once
 #include <cstdint>

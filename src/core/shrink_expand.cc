@@ -15,7 +15,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <initializer_list>
 #include <string>
 #include <utility>
 
@@ -119,6 +118,50 @@ Status check_indices(Error& message, const TensorView& idx, int64_t B, const cha
   return Status::ok;
 }
 
+// A tensor of the call with the name and shape its messages give it.
+struct Operand {
+  const TensorView& v;
+  const char* name;
+  const char* shape;
+};
+
+// The tensors of a shrink or expand call: the rank vector `in` [B, K], the weight [W, L, N, K],
+// the written tensor `out` [B, ...].  `k` names K in messages; `n` is null, or names N when
+// out dim 1 must be >= N.
+struct Operands {
+  Operand in, weight, out;
+  const char* k;
+  const char* n;
+};
+
+// The checks shrink and expand share, in this order: the three tensors present with their
+// ranks, their float dtypes, indices, the weight's K against in's, out's B against in's, out's
+// dim 1 against N (when asked), layer_idx against L.
+Status check_operands(Error& message, const Operands& c, const TensorView& indices, int64_t layer_idx) {
+  const Operand* ops[] = {&c.in, &c.weight, &c.out};
+  const int ranks[] = {2, 4, 2};
+  for (int i = 0; i < 3; ++i)
+    if (Status st = check_rank(message, ops[i]->v, ops[i]->name, ranks[i], ops[i]->shape); st != Status::ok) return st;
+  for (const Operand* op : ops)
+    if (Status st = check_float(message, op->v, op->name); st != Status::ok) return st;
+  const TensorView &in = c.in.v, &w = c.weight.v, &out = c.out.v;
+  const int64_t B = in.dims[0], K = in.dims[1], L = w.dims[1], N = w.dims[2];
+  if (Status st = check_indices(message, indices, B, c.in.name); st != Status::ok) return st;
+  if (w.dims[3] != K)
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "%s dim 3 must equal %s dim 1 (%s) (%s dim 3=%lld, %s=%lld)",
+                c.weight.name, c.in.name, c.k, c.weight.name, (ll)w.dims[3], c.k, (ll)K);
+  if (out.dims[0] != B)
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "%s dim 0 must equal %s dim 0 (B) (%s dim 0=%lld, B=%lld)",
+                c.out.name, c.in.name, c.out.name, (ll)out.dims[0], (ll)B);
+  if (c.n != nullptr && out.dims[1] < N)
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "%s dim 1 must be >= %s (%s dim 1=%lld, %s=%lld)", c.out.name,
+                c.n, c.out.name, (ll)out.dims[1], c.n, (ll)N);
+  if (layer_idx < 0 || layer_idx >= L)
+    return fail(message, Status::invalid_shape, ErrorKind::shape, "layer_idx must be in [0, L) (layer_idx=%lld, L=%lld)",
+                (ll)layer_idx, (ll)L);
+  return Status::ok;
+}
+
 }  // namespace
 
 Status shrink(const ShrinkArguments& s, std::string* message) {
@@ -136,26 +179,9 @@ Status expand(const ExpandArguments& args, std::string* message) {
 }
 
 Status shrink(const ShrinkArguments& s, Error& message) {
-  if (Status st = check_rank(message, s.x, "x", 2, "[B, H1]"); st != Status::ok) return st;
-  if (Status st = check_rank(message, s.weight_a, "weight_a", 4, "[W, L, R, H1]"); st != Status::ok) return st;
-  if (Status st = check_rank(message, s.z, "z", 2, "[B, >= R]"); st != Status::ok) return st;
-  for (const auto& [v, name] : {std::pair<const TensorView*, const char*>{&s.x, "x"}, {&s.weight_a, "weight_a"},
-                                 {&s.z, "z"}})
-    if (Status st = check_float(message, *v, name); st != Status::ok) return st;
-  const int64_t B = s.x.dims[0], H1 = s.x.dims[1];
-  const int64_t W = s.weight_a.dims[0], L = s.weight_a.dims[1], R = s.weight_a.dims[2];
-  if (Status st = check_indices(message, s.indices, B, "x"); st != Status::ok) return st;
-  if (s.weight_a.dims[3] != H1)
-    return fail(message, Status::invalid_shape, ErrorKind::shape, "weight_a dim 3 must equal x dim 1 (H1) (weight_a dim 3=%lld, H1=%lld)",
-                (ll)s.weight_a.dims[3], (ll)H1);
-  if (s.z.dims[0] != B)
-    return fail(message, Status::invalid_shape, ErrorKind::shape, "z dim 0 must equal x dim 0 (B) (z dim 0=%lld, B=%lld)",
-                (ll)s.z.dims[0], (ll)B);
-  if (s.z.dims[1] < R)
-    return fail(message, Status::invalid_shape, ErrorKind::shape, "z dim 1 must be >= R (z dim 1=%lld, R=%lld)", (ll)s.z.dims[1], (ll)R);
-  if (s.layer_idx < 0 || s.layer_idx >= L)
-    return fail(message, Status::invalid_shape, ErrorKind::shape, "layer_idx must be in [0, L) (layer_idx=%lld, L=%lld)",
-                (ll)s.layer_idx, (ll)L);
+  const Operands c{{s.x, "x", "[B, H1]"}, {s.weight_a, "weight_a", "[W, L, R, H1]"}, {s.z, "z", "[B, >= R]"}, "H1", "R"};
+  if (Status st = check_operands(message, c, s.indices, s.layer_idx); st != Status::ok) return st;
+  const int64_t B = s.x.dims[0], W = s.weight_a.dims[0], R = s.weight_a.dims[2];
   if (B == 0 || R == 0) return Status::ok;  // nothing to write
   Arguments a;
   a.x = s.x;
@@ -171,25 +197,9 @@ Status shrink(const ShrinkArguments& s, Error& message) {
 }
 
 Status expand(const ExpandArguments& e, Error& message) {
-  if (Status st = check_rank(message, e.z, "z", 2, "[B, R]"); st != Status::ok) return st;
-  if (Status st = check_rank(message, e.weight_b, "weight_b", 4, "[W, L, H2, R]"); st != Status::ok) return st;
-  if (Status st = check_rank(message, e.out, "out", 2, "[B, H3]"); st != Status::ok) return st;
-  for (const auto& [v, name] : {std::pair<const TensorView*, const char*>{&e.z, "z"}, {&e.weight_b, "weight_b"},
-                                 {&e.out, "out"}})
-    if (Status st = check_float(message, *v, name); st != Status::ok) return st;
-  const int64_t B = e.z.dims[0], R = e.z.dims[1];
-  const int64_t W = e.weight_b.dims[0], L = e.weight_b.dims[1], H2 = e.weight_b.dims[2];
-  const int64_t H3 = e.out.dims[1];
-  if (Status st = check_indices(message, e.indices, B, "z"); st != Status::ok) return st;
-  if (e.weight_b.dims[3] != R)
-    return fail(message, Status::invalid_shape, ErrorKind::shape, "weight_b dim 3 must equal z dim 1 (R) (weight_b dim 3=%lld, R=%lld)",
-                (ll)e.weight_b.dims[3], (ll)R);
-  if (e.out.dims[0] != B)
-    return fail(message, Status::invalid_shape, ErrorKind::shape, "out dim 0 must equal z dim 0 (B) (out dim 0=%lld, B=%lld)",
-                (ll)e.out.dims[0], (ll)B);
-  if (e.layer_idx < 0 || e.layer_idx >= L)
-    return fail(message, Status::invalid_shape, ErrorKind::shape, "layer_idx must be in [0, L) (layer_idx=%lld, L=%lld)",
-                (ll)e.layer_idx, (ll)L);
+  const Operands c{{e.z, "z", "[B, R]"}, {e.weight_b, "weight_b", "[W, L, H2, R]"}, {e.out, "out", "[B, H3]"}, "R", nullptr};
+  if (Status st = check_operands(message, c, e.indices, e.layer_idx); st != Status::ok) return st;
+  const int64_t B = e.z.dims[0], W = e.weight_b.dims[0], H2 = e.weight_b.dims[2], H3 = e.out.dims[1];
   if (e.y_slice_size != -1 && (e.y_slice_size < 0 || e.y_slice_size > H2))
     return fail(message, Status::invalid_shape, ErrorKind::shape, "y_slice_size must be -1 or in [0, H2] (y_slice_size=%lld, H2=%lld)",
                 (ll)e.y_slice_size, (ll)H2);

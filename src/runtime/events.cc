@@ -7,6 +7,26 @@
 
 #include "runtime/runtime_state.h"
 
+namespace addlora_rt {
+namespace {
+
+// The entry of record and wait: body(event, stream) runs under the registry lock once both
+// handles are found live (the event first, so its message wins).
+template <class F>
+aclError event_stream_entry(const char* fn, aclrtEvent event, aclrtStream stream, F&& body) noexcept {
+  return acl_entry(fn, [&](const char* name) -> aclError {
+    std::lock_guard<std::mutex> lock(rt().m);
+    std::shared_ptr<Event> e;
+    std::shared_ptr<Stream> s;
+    if (aclError err = find_event_locked(name, event, &e)) return err;
+    if (aclError err = find_stream_locked(name, stream, &s)) return err;
+    return body(e, *s);
+  });
+}
+
+}  // namespace
+}  // namespace addlora_rt
+
 using namespace addlora_rt;
 
 extern "C" {
@@ -14,19 +34,7 @@ extern "C" {
 // ---- events -----------------------------------------------------------------------------
 
 ACL_FUNC_VISIBILITY aclError aclrtCreateEvent(aclrtEvent* event) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    if (event == nullptr) {
-      set_error("%s: event is null", fn);
-      return ACL_ERROR_INVALID_PARAM;
-    }
-    std::lock_guard<std::mutex> lock(rt().m);
-    if (!rt().initialized) return not_initialized(fn);
-    auto e = std::make_shared<Event>();
-    const uintptr_t token = rt().new_token();
-    rt().events.emplace(token, std::move(e));
-    *event = reinterpret_cast<aclrtEvent>(token);
-    return ACL_SUCCESS;
-  });
+  return acl_entry(__func__, [&](const char* fn) { return create_handle(fn, "event", event, &Runtime::events); });
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtDestroyEvent(aclrtEvent event) {
@@ -40,16 +48,11 @@ ACL_FUNC_VISIBILITY aclError aclrtDestroyEvent(aclrtEvent event) {
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtRecordEvent(aclrtEvent event, aclrtStream stream) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::lock_guard<std::mutex> lock(rt().m);
-    std::shared_ptr<Event> e;
-    std::shared_ptr<Stream> s;
-    if (aclError err = find_event_locked(fn, event, &e)) return err;
-    if (aclError err = find_stream_locked(fn, stream, &s)) return err;
+  return event_stream_entry(__func__, event, stream, [](const std::shared_ptr<Event>& e, Stream& s) -> aclError {
     // Lock order: registry -> event -> stream queue.  Tasks take only the event lock.
     std::lock_guard<std::mutex> event_lock(e->m);
     const uint64_t generation = e->recorded + 1;
-    s->push([e, generation] {
+    s.push([e, generation] {
       std::lock_guard<std::mutex> l(e->m);
       e->reached = std::max(e->reached, generation);
       e->cv.notify_all();
@@ -62,10 +65,7 @@ ACL_FUNC_VISIBILITY aclError aclrtRecordEvent(aclrtEvent event, aclrtStream stre
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeEvent(aclrtEvent event) {
   return acl_entry(__func__, [&](const char* fn) -> aclError {
     std::shared_ptr<Event> e;
-    {
-      std::lock_guard<std::mutex> lock(rt().m);
-      if (aclError err = find_event_locked(fn, event, &e)) return err;
-    }
+    if (aclError err = find_event(fn, event, &e)) return err;
     std::unique_lock<std::mutex> l(e->m);
     const uint64_t target = e->recorded;
     e->cv.wait(l, [&] { return e->reached >= target; });
@@ -76,10 +76,7 @@ ACL_FUNC_VISIBILITY aclError aclrtSynchronizeEvent(aclrtEvent event) {
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeEventWithTimeout(aclrtEvent event, int32_t timeout) {
   return acl_entry(__func__, [&](const char* fn) -> aclError {
     std::shared_ptr<Event> e;
-    {
-      std::lock_guard<std::mutex> lock(rt().m);
-      if (aclError err = find_event_locked(fn, event, &e)) return err;
-    }
+    if (aclError err = find_event(fn, event, &e)) return err;
     if (aclError err = check_timeout(fn, timeout)) return err;
     std::unique_lock<std::mutex> l(e->m);
     const uint64_t target = e->recorded;
@@ -95,12 +92,7 @@ ACL_FUNC_VISIBILITY aclError aclrtSynchronizeEventWithTimeout(aclrtEvent event, 
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtStreamWaitEvent(aclrtStream stream, aclrtEvent event) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::lock_guard<std::mutex> lock(rt().m);
-    std::shared_ptr<Event> e;
-    std::shared_ptr<Stream> s;
-    if (aclError err = find_event_locked(fn, event, &e)) return err;
-    if (aclError err = find_stream_locked(fn, stream, &s)) return err;
+  return event_stream_entry(__func__, event, stream, [](const std::shared_ptr<Event>& e, Stream& s) -> aclError {
     uint64_t target;
     {
       std::lock_guard<std::mutex> event_lock(e->m);
@@ -108,7 +100,7 @@ ACL_FUNC_VISIBILITY aclError aclrtStreamWaitEvent(aclrtStream stream, aclrtEvent
     }
     if (target == 0) return ACL_SUCCESS;  // never recorded: nothing to wait for
     // The awaited record is already queued on some stream, so this wait always ends.
-    s->push([e, target] {
+    s.push([e, target] {
       std::unique_lock<std::mutex> l(e->m);
       e->cv.wait(l, [&] { return e->reached >= target; });
     });
@@ -121,10 +113,7 @@ ACL_FUNC_VISIBILITY aclError aclrtQueryEventStatus(aclrtEvent event, aclrtEventR
     std::lock_guard<std::mutex> lock(rt().m);
     std::shared_ptr<Event> e;
     if (aclError err = find_event_locked(fn, event, &e)) return err;
-    if (status == nullptr) {
-      set_error("%s: status is null", fn);
-      return ACL_ERROR_INVALID_PARAM;
-    }
+    if (aclError err = check_not_null(fn, "status", status)) return err;
     std::lock_guard<std::mutex> l(e->m);
     *status = (e->recorded > 0 && e->reached >= e->recorded) ? ACL_EVENT_RECORDED_STATUS_COMPLETE
                                                              : ACL_EVENT_RECORDED_STATUS_NOT_READY;

@@ -7,6 +7,7 @@
 #include <exception>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 #include "runtime/internal.h"
 
@@ -26,6 +27,13 @@ auto guarded(const char* fn, int oom_code, int internal_code, F&& body) noexcept
     set_error("%s: internal error (unknown exception)", fn);
     return static_cast<decltype(body())>(internal_code);
   }
+}
+
+// The barrier of libnnopbase's status-returning functions: out of memory and internal errors
+// are both 561000 (ACLNN_ERR_INNER).
+template <class F>
+aclnnStatus nn_entry(const char* fn, F&& body) noexcept {
+  return guarded(fn, ACLNN_ERR_INNER, ACLNN_ERR_INNER, std::forward<F>(body));
 }
 
 // The integer a C client stored in an enum parameter.  Read through memcpy: a value outside

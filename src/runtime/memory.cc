@@ -1,11 +1,11 @@
 // libascendcl: memory of the CANN ACL C API on the host.  "Device" and host blocks are both
 // ordinary host memory (64-byte aligned), tracked in two pools so a foreign or freed pointer
 // is an error code.
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 
+#include "model/fault.h"
 #include "runtime/runtime_state.h"
 
 namespace addlora_rt {
@@ -14,14 +14,7 @@ namespace {
 constexpr size_t kAlignment = 64;  // CANN promises 32; cache lines and AVX-512 like 64
 constexpr size_t kMaxAllocation = size_t{1} << 46;  // 64 TiB
 
-std::atomic<int64_t> g_fail_countdown{-1};
-
-bool injected_failure() {
-  int64_t n = g_fail_countdown.load(std::memory_order_relaxed);
-  while (n >= 0)
-    if (g_fail_countdown.compare_exchange_weak(n, n - 1)) return n == 0;
-  return false;
-}
+addlora::model::FaultCountdown g_device_memory;  // libascendcl's fault site (model/fault.h)
 
 aclError allocate(const char* fn, void** ptr, size_t size, bool host) {
   if (ptr == nullptr) {
@@ -39,7 +32,7 @@ aclError allocate(const char* fn, void** ptr, size_t size, bool host) {
     return ACL_ERROR_BAD_ALLOC;
   }
   const size_t rounded = (size + kAlignment - 1) / kAlignment * kAlignment;  // aligned_alloc rule
-  void* p = injected_failure() ? nullptr : std::aligned_alloc(kAlignment, rounded);
+  void* p = g_device_memory.fires() ? nullptr : std::aligned_alloc(kAlignment, rounded);
   if (p == nullptr) {
     set_error("%s: cannot allocate %zu bytes", fn, size);
     return ACL_ERROR_BAD_ALLOC;
@@ -111,7 +104,7 @@ aclError check_set(const char* fn, const void* dst, size_t max_count, size_t cou
 
 }  // namespace
 
-void test_fail_allocation(int64_t nth) { g_fail_countdown.store(nth < 0 ? -1 : nth); }
+void test_fail_allocation(int64_t nth) { g_device_memory.arm(nth); }
 
 }  // namespace addlora_rt
 

@@ -56,14 +56,8 @@ template <> constexpr Kind kind_of<aclBoolArray>() { return Kind::bool_array; }
 template <> constexpr Kind kind_of<aclTensorList>() { return Kind::tensor_list; }
 template <> constexpr Kind kind_of<aclScalarList>() { return Kind::scalar_list; }
 
-// The entry helper of every function here: the exception barrier, with the C function's name
-// in the message.  Statuses: out of memory and internal errors -> 561000.
-template <class F>
-aclnnStatus entry(const char* fn, F&& body) noexcept {
-  return guarded(fn, ACLNN_ERR_INNER, ACLNN_ERR_INNER, std::forward<F>(body));
-}
-
-// The same for the create functions: NULL (and the message) instead of a status.
+// The entry of the create functions: nn_entry's barrier (guard.h), with NULL (and the message)
+// instead of a status.
 template <class T, class F>
 T* create_entry(const char* fn, F&& body) noexcept {
   try {
@@ -134,7 +128,7 @@ aclnnStatus unregister(const char* fn, const T* p) {
 
 template <class T>
 aclnnStatus destroy(const char* fn, const T* p) {
-  return entry(fn, [&]() -> aclnnStatus {
+  return nn_entry(fn, [&]() -> aclnnStatus {
     if (p == nullptr) return ACLNN_SUCCESS;
     if (aclnnStatus st = unregister(fn, p)) return st;
     delete p;
@@ -142,20 +136,60 @@ aclnnStatus destroy(const char* fn, const T* p) {
   });
 }
 
-// Size getter: `count` reads the element count of a live T (under the registry lock, so the
-// object cannot be destroyed meanwhile).
-template <class T, class Count>
-aclnnStatus get_size(const char* fn, const T* p, uint64_t* size, Count count) {
-  return entry(fn, [&]() -> aclnnStatus {
+// Element counts, read by the size getters.
+template <class A>
+uint64_t element_count(const A& a) { return a.values.size(); }
+uint64_t element_count(const aclTensorList& l) { return l.tensors.size(); }
+uint64_t element_count(const aclScalarList& l) { return l.scalars.size(); }
+
+// Size getter: the element count of a live T, read under the registry lock so the object
+// cannot be destroyed meanwhile.
+template <class T>
+aclnnStatus get_size(const char* fn, const T* p, uint64_t* size) {
+  return nn_entry(fn, [&]() -> aclnnStatus {
     if (p == nullptr || size == nullptr) {
       set_error("%s: %s is null", fn, p == nullptr ? kind_name(kind_of<T>()) : "size");
       return ACLNN_ERR_PARAM_NULLPTR;
     }
     std::lock_guard<std::mutex> lock(g_meta_mutex);
     if (aclnnStatus st = check_live_locked(fn, p)) return st;
-    *size = static_cast<uint64_t>(count(*p));
+    *size = element_count(*p);
     return ACLNN_SUCCESS;
   });
+}
+
+// Array contents.  bool is read as bytes: a C client may store any byte in a bool, and
+// loading that as bool is undefined.
+template <class T>
+void copy_values(const T* value, uint64_t size, std::vector<T>* values) {
+  values->assign(value, value + size);
+}
+void copy_values(const bool* value, uint64_t size, std::vector<unsigned char>* values) {
+  values->resize(size);
+  std::memcpy(values->data(), value, size);
+  for (auto& b : *values) b = b != 0;
+}
+
+std::vector<const aclTensor*>& elements(aclTensorList& l) { return l.tensors; }
+std::vector<const aclScalar*>& elements(aclScalarList& l) { return l.scalars; }
+template <class A>
+auto& elements(A& a) { return a.values; }
+
+// The array and list creators: `size` values copied into a new A, which `finish` registers
+// and returns (or refuses: nullptr, message set).
+template <class A, class T, class Finish>
+A* create_filled(const char* fn, const T* value, uint64_t size, Finish finish) {
+  return create_entry<A>(fn, [&]() -> A* {
+    if (!check_count(fn, value, size)) return nullptr;
+    auto a = std::make_unique<A>();
+    if (size > 0) copy_values(value, size, &elements(*a));
+    return finish(std::move(a));
+  });
+}
+
+template <class A, class T>
+A* create_array(const char* fn, const T* value, uint64_t size) {
+  return create_filled<A>(fn, value, size, [](std::unique_ptr<A> a) { return publish(std::move(a)); });
 }
 
 }  // namespace
@@ -189,81 +223,46 @@ ACL_FUNC_VISIBILITY aclScalar* aclCreateScalar(void* value, aclDataType dataType
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyScalar(const aclScalar* scalar) {
-  const char* const fn = __func__;
-  return destroy(fn, scalar);
+  return destroy(__func__, scalar);
 }
 
 // ---- arrays -------------------------------------------------------------------------------
 
 ACL_FUNC_VISIBILITY aclIntArray* aclCreateIntArray(const int64_t* value, uint64_t size) {
-  const char* const fn = __func__;
-  return create_entry<aclIntArray>(fn, [&]() -> aclIntArray* {
-    if (!check_count(fn, value, size)) return nullptr;
-    auto a = std::make_unique<aclIntArray>();
-    if (size > 0) a->values.assign(value, value + size);
-    return publish(std::move(a));
-  });
+  return create_array<aclIntArray>(__func__, value, size);
 }
-
 ACL_FUNC_VISIBILITY aclFloatArray* aclCreateFloatArray(const float* value, uint64_t size) {
-  const char* const fn = __func__;
-  return create_entry<aclFloatArray>(fn, [&]() -> aclFloatArray* {
-    if (!check_count(fn, value, size)) return nullptr;
-    auto a = std::make_unique<aclFloatArray>();
-    if (size > 0) a->values.assign(value, value + size);
-    return publish(std::move(a));
-  });
+  return create_array<aclFloatArray>(__func__, value, size);
 }
-
 ACL_FUNC_VISIBILITY aclBoolArray* aclCreateBoolArray(const bool* value, uint64_t size) {
-  const char* const fn = __func__;
-  return create_entry<aclBoolArray>(fn, [&]() -> aclBoolArray* {
-    if (!check_count(fn, value, size)) return nullptr;
-    auto a = std::make_unique<aclBoolArray>();
-    if (size > 0) {
-      // Read as bytes: a C client may store any byte in a bool; loading that as bool is undefined.
-      a->values.resize(size);
-      std::memcpy(a->values.data(), value, size);
-      for (auto& b : a->values) b = b != 0;
-    }
-    return publish(std::move(a));
-  });
+  return create_array<aclBoolArray>(__func__, value, size);
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyIntArray(const aclIntArray* array) {
-  const char* const fn = __func__;
-  return destroy(fn, array);
+  return destroy(__func__, array);
 }
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyFloatArray(const aclFloatArray* array) {
-  const char* const fn = __func__;
-  return destroy(fn, array);
+  return destroy(__func__, array);
 }
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyBoolArray(const aclBoolArray* array) {
-  const char* const fn = __func__;
-  return destroy(fn, array);
+  return destroy(__func__, array);
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetIntArraySize(const aclIntArray* array, uint64_t* size) {
-  const char* const fn = __func__;
-  return get_size(fn, array, size, [](const aclIntArray& a) { return a.values.size(); });
+  return get_size(__func__, array, size);
 }
 ACL_FUNC_VISIBILITY aclnnStatus aclGetFloatArraySize(const aclFloatArray* array, uint64_t* size) {
-  const char* const fn = __func__;
-  return get_size(fn, array, size, [](const aclFloatArray& a) { return a.values.size(); });
+  return get_size(__func__, array, size);
 }
 ACL_FUNC_VISIBILITY aclnnStatus aclGetBoolArraySize(const aclBoolArray* array, uint64_t* size) {
-  const char* const fn = __func__;
-  return get_size(fn, array, size, [](const aclBoolArray& a) { return a.values.size(); });
+  return get_size(__func__, array, size);
 }
 
 // ---- lists --------------------------------------------------------------------------------
 
 ACL_FUNC_VISIBILITY aclTensorList* aclCreateTensorList(const aclTensor* const* value, uint64_t size) {
   const char* const fn = __func__;
-  return create_entry<aclTensorList>(fn, [&]() -> aclTensorList* {
-    if (!check_count(fn, value, size)) return nullptr;
-    auto list = std::make_unique<aclTensorList>();
-    if (size > 0) list->tensors.assign(value, value + size);
+  return create_filled<aclTensorList>(fn, value, size, [&](std::unique_ptr<aclTensorList> list) -> aclTensorList* {
     // Register the list first: once its tensors have changed hands nothing may fail.
     {
       std::lock_guard<std::mutex> lock(g_meta_mutex);
@@ -290,7 +289,7 @@ ACL_FUNC_VISIBILITY aclTensorList* aclCreateTensorList(const aclTensor* const* v
 
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensorList(const aclTensorList* array) {
   const char* const fn = __func__;
-  return entry(fn, [&]() -> aclnnStatus {
+  return nn_entry(fn, [&]() -> aclnnStatus {
     if (array == nullptr) return ACLNN_SUCCESS;
     if (aclnnStatus st = unregister(fn, array)) return st;
     destroy_owned_tensors(array->tensors, array);
@@ -300,16 +299,12 @@ ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensorList(const aclTensorList* array)
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetTensorListSize(const aclTensorList* tensorList, uint64_t* size) {
-  const char* const fn = __func__;
-  return get_size(fn, tensorList, size, [](const aclTensorList& l) { return l.tensors.size(); });
+  return get_size(__func__, tensorList, size);
 }
 
 ACL_FUNC_VISIBILITY aclScalarList* aclCreateScalarList(const aclScalar* const* value, uint64_t size) {
   const char* const fn = __func__;
-  return create_entry<aclScalarList>(fn, [&]() -> aclScalarList* {
-    if (!check_count(fn, value, size)) return nullptr;
-    auto list = std::make_unique<aclScalarList>();
-    if (size > 0) list->scalars.assign(value, value + size);
+  return create_filled<aclScalarList>(fn, value, size, [&](std::unique_ptr<aclScalarList> list) -> aclScalarList* {
     std::unordered_set<const aclScalar*> seen;
     std::lock_guard<std::mutex> lock(g_meta_mutex);
     for (uint64_t i = 0; i < size; ++i) {
@@ -340,7 +335,7 @@ ACL_FUNC_VISIBILITY aclScalarList* aclCreateScalarList(const aclScalar* const* v
 
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyScalarList(const aclScalarList* array) {
   const char* const fn = __func__;
-  return entry(fn, [&]() -> aclnnStatus {
+  return nn_entry(fn, [&]() -> aclnnStatus {
     if (array == nullptr) return ACLNN_SUCCESS;
     {
       std::lock_guard<std::mutex> lock(g_meta_mutex);
@@ -358,8 +353,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclDestroyScalarList(const aclScalarList* array)
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetScalarListSize(const aclScalarList* scalarList, uint64_t* size) {
-  const char* const fn = __func__;
-  return get_size(fn, scalarList, size, [](const aclScalarList& l) { return l.scalars.size(); });
+  return get_size(__func__, scalarList, size);
 }
 
 }  // extern "C"

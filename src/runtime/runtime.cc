@@ -32,6 +32,30 @@ aclError check_initialized(const char* fn) {
   return rt().initialized ? ACL_SUCCESS : not_initialized(fn);
 }
 
+aclError check_not_null(const char* fn, const char* name, const void* p) {
+  if (p != nullptr) return ACL_SUCCESS;
+  set_error("%s: %s is null", fn, name);
+  return ACL_ERROR_INVALID_PARAM;
+}
+
+namespace {
+
+// Caller holds rt().m.  The object behind a live handle of `map` (`kind` and `creator` name it
+// in the message).
+template <class T>
+aclError find_live_locked(const char* fn, const std::unordered_map<uintptr_t, std::shared_ptr<T>>& map,
+                          const void* handle, const char* kind, const char* creator, std::shared_ptr<T>* out) {
+  auto it = map.find(reinterpret_cast<uintptr_t>(handle));
+  if (it == map.end()) {
+    set_error("%s: %s %p is not a live %s (never created by %s, or destroyed)", fn, kind, handle, kind, creator);
+    return ACL_ERROR_INVALID_PARAM;
+  }
+  *out = it->second;
+  return ACL_SUCCESS;
+}
+
+}  // namespace
+
 aclError find_stream_locked(const char* fn, aclrtStream s, std::shared_ptr<Stream>* out) {
   Runtime& r = rt();
   if (!r.initialized) return not_initialized(fn);
@@ -40,29 +64,18 @@ aclError find_stream_locked(const char* fn, aclrtStream s, std::shared_ptr<Strea
     *out = r.default_stream;
     return ACL_SUCCESS;
   }
-  auto it = r.streams.find(reinterpret_cast<uintptr_t>(s));
-  if (it == r.streams.end()) {
-    set_error("%s: stream %p is not a live stream (never created by aclrtCreateStream, or destroyed)", fn, s);
-    return ACL_ERROR_INVALID_PARAM;
-  }
-  *out = it->second;
-  return ACL_SUCCESS;
+  return find_live_locked(fn, r.streams, s, "stream", "aclrtCreateStream", out);
 }
 
 aclError find_event_locked(const char* fn, aclrtEvent e, std::shared_ptr<Event>* out) {
-  Runtime& r = rt();
-  if (!r.initialized) return not_initialized(fn);
-  if (e == nullptr) {
-    set_error("%s: event is null", fn);
-    return ACL_ERROR_INVALID_PARAM;
-  }
-  auto it = r.events.find(reinterpret_cast<uintptr_t>(e));
-  if (it == r.events.end()) {
-    set_error("%s: event %p is not a live event (never created by aclrtCreateEvent, or destroyed)", fn, e);
-    return ACL_ERROR_INVALID_PARAM;
-  }
-  *out = it->second;
-  return ACL_SUCCESS;
+  if (!rt().initialized) return not_initialized(fn);
+  if (aclError err = check_not_null(fn, "event", e)) return err;
+  return find_live_locked(fn, rt().events, e, "event", "aclrtCreateEvent", out);
+}
+
+aclError find_event(const char* fn, aclrtEvent e, std::shared_ptr<Event>* out) {
+  std::lock_guard<std::mutex> lock(rt().m);
+  return find_event_locked(fn, e, out);
 }
 
 aclError submit(const char* fn, aclrtStream s, std::function<void()> task) {
@@ -174,9 +187,7 @@ ACL_FUNC_VISIBILITY aclError aclFinalize(void) {
 // ---- device and contexts ----------------------------------------------------------------
 
 ACL_FUNC_VISIBILITY aclError aclrtSetDevice(int32_t deviceId) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::lock_guard<std::mutex> lock(rt().m);
-    if (!rt().initialized) return not_initialized(fn);
+  return acl_entry(__func__, Needs::init_locked, [&](const char* fn) -> aclError {
     if (aclError err = check_device_id(fn, deviceId)) return err;
     ++rt().device_refs;
     return ACL_SUCCESS;
@@ -184,9 +195,7 @@ ACL_FUNC_VISIBILITY aclError aclrtSetDevice(int32_t deviceId) {
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtResetDevice(int32_t deviceId) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::lock_guard<std::mutex> lock(rt().m);
-    if (!rt().initialized) return not_initialized(fn);
+  return acl_entry(__func__, Needs::init_locked, [&](const char* fn) -> aclError {
     if (aclError err = check_device_id(fn, deviceId)) return err;
     if (rt().device_refs > 0) --rt().device_refs;  // resetting an unset device is harmless
     return ACL_SUCCESS;
@@ -194,13 +203,8 @@ ACL_FUNC_VISIBILITY aclError aclrtResetDevice(int32_t deviceId) {
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtGetDevice(int32_t* deviceId) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::lock_guard<std::mutex> lock(rt().m);
-    if (!rt().initialized) return not_initialized(fn);
-    if (deviceId == nullptr) {
-      set_error("%s: deviceId is null", fn);
-      return ACL_ERROR_INVALID_PARAM;
-    }
+  return acl_entry(__func__, Needs::init_locked, [&](const char* fn) -> aclError {
+    if (aclError err = check_not_null(fn, "deviceId", deviceId)) return err;
     if (rt().device_refs == 0 && rt().contexts.empty()) {
       set_error("%s: no device is set (call aclrtSetDevice(0) first)", fn);
       return ACL_ERROR_RT_CONTEXT_NULL;
@@ -212,10 +216,7 @@ ACL_FUNC_VISIBILITY aclError aclrtGetDevice(int32_t* deviceId) {
 
 ACL_FUNC_VISIBILITY aclError aclrtGetDeviceCount(uint32_t* count) {
   return acl_entry(__func__, Needs::init, [&](const char* fn) -> aclError {
-    if (count == nullptr) {
-      set_error("%s: count is null", fn);
-      return ACL_ERROR_INVALID_PARAM;
-    }
+    if (aclError err = check_not_null(fn, "count", count)) return err;
     *count = 1;
     return ACL_SUCCESS;
   });
@@ -223,10 +224,7 @@ ACL_FUNC_VISIBILITY aclError aclrtGetDeviceCount(uint32_t* count) {
 
 ACL_FUNC_VISIBILITY aclError aclrtGetRunMode(aclrtRunMode* runMode) {
   return acl_entry(__func__, Needs::init, [&](const char* fn) -> aclError {
-    if (runMode == nullptr) {
-      set_error("%s: runMode is null", fn);
-      return ACL_ERROR_INVALID_PARAM;
-    }
+    if (aclError err = check_not_null(fn, "runMode", runMode)) return err;
     *runMode = ACL_HOST;  // the program runs on the host and uses separate "device" buffers
     return ACL_SUCCESS;
   });
@@ -286,13 +284,8 @@ ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDeviceWithTimeout(int32_t timeout) 
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtCreateContext(aclrtContext* context, int32_t deviceId) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::lock_guard<std::mutex> lock(rt().m);
-    if (!rt().initialized) return not_initialized(fn);
-    if (context == nullptr) {
-      set_error("%s: context is null", fn);
-      return ACL_ERROR_INVALID_PARAM;
-    }
+  return acl_entry(__func__, Needs::init_locked, [&](const char* fn) -> aclError {
+    if (aclError err = check_not_null(fn, "context", context)) return err;
     if (aclError err = check_device_id(fn, deviceId)) return err;
     const uintptr_t token = rt().new_token();
     rt().contexts.insert(token);
@@ -303,9 +296,7 @@ ACL_FUNC_VISIBILITY aclError aclrtCreateContext(aclrtContext* context, int32_t d
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtDestroyContext(aclrtContext context) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::lock_guard<std::mutex> lock(rt().m);
-    if (!rt().initialized) return not_initialized(fn);
+  return acl_entry(__func__, Needs::init_locked, [&](const char* fn) -> aclError {
     const uintptr_t token = reinterpret_cast<uintptr_t>(context);
     if (rt().contexts.erase(token) == 0) {
       set_error("%s: context %p is not a live context", fn, context);
@@ -317,9 +308,7 @@ ACL_FUNC_VISIBILITY aclError aclrtDestroyContext(aclrtContext context) {
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtSetCurrentContext(aclrtContext context) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::lock_guard<std::mutex> lock(rt().m);
-    if (!rt().initialized) return not_initialized(fn);
+  return acl_entry(__func__, Needs::init_locked, [&](const char* fn) -> aclError {
     const uintptr_t token = reinterpret_cast<uintptr_t>(context);
     if (token != kDefaultContext && rt().contexts.count(token) == 0) {
       set_error("%s: context %p is not a live context", fn, context);
@@ -331,13 +320,8 @@ ACL_FUNC_VISIBILITY aclError aclrtSetCurrentContext(aclrtContext context) {
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtGetCurrentContext(aclrtContext* context) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    std::lock_guard<std::mutex> lock(rt().m);
-    if (!rt().initialized) return not_initialized(fn);
-    if (context == nullptr) {
-      set_error("%s: context is null", fn);
-      return ACL_ERROR_INVALID_PARAM;
-    }
+  return acl_entry(__func__, Needs::init_locked, [&](const char* fn) -> aclError {
+    if (aclError err = check_not_null(fn, "context", context)) return err;
     uintptr_t token = t_current_context;
     if (token != 0 && token != kDefaultContext && rt().contexts.count(token) == 0) token = 0;  // from an old init
     if (token == 0 && rt().device_refs > 0) token = kDefaultContext;  // the device's default context

@@ -27,11 +27,6 @@ std::unordered_map<const aclTensor*, const void*>& live_tensors() {
   return *map;
 }
 
-template <class F>
-aclnnStatus nn_guarded(const char* fn, F&& body) noexcept {
-  return guarded(fn, ACLNN_ERR_INNER, ACLNN_ERR_INNER, std::forward<F>(body));
-}
-
 // Copies `n` values after checking the array and the values.  `what` names it in messages.
 bool copy_dims(const char* what, const int64_t* src, uint64_t n, std::vector<int64_t>* out) {
   if (n > kMaxDims) {
@@ -227,7 +222,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclInitTensor(aclTensor* tensor, const int64_t* 
                                               aclDataType dataType, const int64_t* stride, int64_t offset,
                                               aclFormat format, const int64_t* storageDims, uint64_t storageDimsNum,
                                               void* tensorDataAddr) {
-  return nn_guarded("aclInitTensor", [&]() -> aclnnStatus {
+  return nn_entry("aclInitTensor", [&]() -> aclnnStatus {
     if (tensor == nullptr) {
       set_error("aclInitTensor: tensor is null");
       return ACLNN_ERR_PARAM_NULLPTR;
@@ -249,7 +244,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclInitTensor(aclTensor* tensor, const int64_t* 
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
-  return nn_guarded("aclDestroyTensor", [&]() -> aclnnStatus {
+  return nn_entry("aclDestroyTensor", [&]() -> aclnnStatus {
     if (tensor == nullptr) return ACLNN_SUCCESS;
     {
       std::lock_guard<std::mutex> lock(g_tensors_mutex);
@@ -274,7 +269,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetViewShape(const aclTensor* tensor, int64_t** viewDims, uint64_t* viewDimsNum) {
-  return nn_guarded("aclGetViewShape", [&]() -> aclnnStatus {
+  return nn_entry("aclGetViewShape", [&]() -> aclnnStatus {
     if (aclnnStatus st = check_getter("aclGetViewShape", tensor, viewDims, viewDimsNum)) return st;
     return copy_out(tensor->view_dims, viewDims, viewDimsNum);
   });
@@ -282,7 +277,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclGetViewShape(const aclTensor* tensor, int64_t
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetStorageShape(const aclTensor* tensor, int64_t** storageDims,
                                                    uint64_t* storageDimsNum) {
-  return nn_guarded("aclGetStorageShape", [&]() -> aclnnStatus {
+  return nn_entry("aclGetStorageShape", [&]() -> aclnnStatus {
     if (aclnnStatus st = check_getter("aclGetStorageShape", tensor, storageDims, storageDimsNum)) return st;
     return copy_out(tensor->storage_dims, storageDims, storageDimsNum);
   });
@@ -290,14 +285,14 @@ ACL_FUNC_VISIBILITY aclnnStatus aclGetStorageShape(const aclTensor* tensor, int6
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetViewStrides(const aclTensor* tensor, int64_t** stridesValue,
                                                   uint64_t* stridesNum) {
-  return nn_guarded("aclGetViewStrides", [&]() -> aclnnStatus {
+  return nn_entry("aclGetViewStrides", [&]() -> aclnnStatus {
     if (aclnnStatus st = check_getter("aclGetViewStrides", tensor, stridesValue, stridesNum)) return st;
     return copy_out(tensor->strides, stridesValue, stridesNum);
   });
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetViewOffset(const aclTensor* tensor, int64_t* offset) {
-  return nn_guarded("aclGetViewOffset", [&]() -> aclnnStatus {
+  return nn_entry("aclGetViewOffset", [&]() -> aclnnStatus {
     if (aclnnStatus st = check_getter("aclGetViewOffset", tensor, offset)) return st;
     *offset = tensor->offset;
     return ACLNN_SUCCESS;
@@ -305,7 +300,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclGetViewOffset(const aclTensor* tensor, int64_
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetFormat(const aclTensor* tensor, aclFormat* format) {
-  return nn_guarded("aclGetFormat", [&]() -> aclnnStatus {
+  return nn_entry("aclGetFormat", [&]() -> aclnnStatus {
     if (aclnnStatus st = check_getter("aclGetFormat", tensor, format)) return st;
     *format = tensor->format;
     return ACLNN_SUCCESS;
@@ -313,7 +308,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclGetFormat(const aclTensor* tensor, aclFormat*
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclSetRawTensorAddr(aclTensor* tensor, void* addr) {
-  return nn_guarded("aclSetRawTensorAddr", [&]() -> aclnnStatus {
+  return nn_entry("aclSetRawTensorAddr", [&]() -> aclnnStatus {
     if (tensor != nullptr && addr == nullptr) {
       set_error("aclSetRawTensorAddr: addr is null");
       return ACLNN_ERR_PARAM_NULLPTR;
@@ -328,7 +323,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclSetRawTensorAddr(aclTensor* tensor, void* add
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetRawTensorAddr(const aclTensor* tensor, void** addr) {
-  return nn_guarded("aclGetRawTensorAddr", [&]() -> aclnnStatus {
+  return nn_entry("aclGetRawTensorAddr", [&]() -> aclnnStatus {
     if (aclnnStatus st = check_getter("aclGetRawTensorAddr", tensor, addr)) return st;
     std::lock_guard<std::mutex> lock(g_tensors_mutex);
     if (live_tensors().count(tensor) == 0) {
@@ -341,7 +336,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclGetRawTensorAddr(const aclTensor* tensor, voi
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclGetDataType(const aclTensor* tensor, aclDataType* dataType) {
-  return nn_guarded("aclGetDataType", [&]() -> aclnnStatus {
+  return nn_entry("aclGetDataType", [&]() -> aclnnStatus {
     if (aclnnStatus st = check_getter("aclGetDataType", tensor, dataType)) return st;
     *dataType = tensor->dtype;
     return ACLNN_SUCCESS;
