@@ -29,11 +29,6 @@ std::unordered_map<const aclOpExecutor*, Entry>& registry() {  // keyed by handl
 }
 uintptr_t g_next_token = 0x7a0000;  // guarded by g_mutex; 16-byte steps, never reused
 
-template <class F>
-aclnnStatus nn_guarded(const char* fn, F&& body) noexcept {
-  return guarded(fn, ACLNN_ERR_INNER, ACLNN_ERR_INNER, std::forward<F>(body));
-}
-
 // Caller holds g_mutex.
 Entry* find_locked(const char* fn, const aclOpExecutor* e) {
   auto it = registry().find(e);
@@ -89,7 +84,7 @@ aclOpExecutor* register_executor(std::unique_ptr<aclOpExecutor> e) {
 }
 
 aclnnStatus launch_executor(aclOpExecutor* e, void* workspace, uint64_t workspace_size, aclrtStream stream) {
-  return nn_guarded("launch_executor", [&]() -> aclnnStatus {
+  return nn_entry("launch_executor", [&]() -> aclnnStatus {
     if (e == nullptr) {
       set_error("phase two: executor is null");
       return ACLNN_ERR_PARAM_NULLPTR;
@@ -141,7 +136,7 @@ using namespace addlora_rt;
 extern "C" {
 
 ACL_FUNC_VISIBILITY aclnnStatus aclSetAclOpExecutorRepeatable(aclOpExecutor* executor) {
-  return nn_guarded("aclSetAclOpExecutorRepeatable", [&]() -> aclnnStatus {
+  return nn_entry("aclSetAclOpExecutorRepeatable", [&]() -> aclnnStatus {
     if (executor == nullptr) {
       set_error("aclSetAclOpExecutorRepeatable: executor is null");
       return ACLNN_ERR_INNER_NULLPTR;
@@ -155,7 +150,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclSetAclOpExecutorRepeatable(aclOpExecutor* exe
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclDestroyAclOpExecutor(aclOpExecutor* executor) {
-  return nn_guarded("aclDestroyAclOpExecutor", [&]() -> aclnnStatus {
+  return nn_entry("aclDestroyAclOpExecutor", [&]() -> aclnnStatus {
     if (executor == nullptr) {
       set_error("aclDestroyAclOpExecutor: executor is null");
       return ACLNN_ERR_INNER_NULLPTR;
@@ -174,13 +169,13 @@ ACL_FUNC_VISIBILITY aclnnStatus aclDestroyAclOpExecutor(aclOpExecutor* executor)
 
 ACL_FUNC_VISIBILITY aclnnStatus aclSetInputTensorAddr(aclOpExecutor* executor, const size_t index, aclTensor* tensor,
                                                       void* addr) {
-  return nn_guarded("aclSetInputTensorAddr",
+  return nn_entry("aclSetInputTensorAddr",
                     [&] { return set_addr("aclSetInputTensorAddr", true, executor, index, tensor, addr); });
 }
 
 ACL_FUNC_VISIBILITY aclnnStatus aclSetOutputTensorAddr(aclOpExecutor* executor, const size_t index,
                                                        aclTensor* tensor, void* addr) {
-  return nn_guarded("aclSetOutputTensorAddr",
+  return nn_entry("aclSetOutputTensorAddr",
                     [&] { return set_addr("aclSetOutputTensorAddr", false, executor, index, tensor, addr); });
 }
 

@@ -49,19 +49,7 @@ extern "C" {
 // ---- streams ----------------------------------------------------------------------------
 
 ACL_FUNC_VISIBILITY aclError aclrtCreateStream(aclrtStream* stream) {
-  return acl_entry(__func__, [&](const char* fn) -> aclError {
-    if (stream == nullptr) {
-      set_error("%s: stream is null", fn);
-      return ACL_ERROR_INVALID_PARAM;
-    }
-    std::lock_guard<std::mutex> lock(rt().m);
-    if (!rt().initialized) return not_initialized(fn);
-    auto s = std::make_shared<Stream>();
-    const uintptr_t token = rt().new_token();
-    rt().streams.emplace(token, std::move(s));
-    *stream = reinterpret_cast<aclrtStream>(token);
-    return ACL_SUCCESS;
-  });
+  return acl_entry(__func__, [&](const char* fn) { return create_handle(fn, "stream", stream, &Runtime::streams); });
 }
 
 ACL_FUNC_VISIBILITY aclError aclrtDestroyStream(aclrtStream stream) {
