@@ -15,7 +15,6 @@
 
 #include <strings.h>
 
-#include "model/numeric.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
 #include "kernels/work.h"
@@ -179,14 +178,6 @@ void parallel_for(ThreadPool* tp, int64_t n, F& f) {
   tp->run([](void* ctx, int64_t i) { (*static_cast<F*>(ctx))(i); }, &f, n);
 }
 
-float load_scalar(const void* base, DType t, int64_t i) {
-  switch (t) {
-    case DType::f16: return numeric::half_to_float(static_cast<const uint16_t*>(base)[i]);
-    case DType::bf16: return numeric::bf16_to_float(static_cast<const uint16_t*>(base)[i]);
-    default: return static_cast<const float*>(base)[i];
-  }
-}
-
 size_t esize(DType t) { return model::element_size(t); }
 
 void copy_row(const Problem& p, int64_t b) {  // out[b, :] = y[b, :]
@@ -198,15 +189,13 @@ void copy_row(const Problem& p, int64_t b) {  // out[b, :] = y[b, :]
     std::memcpy(dst, src, static_cast<size_t>(p.H3) * es);
     return;
   }
-  for (int64_t c = 0; c < p.H3; ++c) {
-    const float v = load_scalar(src, p.y.dtype, c * p.y.col_stride);
-    const int64_t o = c * p.out.col_stride;
-    switch (p.out.dtype) {
-      case DType::f16: reinterpret_cast<uint16_t*>(dst)[o] = numeric::float_to_half(v); break;
-      case DType::bf16: reinterpret_cast<uint16_t*>(dst)[o] = numeric::float_to_bf16(v); break;
-      default: reinterpret_cast<float*>(dst)[o] = v; break;
-    }
-  }
+  model::visit_float(p.y.dtype, [&](auto ty) {
+    model::visit_float(p.out.dtype, [&](auto to) {
+      for (int64_t c = 0; c < p.H3; ++c)
+        model::store_float<decltype(to)::value>(
+            dst, c * p.out.col_stride, model::load_float<decltype(ty)::value>(src, c * p.y.col_stride));
+    });
+  });
 }
 
 // Rows by adapter: order[] holds the rows with an index in [0, W), sorted by (index, row)
@@ -360,8 +349,10 @@ void combine(const SliceRun& s, int64_t t) {  // K chunks summed in a fixed orde
         z[r] = static_cast<float>(sum);
       }
     } else {
-      for (int64_t r = 0; r < rank; ++r)
-        z[r] = static_cast<float>(load_scalar(p.x.base, p.x.dtype, row * p.x.row_stride + r * p.x.col_stride));
+      model::visit_float(p.x.dtype, [&](auto tx) {
+        for (int64_t r = 0; r < rank; ++r)
+          z[r] = model::load_float<decltype(tx)::value>(p.x.base, row * p.x.row_stride + r * p.x.col_stride);
+      });
     }
     for (int64_t r = rank; r < w.rp; ++r) z[r] = 0;
   }

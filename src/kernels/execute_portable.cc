@@ -16,11 +16,7 @@ namespace {
 using detail::Problem;
 
 double load(const void* base, DType t, int64_t i) {
-  switch (t) {
-    case DType::f16: return numeric::half_to_float(static_cast<const uint16_t*>(base)[i]);
-    case DType::bf16: return numeric::bf16_to_float(static_cast<const uint16_t*>(base)[i]);
-    default: return static_cast<const float*>(base)[i];
-  }
+  return model::visit_float(t, [&](auto tt) { return double{model::load_float<decltype(tt)::value>(base, i)}; });
 }
 
 // Rounds v to the dtype once.  fp16 / bf16 go through fp32 first, which could round twice;
@@ -41,11 +37,10 @@ float to_float_odd(double v) {
 }
 
 void store(void* base, DType t, int64_t i, double v) {
-  switch (t) {
-    case DType::f16: static_cast<uint16_t*>(base)[i] = numeric::float_to_half(to_float_odd(v)); break;
-    case DType::bf16: static_cast<uint16_t*>(base)[i] = numeric::float_to_bf16(to_float_odd(v)); break;
-    default: static_cast<float*>(base)[i] = static_cast<float>(v); break;
-  }
+  model::visit_float(t, [&](auto tt) {
+    constexpr DType T = decltype(tt)::value;
+    model::store_float<T>(base, i, T == DType::f32 ? static_cast<float>(v) : to_float_odd(v));
+  });
 }
 
 int64_t align64(int64_t n) { return (n + 63) & ~int64_t{63}; }

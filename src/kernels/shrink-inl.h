@@ -334,7 +334,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += static_cast<int64_t>(kLanes))
-          hn::Store(LoadAnyF(TX, xr[i], h_begin + h, len - h), DF(), &xf[i][h]);
+          hn::Store(LoadUpToF<TX>(xr[i], h_begin + h, len - h), DF(), &xf[i][h]);
         xr[i] = reinterpret_cast<const unsigned char*>(xf[i]);
       }
       for (int i = rows_valid; i < kRows; ++i) xr[i] = xr[rows_valid - 1];
@@ -388,24 +388,15 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   }
 }
 
-template <DType TX>
-void ShrinkX(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
-  switch (w.p->a.dtype) {
-    case DType::f16: return ShrinkTask<TX, DType::f16>(w, pb, pe, adapter, k);
-    case DType::bf16: return ShrinkTask<TX, DType::bf16>(w, pb, pe, adapter, k);
-    default: return ShrinkTask<TX, DType::f32>(w, pb, pe, adapter, k);
-  }
-}
-
 void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
 #if HWY_TARGET == HWY_AVX3
   // bf16 x bf16 on CPUs with AVX512_BF16: vdpbf16ps, same chains and folds (shrink_bf16.h).
   if (w.p->x.dtype == DType::bf16 && w.p->a.dtype == DType::bf16 && internal::bf16_dot_usable())
     return internal::shrink_bf16_dot(w, pb, pe, adapter, k);
 #endif
-  switch (w.p->x.dtype) {
-    case DType::f16: return ShrinkX<DType::f16>(w, pb, pe, adapter, k);
-    case DType::bf16: return ShrinkX<DType::bf16>(w, pb, pe, adapter, k);
-    default: return ShrinkX<DType::f32>(w, pb, pe, adapter, k);
-  }
+  model::visit_float(w.p->x.dtype, [&](auto tx) {
+    model::visit_float(w.p->a.dtype, [&](auto ta) {
+      ShrinkTask<decltype(tx)::value, decltype(ta)::value>(w, pb, pe, adapter, k);
+    });
+  });
 }

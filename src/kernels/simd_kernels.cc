@@ -119,34 +119,10 @@ HWY_INLINE void StoreTailF(hn::Vec<D> v, void* base, int64_t off, int64_t count)
               static_cast<size_t>(count) * ElemSize<T>());
 }
 
-HWY_INLINE VF LoadAnyF(DType t, const void* base, int64_t off, int64_t count) {
-  if (count >= static_cast<int64_t>(kLanes)) {
-    switch (t) {
-      case DType::f16: return LoadF<DType::f16>(base, off);
-      case DType::bf16: return LoadF<DType::bf16>(base, off);
-      default: return LoadF<DType::f32>(base, off);
-    }
-  }
-  switch (t) {
-    case DType::f16: return LoadTailF<DType::f16>(base, off, count);
-    case DType::bf16: return LoadTailF<DType::bf16>(base, off, count);
-    default: return LoadTailF<DType::f32>(base, off, count);
-  }
-}
-
-HWY_INLINE void StoreAnyF(DType t, VF v, void* base, int64_t off, int64_t count) {
-  if (count >= static_cast<int64_t>(kLanes)) {
-    switch (t) {
-      case DType::f16: return StoreF<DType::f16>(v, base, off);
-      case DType::bf16: return StoreF<DType::bf16>(v, base, off);
-      default: return StoreF<DType::f32>(v, base, off);
-    }
-  }
-  switch (t) {
-    case DType::f16: return StoreTailF<DType::f16>(v, base, off, count);
-    case DType::bf16: return StoreTailF<DType::bf16>(v, base, off, count);
-    default: return StoreTailF<DType::f32>(v, base, off, count);
-  }
+// min(count, kLanes) elements at base+off (zeros after); reads only those elements.
+template <DType T>
+HWY_INLINE VF LoadUpToF(const void* base, int64_t off, int64_t count) {
+  return count >= static_cast<int64_t>(kLanes) ? LoadF<T>(base, off) : LoadTailF<T>(base, off, count);
 }
 
 // ---- the accumulator policy (work.h): fp32 chains of kChain products per lane, folded into fp64
@@ -563,7 +539,7 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
         float* dst = bf + j * rank_p;
         for (int64_t r = 0; r < rank_p; r += kL) {
           const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
-          hn::Store(r < rank ? LoadAnyF(TB, br[j], boff, rank - r) : hn::Zero(df), df, dst + r);
+          hn::Store(r < rank ? LoadUpToF<TB>(br[j], boff, rank - r) : hn::Zero(df), df, dst + r);
         }
         br[j] = reinterpret_cast<const unsigned char*>(dst);
       }

@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "addlora/addlora.h"
+#include "model/numeric.h"
 
 namespace addlora::model {
 
@@ -35,6 +36,21 @@ inline decltype(auto) visit_float(DType t, F&& f) {
     case DType::bf16: return f(std::integral_constant<DType, DType::bf16>{});
     default: return f(std::integral_constant<DType, DType::f32>{});
   }
+}
+
+// Element i of a T array as fp32 (exact for every floating T), and v rounded to T (nearest
+// even).  Scalar paths use these with visit_float; the SIMD kernels have vector versions.
+template <DType T>
+inline float load_float(const void* base, int64_t i) {
+  if constexpr (T == DType::f16) return numeric::half_to_float(static_cast<const uint16_t*>(base)[i]);
+  else if constexpr (T == DType::bf16) return numeric::bf16_to_float(static_cast<const uint16_t*>(base)[i]);
+  else return static_cast<const float*>(base)[i];
+}
+template <DType T>
+inline void store_float(void* base, int64_t i, float v) {
+  if constexpr (T == DType::f16) static_cast<uint16_t*>(base)[i] = numeric::float_to_half(v);
+  else if constexpr (T == DType::bf16) static_cast<uint16_t*>(base)[i] = numeric::float_to_bf16(v);
+  else static_cast<float*>(base)[i] = v;
 }
 
 }  // namespace addlora::model
