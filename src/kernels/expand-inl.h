@@ -1,0 +1,365 @@
+// The expand phase, part of simd_kernels.cc: included inside its per-target namespace once
+// per Highway target (hence no include guard).  Uses that file's loads, the accumulator
+// policy and the prefetch helpers.
+// NOLINT(build/header_guard)
+//
+// ---- expand: out[row, off+n] = y[row, off+n] + scale * sum_r z[pos][r] * B[adapter, n, r] ----
+// One vector of kLanes consecutive n per step: kLanes dot products over the adapter's rank (z
+// is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane.  For ranks
+// <= kBBuf the kLanes x rank_p block of B is widened once into a zero-padded fp32 stack buffer
+// that every row of the tile reuses from L1; one row, or a wider rank, streams B directly.
+
+constexpr int64_t kBBuf = 512;
+// How far ahead (in B rows) the dot path prefetches.  FRACTAL_NZ: nearer, because a row's
+// pieces lie H2 * 32 bytes apart, for H2 a power of two in the same cache sets, and lines
+// prefetched further ahead were evicted before use (measured R=128 W=8 H2=4096, exact, 2
+// threads: B=8 419-459 us at 64 rows, 384-397 us at 32; ND 368-403 us).
+HWY_INLINE int64_t PrefetchRowsAhead(const WeightRows& Bw) { return Bw.nz() ? 32 : 64; }
+
+// B rows [n_lo, n_hi), ranks [0, rank), 16-rank chunk by chunk: in FRACTAL_NZ a chunk of
+// consecutive rows is one contiguous run, so DRAM sees a few runs instead of requests hopping
+// between blocks a whole NZ block column apart (measured 10-15 % faster for NZ; ND the same).
+// NZ: a prefetch per cache line of each run (a 16-bit row's piece is half a line).
+// PrefetchBRanks: the same for ranks [r_lo, r_hi) only (r_lo a multiple of 16).
+HWY_INLINE void PrefetchBRanks(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t r_lo, int64_t r_hi) {
+  if (Bw.nz()) {
+    for (int64_t r = r_lo; r < r_hi; r += 16) PrefetchLines(Bw.base + Bw.off(n_lo, r) * Bw.esize, (n_hi - n_lo) * 16 * Bw.esize);
+    return;
+  }
+  // ND: each row's ranks are one run; one prefetch per cache line of it (not per 16 ranks: at
+  // 16-bit weights two of those share a line, and every extra prefetch takes a load slot).
+  for (int64_t n = n_lo; n < n_hi; ++n) {
+    const uintptr_t first = reinterpret_cast<uintptr_t>(Bw.base + Bw.off(n, r_lo) * Bw.esize) & ~uintptr_t{63};
+    const uintptr_t end = reinterpret_cast<uintptr_t>(Bw.base + Bw.off(n, r_hi - 1) * Bw.esize);
+    for (uintptr_t a = first; a <= end; a += 64) hwy::Prefetch(reinterpret_cast<const unsigned char*>(a));
+  }
+}
+HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t rank) {
+  PrefetchBRanks(Bw, n_lo, n_hi, 0, rank);
+}
+
+// Lane j of the result = sum over r in [r_lo, r_hi) of z[r] * B row j (rows br, chunk-structured
+// as in WeightRows); r_lo a multiple of kLanes, r_hi - r_lo <= kSegCols (one fp32 chain).
+template <DType TB>
+HWY_INLINE VF ExpandDotChain(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t r_lo,
+                             int64_t r_hi) {
+  const DF df;
+  VF acc[kLanes];
+  for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
+  const int64_t r_full = r_lo + ((r_hi - r_lo) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
+  for (int64_t r = r_lo; r < r_full; r += kLanes) {
+    const VF zv = hn::LoadU(df, z + r);
+    const int64_t boff = (r >> 4) * chunk_step + (r & 15);
+    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(br[j], boff), acc[j]);
+  }
+  if (r_full < r_hi) {  // ragged end of the rank (direct path only; the buffer is padded)
+    const VF zv = hn::LoadU(df, z + r_full);
+    const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
+    for (size_t j = 0; j < kLanes; ++j)
+      acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, r_hi - r_full), acc[j]);
+  }
+  return SumEachToLane(df, acc);
+}
+
+// The same over r < rank, one chain per kSegCols ranks folded into fp64 (ranks > kSegCols:
+// the general API's wide ranks, and x as the rank vector without weight A).  One-row FRACTAL_NZ
+// full blocks of ranks <= kSegCols take NzDotSteps instead (expand_nz-inl.h), with these bits.
+template <DType TB>
+HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
+  if (rank <= kSegCols) return ExpandDotChain<TB>(z, br, chunk_step, 0, rank);
+  HWY_ALIGN double total[kLanes] = {};
+  for (int64_t r0 = 0; r0 < rank; r0 += kSegCols)
+    FoldLanes(ExpandDotChain<TB>(z, br, chunk_step, r0, std::min(rank, r0 + kSegCols)), total);
+  return RoundLanes(total);
+}
+
+#include "kernels/expand_nz-inl.h"  // NOLINT(build/include)
+
+// Outer-product form for tiles with many rows: B's kOpN x R block is widened and transposed
+// once into bt[r][n] (fp32), then every row block accumulates acc[row][n-vector] +=
+// z[row][r] * bt[r][:] -- no horizontal reductions, one broadcast per kOpVecs FMAs.
+constexpr int kOpRows = kLanes >= 16 ? 12 : 4;
+constexpr int kOpVecs = 2;
+constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
+// Fewest rows for which the transposed block pays off over dot products (measured; see
+// bench/notes.md).  A function of the adapter's rank only, so results stay independent of R
+// (per-adapter ranks) and of the thread count.
+HWY_INLINE int64_t OuterMinRows(int64_t rank_p) {
+  return rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : rank_p <= 64 ? 4 : 6;
+}
+constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
+
+struct ExpandCtx {
+  const Problem* p;
+  const Work* w;
+  VF scale;
+  int64_t rank;  // the adapter's ranks (Problem::ranks); B columns past it are not read
+  const unsigned char* ybase;
+  unsigned char* obase;
+  int64_t yes;  // bytes per y (and out) element
+};
+
+// acc[i][v] += z[i][r] * bt[r][v-th vector] for r in [r0, r1) (a function, not a lambda, so
+// that it is always inlined and acc stays in registers).
+template <int kRows>
+HWY_INLINE void OuterChain(const float* bt, const float* const* z, int64_t r0, int64_t r1, VF (*acc)[kOpVecs]) {
+  const DF df;
+  for (int64_t r = r0; r < r1; ++r) {
+    VF bv[kOpVecs];
+    for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
+    for (int i = 0; i < kRows; ++i) {
+      const VF zb = hn::Set(df, z[i][r]);
+      for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::MulAdd(zb, bv[v], acc[i][v]);
+    }
+  }
+}
+
+// Rows [pos_begin, pos_end) over the columns [n_lo, n_hi) of one packed panel: column block
+// cb (kOpN columns from n_lo + cb * kOpN) is bt + cb * pitch.  A row block's z stays in
+// registers and L1 while it sweeps the panel, and its y rows are read as runs of the panel's
+// width (one row block ahead is prefetched as it goes); the panel stays in L2 for every row
+// block.  kFolds: the rank is longer than one chain (kChain): partial chains go to fp64 totals.
+// TY: y's (and out's) dtype.
+template <DType TY, int kRows, bool kFolds>
+void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_t pos_begin, int64_t pos_end,
+                      int64_t n_lo, int64_t n_hi) {
+  const DF df;
+  const Work& w = *c.w;
+  const Problem& p = *c.p;
+  constexpr int64_t yes = static_cast<int64_t>(ElemSize<TY>()), kL = static_cast<int64_t>(kLanes);
+  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRows) {
+    const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
+    const float* z[kRows];
+    for (int i = 0; i < kRows; ++i) z[i] = w.z + (pos0 + std::min(i, rows_valid - 1)) * w.rp;
+    const unsigned char* yrow[kRows];
+    unsigned char* orow[kRows];
+    for (int i = 0; i < rows_valid; ++i) {
+      yrow[i] = c.ybase + w.order[pos0 + i] * p.y.row_stride * yes;
+      orow[i] = c.obase + w.order[pos0 + i] * p.out.row_stride * yes;
+    }
+    const int64_t next_end = std::min<int64_t>(pos_end, pos0 + 2 * kRows);
+    for (int64_t n0 = n_lo, cb = 0; n0 < n_hi; n0 += kOpN, ++cb) {
+      const int64_t valid = std::min<int64_t>(kOpN, n_hi - n0), col = p.y_offset + n0;
+      for (int64_t pos = pos0 + kRows; pos < next_end; ++pos) {  // the next row block's y, these columns
+        const int64_t row = w.order[pos];
+        for (int64_t b = 0; b < kOpN * yes; b += 64) {
+          hwy::Prefetch(c.ybase + (row * p.y.row_stride + col) * yes + b);
+          if (!p.in_place) hwy::Prefetch(c.obase + (row * p.out.row_stride + col) * yes + b);
+        }
+      }
+      // Read this block's y before any of its stores: rows are often 2^k bytes apart, and a
+      // load right after a store to the same address modulo 4 KiB stalls (4K aliasing).
+      HWY_ALIGN float yb[kRows][kOpN];
+      for (int i = 0; i < rows_valid; ++i)
+        for (int v = 0; v < kOpVecs; ++v) {
+          const int64_t lanes = std::min<int64_t>(kL, valid - v * kL);
+          if (lanes == kL) hn::Store(LoadF<TY>(yrow[i], col + v * kL), df, &yb[i][v * kL]);
+          else if (lanes > 0) hn::Store(LoadTailF<TY>(yrow[i], col + v * kL, lanes), df, &yb[i][v * kL]);
+        }
+      const float* btc = bt + cb * pitch;
+      VF acc[kRows][kOpVecs];
+      for (int i = 0; i < kRows; ++i)
+        for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
+      if constexpr (!kFolds) {
+        OuterChain<kRows>(btc, z, 0, c.rank, acc);
+      } else {  // one fp32 chain per kChain ranks, each folded into total
+        HWY_ALIGN double total[kRows][kOpN] = {};
+        for (int64_t r0 = 0; r0 < c.rank; r0 += internal::kChain) {
+          OuterChain<kRows>(btc, z, r0, std::min(c.rank, r0 + internal::kChain), acc);
+          for (int i = 0; i < kRows; ++i)
+            for (int v = 0; v < kOpVecs; ++v) {
+              FoldLanes(acc[i][v], &total[i][v * kLanes]);
+              acc[i][v] = hn::Zero(df);
+            }
+        }
+        for (int i = 0; i < kRows; ++i)
+          for (int v = 0; v < kOpVecs; ++v) acc[i][v] = RoundLanes(&total[i][v * kLanes]);
+      }
+      for (int i = 0; i < rows_valid; ++i)
+        for (int v = 0; v < kOpVecs; ++v) {
+          const int64_t lanes = std::min<int64_t>(kL, valid - v * kL);
+          const VF r = hn::MulAdd(acc[i][v], c.scale, hn::Load(df, &yb[i][v * kL]));
+          if (lanes == kL) StoreF<TY>(r, orow[i], col + v * kL);
+          else if (lanes > 0) StoreTailF<TY>(r, orow[i], col + v * kL, lanes);
+        }
+    }
+  }
+}
+
+// Full blocks of kOpRows rows, then the rest in blocks of 4 (a short block would otherwise
+// compute duplicated rows: 16 rows in 12-row blocks waste a third of the FMAs).
+template <DType TY>
+void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pitch, int64_t pos_begin, int64_t pos_end,
+                 int64_t n_lo, int64_t n_hi) {
+  constexpr int kSmall = kOpRows < 4 ? kOpRows : 4;
+  const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kOpRows) * kOpRows;
+  const bool folds = c.rank > internal::kChain;
+  if (full_end > pos_begin)
+    (folds ? ExpandOuterBlock<TY, kOpRows, true> : ExpandOuterBlock<TY, kOpRows, false>)(c, bt, pitch, pos_begin,
+                                                                                       full_end, n_lo, n_hi);
+  if (full_end < pos_end)
+    (folds ? ExpandOuterBlock<TY, kSmall, true> : ExpandOuterBlock<TY, kSmall, false>)(c, bt, pitch, full_end, pos_end,
+                                                                                     n_lo, n_hi);
+}
+
+// bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one), r < R
+// (the adapter's rank: B columns past it are not read; rows up to the next vector are zeros).
+// Each kLanes x kLanes tile goes from the loads straight through the register transpose: a
+// vector of one B row's ranks is one piece of a chunk in either layout.
+template <DType TB>
+void PackTransposed(const WeightRows& Bw, int64_t R, int64_t n0, int64_t n_end, float* bt) {
+  const DF df;
+  constexpr int64_t kL = static_cast<int64_t>(kLanes), kEs = static_cast<int64_t>(ElemSize<TB>());
+  const bool nz = Bw.nz();
+  // Prefetch the block kPackAhead blocks ahead, the same tile as this one, spread over the
+  // tiles (a burst of a whole block would overflow the miss buffers, and the surplus
+  // prefetches would be dropped).  In FRACTAL_NZ a tile's rows are one contiguous run.
+  const int64_t ahead = n0 + kPackAhead * kOpN;
+  const unsigned char* src[kOpN];
+  for (int64_t j = 0; j < kOpN; ++j) src[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));
+  for (int64_t r0 = 0; r0 < R; r0 += kL) {
+    const int64_t boff = (r0 >> 4) * Bw.chunk_step + (r0 & 15);
+    for (int64_t half = 0; half < kOpVecs; ++half) {
+      const int64_t a0 = ahead + half * kL;
+      if (nz && a0 < n_end && (r0 & 15) == 0)
+        PrefetchLines(Bw.base + Bw.off(a0, r0) * kEs, std::min<int64_t>(kL, n_end - a0) * 16 * kEs);
+      else if (!nz && r0 % (64 / kEs) == 0) {
+        for (int64_t i = 0; i < kL && a0 + i < n_end; ++i) hwy::Prefetch(Bw.base + Bw.off(a0 + i, r0) * kEs);
+      }
+      VF in[kLanes], out[kLanes];
+      const unsigned char* const* rows = src + half * kL;
+      if (r0 + kL <= R) {
+        for (int64_t i = 0; i < kL; ++i) in[i] = LoadF<TB>(rows[i], boff);
+      } else {
+        for (int64_t i = 0; i < kL; ++i) in[i] = LoadTailF<TB>(rows[i], boff, R - r0);
+      }
+      Transpose(df, in, out);
+      for (int64_t m = 0; m < kL; ++m) hn::Store(out[m], df, bt + (r0 + m) * kOpN + half * kL);
+    }
+  }
+}
+
+// The dot-product path: tiles with fewer rows than the outer product pays for, and decode.
+// The y/out dtype is fixed at compile time (out has y's dtype): at small ranks a per-block
+// dtype switch cost as much as the FMAs.  Widening B once pays when several rows reuse it; a
+// single row streams it directly.
+template <DType TB, DType TY, bool kOneRow>
+void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, int64_t pos_end, int64_t n_begin,
+                   int64_t n_end) {
+  const DF df;
+  const Problem& p = *c.p;
+  const Work& w = *c.w;
+  constexpr int64_t kL = static_cast<int64_t>(kLanes), yes = ElemSize<TY>();
+  const int64_t rank = c.rank, rank_p = (rank + 15) & ~int64_t{15};
+  const bool widen_b = !kOneRow && rank_p <= kBBuf;
+  HWY_ALIGN float bf[kOneRow ? 1 : kLanes * kBBuf];  // the block of B, widened: kLanes rows of rank_p
+  auto y_row = [&](int64_t pos) { return c.ybase + w.order[pos] * p.y.row_stride * yes; };
+  auto out_row = [&](int64_t pos) { return c.obase + w.order[pos] * p.out.row_stride * yes; };
+  const unsigned char* const y0 = y_row(pos_begin);  // one row: its pointers once
+  unsigned char* const o0 = out_row(pos_begin);
+  // Columns [n0, n0 + kL) of every row of the tile; kFull: all kL of them are in the slice.
+  auto block = [&](int64_t n0, const unsigned char** br, auto full) {  // br: rewritten if widened
+    constexpr bool kFull = decltype(full)::value;
+    if (widen_b) {
+      for (int64_t j = 0; j < kL; ++j) {
+        float* dst = bf + j * rank_p;
+        for (int64_t r = 0; r < rank_p; r += kL) {
+          const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
+          hn::Store(r < rank ? LoadUpToF<TB>(br[j], boff, rank - r) : hn::Zero(df), df, dst + r);
+        }
+        br[j] = reinterpret_cast<const unsigned char*>(dst);
+      }
+    }
+    const int64_t col = p.y_offset + n0;
+    for (int64_t pos = pos_begin; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
+      const float* z = w.z + pos * w.rp;
+      const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, rank_p) : ExpandDot<TB>(z, br, Bw.chunk_step, rank);
+      const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
+      unsigned char* orow = kOneRow ? o0 : out_row(pos);
+      if constexpr (kFull) {
+        StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(yrow, col)), orow, col);
+      } else {
+        const int64_t valid = n_end - n0;
+        StoreTailF<TY>(hn::MulAdd(d, c.scale, LoadTailF<TY>(yrow, col, valid)), orow, col, valid);
+      }
+    }
+  };
+  // B rows ahead (PrefetchRowsAhead): a block's dot products take far less than a DRAM round trip.
+  const int64_t ahead_rows = PrefetchRowsAhead(Bw);
+  int64_t n0 = n_begin;
+  if (kOneRow && Bw.nz() && rank > 0 && rank <= kSegCols) {  // full blocks skewed (expand_nz-inl.h)
+    const int64_t blocks = (n_end - n_begin) / kL;
+    const float* z = w.z + pos_begin * w.rp;
+    ExpandOneRowNz<TB>(df, z, Bw, rank, n_begin, blocks, ahead_rows, [&](int64_t nb, VF d) {
+      const int64_t col = p.y_offset + nb;
+      StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(y0, col)), o0, col);
+    });
+    n0 += blocks * kL;
+  } else {
+    PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
+  }
+  const int64_t rs = Bw.row_step * Bw.esize;
+  const unsigned char* br[kL];
+  for (; n0 + kL <= n_end; n0 += kL) {
+    if (n0 + ahead_rows < n_end)
+      PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(n_end, n0 + ahead_rows + kL), rank);
+    for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(n0) + j * rs;
+    block(n0, br, std::true_type{});
+  }
+  if (n0 == n_end) return;
+  for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));  // repeat the last
+  block(n0, br, std::false_type{});
+}
+
+template <DType TB>
+void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t n_begin,
+             int64_t n_end) {
+  const Problem& p = *w.p;
+  const DF df;
+  const WeightRows Bw = Rows(p.b, p.H2, adapter);
+  ExpandCtx c;
+  c.p = &p;
+  c.w = &w;
+  // Per-adapter rank and scale (Problem::ranks / scales).  The path choices below depend on
+  // the rank, not on R: a rank-limited adapter gives the same bits as a tensor of that rank.
+  const int64_t rank = detail::rank_of(p, adapter);
+  const int64_t rank_p = (rank + 15) & ~int64_t{15};  // <= w.rp; z is zero in [rank, w.rp)
+  c.rank = rank;
+  c.scale = hn::Set(df, static_cast<float>(detail::scale_of(p, adapter)));
+  c.yes = static_cast<int64_t>(model::element_size(p.y.dtype));  // out has y's dtype (validation)
+  c.ybase = static_cast<const unsigned char*>(p.y.base);
+  c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
+  if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)) {
+    // Panels of as many kOpN-column blocks as the buffer holds at this rank (R=64: 8 blocks),
+    // each packed once and swept by every row block of the tile.
+    HWY_ALIGN float bt[kOpN * kBBuf];  // 64 KiB
+    const int64_t pitch = rank_p * kOpN, panel = std::max<int64_t>(1, kBBuf / std::max<int64_t>(16, rank_p)) * kOpN;  // rank 0: B unread
+    for (int64_t np = n_begin; np < n_end; np += panel) {
+      const int64_t np_end = std::min(n_end, np + panel);
+      for (int64_t n0 = np, cb = 0; n0 < np_end; n0 += kOpN, ++cb) PackTransposed<TB>(Bw, rank, n0, n_end, bt + cb * pitch);
+      model::visit_float(p.y.dtype, [&](auto ty) { ExpandOuter<decltype(ty)::value>(c, bt, pitch, pos_begin, pos_end, np, np_end); });
+    }
+    return;
+  }
+  // Dot path: the tile's y (and out) lines are touched 64 bytes at a time, row after row --
+  // too scattered for the hardware prefetcher, so request them up front.  (The outer-product
+  // path prefetches per row block instead.)
+  for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
+    const int64_t row = w.order[pos];
+    const unsigned char* yrow = c.ybase + (row * p.y.row_stride + p.y_offset) * c.yes;
+    const unsigned char* orow = c.obase + (row * p.out.row_stride + p.y_offset) * c.yes;
+    for (int64_t n = n_begin; n < n_end; n += 64 / c.yes) hwy::Prefetch(yrow + n * c.yes);
+    if (!p.in_place)
+      for (int64_t n = n_begin; n < n_end; n += 64 / c.yes) hwy::Prefetch(orow + n * c.yes);
+  }
+  const bool one = pos_end - pos_begin == 1;  // decode: B streamed, no widening, one row
+  model::visit_float(p.y.dtype, [&](auto ty) {
+    constexpr DType TY = decltype(ty)::value;
+    (one ? ExpandDotRows<TB, TY, true> : ExpandDotRows<TB, TY, false>)(c, Bw, pos_begin, pos_end, n_begin, n_end);
+  });
+}
+
+void Expand(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, int64_t ne) {
+  model::visit_float(w.p->b.dtype, [&](auto tb) { ExpandT<decltype(tb)::value>(w, pb, pe, adapter, nb, ne); });
+}
+
