@@ -1,5 +1,5 @@
-// Scheduler: chooses the SIMD target, owns the persistent thread pool, groups rows by adapter
-// and splits the work into tasks (see work.h).  Determinism: every output element and every
+// Scheduler: groups rows by adapter and splits the work into tasks (see work.h), run on the
+// SIMD target (targets.cc) and the shared pool (thread_pool.cc) of this machine.  Determinism: every output element and every
 // partial sum is computed by exactly one task with a fixed loop order, and K chunks depend on
 // H1 only, so results are bitwise identical whatever the thread count or scheduling.
 #include <algorithm>
@@ -110,63 +110,6 @@ int64_t zpart_rows(const Problem& p) {
 int64_t zpart_bytes(const Problem& p) { return align64(zpart_rows(p) * round16(p.R) * 8); }
 int64_t z_bytes(const Problem& p) { return align64(p.B * round16(p.R) * 4); }
 int64_t slice_bytes(const Problem& p) { return zpart_bytes(p) + z_bytes(p); }
-
-// ---- SIMD target choice -------------------------------------------------------------------
-
-std::atomic<const TargetKernels*> g_forced{nullptr};
-
-const TargetKernels* by_name(const char* name) {
-  for (const TargetKernels* t : internal::supported_targets())
-    if (strcasecmp(t->name, name) == 0) return t;
-  // EMU128 and SCALAR both mean "the portable baseline target".
-  if (strcasecmp(name, "EMU128") == 0 || strcasecmp(name, "SCALAR") == 0)
-    return internal::supported_targets().back();
-  return nullptr;
-}
-
-const TargetKernels* automatic_target() {
-  static const TargetKernels* chosen = [] {
-    const auto all = internal::supported_targets();
-    const char* env = std::getenv("ADDLORA_SIMD_TARGET");
-    if (env && *env) {
-      if (const TargetKernels* t = by_name(env)) return t;
-      std::fprintf(stderr, "addlora: ADDLORA_SIMD_TARGET=%s is not available here; using %s\n", env,
-                   all.front()->name);
-    }
-    return all.front();
-  }();
-  return chosen;
-}
-
-const TargetKernels* current_target() {
-  const TargetKernels* f = g_forced.load();
-  return f ? f : automatic_target();
-}
-
-// ---- thread pool --------------------------------------------------------------------------
-
-struct Pool {
-  std::shared_mutex mu;  // execute() shares it; resizing takes it exclusively
-  std::unique_ptr<ThreadPool> pool;
-
-  Pool() {
-    int n = static_cast<int>(std::thread::hardware_concurrency());
-    if (const char* env = std::getenv("ADDLORA_NUM_THREADS")) {
-      const int v = std::atoi(env);
-      if (v > 0) n = v;
-    }
-    resize_locked(n < 1 ? 1 : n);
-  }
-  void resize_locked(int n) {
-    pool.reset();
-    pool = std::make_unique<ThreadPool>(n);
-  }
-};
-
-Pool& pool() {
-  static Pool* p = new Pool();  // never destroyed: safe for calls during static destruction
-  return *p;
-}
 
 template <class F>
 void parallel_for(ThreadPool* tp, int64_t n, F& f) {
@@ -405,8 +348,8 @@ void execute(const Problem* ps, size_t n, void* workspace) {
       return;
     }
   const Problem& p0 = ps[0];
-  const TargetKernels* kt = current_target();
-  Pool& pl = pool();
+  const TargetKernels* kt = internal::current_target();
+  SharedPool& pl = shared_pool();
   std::shared_lock<std::shared_mutex> lock(pl.mu);
   char* ws = static_cast<char*>(workspace);
   const int64_t W = max_adapters(ps, n);
@@ -459,35 +402,4 @@ void execute(const Problem* ps, size_t n, void* workspace) {
 
 void execute(const Problem& p, void* workspace) { execute(&p, 1, workspace); }
 
-void set_num_threads(int n) {
-  Pool& pl = pool();
-  std::unique_lock<std::shared_mutex> lock(pl.mu);
-  pl.resize_locked(n < 1 ? 1 : n);
-}
-
-int num_threads() {
-  Pool& pl = pool();
-  std::shared_lock<std::shared_mutex> lock(pl.mu);
-  return pl.pool->threads();
-}
-
-const char* simd_target() { return current_target()->name; }
-
-namespace internal {
-
-bool force_simd_target(const char* name) {
-  if (!name || !*name) { g_forced = nullptr; return true; }
-  const TargetKernels* t = by_name(name);
-  if (!t) return false;
-  g_forced = t;
-  return true;
-}
-
-std::vector<std::string> available_simd_targets() {
-  std::vector<std::string> names;
-  for (const TargetKernels* t : supported_targets()) names.emplace_back(t->name);
-  return names;
-}
-
-}  // namespace internal
 }  // namespace addlora::kernels

@@ -76,7 +76,7 @@ template <DType T, class D = DF>
 HWY_INLINE hn::Vec<D> LoadTailF(const void* base, int64_t off, int64_t count) {
   alignas(64) unsigned char buf[64] = {};
   std::memcpy(buf, static_cast<const unsigned char*>(base) + off * ElemSize<T>(),
-              static_cast<size_t>(count) * ElemSize<T>());
+              std::min<size_t>(sizeof buf, static_cast<size_t>(count) * ElemSize<T>()));
   return LoadF<T, D>(buf, 0);
 }
 
@@ -115,8 +115,9 @@ template <DType T, class D = DF>
 HWY_INLINE void StoreTailF(hn::Vec<D> v, void* base, int64_t off, int64_t count) {
   alignas(64) unsigned char buf[64];
   StoreF<T, D>(v, buf, 0);
+  // count < kLanes, so at most 60 bytes; the min() tells the compiler so.
   std::memcpy(static_cast<unsigned char*>(base) + off * ElemSize<T>(), buf,
-              static_cast<size_t>(count) * ElemSize<T>());
+              std::min<size_t>(sizeof buf, static_cast<size_t>(count) * ElemSize<T>()));
 }
 
 // min(count, kLanes) elements at base+off (zeros after); reads only those elements.

@@ -2,6 +2,9 @@
 #include "kernels/thread_pool.h"
 
 #include <chrono>
+#include <cstdlib>
+
+#include "kernels/kernels.h"
 
 namespace addlora::kernels {
 
@@ -85,6 +88,33 @@ void ThreadPool::worker_loop() {
       inside_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
+}
+
+SharedPool& shared_pool() {
+  static SharedPool* p = [] {
+    auto* sp = new SharedPool;
+    int n = static_cast<int>(std::thread::hardware_concurrency());
+    if (const char* env = std::getenv("ADDLORA_NUM_THREADS")) {
+      const int v = std::atoi(env);
+      if (v > 0) n = v;
+    }
+    sp->pool = std::make_unique<ThreadPool>(n < 1 ? 1 : n);
+    return sp;
+  }();
+  return *p;
+}
+
+void set_num_threads(int n) {
+  SharedPool& sp = shared_pool();
+  std::unique_lock<std::shared_mutex> lock(sp.mu);
+  sp.pool.reset();  // the old workers go before the new ones start
+  sp.pool = std::make_unique<ThreadPool>(n < 1 ? 1 : n);
+}
+
+int num_threads() {
+  SharedPool& sp = shared_pool();
+  std::shared_lock<std::shared_mutex> lock(sp.mu);
+  return sp.pool->threads();
 }
 
 }  // namespace addlora::kernels

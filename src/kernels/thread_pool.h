@@ -11,7 +11,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
@@ -49,5 +51,14 @@ class ThreadPool {
   std::atomic<int> inside_{0};  // workers currently holding job_
   std::vector<std::thread> workers_;
 };
+
+// The library's one pool.  execute() holds `mu` shared while it uses `pool`; set_num_threads
+// (kernels.h) replaces the pool under it exclusively.  Default size: ADDLORA_NUM_THREADS, else
+// the hardware threads.  Never destroyed: safe for calls during static destruction.
+struct SharedPool {
+  std::shared_mutex mu;
+  std::unique_ptr<ThreadPool> pool;
+};
+SharedPool& shared_pool();
 
 }  // namespace addlora::kernels

@@ -60,6 +60,10 @@ struct TargetKernels {
 // Per-target kernel tables compiled into this build and supported by this CPU, best first.
 std::vector<const TargetKernels*> supported_targets();
 
+// The table execute() uses now: the forced one (below), else ADDLORA_SIMD_TARGET if available,
+// else the best supported (targets.cc).
+const TargetKernels* current_target();
+
 // Test hook: run subsequent execute() calls on the named target ("" or nullptr = automatic
 // choice, which honours ADDLORA_SIMD_TARGET).  Returns false if that target is not
 // available here (the choice is then unchanged).
