@@ -89,7 +89,45 @@ HWY_INLINE int64_t OuterMinRows(int64_t rank_p) {
 }
 constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
 
+// Byte runs prefetched a few lines per step as the work proceeds: the next column tile's B
+// while this tile computes (a burst would overflow the miss buffers, and the surplus would be
+// dropped).  Whichever core takes that tile finds the lines in this core's L2 or the L3.
+struct RunPrefetch {
+  static constexpr int kMaxRuns = static_cast<int>(kBBuf / 16);
+  uintptr_t at[kMaxRuns], end[kMaxRuns];
+  int n = 0, cur = 0;
+  int64_t per_step = 1;
+  void add(const unsigned char* p, int64_t bytes) {
+    if (n == kMaxRuns || bytes <= 0) return;
+    at[n] = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
+    end[n++] = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes);
+  }
+  void spread(int64_t steps) {
+    int64_t lines = 0;
+    for (int i = 0; i < n; ++i) lines += static_cast<int64_t>((end[i] - at[i] + 63) / 64);
+    per_step = std::max<int64_t>(1, (lines + steps - 1) / std::max<int64_t>(1, steps));
+  }
+  HWY_INLINE void step() {
+    for (int64_t k = 0; k < per_step && cur < n; ++k) {
+      hwy::Prefetch(reinterpret_cast<const unsigned char*>(at[cur]));
+      if ((at[cur] += 64) >= end[cur]) ++cur;
+    }
+  }
+};
+
+// B rows [n_lo, n_hi) of ranks [0, rank) as runs: in FRACTAL_NZ one run per 16-rank chunk, in
+// ND one run over the rows (ranks past `rank` included, when the adapter's rank is below R).
+HWY_INLINE void AddBRuns(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t rank, RunPrefetch* rp) {
+  if (n_lo >= n_hi || rank <= 0) return;
+  if (Bw.nz()) {
+    for (int64_t r = 0; r < rank; r += 16) rp->add(Bw.base + Bw.off(n_lo, r) * Bw.esize, (n_hi - n_lo) * 16 * Bw.esize);
+    return;
+  }
+  rp->add(Bw.row(n_lo), ((n_hi - 1 - n_lo) * Bw.row_step + rank) * Bw.esize);
+}
+
 struct ExpandCtx {
+  RunPrefetch* ahead = nullptr;  // stepped once per block of the outer-product sweep
   const Problem* p;
   const Work* w;
   VF scale;
@@ -157,6 +195,7 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
           else if (lanes > 0) hn::Store(LoadTailF<TY>(yrow[i], col + v * kL, lanes), df, &yb[i][v * kL]);
         }
       const float* btc = bt + cb * pitch;
+      if (c.ahead) c.ahead->step();
       VF acc[kRows][kOpVecs];
       for (int i = 0; i < kRows; ++i)
         for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
@@ -301,8 +340,8 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   const int64_t rs = Bw.row_step * Bw.esize;
   const unsigned char* br[kL];
   for (; n0 + kL <= n_end; n0 += kL) {
-    if (n0 + ahead_rows < n_end)
-      PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(n_end, n0 + ahead_rows + kL), rank);
+    if (n0 + ahead_rows < p.S)
+      PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(p.S, n0 + ahead_rows + kL), rank);  // on into the next tile
     for (int64_t j = 0; j < kL; ++j) br[j] = Bw.row(n0) + j * rs;
     block(n0, br, std::true_type{});
   }
@@ -333,7 +372,11 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
     // Panels of as many kOpN-column blocks as the buffer holds at this rank (R=64: 8 blocks),
     // each packed once and swept by every row block of the tile.
     HWY_ALIGN float bt[kOpN * kBBuf];  // 64 KiB
-    const int64_t pitch = rank_p * kOpN, panel = std::max<int64_t>(1, kBBuf / std::max<int64_t>(16, rank_p)) * kOpN;  // rank 0: B unread
+    const int64_t pitch = rank_p * kOpN, panel = std::max<int64_t>(1, kBBuf / std::max<int64_t>(16, rank_p)) * kOpN;
+    RunPrefetch next;  // the next column tile (as wide as this one) of this adapter's B
+    AddBRuns(Bw, n_end, std::min<int64_t>(p.S, 2 * n_end - n_begin), rank, &next);
+    next.spread(((pos_end - pos_begin + kOpRows - 1) / kOpRows + 1) * ((n_end - n_begin + kOpN - 1) / kOpN));
+    c.ahead = &next;  // rank 0: B unread
     for (int64_t np = n_begin; np < n_end; np += panel) {
       const int64_t np_end = std::min(n_end, np + panel);
       for (int64_t n0 = np, cb = 0; n0 < np_end; n0 += kOpN, ++cb) PackTransposed<TB>(Bw, rank, n0, n_end, bt + cb * pitch);
