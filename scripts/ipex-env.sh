@@ -14,6 +14,7 @@
 # when it cannot.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/venv-common.sh"
 venv="${ADDLORA_IPEX_VENV:-/var/cache/addlora/venv-ipex2.8}"
 version="${ADDLORA_IPEX_VERSION:-2.8.0}"
 min_free_gb="${ADDLORA_IPEX_MIN_FREE_GB:-2}"
@@ -38,19 +39,10 @@ EOF
 )
 }
 
-parent="$(dirname "$venv")"
-mkdir -p "$parent"
 # One creator at a time (a lock of its own; the torch venv's lock is not held meanwhile).
-exec 9>"$venv.lock"
-flock 9
+venv_lock "$venv"
 if ! have_ipex; then
-  free_kb="$(df -Pk "$parent" | awk 'NR == 2 {print $4}')"
-  need_kb=$((min_free_gb * 1024 * 1024))
-  if [ "$free_kb" -lt "$need_kb" ]; then
-    echo "ipex-env: need ${min_free_gb} GB free in $parent for intel-extension-for-pytorch==$version," \
-         "have $((free_kb / 1024 / 1024)) GB; free space or set ADDLORA_IPEX_VENV elsewhere" >&2
-    exit 1
-  fi
+  venv_need_free_gb "$(dirname "$venv")" "$min_free_gb" ipex-env "intel-extension-for-pytorch==$version" ADDLORA_IPEX_VENV
   # Same interpreter as the torch venv (its extension modules are built for it).  No
   # --system-site-packages: that would expose the distribution's packages (e.g. Debian's torch
   # 1.13) instead of the torch venv's.
