@@ -7,6 +7,7 @@ data and splits.  Run under the venv of scripts/ipex-env.sh (see bench/peers/REA
 
     PYTHONPATH=build/torch2-site $PY bench/peers/ipex_sgmv_check.py
 """
+import signal
 import subprocess
 import sys
 
@@ -64,8 +65,10 @@ def main():
                                capture_output=True, text=True)
             line = [ln for ln in r.stdout.splitlines() if ln.startswith(which)]
             if r.returncode or not line:
-                err = (r.stderr.strip().splitlines() or ["?"])[-1]
-                print(f"{which:8s} lengths {str(lens):14s} process died (exit {r.returncode}): {err}")
+                how = signal.Signals(-r.returncode).name if r.returncode < 0 else f"exit {r.returncode}"
+                # glibc's last words on an abort (e.g. "free(): invalid next size"); a SIGSEGV has none
+                err = r.stderr.strip().splitlines()[-1:] if r.returncode == -signal.SIGABRT else []
+                print(f"{which:8s} lengths {str(lens):14s} process died ({how}){': ' + err[-1] if err else ''}")
             else:
                 print(line[0])
 
