@@ -8,6 +8,7 @@
 # Prints the venv's python path on the last line of stdout; exits non-zero with a message
 # when it cannot (not enough disk, no network).
 set -euo pipefail
+. "$(dirname "$0")/venv-common.sh"
 venv="${ADDLORA_TORCH2_VENV:-/var/cache/addlora/venv-torch2.8}"
 version="${ADDLORA_TORCH2_VERSION:-2.8.0}"
 min_free_gb="${ADDLORA_TORCH2_MIN_FREE_GB:-12}"
@@ -18,19 +19,10 @@ have_torch() {
   [ -x "$py" ] && "$py" -c "import sys, torch; sys.exit(0 if torch.__version__.split('+')[0] == '$version' else 1)" 2>/dev/null
 }
 
-parent="$(dirname "$venv")"
-mkdir -p "$parent"
 # One creator at a time (several checkouts on one CI machine share the venv).
-exec 9>"$venv.lock"
-flock 9
+venv_lock "$venv"
 if ! have_torch; then
-  free_kb="$(df -Pk "$parent" | awk 'NR == 2 {print $4}')"
-  need_kb=$((min_free_gb * 1024 * 1024))
-  if [ "$free_kb" -lt "$need_kb" ]; then
-    echo "torch2-env: need ${min_free_gb} GB free in $parent for torch==$version and its wheels," \
-         "have $((free_kb / 1024 / 1024)) GB; free space or set ADDLORA_TORCH2_VENV elsewhere" >&2
-    exit 1
-  fi
+  venv_need_free_gb "$(dirname "$venv")" "$min_free_gb" torch2-env "torch==$version and its wheels" ADDLORA_TORCH2_VENV
   [ -x "$py" ] || /usr/bin/python3 -m venv "$venv"
   # pip's wheel cache would double the disk use; the venv itself is the cache.
   "$py" -m pip install "${pip_flags[@]}" --no-cache-dir "torch==$version" numpy pytest \

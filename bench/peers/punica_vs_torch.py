@@ -1,46 +1,21 @@
 """addlora.punica against the plain-torch punica semantics a CPU deployment runs today.
 
-The torch peer is written here from the ops' definition (gather each token's adapter weights,
-one batched matmul, add into the output), in the style of a CPU fallback: it copies R x H weights
-per token.  Decode-like shapes (one token per row).  torch 1.x has no fp16 matmul on the CPU, so
-the peer runs in fp32 there; addlora runs in fp16 weights / fp32 buffer as vLLM uses it.
+The torch peer (bench/peers/common.py) gathers each token's adapter weights, one batched
+contraction, adds into the output, in the style of a CPU fallback: it copies R x H weights per
+token; rows with index -1 are skipped as punica defines it.  Decode-like shapes (one token per
+row).  torch 1.x has no fp16 matmul on the CPU, so the peer runs in fp32 there; addlora runs
+in fp16 weights / fp32 buffer as vLLM uses it.
 
     python bench/peers/punica_vs_torch.py [--repeats 7] [--threads N]
 """
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 
 import addlora
 from addlora import punica
-
-
-def peer_shrink(x, w, out, idx, scale):
-    sel = w[idx.clamp(0, w.shape[0] - 1)]                       # [B, R, H] per-token copy
-    res = scale * torch.bmm(sel, x.unsqueeze(2)).squeeze(2)
-    keep = ((idx >= 0) & (idx < w.shape[0])).unsqueeze(1)
-    out[:, :res.shape[1]] = torch.where(keep, res, out[:, :res.shape[1]])
-
-
-def peer_expand(z, w, out, idx):
-    sel = w[idx.clamp(0, w.shape[0] - 1)]                       # [B, H, R]
-    res = torch.bmm(sel, z.unsqueeze(2)).squeeze(2)
-    keep = ((idx >= 0) & (idx < w.shape[0])).unsqueeze(1)
-    out += torch.where(keep, res, torch.zeros_like(res)).to(out.dtype)
-
-
-def median_ms(fn, repeats, inner):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner * 1e3)
-    return statistics.median(times)
+from common import gather_expand, gather_shrink, median_ms
 
 
 def main():
@@ -68,8 +43,8 @@ def main():
         zp, yp = torch.zeros(B, R, dtype=peer_dtype), torch.zeros(B, H, dtype=peer_dtype)
         inner = max(1, 200 // B)
         rows = [
-            ("shrink", lambda: punica.bgmv_shrink(x, wa, z, idx, 0.5), lambda: peer_shrink(xp, wap, zp, idx, 0.5)),
-            ("expand", lambda: punica.bgmv_expand(z, wb, y, idx, True), lambda: peer_expand(zp, wbp, yp, idx)),
+            ("shrink", lambda: punica.bgmv_shrink(x, wa, z, idx, 0.5), lambda: gather_shrink(xp, wap, zp, idx, 0.5, skip_invalid=True)),
+            ("expand", lambda: punica.bgmv_expand(z, wb, y, idx, True), lambda: gather_expand(zp, wbp, yp, idx, skip_invalid=True)),
         ]
         for name, ours, theirs in rows:
             a = median_ms(ours, args.repeats, inner)
