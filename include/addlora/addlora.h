@@ -125,6 +125,7 @@ class Plan {
  private:
   std::unique_ptr<Impl> impl_;
   friend Status make_plan(const Arguments*, size_t, Rules, Plan*, Error&);
+  friend struct PlanAccess;  // the library's own calls (shrink) reach Impl through it
 };
 
 // Validates `args` under `rules` and builds a plan.  On failure returns the status and, if

@@ -132,6 +132,8 @@ Status Plan::Impl::rebuild(Error* error) {
     built.push_back(detail::build_problem(a, shape));
   }
   if (Status st = check_disjoint_columns(built, error); st != Status::ok) return st;
+  if (shrink_only)
+    for (detail::Problem& p : built) detail::to_shrink_only(&p);
   // Slices after the first update out in place: y has been copied to out by the first.
   for (size_t k = 1; k < built.size(); ++k) {
     built[k].y = built[k].out;
@@ -142,5 +144,20 @@ Status Plan::Impl::rebuild(Error* error) {
   workspace = ws;
   return Status::ok;
 }
+
+namespace detail {
+
+void to_shrink_only(Problem* p) {
+  const int64_t rank = p->H2;  // weight_a's R
+  p->has_a = true;
+  p->a = p->b;                 // [W, R, H1] as the expand's [W, H2, rank]: the same descriptor
+  p->H1 = p->R;                // the expand's rank was x's width
+  p->R = rank;
+  p->H2 = rank;
+  p->S = rank;
+  p->shrink_only = true;
+}
+
+}  // namespace detail
 
 }  // namespace addlora

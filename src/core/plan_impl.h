@@ -15,13 +15,24 @@ struct Plan::Impl {
   Rules rules = Rules::general;
   std::vector<detail::Problem> problems;
   uint64_t workspace = 0;
+  // Made by shrink(): the slice was validated as an expand of x by weight_a (rank H1), and
+  // each rebuild turns its Problem into the shrink it stands for (detail::to_shrink_only).
+  bool shrink_only = false;
   // Validates the slices and rebuilds problems/workspace; leaves them untouched on failure,
   // then fills `error` (when non-null).
   Status rebuild(Error* error);
 };
 
+struct PlanAccess {
+  static Plan::Impl* impl(Plan& p) { return p.impl_.get(); }
+};
+
 namespace detail {
 Problem build_problem(const Arguments& a, const Shape& s);
+// The Problem of "x expanded by weight_a [W, L, R, H1] into z" (how shrink() validates) as
+// the shrink it means: weight_a becomes A over H1, the rank is R, and z = y + scale * x.Aᵀ is
+// written through the expand's epilogue.
+void to_shrink_only(Problem* p);
 }
 
 }  // namespace addlora

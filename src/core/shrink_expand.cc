@@ -1,8 +1,10 @@
 // Shrink only and expand only (include/addlora/addlora.h, ShrinkArguments / ExpandArguments):
-// both are add_lora calls with no weight_a, planned and run by the ordinary machinery.
+// both are validated as add_lora calls with no weight_a, by the ordinary machinery.
 //
-//   shrink: x is the "rank vector", weight_a [W, L, R, H1] plays weight_b (H2 = R, rank = H1),
-//           z is y and out at once (in place), so only z[b, :R] of rows with an adapter is touched.
+//   shrink: validated as x the "rank vector", weight_a [W, L, R, H1] playing weight_b (H2 = R,
+//           rank = H1), z as y and out at once (in place), so only z[b, :R] of rows with an
+//           adapter is touched; then run as a shrink (the kernels' shrink phase, then
+//           z = y + scale * x.Aᵀ: Problem::shrink_only).
 //   expand: z is x (rank vector), out is y and out at once (in place).
 //
 // Overwrite (accumulate = false) first zeroes the written slice of the rows with an adapter,
@@ -20,6 +22,7 @@
 
 #include "addlora/addlora.h"
 #include "core/fault.h"
+#include "core/plan_impl.h"
 #include "core/rename.h"
 
 namespace addlora {
@@ -75,9 +78,17 @@ void zero_rows(const TensorView& out, const TensorView& idx, int64_t W, int64_t 
 // Plans `a` (in place on a.out), allocates the workspace, optionally zeroes the written slice,
 // runs.  Messages from validation are renamed with `names`.
 Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
-                    const std::pair<const char*, const char*>* names, size_t n_names, Error& message) {
+                    const std::pair<const char*, const char*>* names, size_t n_names, Error& message,
+                    bool shrink_only = false) {
   Plan plan;
-  const Status st = make_plan(a, Rules::general, &plan, message);
+  Status st = make_plan(a, Rules::general, &plan, message);
+  if (st == Status::ok && shrink_only) {  // validated as the expand; run as the shrink it means
+    Plan::Impl* impl = PlanAccess::impl(plan);
+    impl->shrink_only = true;
+    Error e;
+    st = impl->rebuild(&e);
+    if (st != Status::ok) message = e;
+  }
   if (st != Status::ok) {
     // add_lora's aliasing note is about its y / out pair, which is one tensor here.  (Only the
     // text is reworded for this call's names; status and kind are kept as data.)
@@ -193,7 +204,7 @@ Status shrink(const ShrinkArguments& s, Error& message) {
   a.precision = s.precision;
   static const std::pair<const char*, const char*> names[] = {
       {"weightB", "weight_a"}, {"y", "z"}, {"out", "z"}, {"H2", "R"}, {"R", "H1"}, {"yOffset", "offset"}};
-  return plan_and_run(a, !s.accumulate, W, R, names, sizeof names / sizeof names[0], message);
+  return plan_and_run(a, !s.accumulate, W, R, names, sizeof names / sizeof names[0], message, /*shrink_only=*/true);
 }
 
 Status expand(const ExpandArguments& e, Error& message) {

@@ -3,6 +3,7 @@
 // partial sum is computed by exactly one task with a fixed loop order, and K chunks depend on
 // H1 only, so results are bitwise identical whatever the thread count or scheduling.
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -303,6 +304,29 @@ void combine(const SliceRun& s, int64_t t) {  // K chunks summed in a fixed orde
 
 // Bytes and flops the call will move, from its groups: only the adapters in use, each at its
 // own rank (the single-thread threshold must not count padded ranks or idle adapters).
+// The expand phase of a shrink-only call (Problem::shrink_only): out[row, y_offset + n] =
+// y + scale * z[pos][n] for n in [nb, ne), in fp32 with one FMA and one rounding, as the
+// expand's epilogue rounds its dot product.
+void write_scaled_z(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, int64_t ne) {
+  const Problem& p = *w.p;
+  const float scale = static_cast<float>(detail::scale_of(p, adapter));
+  void* out = const_cast<void*>(p.out.base);
+  model::visit_float(p.y.dtype, [&](auto ty) {
+    model::visit_float(p.out.dtype, [&](auto to) {
+      for (int64_t pos = pb; pos < pe; ++pos) {
+        const int64_t row = w.order[pos];
+        const float* z = w.z + pos * w.rp;
+        for (int64_t n = nb; n < ne; ++n) {
+          const int64_t col = p.y_offset + n;
+          const float y = model::load_float<decltype(ty)::value>(p.y.base, row * p.y.row_stride + col * p.y.col_stride);
+          model::store_float<decltype(to)::value>(out, row * p.out.row_stride + col * p.out.col_stride,
+                                                  std::fma(z[n], scale, y));
+        }
+      }
+    });
+  });
+}
+
 void estimate_cost(const SliceRun* run, size_t n, double* bytes, double* flops) {
   for (size_t k = 0; k < n; ++k) {
     const SliceRun& s = run[k];
@@ -395,7 +419,9 @@ void execute(const Problem* ps, size_t n, void* workspace) {
                     int64_t g, pb, pe;
                     s.tile(t / s.ntiles, &g, &pb, &pe);
                     const int64_t nb = (t % s.ntiles) * kNTile;
-                    kt->expand(s.w, pb, pe, s.w.group_adapter[g], nb, std::min(s.w.p->S, nb + kNTile));
+                    const int64_t ne = std::min(s.w.p->S, nb + kNTile);
+                    if (s.w.p->shrink_only) write_scaled_z(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
+                    else kt->expand(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
                   });
   }
 }

@@ -122,8 +122,10 @@ void execute_portable(const Problem& p, void* workspace) {
       const double* z = s.z + k * p.R;
       for (int64_t n = 0; n < p.S; ++n) {
         double acc = 0.0;
-        for (int64_t r = 0; r < rank; ++r)
-          acc += z[r] * load(p.b.base, p.b.dtype, detail::weight_offset(p.b, p.H2, w, n, r));
+        if (p.shrink_only) acc = n < rank ? z[n] : 0.0;  // no weight B: z itself (Problem::shrink_only)
+        else
+          for (int64_t r = 0; r < rank; ++r)
+            acc += z[r] * load(p.b.base, p.b.dtype, detail::weight_offset(p.b, p.H2, w, n, r));
         const int64_t col = p.y_offset + n;
         const double yv = load(p.y.base, p.y.dtype, row * p.y.row_stride + col * p.y.col_stride);
         store(out, p.out.dtype, row * p.out.row_stride + col * p.out.col_stride, yv + scale * acc);

@@ -55,6 +55,9 @@ struct Problem {
   int64_t scales_stride = 1;
 
   bool has_a = false;
+  // The shrink-only call (addlora::shrink): no weight B; the expand phase writes
+  // out[:, y_offset + r] = y + scale * z[r] for r < S (S = R = H2; b is unused).
+  bool shrink_only = false;
   WeightDesc a;           // [W, R, H1]  (m = r, n = h1)
   WeightDesc b;           // [W, H2, R]  (m = h2, n = r)
 };
