@@ -240,10 +240,15 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
   // adapter has few rows and there are several of them (multi-adapter decode), split the ranks
   // instead: a task streams its adapter's A rows whole, prefetching the next rank block's rows
   // as it goes (longer DRAM runs; measurements in bench/notes.md).  A single tile (one adapter)
-  // keeps split-K, which was as fast over ND and faster over NZ.
+  // keeps split-K at rank 16 (one rank group would be one task).
   // Decided on the shapes, the indices and the ranks in use, never the thread count.
   k_split(p, s.tiles, &w.kc, &w.nk);
-  w.rank_split = p.has_a && s.tiles > 1 && largest <= kRankSplitMaxRows;
+  // One adapter splits its ranks too when that leaves two tasks or more: over ND A, whole A
+  // rows (one contiguous run per task) stream faster than 1024-column chunks of every row
+  // (bench/notes.md, 2026-12-05).  NZ takes the same split, because NZ and ND must give the
+  // same bits (docs/contract.md §1.4), though its chunked walk was a little faster there.
+  const bool one_adapter = s.tiles == 1 && max_rank > internal::kRankGroup;
+  w.rank_split = p.has_a && (s.tiles > 1 || one_adapter) && largest <= kRankSplitMaxRows;
   if (w.rank_split) w.nk = 1;
   // Rank groups as wide as leave kMinRankTasks tasks: fewer, longer streams.  Over FRACTAL_NZ
   // A a 16-rank group would be a sparse 512 bytes of every R x 32 (R=64 W=8 fast, B=4/8/32:
