@@ -94,6 +94,67 @@ TEST(ShrinkCall, MatchesTheOracle) {
   for (const ShrinkCase& c : cases) run_shrink(c, seed++);
 }
 
+// The expand: out[b, off : off + S] (+)= scale * z[b] . B^T, i.e. the operator without weight A.
+void run_expand(int64_t B, int64_t R, int64_t H2, int64_t S, int64_t off, DType dt, bool nz, bool accumulate,
+                uint64_t seed) {
+  SCOPED_TRACE(testing::Message() << "expand B=" << B << " R=" << R << " H2=" << H2 << " S=" << S << " off=" << off
+                                  << " dt=" << dtype_name(dt) << (nz ? " NZ" : " ND") << (accumulate ? " accumulate" : ""));
+  const int64_t W = 3, L = 2, H3 = off + H2 + 5;
+  ref::Rng rng(seed);
+  ref::TestTensor z = ref::TestTensor::nd(DType::f32, {B, R});
+  ref::TestTensor wb = nz ? ref::TestTensor::nz(dt, {W, L, H2, R}) : ref::TestTensor::nd(dt, {W, L, H2, R});
+  ref::TestTensor out = ref::TestTensor::nd(dt, {B, H3});
+  for (ref::TestTensor* t : {&z, &wb, &out}) t->fill_uniform(rng, -1, 1);
+  ref::TestTensor idx = ref::TestTensor::nd(DType::i64, {B});
+  std::vector<int64_t> iv(static_cast<size_t>(B));
+  for (auto& v : iv) v = rng.below(W + 2) - 1;
+  idx.fill_ints(iv, -3);
+  ExpandArguments e;
+  e.z = z.view();
+  e.weight_b = wb.view();
+  e.indices = idx.view();
+  e.out = out.view();
+  e.layer_idx = 1;
+  e.scale = -0.8;
+  e.y_offset = off;
+  e.y_slice_size = S == H2 ? -1 : S;
+  e.accumulate = accumulate;
+  // The oracle's y: out as it is, with the written slice of rows with an adapter zeroed when
+  // the call overwrites.
+  ref::TestTensor y = ref::TestTensor::nd(dt, {B, H3});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < H3; ++c) {
+      const bool written = iv[b] >= 0 && iv[b] < W && c >= off && c < off + S;
+      y.set({b, c}, written && !accumulate ? 0.0 : ref::load(e.out, {b, c}));
+    }
+  ref::TestTensor oracle_out = ref::TestTensor::nd(dt, {B, H3});
+  Arguments g;
+  g.x = e.z;
+  g.weight_b = e.weight_b;
+  g.indices = e.indices;
+  g.y = y.view();
+  g.out = oracle_out.view();
+  g.layer_idx = e.layer_idx;
+  g.scale = e.scale;
+  g.y_offset = off;
+  g.y_slice_size = S;
+  const ref::Expected ex = ref::compute(g);
+  const std::vector<uint8_t> before = out.image_bytes();
+  std::string msg;
+  ASSERT_EQ(expand(e, &msg), Status::ok) << msg;
+  const ref::CheckResult r = ref::check_out(ex, e.out);
+  EXPECT_TRUE(r.ok) << r.report;
+  EXPECT_EQ(out.changes_outside_view(before), "");
+}
+
+TEST(ExpandCall, MatchesTheOracle) {
+  run_expand(1, 16, 4096, 4096, 0, DType::f16, false, true, 21);      // decode
+  run_expand(9, 64, 3424, 3000, 7, DType::bf16, false, false, 22);    // a slice, overwrite
+  run_expand(40, 128, 512, 512, 16, DType::f32, false, true, 23);     // outer-product tiles
+  run_expand(6, 48, 768, 768, 0, DType::f16, true, false, 24);        // FRACTAL_NZ
+  run_expand(13, 512, 96, 50, 3, DType::bf16, false, true, 25);       // rank 512, narrow slice
+}
+
 // The shrink over every SIMD target the CPU has and 1 or 2 threads gives the same bits.
 TEST(ShrinkCall, BitwiseAcrossThreadCounts) {
   ref::Rng rng(5);
