@@ -55,7 +55,8 @@ struct BlockIo {
 // out[i][j] = sum over h in [h0, h1) of x_i[h - xoff] * A row j, folded every kSegCols columns
 // from seg0 (the K chunk's first column).  kXWide: the x rows are buffers already widened to
 // fp32 (zero padded to a whole vector); else x is read as TX.  nz: A is FRACTAL_NZ, so rank j
-// of the block lies 16 elements after rank j - 1 in every chunk.
+// of the block lies 16 elements after rank j - 1 in every chunk.  One function on purpose
+// (~100 lines): the accumulators must stay in registers across the whole segment loop.
 template <DType TX, DType TA, int kRows, int kRanks, bool kXWide>
 HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                             int64_t a_chunk_step, bool nz, int64_t seg0, int64_t h0, int64_t h1, double* const* out,
@@ -299,6 +300,7 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
 }
 
 // One shrink task: rows order[pos_begin, pos_end) of one adapter, K chunk k (or rank group k).
+// (~90 lines: most of it is the table that picks one ShrinkBlock instantiation per block.)
 template <DType TX, DType TA>
 void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
   constexpr int kRows = kShrinkRows;
