@@ -240,15 +240,31 @@ using Shape = std::optional<std::vector<int64_t>>;
 // Runs a library call with the GIL released (the arrays stay alive: nb::ndarray holds
 // references while other Python threads run) and turns a failed status into the matching
 // Python exception.
+//
+// `work` (multiply-adds, if known) below kKeepGil: the call takes about a microsecond and keeps
+// the GIL (releasing and re-taking it costs ~0.05 µs, and no other thread could do much meanwhile).
+constexpr int64_t kKeepGil = int64_t{1} << 15;
 template <class F>
-void call_without_gil(F&& call) {
+void call_without_gil(F&& call, int64_t work = std::numeric_limits<int64_t>::max()) {
   addlora::Error error;
   Status status;
-  {
+  if (work < kKeepGil) {
+    status = call(error);
+  } else {
     nb::gil_scoped_release release;
     status = call(error);
   }
   if (status != Status::ok) raise_error(error);
+}
+
+// Multiply-adds of an add_lora call (an estimate; malformed views give any value, the library
+// rejects them).
+int64_t lora_work(const addlora::Arguments& a) {
+  if (a.x.ndim != 2 || a.weight_b.ndim != 4) return std::numeric_limits<int64_t>::max();
+  const int64_t B = a.x.dims[0], H1 = a.x.dims[1], H2 = a.weight_b.dims[2], R = a.weight_b.dims[3];
+  if (B < 0 || H1 < 0 || H2 < 0 || R < 0 || B > kKeepGil || H1 > kKeepGil || H2 > kKeepGil || R > kKeepGil)
+    return std::numeric_limits<int64_t>::max();
+  return B * R * (H1 + H2);
 }
 
 void run(const OutArray& out, const InArray& y, const InArray& x, const InArray& weight_b,
@@ -503,9 +519,9 @@ struct Keep {
 
 // A TensorView over a torch tensor, numpy array or other DLPack/buffer CPU array.
 // `h` None gives the empty (absent) view.  Raises TypeError for what cannot be a view.
+// `v` must be a default-constructed view (every caller passes a fresh one).
 Described describe(nb::handle h, const char* name, bool writable, TensorView* v, Keep& keep,
                    bool check_grad = false) {
-  *v = TensorView();
   PyObject* o = h.ptr();
   if (o == Py_None) return Described::ok;
   if (is_torch_tensor(o)) {
@@ -808,7 +824,8 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
     PyErr_Clear();
     return nb::borrow(Py_NotImplemented);
   }
-  call_without_gil([&](addlora::Error& message) { return addlora::add_lora(args, addlora::Rules::general, message); });
+  call_without_gil([&](addlora::Error& message) { return addlora::add_lora(args, addlora::Rules::general, message); },
+                   lora_work(args));
   return nb::borrow(out);
 }
 
