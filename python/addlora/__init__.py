@@ -464,6 +464,8 @@ def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="e
                         f"(got {type(slices).__name__})")
     (layer_idx,) = _integers(layer_idx=layer_idx)
     fast = _fast(precision)
+    if _route.compiling():
+        return _multi_op(y, x, indices, slices, layer_idx, out, fast, strict, weight_format)
     packed = []
     for k, s in enumerate(slices):
         s = _slice_fields(s, k)
@@ -478,6 +480,27 @@ def add_lora_multi(y, x, indices, slices, *, layer_idx=0, out=None, precision="e
     _check_writable(out, "out")
     _core.run_multi(_prepare(out), _prepare(y), _prepare(x), _prepare(indices), packed, layer_idx,
                     bool(strict), fast)
+    return out
+
+
+def _multi_op(y, x, indices, slices, layer_idx, out, fast, strict, weight_format):
+    """add_lora_multi under torch.compile: torch.ops.addlora.add_lora_multi(_) (ND weights, general rules)."""
+    fields = [_slice_fields(s, k) for k, s in enumerate(slices)]
+    if strict is not False or weight_format != "nd" or any(
+            f.ranks is not None or f.scales is not None or f.weight_b_shape is not None
+            or f.weight_a_shape is not None for f in fields):
+        raise NotImplementedError("AddLora: under torch.compile add_lora_multi supports ND weights and the general "
+                                  "rules only (no strict, weight_format, ranks, scales)")
+    args = (x, indices, [f.weight_b for f in fields], [f.weight_a for f in fields],
+            [float(f.scale) for f in fields], [_operator.index(f.y_offset) for f in fields],
+            [-1 if f.y_slice_size is None else _operator.index(f.y_slice_size) for f in fields], layer_idx, fast)
+    ops = _torch().ops.addlora
+    if out is None:
+        return ops.add_lora_multi(y, *args)
+    if out is y:
+        ops.add_lora_multi_(y, *args)
+        return y
+    out.copy_(ops.add_lora_multi(y, *args))
     return out
 
 
@@ -502,8 +525,12 @@ def shrink(x, weight_a, z, indices, *, layer_idx=0, scale=1.0, accumulate=False,
     [W, L, R, H1]``.  Same kernels and precision as ``add_lora``.  Returns ``z``.
     """
     (layer_idx,) = _integers(layer_idx=layer_idx)
-    _core.shrink(x, weight_a, z, indices, layer_idx, _real(scale, "scale"), _bool(accumulate, "accumulate"),
-                 _fast(precision))
+    args = (x, weight_a, z, indices, layer_idx, _real(scale, "scale"), _bool(accumulate, "accumulate"),
+            _fast(precision))
+    if _route.compiling():
+        _torch().ops.addlora.shrink(*args)
+    else:
+        _core.shrink(*args)
     return z
 
 
@@ -518,8 +545,12 @@ def expand(z, weight_b, out, indices, *, layer_idx=0, scale=1.0, y_offset=0, y_s
     """
     layer_idx, y_offset, y_slice_size = _integers(layer_idx=layer_idx, y_offset=y_offset,
                                                   y_slice_size=y_slice_size)
-    _core.expand(z, weight_b, out, indices, layer_idx, _real(scale, "scale"), y_offset, y_slice_size,
-                 _bool(accumulate, "accumulate"), _fast(precision))
+    args = (z, weight_b, out, indices, layer_idx, _real(scale, "scale"), y_offset, y_slice_size,
+            _bool(accumulate, "accumulate"), _fast(precision))
+    if _route.compiling():
+        _torch().ops.addlora.expand(*args)
+    else:
+        _core.expand(*args)
     return out
 
 
