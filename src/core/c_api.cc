@@ -1,4 +1,5 @@
-// C API: converts addlora_tensor to TensorView and calls the C++ API; no exception escapes.
+// C API: converts addlora_tensor to TensorView and calls the C++ API (add_lora, shrink, expand);
+// no exception escapes.
 #include "addlora/addlora_c.h"
 
 #include <new>
@@ -65,6 +66,56 @@ extern "C" int32_t addlora_run(const addlora_args* a, int32_t strict) {
     args.y_offset = a->y_offset;
     args.y_slice_size = a->y_slice_size;
     addlora::add_lora(args, strict ? addlora::Rules::cann : addlora::Rules::general, error);
+    return report(error);
+  } catch (...) {
+    addlora::detail::fail(&error, addlora::Status::internal, addlora::ErrorKind::internal, "", "out of memory");
+    return report(error);
+  }
+}
+
+extern "C" int32_t addlora_shrink(const addlora_shrink_args* a) {
+  t_last_error.clear();
+  addlora::Error error;
+  try {
+    if (a == nullptr) {
+      addlora::detail::fail(&error, addlora::Status::null_pointer, addlora::ErrorKind::null, "", "args must not be null");
+      return report(error);
+    }
+    addlora::ShrinkArguments s;
+    s.x = view(a->x);
+    s.weight_a = view(a->weight_a);
+    s.indices = view(a->indices);
+    s.z = view(a->z);
+    s.layer_idx = a->layer_idx;
+    s.scale = a->scale;
+    s.accumulate = a->accumulate != 0;
+    addlora::shrink(s, error);
+    return report(error);
+  } catch (...) {
+    addlora::detail::fail(&error, addlora::Status::internal, addlora::ErrorKind::internal, "", "out of memory");
+    return report(error);
+  }
+}
+
+extern "C" int32_t addlora_expand(const addlora_expand_args* a) {
+  t_last_error.clear();
+  addlora::Error error;
+  try {
+    if (a == nullptr) {
+      addlora::detail::fail(&error, addlora::Status::null_pointer, addlora::ErrorKind::null, "", "args must not be null");
+      return report(error);
+    }
+    addlora::ExpandArguments e;
+    e.z = view(a->z);
+    e.weight_b = view(a->weight_b);
+    e.indices = view(a->indices);
+    e.out = view(a->out);
+    e.layer_idx = a->layer_idx;
+    e.scale = a->scale;
+    e.y_offset = a->y_offset;
+    e.y_slice_size = a->y_slice_size;
+    e.accumulate = a->accumulate != 0;
+    addlora::expand(e, error);
     return report(error);
   } catch (...) {
     addlora::detail::fail(&error, addlora::Status::internal, addlora::ErrorKind::internal, "", "out of memory");
