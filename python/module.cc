@@ -732,6 +732,105 @@ PyObject* new_torch_result(const TensorView& like, void** data) {
   return tensor;
 }
 
+// ---- torch >= 2: described tensors cached, checked by Dynamo's TensorGuards ----------------------
+// Describing a torch tensor costs ~0.35 µs of attribute reads (shape and stride() build tuples).
+// Under torch 2.x the description of a call's tensors is kept, keyed by the weights' addresses,
+// together with a torch._C._dynamo.guards.TensorGuards over the same tensors: its check() (C++,
+// ~0.12 µs a tensor) confirms that every tensor still has the recorded type, dtype, device,
+// dispatch keys, requires_grad (False), sizes and strides; only data_ptr() is then read (it
+// includes the storage offset).  Any mismatch, or a check that raises, is a miss: the tensors
+// are described as usual and the entry replaced.  The factory (addlora/_guards.py) is installed
+// only after a self-test of those semantics; without it nothing is cached.
+struct GuardEntry {
+  int kind = -1;      // 0: result allocated, 1: in place (out is y), 2: a separate out
+  int n = 0;          // tensors guarded: y, x, weight_b, indices[, weight_a][, out]
+  bool has_a = false;
+  void* weight_b = nullptr;
+  void* weight_a = nullptr;
+  PyObject* check = nullptr;  // owned: the guard's bound check()
+  TensorView views[6];        // metadata of the guarded tensors (data filled per call)
+};
+constexpr int kGuardEntries = 16;
+GuardEntry g_guard_entries[kGuardEntries];
+int g_guard_next = 0;
+PyObject* g_guard_factory = nullptr;  // callable(*tensors) -> check, or null (no cache)
+int64_t g_guard_hits = 0, g_guard_misses = 0;  // for tests: calls served from an entry / entries refused
+
+void set_guard_factory(nb::handle factory) {
+  for (GuardEntry& e : g_guard_entries) {
+    Py_CLEAR(e.check);
+    e = GuardEntry();
+  }
+  Py_CLEAR(g_guard_factory);
+  if (!factory.is_none()) g_guard_factory = Py_NewRef(factory.ptr());
+}
+
+void* torch_data_ptr(PyObject* t) {
+  PyRef ptr(tensor_call(t, plain_tensor(t), g_torch.d_data_ptr, g_torch.s_data_ptr));
+  if (!ptr.p) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  return PyLong_AsVoidPtr(ptr.p);
+}
+
+GuardEntry* find_guard(int kind, int n, bool has_a, void* weight_b, void* weight_a) {
+  for (GuardEntry& e : g_guard_entries)
+    if (e.check && e.kind == kind && e.n == n && e.has_a == has_a && e.weight_b == weight_b && e.weight_a == weight_a)
+      return &e;
+  return nullptr;
+}
+
+// True if the guard passes for these tensors (a raising check is a miss).
+bool guard_passes(GuardEntry* e, PyObject* const* tensors) {
+  PyObject* r = PyObject_Vectorcall(e->check, tensors, static_cast<size_t>(e->n), nullptr);
+  if (!r) {
+    PyErr_Clear();
+    return false;
+  }
+  const bool ok = r == Py_True;
+  Py_DECREF(r);
+  return ok;
+}
+
+// Records a described call (views with data) for later ones; silently does nothing when the
+// tensors should not be cached (one requires grad, one has no elements) or the factory fails.
+void remember_guard(int kind, PyObject* const* tensors, const TensorView* const* views, int n, bool has_a) {
+  for (int k = 0; k < n; ++k) {
+    int64_t elements = 1;
+    for (int32_t d = 0; d < views[k]->ndim; ++d) elements *= views[k]->dims[d];
+    if (elements == 0 || views[k]->data == nullptr) return;
+    PyRef rg(tensor_get(tensors[k], plain_tensor(tensors[k]), g_torch.d_requires_grad, g_torch.s_requires_grad));
+    if (!rg.p) {
+      PyErr_Clear();
+      return;
+    }
+    if (rg.p != Py_False) return;
+  }
+  PyObject* check = PyObject_Vectorcall(g_guard_factory, tensors, static_cast<size_t>(n), nullptr);
+  if (!check || check == Py_None) {
+    PyErr_Clear();
+    Py_XDECREF(check);
+    return;
+  }
+  GuardEntry* e = find_guard(kind, n, has_a, views[2]->data, has_a ? views[4]->data : nullptr);
+  if (!e) {
+    e = &g_guard_entries[g_guard_next];
+    g_guard_next = (g_guard_next + 1) % kGuardEntries;
+  }
+  Py_XDECREF(e->check);
+  e->check = check;
+  e->kind = kind;
+  e->n = n;
+  e->has_a = has_a;
+  e->weight_b = views[2]->data;
+  e->weight_a = has_a ? views[4]->data : nullptr;
+  for (int k = 0; k < n; ++k) {
+    e->views[k] = *views[k];
+    e->views[k].data = nullptr;
+  }
+}
+
 // npu_batch_gather_matmul(_) / add_lora with torch_npu's arguments only.  Returns `out`, or
 // NotImplemented for the general path.
 nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weight_b, nb::handle indices,
@@ -775,22 +874,54 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   // Other producers (a DLPack capsule can be consumed only once) go the general way.
   for (nb::handle h : {out, y, x, weight_b, indices, weight_a})
     if (!h.is_none() && !is_torch_tensor(h.ptr()) && !is_numpy_array(h.ptr())) return nb::borrow(Py_NotImplemented);
+  // The tensors a guard covers, in order: y, x, weight_b, indices[, weight_a][, out].
+  const bool has_a = !weight_a.is_none();
+  const int kind = allocate ? 0 : out.ptr() == y.ptr() ? 1 : 2;
+  PyObject* tensors[6] = {y.ptr(), x.ptr(), weight_b.ptr(), indices.ptr()};
+  TensorView* views[6] = {&args.y, &args.x, &args.weight_b, &args.indices};
+  int n = 4;
+  if (has_a) tensors[n] = weight_a.ptr(), views[n++] = &args.weight_a;
+  if (kind == 2) tensors[n] = out.ptr(), views[n++] = &args.out;
+  bool guardable = g_guard_factory != nullptr;
+  for (int k = 0; guardable && k < n; ++k) guardable = plain_tensor(tensors[k]);
+  bool described = false;
+  if (guardable) {
+    void* wb = torch_data_ptr(weight_b.ptr());
+    void* wa = has_a ? torch_data_ptr(weight_a.ptr()) : nullptr;
+    GuardEntry* e = wb ? find_guard(kind, n, has_a, wb, wa) : nullptr;
+    const bool hit = e && guard_passes(e, tensors);
+    if (e && !hit) ++g_guard_misses;
+    if (hit) {
+      ++g_guard_hits;
+      for (int k = 0; k < n; ++k) *views[k] = e->views[k];  // copied before any other Python call
+      described = true;
+      for (int k = 0; k < n && described; ++k) {
+        views[k]->data = k == 2 ? wb : (k == 4 && has_a) ? wa : torch_data_ptr(tensors[k]);
+        described = views[k]->data != nullptr;
+      }
+    }
+    if (!described)
+      for (int k = 0; k < n; ++k) *views[k] = TensorView();  // describe() below needs fresh views
+  }
   Keep keep;
   bool grad = false;
   // Autograd matters only in grad mode (then a tensor requiring grad goes the general way).
+  // A guard hit has checked requires_grad already.
   bool check = false;
-  if (g_torch.is_grad_enabled) {
+  if (g_torch.is_grad_enabled && !described) {
     PyRef on(PyObject_CallNoArgs(g_torch.is_grad_enabled));
     if (!on.p) throw nb::python_error();
     check = on.p == Py_True;
   }
   try {
+    if (!described) {
     grad |= describe(y, "y", false, &args.y, keep, check) == Described::needs_grad;
     grad |= describe(x, "x", false, &args.x, keep, check) == Described::needs_grad;
     grad |= describe(weight_b, "weight_b", false, &args.weight_b, keep, check) == Described::needs_grad;
     grad |= describe(indices, "indices", false, &args.indices, keep, check) == Described::needs_grad;
     grad |= describe(weight_a, "weight_a", false, &args.weight_a, keep, check) == Described::needs_grad;
     if (grad) return nb::borrow(Py_NotImplemented);
+    }
     if (allocate) {
       void* data = nullptr;
       if (PyObject* r = new_torch_result(args.y, &data)) {
@@ -815,10 +946,11 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
       if (n == 0 || args.out.data == nullptr) stand_in_storage(args.out, keep.scratch);
     } else if (out.ptr() == y.ptr() && is_torch_tensor(out.ptr())) {
       args.out = args.y;
-    } else {
+    } else if (!described) {
       grad |= describe(out, "out", true, &args.out, keep, check) == Described::needs_grad;
       if (grad) return nb::borrow(Py_NotImplemented);
     }
+    if (guardable && !described) remember_guard(kind, tensors, views, n, has_a);
   } catch (const std::exception&) {
     // Anything the fast path cannot describe: the general path says what is wrong.
     PyErr_Clear();
@@ -1191,6 +1323,13 @@ NB_MODULE(_core, m) {
   m.def("nd_to_nz", &nd_to_nz, nb::arg("src"), nb::arg("dst"), "Pack ND src [..., M, N] into NZ storage dst.");
   m.def("nz_to_nd", &nz_to_nd, nb::arg("src"), nb::arg("dst"), "Unpack NZ storage src into ND dst.");
   m.def("nz_elements", &nz_elements, nb::arg("dims"), "Elements of the NZ storage of logical shape dims.");
+  m.def("set_guard_factory", &set_guard_factory, nb::arg("factory").none(),
+        "torch >= 2: callable(*tensors) -> check(*tensors) -> bool (a verified TensorGuards), or None: no cache.");
+  m.def("guard_stats", [] {
+    int entries = 0;
+    for (const GuardEntry& e : g_guard_entries) entries += e.check != nullptr;
+    return std::make_tuple(g_guard_factory != nullptr, entries, g_guard_hits, g_guard_misses);
+  }, "(cache on, entries, hits, misses) of the eager path's description cache (tests).");
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw nb::value_error(("AddLora: set_num_threads needs n >= 1 (got " + std::to_string(n) + ")").c_str());
     addlora::set_num_threads(n);
