@@ -557,7 +557,8 @@ Described describe(nb::handle h, const char* name, bool writable, TensorView* v,
     }
     v->dtype = g_torch.codes[k];
     bool grad = false;
-    if (check_grad) {
+    // Integer tensors (indices) cannot require grad: torch refuses requires_grad on them.
+    if (check_grad && v->dtype != DType::i32 && v->dtype != DType::i64) {
       PyRef rg(tensor_get(o, plain, g_torch.d_requires_grad, g_torch.s_requires_grad));
       if (!rg.p) raise_from_python(name);
       grad = rg.p == Py_True;
@@ -961,6 +962,100 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   return nb::borrow(out);
 }
 
+// ---- C entry points (torch 1.x and no torch) -------------------------------------------------------
+// A Python def costs ~0.2 µs before it reaches fast_run (frame, keyword-only defaults, the
+// torch.compile check).  Where nothing can trace the public functions (no torch 2.x), the
+// package replaces npu_batch_gather_matmul(_) and add_lora by builtins made here: they take
+// torch_npu's arguments straight from the vectorcall and run fast_run; anything else (another
+// keyword, a missing argument, NotImplemented from fast_run) is forwarded unchanged to the
+// Python function they replace, which handles and reports it as before.
+enum EntryKind { kEntryInPlace = 0, kEntryNew = 1, kEntryAddLora = 2 };
+// Argument slots: y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, out.
+constexpr int kSlots = 10;
+PyObject* g_slot_names[kSlots] = {};
+PyMethodDef g_entry_defs[3] = {};
+std::string g_entry_docs[3];
+PyObject *g_zero = nullptr, *g_minus_one = nullptr, *g_npu_scale = nullptr, *g_one = nullptr;
+
+template <int Kind>
+PyObject* entry_call(PyObject* fallback, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  const Py_ssize_t max_positional = Kind == kEntryAddLora ? 4 : 9;
+  PyObject* slot[kSlots] = {};
+  bool general = nargs > max_positional;
+  for (Py_ssize_t k = 0; !general && k < nargs; ++k) slot[k] = args[k];
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; !general && k < nkw; ++k) {
+    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+    int s = 0;
+    while (s < kSlots && g_slot_names[s] != name) ++s;  // keyword names are interned
+    if (s == kSlots)
+      for (s = 0; s < kSlots && PyUnicode_Compare(g_slot_names[s], name) != 0; ++s) {
+      }
+    if (PyErr_Occurred()) PyErr_Clear();
+    if (s == kSlots || slot[s] || (s == 9 && Kind != kEntryAddLora)) general = true;  // out=: add_lora only
+    else slot[s] = args[nargs + k];
+  }
+  for (int k = 0; !general && k < 4; ++k) general = slot[k] == nullptr;
+  if (!general) {
+    nb::handle none = nb::none();
+    const nb::handle y = slot[0];
+    const nb::handle out = Kind == kEntryInPlace ? y : Kind == kEntryNew ? none : slot[9] ? slot[9] : none;
+    try {
+      nb::object r = fast_run(out, y, slot[1], slot[2], slot[3], slot[4] ? slot[4] : none.ptr(),
+                              slot[5] ? slot[5] : g_zero, slot[6] ? slot[6] : Kind == kEntryAddLora ? g_one : g_npu_scale,
+                              slot[7] ? slot[7] : g_zero,
+                              slot[8] ? slot[8] : Kind == kEntryAddLora ? none.ptr() : g_minus_one);
+      if (r.ptr() != Py_NotImplemented) return r.release().ptr();
+    } catch (nb::python_error& e) {
+      e.restore();
+      return nullptr;
+    } catch (const nb::builtin_exception& e) {
+      PyErr_SetString(e.type() == nb::exception_type::type_error ? PyExc_TypeError
+                      : e.type() == nb::exception_type::value_error ? PyExc_ValueError
+                                                                     : PyExc_RuntimeError,
+                      e.what());
+      return nullptr;
+    } catch (const std::bad_alloc&) {
+      PyErr_NoMemory();
+      return nullptr;
+    } catch (const std::exception& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+      return nullptr;
+    }
+  }
+  return PyObject_Vectorcall(fallback, args, nargsf, kwnames);
+}
+
+// A builtin named like `fallback` whose __doc__ is `doc` (a "name(sig)\n--\n\n" text signature
+// first, for inspect.signature), calling entry_call<kind>.
+nb::object make_entry(int kind, nb::handle fallback, const std::string& name, const std::string& doc) {
+  if (kind < 0 || kind > 2) throw nb::value_error("make_entry: kind must be 0, 1 or 2");
+  if (!g_slot_names[0]) {
+    const char* names[kSlots] = {"y", "x", "weight_b", "indices", "weight_a", "layer_idx", "scale", "y_offset",
+                                 "y_slice_size", "out"};
+    for (int k = 0; k < kSlots; ++k) g_slot_names[k] = PyUnicode_InternFromString(names[k]);  // kept
+    g_zero = PyLong_FromLong(0);
+    g_minus_one = PyLong_FromLong(-1);
+    g_npu_scale = PyFloat_FromDouble(1e-3);
+    g_one = PyFloat_FromDouble(1.0);
+  }
+  static std::string names[3];
+  names[kind] = name;
+  g_entry_docs[kind] = doc;
+  PyMethodDef& d = g_entry_defs[kind];
+  d.ml_name = names[kind].c_str();
+  d.ml_meth = reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+      kind == kEntryInPlace ? &entry_call<kEntryInPlace> : kind == kEntryNew ? &entry_call<kEntryNew>
+                                                                              : &entry_call<kEntryAddLora>));
+  d.ml_flags = METH_FASTCALL | METH_KEYWORDS;
+  d.ml_doc = g_entry_docs[kind].c_str();
+  nb::object module = nb::str("addlora");
+  PyObject* f = PyCFunction_NewEx(&d, fallback.ptr(), module.ptr());
+  if (!f) throw nb::python_error();
+  return nb::steal(f);
+}
+
 // ---- shrink / expand (vLLM punica) ------------------------------------------------------------
 // Weights [W, R, H] (vLLM's squeezed layout) are read as [W, 1, R, H].
 void as_4d(TensorView& w) {
@@ -1325,6 +1420,9 @@ NB_MODULE(_core, m) {
   m.def("nz_elements", &nz_elements, nb::arg("dims"), "Elements of the NZ storage of logical shape dims.");
   m.def("set_guard_factory", &set_guard_factory, nb::arg("factory").none(),
         "torch >= 2: callable(*tensors) -> check(*tensors) -> bool (a verified TensorGuards), or None: no cache.");
+  m.def("make_entry", &make_entry, nb::arg("kind"), nb::arg("fallback"), nb::arg("name"), nb::arg("doc"),
+        "Builtin eager entry (0: npu_batch_gather_matmul_, 1: npu_batch_gather_matmul, 2: add_lora) forwarding "
+        "anything it does not take to `fallback`.");
   m.def("guard_stats", [] {
     int entries = 0;
     for (const GuardEntry& e : g_guard_entries) entries += e.check != nullptr;

@@ -568,6 +568,39 @@ if "torch" in _sys.modules:
     _route.setup()
 
 
+def _torch_major():
+    """torch's major version without importing it (None: not installed or unknown)."""
+    torch = _sys.modules.get("torch")
+    try:
+        if torch is not None:
+            version = torch.__version__
+        else:
+            from importlib.metadata import version as _version
+            version = _version("torch")
+        return int(str(version).split(".")[0])
+    except Exception:
+        return None
+
+
+def _builtin_entries():
+    """Where no torch 2.x can trace them, the three torch_npu-style functions become builtins of
+    _core (python/module.cc: make_entry) that reach the C++ fast path without a Python frame
+    (~0.2 µs less a call) and hand anything else to the Python functions below, unchanged."""
+    import inspect
+    g = globals()
+    for kind, name in enumerate(("npu_batch_gather_matmul_", "npu_batch_gather_matmul", "add_lora")):
+        fn = g[name]
+        doc = f"{name}{str(inspect.signature(fn)).replace('(', '($module, ', 1)}\n--\n\n{inspect.getdoc(fn)}"
+        g[name] = _core.make_entry(kind, fn, name, doc)
+
+
+_python_entries = {"npu_batch_gather_matmul_": npu_batch_gather_matmul_,
+                   "npu_batch_gather_matmul": npu_batch_gather_matmul, "add_lora": add_lora}
+_major = _torch_major()
+if _major is not None and _major < 2:
+    _builtin_entries()
+
+
 def set_num_threads(n):
     """Worker threads used by every call (default: hardware threads or $ADDLORA_NUM_THREADS)."""
     _core.set_num_threads(_operator.index(n))
