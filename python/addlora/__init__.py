@@ -280,6 +280,18 @@ def _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weigh
                                   "(no strict, precision, weight_format, ranks, scales)")
 
 
+def _op_into(out, y, functional, in_place, args):
+    """A registered operator pair's result as the public functions return it: a new tensor (out
+    None), y updated in place (out is y), or copied into the caller's out."""
+    if out is None:
+        return functional(y, *args)
+    if out is y:
+        in_place(y, *args)
+        return y
+    out.copy_(functional(y, *args))
+    return out
+
+
 def _op_args(layer_idx, scale, y_offset, y_slice_size):
     return (_operator.index(layer_idx), float(scale), _operator.index(y_offset),
             -1 if y_slice_size is None else _operator.index(y_slice_size))
@@ -382,14 +394,8 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
     if _route.compiling():
         _only_torch_npu_args(strict, precision, weight_format, weight_b_shape, weight_a_shape, ranks, scales)
         ops = _torch().ops.addlora
-        args = (x, weight_b, indices, weight_a, *_op_args(layer_idx, scale, y_offset, y_slice_size))
-        if out is None:
-            return ops.add_lora(y, *args)
-        if out is y:
-            ops.add_lora_(y, *args)
-            return y
-        out.copy_(ops.add_lora(y, *args))
-        return out
+        return _op_into(out, y, ops.add_lora, ops.add_lora_,
+                        (x, weight_b, indices, weight_a, *_op_args(layer_idx, scale, y_offset, y_slice_size)))
     if (strict is False and precision == "exact" and weight_format == "nd" and ranks is None and scales is None
             and weight_b_shape is None and weight_a_shape is None):
         r = _fast_run(out, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
@@ -496,13 +502,7 @@ def _multi_op(y, x, indices, slices, layer_idx, out, fast, strict, weight_format
             [float(f.scale) for f in fields], [_operator.index(f.y_offset) for f in fields],
             [-1 if f.y_slice_size is None else _operator.index(f.y_slice_size) for f in fields], layer_idx, fast)
     ops = _torch().ops.addlora
-    if out is None:
-        return ops.add_lora_multi(y, *args)
-    if out is y:
-        ops.add_lora_multi_(y, *args)
-        return y
-    out.copy_(ops.add_lora_multi(y, *args))
-    return out
+    return _op_into(out, y, ops.add_lora_multi, ops.add_lora_multi_, args)
 
 
 # ---- shrink only / expand only ------------------------------------------------------------------

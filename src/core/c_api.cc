@@ -44,83 +44,70 @@ int32_t report(const addlora::Error& e) {
   return static_cast<int32_t>(e.status);
 }
 
+// Every C entry: clears the last error, refuses a null argument struct, turns any exception
+// into Status::internal ("out of memory"), and reports the call's Error.
+template <class Args, class F>
+int32_t c_call(const Args* a, F&& call) {
+  t_last_error.clear();
+  addlora::Error error;
+  try {
+    if (a == nullptr)
+      addlora::detail::fail(&error, addlora::Status::null_pointer, addlora::ErrorKind::null, "", "args must not be null");
+    else
+      call(*a, error);
+  } catch (...) {
+    addlora::detail::fail(&error, addlora::Status::internal, addlora::ErrorKind::internal, "", "out of memory");
+  }
+  return report(error);
+}
+
 }  // namespace
 
 extern "C" int32_t addlora_run(const addlora_args* a, int32_t strict) {
-  t_last_error.clear();
-  addlora::Error error;
-  try {
-    if (a == nullptr) {
-      addlora::detail::fail(&error, addlora::Status::null_pointer, addlora::ErrorKind::null, "", "args must not be null");
-      return report(error);
-    }
+  return c_call(a, [strict](const addlora_args& c, addlora::Error& error) {
     addlora::Arguments args;
-    args.y = view(a->y);
-    args.x = view(a->x);
-    args.weight_b = view(a->weight_b);
-    args.indices = view(a->indices);
-    args.weight_a = view(a->weight_a);
-    args.out = view(a->out);
-    args.layer_idx = a->layer_idx;
-    args.scale = a->scale;
-    args.y_offset = a->y_offset;
-    args.y_slice_size = a->y_slice_size;
+    args.y = view(c.y);
+    args.x = view(c.x);
+    args.weight_b = view(c.weight_b);
+    args.indices = view(c.indices);
+    args.weight_a = view(c.weight_a);
+    args.out = view(c.out);
+    args.layer_idx = c.layer_idx;
+    args.scale = c.scale;
+    args.y_offset = c.y_offset;
+    args.y_slice_size = c.y_slice_size;
     addlora::add_lora(args, strict ? addlora::Rules::cann : addlora::Rules::general, error);
-    return report(error);
-  } catch (...) {
-    addlora::detail::fail(&error, addlora::Status::internal, addlora::ErrorKind::internal, "", "out of memory");
-    return report(error);
-  }
+  });
 }
 
 extern "C" int32_t addlora_shrink(const addlora_shrink_args* a) {
-  t_last_error.clear();
-  addlora::Error error;
-  try {
-    if (a == nullptr) {
-      addlora::detail::fail(&error, addlora::Status::null_pointer, addlora::ErrorKind::null, "", "args must not be null");
-      return report(error);
-    }
+  return c_call(a, [](const addlora_shrink_args& c, addlora::Error& error) {
     addlora::ShrinkArguments s;
-    s.x = view(a->x);
-    s.weight_a = view(a->weight_a);
-    s.indices = view(a->indices);
-    s.z = view(a->z);
-    s.layer_idx = a->layer_idx;
-    s.scale = a->scale;
-    s.accumulate = a->accumulate != 0;
+    s.x = view(c.x);
+    s.weight_a = view(c.weight_a);
+    s.indices = view(c.indices);
+    s.z = view(c.z);
+    s.layer_idx = c.layer_idx;
+    s.scale = c.scale;
+    s.accumulate = c.accumulate != 0;
     addlora::shrink(s, error);
-    return report(error);
-  } catch (...) {
-    addlora::detail::fail(&error, addlora::Status::internal, addlora::ErrorKind::internal, "", "out of memory");
-    return report(error);
-  }
+  });
 }
 
 extern "C" int32_t addlora_expand(const addlora_expand_args* a) {
-  t_last_error.clear();
-  addlora::Error error;
-  try {
-    if (a == nullptr) {
-      addlora::detail::fail(&error, addlora::Status::null_pointer, addlora::ErrorKind::null, "", "args must not be null");
-      return report(error);
-    }
+  return c_call(a, [](const addlora_expand_args& c, addlora::Error& error) {
     addlora::ExpandArguments e;
-    e.z = view(a->z);
-    e.weight_b = view(a->weight_b);
-    e.indices = view(a->indices);
-    e.out = view(a->out);
-    e.layer_idx = a->layer_idx;
-    e.scale = a->scale;
-    e.y_offset = a->y_offset;
-    e.y_slice_size = a->y_slice_size;
-    e.accumulate = a->accumulate != 0;
+    e.z = view(c.z);
+    e.weight_b = view(c.weight_b);
+    e.indices = view(c.indices);
+    e.out = view(c.out);
+    e.layer_idx = c.layer_idx;
+    e.scale = c.scale;
+    e.y_offset = c.y_offset;
+    e.y_slice_size = c.y_slice_size;
+    e.accumulate = c.accumulate != 0;
     addlora::expand(e, error);
-    return report(error);
-  } catch (...) {
-    addlora::detail::fail(&error, addlora::Status::internal, addlora::ErrorKind::internal, "", "out of memory");
-    return report(error);
-  }
+  });
 }
 
 extern "C" const char* addlora_last_error(void) { return t_last_error.c_str(); }

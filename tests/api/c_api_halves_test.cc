@@ -59,6 +59,16 @@ TestTensor base_for(const TestTensor& out, const std::vector<int64_t>& idx, int6
   return y;
 }
 
+// A [rows, cols] tensor of uniform values in [-range, range): contiguous, or (strided) with
+// column stride `col`, `pad` extra elements after each row and storage offset `offset`.
+TestTensor matrix(Rng& rng, DType dt, int64_t rows, int64_t cols, bool strided, int64_t col, int64_t pad,
+                  int64_t offset, double range) {
+  TestTensor t = strided ? TestTensor::nd(dt, {rows, cols}, ref::padded_strides({rows, cols}, col, pad), offset)
+                         : TestTensor::nd(dt, {rows, cols});
+  t.fill_uniform(rng, -range, range);
+  return t;
+}
+
 struct HalfCase {
   DType dt;          // x / weights / z-in for expand
   DType zdt;         // shrink's output z
@@ -90,14 +100,10 @@ TEST(CApiHalves, ShrinkMatchesTheOracle) {
   for (const HalfCase& c : cases()) {
     SCOPED_TRACE("H1=" + std::to_string(c.H1) + " R=" + std::to_string(c.R));
     const int64_t Rz = c.R + 3;
-    TestTensor x = c.strided ? TestTensor::nd(c.dt, {c.B, c.H1}, ref::padded_strides({c.B, c.H1}, 2, 3), 5)
-                             : TestTensor::nd(c.dt, {c.B, c.H1});
+    TestTensor x = matrix(rng, c.dt, c.B, c.H1, c.strided, 2, 3, 5, 1);
     TestTensor wa = TestTensor::nd(c.dt, {c.W, c.L, c.R, c.H1});
-    TestTensor z = c.strided ? TestTensor::nd(c.zdt, {c.B, Rz}, ref::padded_strides({c.B, Rz}, 1, 4), 2)
-                             : TestTensor::nd(c.zdt, {c.B, Rz});
-    x.fill_uniform(rng, -1, 1);
     wa.fill_uniform(rng, -1, 1);
-    z.fill_uniform(rng, -2, 2);
+    TestTensor z = matrix(rng, c.zdt, c.B, Rz, c.strided, 1, 4, 2, 2);
     const std::vector<int64_t> idx_values = row_indices(rng, c.B, c.W);
     TestTensor idx = indices_tensor(c.idt, idx_values, c.strided);
 
@@ -140,14 +146,10 @@ TEST(CApiHalves, ExpandMatchesTheOracle) {
     for (const int64_t slice : {int64_t{-1}, int64_t{2}}) {
       SCOPED_TRACE("H2=" + std::to_string(c.H1) + " R=" + std::to_string(c.R) + " slice=" + std::to_string(slice));
       const int64_t H2 = c.H1, S = slice == -1 ? H2 : std::min<int64_t>(slice, H2), y_offset = 3, H3 = H2 + 5;
-      TestTensor zin = c.strided ? TestTensor::nd(c.zdt, {c.B, c.R}, ref::padded_strides({c.B, c.R}, 2, 1), 3)
-                                 : TestTensor::nd(c.zdt, {c.B, c.R});
+      TestTensor zin = matrix(rng, c.zdt, c.B, c.R, c.strided, 2, 1, 3, 1);
       TestTensor wb = TestTensor::nd(c.dt, {c.W, c.L, H2, c.R});
-      TestTensor out = c.strided ? TestTensor::nd(c.dt, {c.B, H3}, ref::padded_strides({c.B, H3}, 1, 2), 4)
-                                 : TestTensor::nd(c.dt, {c.B, H3});
-      zin.fill_uniform(rng, -1, 1);
       wb.fill_uniform(rng, -1, 1);
-      out.fill_uniform(rng, -2, 2);
+      TestTensor out = matrix(rng, c.dt, c.B, H3, c.strided, 1, 2, 4, 2);
       const std::vector<int64_t> idx_values = row_indices(rng, c.B, c.W);
       TestTensor idx = indices_tensor(c.idt, idx_values, c.strided);
 
@@ -226,6 +228,18 @@ void expect_refused(Call call, int32_t status, const char* field, Valid& v) {
   EXPECT_EQ(v.out.changes(out_before), "");
 }
 
+// with(change)(): `call` on a copy of the valid `base` arguments after `change` edited it.
+template <class Args>
+auto changed(Args base, int32_t (*call)(const Args*)) {
+  return [base, call](auto change) {
+    return [base, call, change] {
+      Args a = base;
+      change(a);
+      return call(&a);
+    };
+  };
+}
+
 TEST(CApiHalves, ValidBaselineSucceeds) {
   Valid v;
   const addlora_shrink_args s = v.shrink();
@@ -237,13 +251,7 @@ TEST(CApiHalves, ValidBaselineSucceeds) {
 TEST(CApiHalves, ShrinkRefusesBadInput) {
   Valid v;
   expect_refused([] { return addlora_shrink(nullptr); }, 161001, "args", v);
-  auto with = [&](auto change) {
-    return [&v, change] {
-      addlora_shrink_args a = v.shrink();
-      change(a);
-      return addlora_shrink(&a);
-    };
-  };
+  const auto with = changed(v.shrink(), addlora_shrink);
   expect_refused(with([](addlora_shrink_args& a) { a.x.data = nullptr; }), 161001, "x", v);
   expect_refused(with([](addlora_shrink_args& a) { a.z.data = nullptr; }), 161001, "z", v);
   expect_refused(with([](addlora_shrink_args& a) { a.weight_a.data = nullptr; }), 161001, "weight_a", v);
@@ -262,13 +270,7 @@ TEST(CApiHalves, ShrinkRefusesBadInput) {
 TEST(CApiHalves, ExpandRefusesBadInput) {
   Valid v;
   expect_refused([] { return addlora_expand(nullptr); }, 161001, "args", v);
-  auto with = [&](auto change) {
-    return [&v, change] {
-      addlora_expand_args a = v.expand();
-      change(a);
-      return addlora_expand(&a);
-    };
-  };
+  const auto with = changed(v.expand(), addlora_expand);
   expect_refused(with([](addlora_expand_args& a) { a.z.data = nullptr; }), 161001, "z", v);
   expect_refused(with([](addlora_expand_args& a) { a.out.data = nullptr; }), 161001, "out", v);
   expect_refused(with([](addlora_expand_args& a) { a.weight_b.data = nullptr; }), 161001, "weight_b", v);
