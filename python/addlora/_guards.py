@@ -1,4 +1,4 @@
-"""torch >= 2: the checker behind the eager path's cache of tensor descriptions (python/module.cc).
+"""torch >= 2: the checker behind the eager path's cache of tensor descriptions (python/fast_path.cc).
 
 ``factory()`` returns ``make(*tensors) -> check`` where ``check(*same_count_of_tensors)`` is True
 only when every tensor has the same Python type, dtype, device, dispatch keys, requires_grad,

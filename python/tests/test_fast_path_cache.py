@@ -1,4 +1,4 @@
-"""The eager path's cache of torch tensor descriptions (torch >= 2, python/module.cc): a call whose
+"""The eager path's cache of torch tensor descriptions (torch >= 2, python/fast_path.cc): a call whose
 tensors match a cached description reads only their data_ptr(); every change of type, dtype,
 device, requires_grad, size or stride since must be noticed.  Each case first makes sure the
 cache served a call, then changes the tensors in place (same objects, often the same address)
