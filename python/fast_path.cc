@@ -276,12 +276,12 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   }
   try {
     if (!described) {
-    grad |= describe(y, "y", false, &args.y, keep, check) == Described::needs_grad;
-    grad |= describe(x, "x", false, &args.x, keep, check) == Described::needs_grad;
-    grad |= describe(weight_b, "weight_b", false, &args.weight_b, keep, check) == Described::needs_grad;
-    grad |= describe(indices, "indices", false, &args.indices, keep, check) == Described::needs_grad;
-    grad |= describe(weight_a, "weight_a", false, &args.weight_a, keep, check) == Described::needs_grad;
-    if (grad) return nb::borrow(Py_NotImplemented);
+      grad |= describe(y, "y", false, &args.y, keep, check) == Described::needs_grad;
+      grad |= describe(x, "x", false, &args.x, keep, check) == Described::needs_grad;
+      grad |= describe(weight_b, "weight_b", false, &args.weight_b, keep, check) == Described::needs_grad;
+      grad |= describe(indices, "indices", false, &args.indices, keep, check) == Described::needs_grad;
+      grad |= describe(weight_a, "weight_a", false, &args.weight_a, keep, check) == Described::needs_grad;
+      if (grad) return nb::borrow(Py_NotImplemented);
     }
     if (allocate) {
       void* data = nullptr;
