@@ -90,39 +90,61 @@ PyObject* new_torch_result(const TensorView& like, void** data) {
 // ---- torch >= 2: described tensors cached, checked by Dynamo's TensorGuards ----------------------
 // Describing a torch tensor costs ~0.35 µs of attribute reads (shape and stride() build tuples).
 // Under torch 2.x the description of a call's tensors is kept, keyed by the weights' addresses,
-// together with a torch._C._dynamo.guards.TensorGuards over the same tensors: its check() (C++,
-// ~0.12 µs a tensor) confirms that every tensor still has the recorded type, dtype, device,
-// dispatch keys, requires_grad (False), sizes and strides; only data_ptr() is then read (it
-// includes the storage offset).  Any mismatch, or a check that raises, is a miss: the tensors
-// are described as usual and the entry replaced.  The factory (addlora/_guards.py) is installed
-// only after a self-test of those semantics; without it nothing is cached.
+// y's row count (len(y), no tuple) and the call's form, together with a
+// torch._C._dynamo.guards.TensorGuards over the same tensors: its check() (C++, ~0.12 µs a
+// tensor) confirms that every tensor still has the recorded type, dtype, device, dispatch keys,
+// requires_grad (False), sizes and strides; only data_ptr() is then read (it includes the
+// storage offset).  Any mismatch, or a check that raises, is a miss: the tensors are described
+// as usual and the entry rebuilt (~3 µs: the guard is made in Python) if its guard had served
+// a few calls; otherwise rebuilding backs off (see should_rebuild), so tensors whose metadata
+// keeps changing cost a describe and a failed check, not a rebuild each time.
+// Up to kGuardEntries entries (a model's projections x batch sizes); when full the cache starts
+// over.  The factory (addlora/_guards.py) is installed only after a self-test of those
+// semantics; without it nothing is cached.
+struct GuardKey {
+  void* weight_b;
+  void* weight_a;
+  int64_t rows;  // len(y)
+  int kind;      // 0: result allocated, 1: in place (out is y), 2: a separate out
+  int n;         // tensors guarded: y, x, weight_b, indices[, weight_a][, out]
+  bool operator==(const GuardKey& o) const {
+    return weight_b == o.weight_b && weight_a == o.weight_a && rows == o.rows && kind == o.kind && n == o.n;
+  }
+};
+struct GuardKeyHash {
+  size_t operator()(const GuardKey& k) const {
+    uint64_t h = reinterpret_cast<uintptr_t>(k.weight_b) * 0x9e3779b97f4a7c15ULL;
+    h ^= reinterpret_cast<uintptr_t>(k.weight_a) + 0x7f4a7c159e3779b9ULL + (h << 6) + (h >> 2);
+    h ^= static_cast<uint64_t>(k.rows) * 0xbf58476d1ce4e5b9ULL + static_cast<uint64_t>(k.kind * 8 + k.n);
+    return static_cast<size_t>(h ^ (h >> 31));
+  }
+};
 struct GuardEntry {
-  int kind = -1;      // 0: result allocated, 1: in place (out is y), 2: a separate out
-  int n = 0;          // tensors guarded: y, x, weight_b, indices[, weight_a][, out]
-  bool has_a = false;
-  void* weight_b = nullptr;
-  void* weight_a = nullptr;
   PyObject* check = nullptr;  // owned: the guard's bound check()
   TensorView views[6];        // metadata of the guarded tensors (data filled per call)
+  int64_t hits_since_build = 0;
+  int backoff = 0, skip = 0;  // rebuild back-off (should_rebuild)
 };
-constexpr int kGuardEntries = 16;
-GuardEntry g_guard_entries[kGuardEntries];
-int g_guard_next = 0;
+constexpr size_t kGuardEntries = 1024;
+std::unordered_map<GuardKey, GuardEntry, GuardKeyHash> g_guards;
 PyObject* g_guard_factory = nullptr;  // callable(*tensors) -> check, or null (no cache)
-int64_t g_guard_hits = 0, g_guard_misses = 0;  // for tests: calls served from an entry / entries refused
+int64_t g_guard_hits = 0, g_guard_misses = 0;  // for tests: calls served from an entry / checks failed
+
+void clear_guards() {
+  std::unordered_map<GuardKey, GuardEntry, GuardKeyHash> old;
+  old.swap(g_guards);  // the decrefs below may run Python code: the live map is already empty
+  for (auto& [key, e] : old) Py_CLEAR(e.check);
+}
 
 void set_guard_factory(nb::handle factory) {
-  for (GuardEntry& e : g_guard_entries) {
-    Py_CLEAR(e.check);
-    e = GuardEntry();
-  }
+  clear_guards();
   Py_CLEAR(g_guard_factory);
   if (!factory.is_none()) g_guard_factory = Py_NewRef(factory.ptr());
 }
 
 std::tuple<bool, int, int64_t, int64_t> guard_stats() {
   int entries = 0;
-  for (const GuardEntry& e : g_guard_entries) entries += e.check != nullptr;
+  for (const auto& [key, e] : g_guards) entries += e.check != nullptr;
   return std::make_tuple(g_guard_factory != nullptr, entries, g_guard_hits, g_guard_misses);
 }
 
@@ -135,16 +157,9 @@ void* torch_data_ptr(PyObject* t) {
   return PyLong_AsVoidPtr(ptr.p);
 }
 
-GuardEntry* find_guard(int kind, int n, bool has_a, void* weight_b, void* weight_a) {
-  for (GuardEntry& e : g_guard_entries)
-    if (e.check && e.kind == kind && e.n == n && e.has_a == has_a && e.weight_b == weight_b && e.weight_a == weight_a)
-      return &e;
-  return nullptr;
-}
-
 // True if the guard passes for these tensors (a raising check is a miss).
-bool guard_passes(GuardEntry* e, PyObject* const* tensors) {
-  PyObject* r = PyObject_Vectorcall(e->check, tensors, static_cast<size_t>(e->n), nullptr);
+bool guard_passes(const GuardEntry& e, PyObject* const* tensors, int n) {
+  PyObject* r = PyObject_Vectorcall(e.check, tensors, static_cast<size_t>(n), nullptr);
   if (!r) {
     PyErr_Clear();
     return false;
@@ -154,10 +169,32 @@ bool guard_passes(GuardEntry* e, PyObject* const* tensors) {
   return ok;
 }
 
+// After a miss on `key`: whether to build a guard now.  Yes without an entry, or when the old
+// guard served at least kUsefulHits calls; otherwise the old guard stays (its tensors may come
+// back, e.g. two stride patterns in turn) and the next 1, 3, 7, ... up to 255 misses describe
+// without rebuilding.
+constexpr int64_t kUsefulHits = 4;
+bool should_rebuild(const GuardKey& key) {
+  auto it = g_guards.find(key);
+  if (it == g_guards.end()) return true;
+  GuardEntry& e = it->second;
+  if (e.skip > 0) {
+    --e.skip;
+    return false;
+  }
+  if (e.check && e.hits_since_build < kUsefulHits) {
+    e.backoff = std::min(2 * e.backoff + 1, 255);
+    e.skip = e.backoff;
+    return false;
+  }
+  e.backoff = 0;
+  return true;
+}
+
 // Records a described call (views with data) for later ones; silently does nothing when the
 // tensors should not be cached (one requires grad, one has no elements) or the factory fails.
-void remember_guard(int kind, PyObject* const* tensors, const TensorView* const* views, int n, bool has_a) {
-  for (int k = 0; k < n; ++k) {
+void remember_guard(const GuardKey& key, PyObject* const* tensors, const TensorView* const* views) {
+  for (int k = 0; k < key.n; ++k) {
     int64_t elements = 1;
     for (int32_t d = 0; d < views[k]->ndim; ++d) elements *= views[k]->dims[d];
     if (elements == 0 || views[k]->data == nullptr) return;
@@ -168,28 +205,24 @@ void remember_guard(int kind, PyObject* const* tensors, const TensorView* const*
     }
     if (rg.p != Py_False) return;
   }
-  PyObject* check = PyObject_Vectorcall(g_guard_factory, tensors, static_cast<size_t>(n), nullptr);
+  // Python code runs here (other threads may use the cache meanwhile): no entry is held across it.
+  PyObject* check = PyObject_Vectorcall(g_guard_factory, tensors, static_cast<size_t>(key.n), nullptr);
   if (!check || check == Py_None) {
     PyErr_Clear();
     Py_XDECREF(check);
     return;
   }
-  GuardEntry* e = find_guard(kind, n, has_a, views[2]->data, has_a ? views[4]->data : nullptr);
-  if (!e) {
-    e = &g_guard_entries[g_guard_next];
-    g_guard_next = (g_guard_next + 1) % kGuardEntries;
+  if (g_guards.size() >= kGuardEntries && g_guards.find(key) == g_guards.end()) clear_guards();
+  GuardEntry& e = g_guards[key];
+  PyObject* old = e.check;
+  e.check = check;
+  e.hits_since_build = 0;
+  e.skip = 0;
+  for (int k = 0; k < key.n; ++k) {
+    e.views[k] = *views[k];
+    e.views[k].data = nullptr;
   }
-  Py_XDECREF(e->check);
-  e->check = check;
-  e->kind = kind;
-  e->n = n;
-  e->has_a = has_a;
-  e->weight_b = views[2]->data;
-  e->weight_a = has_a ? views[4]->data : nullptr;
-  for (int k = 0; k < n; ++k) {
-    e->views[k] = *views[k];
-    e->views[k].data = nullptr;
-  }
+  Py_XDECREF(old);
 }
 
 // npu_batch_gather_matmul(_) / add_lora with torch_npu's arguments only.  Returns `out`, or
@@ -246,23 +279,39 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   bool guardable = g_guard_factory != nullptr;
   for (int k = 0; guardable && k < n; ++k) guardable = plain_tensor(tensors[k]);
   bool described = false;
+  GuardKey key{nullptr, nullptr, -1, kind, n};
   if (guardable) {
-    void* wb = torch_data_ptr(weight_b.ptr());
-    void* wa = has_a ? torch_data_ptr(weight_a.ptr()) : nullptr;
-    GuardEntry* e = wb ? find_guard(kind, n, has_a, wb, wa) : nullptr;
-    const bool hit = e && guard_passes(e, tensors);
-    if (e && !hit) ++g_guard_misses;
-    if (hit) {
-      ++g_guard_hits;
-      for (int k = 0; k < n; ++k) *views[k] = e->views[k];  // copied before any other Python call
-      described = true;
-      for (int k = 0; k < n && described; ++k) {
-        views[k]->data = k == 2 ? wb : (k == 4 && has_a) ? wa : torch_data_ptr(tensors[k]);
-        described = views[k]->data != nullptr;
+    key.weight_b = torch_data_ptr(weight_b.ptr());
+    key.weight_a = has_a ? torch_data_ptr(weight_a.ptr()) : nullptr;
+    key.rows = PyObject_Length(y.ptr());  // tensor.__len__: size(0), no tuple
+    if (key.rows < 0) PyErr_Clear();
+    guardable = key.weight_b != nullptr && key.rows >= 0 && (!has_a || key.weight_a != nullptr);
+  }
+  if (guardable) {
+    auto it = g_guards.find(key);
+    bool hit = false;
+    if (it != g_guards.end() && it->second.check) {
+      GuardEntry& e = it->second;
+      hit = guard_passes(e, tensors, n);
+      if (hit) {
+        ++e.hits_since_build;
+        for (int k = 0; k < n; ++k) *views[k] = e.views[k];  // copied before any other Python call
+      } else {
+        ++g_guard_misses;
       }
     }
-    if (!described)
-      for (int k = 0; k < n; ++k) *views[k] = TensorView();  // describe() below needs fresh views
+    if (hit) {
+      ++g_guard_hits;
+      described = true;
+      for (int k = 0; k < n && described; ++k) {
+        views[k]->data = k == 2 ? key.weight_b : (k == 4 && has_a) ? key.weight_a : torch_data_ptr(tensors[k]);
+        described = views[k]->data != nullptr;
+      }
+      if (!described)
+        for (int k = 0; k < n; ++k) *views[k] = TensorView();  // describe() below needs fresh views
+    } else {
+      guardable = should_rebuild(key);
+    }
   }
   Keep keep;
   bool grad = false;
@@ -311,7 +360,7 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
       grad |= describe(out, "out", true, &args.out, keep, check) == Described::needs_grad;
       if (grad) return nb::borrow(Py_NotImplemented);
     }
-    if (guardable && !described) remember_guard(kind, tensors, views, n, has_a);
+    if (guardable && !described) remember_guard(key, tensors, views);
   } catch (const std::exception&) {
     // Anything the fast path cannot describe: the general path says what is wrong.
     PyErr_Clear();
