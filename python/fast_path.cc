@@ -90,7 +90,7 @@ PyObject* new_torch_result(const TensorView& like, void** data) {
 // ---- torch >= 2: described tensors cached, checked by Dynamo's TensorGuards ----------------------
 // Describing a torch tensor costs ~0.35 µs of attribute reads (shape and stride() build tuples).
 // Under torch 2.x the description of a call's tensors is kept, keyed by the weights' addresses,
-// y's row count (len(y), no tuple) and the call's form, together with a
+// y's row count (the C base class's len()) and the call's form, together with a
 // torch._C._dynamo.guards.TensorGuards over the same tensors: its check() (C++, ~0.12 µs a
 // tensor) confirms that every tensor still has the recorded type, dtype, device, dispatch keys,
 // requires_grad (False), sizes and strides; only data_ptr() is then read (it includes the
@@ -104,7 +104,7 @@ PyObject* new_torch_result(const TensorView& like, void** data) {
 struct GuardKey {
   void* weight_b;
   void* weight_a;
-  int64_t rows;  // len(y)
+  int64_t rows;  // y.size(0)
   int kind;      // 0: result allocated, 1: in place (out is y), 2: a separate out
   int n;         // tensors guarded: y, x, weight_b, indices[, weight_a][, out]
   bool operator==(const GuardKey& o) const {
@@ -283,9 +283,11 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   if (guardable) {
     key.weight_b = torch_data_ptr(weight_b.ptr());
     key.weight_a = has_a ? torch_data_ptr(weight_a.ptr()) : nullptr;
-    key.rows = PyObject_Length(y.ptr());  // tensor.__len__: size(0), no tuple
+    // y's rows through the C base class (a plain tensor): size(0), 0 for 0-d.  Only a hint: the
+    // guard checks every size.
+    key.rows = g_torch.length ? g_torch.length(y.ptr()) : 0;
     if (key.rows < 0) PyErr_Clear();
-    guardable = key.weight_b != nullptr && key.rows >= 0 && (!has_a || key.weight_a != nullptr);
+    guardable = key.weight_b != nullptr && (!has_a || key.weight_a != nullptr);
   }
   if (guardable) {
     auto it = g_guards.find(key);

@@ -167,6 +167,7 @@ struct TorchRefs {
   // Plain torch.Tensor and nn.Parameter (no overriding subclass): their attributes are read
   // through _TensorBase's own descriptors, skipping the instance attribute lookup.
   PyTypeObject* plain_types[2] = {};
+  lenfunc length = nullptr;  // the C base class's len() (torch.Tensor.__len__ is Python code, ~0.5 µs)
   PyObject *d_data_ptr = nullptr, *d_stride = nullptr;                            // method descriptors
   PyObject *d_shape = nullptr, *d_dtype = nullptr, *d_is_cpu = nullptr, *d_requires_grad = nullptr;  // getsets
 };extern TorchRefs g_torch;

@@ -71,6 +71,8 @@ bool torch_ready() {
   if (g_torch.d_data_ptr && g_torch.d_stride && g_torch.d_shape && g_torch.d_dtype && g_torch.d_is_cpu &&
       g_torch.d_requires_grad) {
     g_torch.plain_types[0] = t;
+    PyTypeObject* base = t->tp_base;  // torch._C.TensorBase (_TensorBase before 2.x)
+    if (base && base->tp_as_mapping && base->tp_as_mapping->mp_length) g_torch.length = base->tp_as_mapping->mp_length;
     if (PyObject* nn = PyObject_GetAttrString(mod, "nn")) {
       if (PyObject* param = PyObject_GetAttrString(nn, "Parameter")) {
         g_torch.plain_types[1] = reinterpret_cast<PyTypeObject*>(param);  // kept
