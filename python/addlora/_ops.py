@@ -11,6 +11,13 @@ Schemas (mutated arguments annotated; in-place operators return nothing):
                          Tensor lora_indices_tensor, bool add_inputs) -> ()
     addlora::bgmv_expand_slice(..., int slice_offset, int slice_size, bool add_inputs) -> ()
     addlora::sgmv_shrink / sgmv_expand / sgmv_expand_slice: vLLM's arguments, same pattern.
+    addlora::shrink(Tensor x, Tensor weight_a, Tensor(a!) z, Tensor indices, int layer_idx, float scale,
+                    bool accumulate, bool fast) -> ()
+    addlora::expand(Tensor z, Tensor weight_b, Tensor(a!) out, Tensor indices, int layer_idx, float scale,
+                    int y_offset, int y_slice_size, bool accumulate, bool fast) -> ()
+    addlora::add_lora_multi(Tensor y, Tensor x, Tensor indices, Tensor[] weight_b, Tensor?[] weight_a,
+                            float[] scale, int[] y_offset, int[] y_slice_size, int layer_idx, bool fast) -> Tensor
+    addlora::add_lora_multi_(Tensor(a!) y, <same>) -> ()
 
 Each has a CPU kernel (the library call), a fake kernel (shapes only) and add_lora an autograd
 formula written with gathers (traceable, so compiled training works too).  The public functions
@@ -25,6 +32,8 @@ _LIB = None
 
 _ADD_LORA_ARGS = ("Tensor x, Tensor weight_b, Tensor indices, Tensor? weight_a, int layer_idx, float scale, "
                   "int y_offset, int y_slice_size")
+_MULTI_ARGS = ("Tensor x, Tensor indices, Tensor[] weight_b, Tensor?[] weight_a, float[] scale, int[] y_offset, "
+               "int[] y_slice_size, int layer_idx, bool fast")
 _SEQ_ARGS = ("Tensor b_seq_start_loc, Tensor seq_len_tensor, Tensor lora_indices_tensor, int batches, "
              "int max_seq_length, int token_nums")
 
@@ -43,6 +52,12 @@ SCHEMAS = {
                    "bool add_inputs) -> ()",
     "sgmv_expand_slice": f"sgmv_expand_slice(Tensor inputs, Tensor lora_b_weights, Tensor(a!) output_tensor, "
                          f"{_SEQ_ARGS}, int slice_offset, int slice_size, bool add_inputs) -> ()",
+    "shrink": "shrink(Tensor x, Tensor weight_a, Tensor(a!) z, Tensor indices, int layer_idx, float scale, "
+              "bool accumulate, bool fast) -> ()",
+    "expand": "expand(Tensor z, Tensor weight_b, Tensor(a!) out, Tensor indices, int layer_idx, float scale, "
+              "int y_offset, int y_slice_size, bool accumulate, bool fast) -> ()",
+    "add_lora_multi": f"add_lora_multi(Tensor y, {_MULTI_ARGS}) -> Tensor",
+    "add_lora_multi_": f"add_lora_multi_(Tensor(a!) y, {_MULTI_ARGS}) -> ()",
 }
 
 
@@ -77,8 +92,29 @@ def _sgmv_expand_slice_cpu(inputs, w, out, start, lens, idx, batches, max_len, t
     _core.sgmv_expand(inputs, w, out, start, lens, idx, batches, max_len, tokens, add_inputs, offset, size)
 
 
+def _multi_into(out, y, x, indices, weight_b, weight_a, scale, y_offset, y_slice_size, layer_idx, fast):
+    n = len(weight_b)
+    if not (len(weight_a) == len(scale) == len(y_offset) == len(y_slice_size) == n):
+        raise ValueError(f"AddLora: add_lora_multi needs one weight_a, scale, y_offset and y_slice_size per "
+                         f"weight_b ({n} weight_b, {len(weight_a)} weight_a, {len(scale)} scale, "
+                         f"{len(y_offset)} y_offset, {len(y_slice_size)} y_slice_size)")
+    packed = [(weight_b[k], weight_a[k], float(scale[k]), int(y_offset[k]), int(y_slice_size[k]), None, None, None,
+               None) for k in range(n)]
+    _core.run_multi(out, y, x, indices, packed, layer_idx, False, fast)
+
+
+def _add_lora_multi_cpu(y, x, indices, weight_b, weight_a, scale, y_offset, y_slice_size, layer_idx, fast):
+    out = torch.empty_like(y, memory_format=torch.contiguous_format)
+    _multi_into(out, y, x, indices, weight_b, weight_a, scale, y_offset, y_slice_size, layer_idx, fast)
+    return out
+
+
+def _add_lora_multi__cpu(y, x, indices, weight_b, weight_a, scale, y_offset, y_slice_size, layer_idx, fast):
+    _multi_into(y, y, x, indices, weight_b, weight_a, scale, y_offset, y_slice_size, layer_idx, fast)
+
+
 # ---- fake kernels -----------------------------------------------------------------------------
-def _add_lora_fake(y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size):
+def _add_lora_fake(y, *args):
     return torch.empty_like(y, memory_format=torch.contiguous_format)
 
 
@@ -150,10 +186,15 @@ def register():
         "sgmv_shrink": _core.sgmv_shrink,
         "sgmv_expand": _sgmv_expand_cpu,
         "sgmv_expand_slice": _sgmv_expand_slice_cpu,
+        "shrink": _core.shrink,
+        "expand": _core.expand,
+        "add_lora_multi": _add_lora_multi_cpu,
+        "add_lora_multi_": _add_lora_multi__cpu,
     }
+    returns_tensor = ("add_lora", "add_lora_multi")
     for name, fn in kernels.items():
         lib.impl(name, fn, "CPU")
-        torch.library.register_fake(f"addlora::{name}", _add_lora_fake if name == "add_lora" else _nothing, lib=lib)
+        torch.library.register_fake(f"addlora::{name}", _add_lora_fake if name in returns_tensor else _nothing, lib=lib)
     torch.library.register_autograd("addlora::add_lora", _backward, setup_context=_setup_context, lib=lib)
     _LIB = lib
     return True

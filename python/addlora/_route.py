@@ -24,7 +24,8 @@ compiling = _probe
 def setup():
     """Registers torch.ops.addlora.* (where supported) and fixes compiling()."""
     global compiling
-    from . import _ops
+    from . import _core, _guards, _ops
+    _core.set_guard_factory(_guards.factory())  # None under torch 1.x: no description cache
     if _ops.register():
         import torch
         compiling = torch.compiler.is_compiling

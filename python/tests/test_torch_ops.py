@@ -84,18 +84,27 @@ class LoraModel(torch.nn.Module):
         return c * 2
 
 
+def compiled_equals_eager(model, p, backend):
+    """model(y, x, indices) under torch.compile(fullgraph=True) equals eager bitwise, twice (the
+    second time with new y values through the same graph); returns the eager outputs (a tuple)."""
+    y, x, idx = p["y"], p["x"], p["indices"]
+    as_tuple = lambda r: r if isinstance(r, tuple) else (r,)  # noqa: E731
+    eager = as_tuple(model(y, x, idx))
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    for got, want in zip(as_tuple(compiled(y, x, idx)), eager):
+        assert torch.equal(got, want)
+    y2 = torch.randn_like(y.float()).half()
+    for got, want in zip(as_tuple(compiled(y2, x, idx)), as_tuple(model(y2, x, idx))):
+        assert torch.equal(got, want)
+    return eager
+
+
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_compiled_model_equals_eager(backend):
     p = problem(4, torch.float16)
-    model = LoraModel(p)
-    y, x, idx = p["y"], p["x"], p["indices"]
-    eager = model(y, x, idx)
-    torch._dynamo.reset()
-    compiled = torch.compile(model, fullgraph=True, backend=backend)
-    got = compiled(y, x, idx)
-    assert torch.equal(got, eager)
-    y2 = torch.randn_like(y.float()).half()
-    assert torch.equal(compiled(y2, x, idx), model(y2, x, idx))   # same graph, new values
+    (out,) = compiled_equals_eager(LoraModel(p), p, backend)
+    assert not torch.equal(out, 2 * p["y"])
 
 
 def test_compiled_training_step_matches_eager_grads():
@@ -125,4 +134,109 @@ def test_extra_keywords_are_refused_under_compile():
 
     torch._dynamo.reset()
     with pytest.raises(Exception, match="only torch_npu's arguments|NotImplementedError"):
+        torch.compile(f, fullgraph=True, backend="eager")(p["y"], p["x"])
+
+
+# ---- shrink, expand and add_lora_multi as operators ------------------------------------------------
+def multi_slices(p):
+    """Two LoRA pairs of one fused projection: columns [0, 9) (with weight_a) and [12, 26) (without)."""
+    g = torch.Generator().manual_seed(7)
+    dt = p["y"].dtype
+    wb2 = (torch.randn(3, 2, 14, 24, generator=g) * 0.2).to(dt)   # R = H1 (no weight_a)
+    return [dict(weight_b=p["weight_b"], weight_a=p["weight_a"], scale=0.5, y_offset=0, y_slice_size=9),
+            dict(weight_b=wb2, scale=-0.25, y_offset=12)]
+
+
+def multi_op_args(p, slices, layer_idx=1):
+    return (p["x"], p["indices"], [s["weight_b"] for s in slices], [s.get("weight_a") for s in slices],
+            [s.get("scale", 1.0) for s in slices], [s.get("y_offset", 0) for s in slices],
+            [s.get("y_slice_size", -1) for s in slices], layer_idx, False)
+
+
+def lora_f64(y, x, wb, idx, wa, layer_idx, scale, y_offset, S):
+    """Independent fp64 reference: y + scale * (x A^T) B^T on the written columns, rows with an adapter."""
+    out = y.double().clone()
+    W = wb.shape[0]
+    for b in range(y.shape[0]):
+        i = int(idx[b])
+        if 0 <= i < W:
+            z = x[b].double() if wa is None else wa[i, layer_idx].double() @ x[b].double()
+            out[b, y_offset:y_offset + S] += scale * (wb[i, layer_idx, :S].double() @ z)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_opcheck_shrink_expand_multi(dtype):
+    p = problem(8, dtype)
+    ops = torch.ops.addlora
+    B, R = p["x"].shape[0], p["weight_a"].shape[2]
+    z = torch.zeros(B, R + 2)
+    torch.library.opcheck(ops.shrink.default, (p["x"], p["weight_a"], z, p["indices"], 1, 0.5, False, False))
+    torch.library.opcheck(ops.shrink.default, (p["x"], p["weight_a"], z, p["indices"], 0, 2.0, True, True))
+    zz = torch.randn(B, R)
+    torch.library.opcheck(ops.expand.default, (zz, p["weight_b"], p["y"], p["indices"], 1, 0.5, 3, -1, True, False))
+    torch.library.opcheck(ops.expand.default, (zz, p["weight_b"], p["y"], p["indices"], 0, 1.0, 0, 11, False, False))
+    slices = multi_slices(p)
+    torch.library.opcheck(ops.add_lora_multi.default, (p["y"], *multi_op_args(p, slices)))
+    torch.library.opcheck(ops.add_lora_multi_.default, (p["y"].clone(), *multi_op_args(p, slices)))
+
+
+def test_multi_op_values_equal_the_f64_reference():
+    p = problem(9)
+    slices = multi_slices(p)
+    got = torch.ops.addlora.add_lora_multi(p["y"], *multi_op_args(p, slices))
+    want = lora_f64(p["y"], p["x"], p["weight_b"], p["indices"], p["weight_a"], 1, 0.5, 0, 9)
+    want = lora_f64(want, p["x"], slices[1]["weight_b"], p["indices"], None, 1, -0.25, 12, 14)
+    assert torch.allclose(got.double(), want, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(got, p["y"])   # rows with an adapter changed
+    assert torch.equal(got[:2], p["y"][:2])   # indices -1 and W: unchanged
+
+
+def test_multi_op_refuses_mismatched_lists():
+    p = problem(10)
+    args = list(multi_op_args(p, multi_slices(p)))
+    args[4] = args[4][:1]   # one scale for two slices
+    with pytest.raises(ValueError, match="one weight_a, scale"):
+        torch.ops.addlora.add_lora_multi(p["y"], *args)
+
+
+class HalvesModel(torch.nn.Module):
+    """shrink / expand / add_lora_multi through the public functions."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+        self.slices = multi_slices(p)
+
+    def forward(self, y, x, indices):
+        p, slices = self.p, self.slices
+        z = torch.zeros(x.shape[0], p["weight_a"].shape[2], dtype=torch.float32)
+        addlora.shrink(x, p["weight_a"], z, indices, layer_idx=1, scale=0.5)
+        addlora.shrink(x, p["weight_a"], z, indices, layer_idx=0, scale=0.25, accumulate=True)
+        out = y.clone()
+        addlora.expand(z, p["weight_b"], out, indices, layer_idx=1, scale=2.0, y_offset=3)
+        addlora.expand(z, p["weight_b"], out, indices, y_slice_size=5, accumulate=False)
+        m = addlora.add_lora_multi(out, x, indices, slices, layer_idx=1)
+        addlora.add_lora_multi(m, x, indices, slices[:1], out=m)          # in place
+        o = torch.empty_like(m)
+        addlora.add_lora_multi(m, x, indices, [addlora.LoraSlice(**slices[1])], out=o)
+        return o, z
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compiled_halves_and_multi_equal_eager(backend):
+    p = problem(11, torch.float16)
+    out, z = compiled_equals_eager(HalvesModel(p), p, backend)
+    assert not torch.equal(out, p["y"]) and z.abs().sum() > 0
+
+
+def test_multi_extra_keywords_are_refused_under_compile():
+    p = problem(12)
+    slices = multi_slices(p)
+
+    def f(y, x):
+        return addlora.add_lora_multi(y, x, p["indices"], slices, weight_format="nz")
+
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="ND weights and the general rules|NotImplementedError"):
         torch.compile(f, fullgraph=True, backend="eager")(p["y"], p["x"])

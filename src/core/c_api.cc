@@ -1,4 +1,5 @@
-// C API: converts addlora_tensor to TensorView and calls the C++ API; no exception escapes.
+// C API: converts addlora_tensor to TensorView and calls the C++ API (add_lora, shrink, expand);
+// no exception escapes.
 #include "addlora/addlora_c.h"
 
 #include <new>
@@ -43,33 +44,70 @@ int32_t report(const addlora::Error& e) {
   return static_cast<int32_t>(e.status);
 }
 
-}  // namespace
-
-extern "C" int32_t addlora_run(const addlora_args* a, int32_t strict) {
+// Every C entry: clears the last error, refuses a null argument struct, turns any exception
+// into Status::internal ("out of memory"), and reports the call's Error.
+template <class Args, class F>
+int32_t c_call(const Args* a, F&& call) {
   t_last_error.clear();
   addlora::Error error;
   try {
-    if (a == nullptr) {
+    if (a == nullptr)
       addlora::detail::fail(&error, addlora::Status::null_pointer, addlora::ErrorKind::null, "", "args must not be null");
-      return report(error);
-    }
-    addlora::Arguments args;
-    args.y = view(a->y);
-    args.x = view(a->x);
-    args.weight_b = view(a->weight_b);
-    args.indices = view(a->indices);
-    args.weight_a = view(a->weight_a);
-    args.out = view(a->out);
-    args.layer_idx = a->layer_idx;
-    args.scale = a->scale;
-    args.y_offset = a->y_offset;
-    args.y_slice_size = a->y_slice_size;
-    addlora::add_lora(args, strict ? addlora::Rules::cann : addlora::Rules::general, error);
-    return report(error);
+    else
+      call(*a, error);
   } catch (...) {
     addlora::detail::fail(&error, addlora::Status::internal, addlora::ErrorKind::internal, "", "out of memory");
-    return report(error);
   }
+  return report(error);
+}
+
+}  // namespace
+
+extern "C" int32_t addlora_run(const addlora_args* a, int32_t strict) {
+  return c_call(a, [strict](const addlora_args& c, addlora::Error& error) {
+    addlora::Arguments args;
+    args.y = view(c.y);
+    args.x = view(c.x);
+    args.weight_b = view(c.weight_b);
+    args.indices = view(c.indices);
+    args.weight_a = view(c.weight_a);
+    args.out = view(c.out);
+    args.layer_idx = c.layer_idx;
+    args.scale = c.scale;
+    args.y_offset = c.y_offset;
+    args.y_slice_size = c.y_slice_size;
+    addlora::add_lora(args, strict ? addlora::Rules::cann : addlora::Rules::general, error);
+  });
+}
+
+extern "C" int32_t addlora_shrink(const addlora_shrink_args* a) {
+  return c_call(a, [](const addlora_shrink_args& c, addlora::Error& error) {
+    addlora::ShrinkArguments s;
+    s.x = view(c.x);
+    s.weight_a = view(c.weight_a);
+    s.indices = view(c.indices);
+    s.z = view(c.z);
+    s.layer_idx = c.layer_idx;
+    s.scale = c.scale;
+    s.accumulate = c.accumulate != 0;
+    addlora::shrink(s, error);
+  });
+}
+
+extern "C" int32_t addlora_expand(const addlora_expand_args* a) {
+  return c_call(a, [](const addlora_expand_args& c, addlora::Error& error) {
+    addlora::ExpandArguments e;
+    e.z = view(c.z);
+    e.weight_b = view(c.weight_b);
+    e.indices = view(c.indices);
+    e.out = view(c.out);
+    e.layer_idx = c.layer_idx;
+    e.scale = c.scale;
+    e.y_offset = c.y_offset;
+    e.y_slice_size = c.y_slice_size;
+    e.accumulate = c.accumulate != 0;
+    addlora::expand(e, error);
+  });
 }
 
 extern "C" const char* addlora_last_error(void) { return t_last_error.c_str(); }

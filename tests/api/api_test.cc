@@ -10,11 +10,13 @@
 #include "model/numeric.h"
 
 extern "C" int addlora_c_api_smoke(void);
+extern "C" int addlora_c_api_halves_smoke(void);
 
 namespace addlora {
 namespace {
 
 TEST(CApi, RunsAndReportsErrors) { EXPECT_EQ(addlora_c_api_smoke(), 0); }
+TEST(CApi, HalvesRunFromC) { EXPECT_EQ(addlora_c_api_halves_smoke(), 0); }
 
 TEST(Nz, RoundTripAndLayout) {
   // [2, 3, 20, 37]: M and N not multiples of 16 to exercise the zero padding.

@@ -32,3 +32,35 @@ int addlora_c_api_smoke(void) {
   if (addlora_run(NULL, 0) != 161001) return 6;
   return 0;
 }
+
+/* The halves from C: shrink z = 0.5 * x . A^T (x = [1, 2], A = [[3, 4]] -> z = [5.5]), then expand
+ * out += z . B^T (B = [[1], [2]] -> out = [100 + 5.5, 200 + 11]).  0 when the values match. */
+int addlora_c_api_halves_smoke(void) {
+  float x[2] = {1, 2}, a[2] = {3, 4}, b[2] = {1, 2}, z[1] = {-1}, out[2] = {100, 200};
+  int64_t idx[1] = {0};
+  addlora_shrink_args s;
+  addlora_expand_args e;
+  memset(&s, 0, sizeof s);
+  memset(&e, 0, sizeof e);
+  addlora_tensor* ts[] = {&s.x, &s.weight_a, &s.indices, &s.z, &e.z, &e.weight_b, &e.indices, &e.out};
+  for (int i = 0; i < 8; ++i) ts[i]->layout = 2, ts[i]->storage_elems = -1, ts[i]->dtype = 0;
+  s.x.data = x, s.x.ndim = 2, s.x.dims[0] = 1, s.x.dims[1] = 2;
+  s.weight_a.data = a, s.weight_a.ndim = 4;
+  s.weight_a.dims[0] = 1, s.weight_a.dims[1] = 1, s.weight_a.dims[2] = 1, s.weight_a.dims[3] = 2;
+  s.indices.data = idx, s.indices.ndim = 1, s.indices.dims[0] = 1, s.indices.dtype = 9;
+  s.z.data = z, s.z.ndim = 2, s.z.dims[0] = 1, s.z.dims[1] = 1;
+  s.scale = 0.5;
+  if (addlora_shrink(&s) != 0) return 1;
+  if (z[0] != 5.5f) return 2;
+  e.z = s.z, e.indices = s.indices;
+  e.weight_b.data = b, e.weight_b.ndim = 4;
+  e.weight_b.dims[0] = 1, e.weight_b.dims[1] = 1, e.weight_b.dims[2] = 2, e.weight_b.dims[3] = 1;
+  e.out.data = out, e.out.ndim = 2, e.out.dims[0] = 1, e.out.dims[1] = 2;
+  e.scale = 1.0, e.y_slice_size = -1, e.accumulate = 1;
+  if (addlora_expand(&e) != 0) return 3;
+  if (out[0] != 105.5f || out[1] != 211.0f) return 4;
+  idx[0] = -1; /* no adapter: nothing written */
+  if (addlora_expand(&e) != 0 || out[0] != 105.5f) return 5;
+  if (addlora_shrink(NULL) != 161001 || strstr(addlora_last_error(), "args") == NULL) return 6;
+  return 0;
+}

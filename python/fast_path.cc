@@ -1,0 +1,470 @@
+// The eager fast path of npu_batch_gather_matmul(_) / add_lora: results, the description cache,
+// fast_run and the builtin entries.  See native.h for the module's layout.
+#include "native.h"
+
+namespace addlora_py {
+
+// ---- results of the allocating calls --------------------------------------------------------------
+// torch.empty_like goes through torch's dispatcher (~0.9 µs with its keyword).  A result for a
+// torch y is instead one 64-byte-aligned block of our own (a DLPack header, then the elements)
+// handed to torch._C._from_dlpack (~0.45 µs): the tensor owns the block and frees it through
+// the DLPack deleter (no GIL needed).  Same dtype, shape, contiguous strides and CPU device as
+// torch.empty_like(y, memory_format=torch.contiguous_format); its storage is not resizable
+// (as for torch.from_numpy).  If anything fails here the caller uses torch.empty_like.
+struct DLManaged {  // DLPack's DLManagedTensor (ABI-stable since DLPack 0.2)
+  nb::dlpack::dltensor dl_tensor;
+  void* manager_ctx;
+  void (*deleter)(DLManaged*);
+};
+struct ResultBlock {
+  DLManaged managed;
+  int64_t shape[kMaxDims];
+  int64_t strides[kMaxDims];
+};
+constexpr size_t kResultHeader = (sizeof(ResultBlock) + 63) / 64 * 64;
+
+void free_result(DLManaged* m) { std::free(m->manager_ctx); }
+
+// A capsule torch did not consume (still named "dltensor") still owns its block.
+void result_capsule_destructor(PyObject* capsule) {
+  if (!PyCapsule_IsValid(capsule, "dltensor")) return;  // consumed ("used_dltensor"): torch owns it
+  if (auto* m = static_cast<DLManaged*>(PyCapsule_GetPointer(capsule, "dltensor"))) m->deleter(m);
+}
+
+bool dlpack_dtype_of(DType t, nb::dlpack::dtype* d) {
+  d->lanes = 1;
+  switch (t) {
+    case DType::f16: d->code = static_cast<uint8_t>(nb::dlpack::dtype_code::Float); d->bits = 16; return true;
+    case DType::f32: d->code = static_cast<uint8_t>(nb::dlpack::dtype_code::Float); d->bits = 32; return true;
+    case DType::bf16: d->code = static_cast<uint8_t>(nb::dlpack::dtype_code::Bfloat); d->bits = 16; return true;
+    default: return false;
+  }
+}
+
+// A new contiguous torch CPU tensor shaped like `like`, or null (no Python error set) when this
+// route is unavailable.  *data receives its first element.
+PyObject* new_torch_result(const TensorView& like, void** data) {
+  nb::dlpack::dtype dt;
+  if (!g_torch.from_dlpack || !dlpack_dtype_of(like.dtype, &dt) || like.ndim < 0 ||
+      like.ndim > static_cast<int32_t>(kMaxDims))
+    return nullptr;
+  size_t elements = 1;
+  for (int32_t d = 0; d < like.ndim; ++d) elements *= static_cast<size_t>(like.dims[d] > 0 ? like.dims[d] : 0);
+  const size_t bytes = (elements * addlora::dtype_size(like.dtype) + 63) / 64 * 64;
+  void* block = std::aligned_alloc(64, kResultHeader + (bytes > 0 ? bytes : 64));
+  if (!block) return nullptr;
+  ResultBlock* r = new (block) ResultBlock;
+  nb::dlpack::dltensor& t = r->managed.dl_tensor;
+  t.data = static_cast<char*>(block) + kResultHeader;
+  t.device.device_type = nb::device::cpu::value;
+  t.device.device_id = 0;
+  t.ndim = like.ndim;
+  t.dtype = dt;
+  int64_t extent = 1;
+  for (int32_t d = like.ndim - 1; d >= 0; --d) {
+    r->shape[d] = like.dims[d];
+    r->strides[d] = extent;
+    extent *= like.dims[d] > 0 ? like.dims[d] : 1;
+  }
+  t.shape = r->shape;
+  t.strides = r->strides;
+  t.byte_offset = 0;
+  r->managed.manager_ctx = block;
+  r->managed.deleter = free_result;
+  PyObject* capsule = PyCapsule_New(&r->managed, "dltensor", result_capsule_destructor);
+  if (!capsule) {
+    std::free(block);
+    PyErr_Clear();
+    return nullptr;
+  }
+  PyObject* tensor = PyObject_CallOneArg(g_torch.from_dlpack, capsule);
+  Py_DECREF(capsule);  // unconsumed: frees the block; consumed: the tensor owns it
+  if (!tensor) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  *data = t.data;  // the block lives as long as the tensor
+  return tensor;
+}
+
+// ---- torch >= 2: described tensors cached, checked by Dynamo's TensorGuards ----------------------
+// Describing a torch tensor costs ~0.35 µs of attribute reads (shape and stride() build tuples).
+// Under torch 2.x the description of a call's tensors is kept, keyed by the weights' addresses,
+// y's row count (the C base class's len()) and the call's form, together with a
+// torch._C._dynamo.guards.TensorGuards over the same tensors: its check() (C++, ~0.12 µs a
+// tensor) confirms that every tensor still has the recorded type, dtype, device, dispatch keys,
+// requires_grad (False), sizes and strides; only data_ptr() is then read (it includes the
+// storage offset).  Any mismatch, or a check that raises, is a miss: the tensors are described
+// as usual and the entry rebuilt (~3 µs: the guard is made in Python) if its guard had served
+// a few calls; otherwise rebuilding backs off (see should_rebuild), so tensors whose metadata
+// keeps changing cost a describe and a failed check, not a rebuild each time.
+// Up to kGuardEntries entries (a model's projections x batch sizes); when full the cache starts
+// over.  The factory (addlora/_guards.py) is installed only after a self-test of those
+// semantics; without it nothing is cached.
+struct GuardKey {
+  void* weight_b;
+  void* weight_a;
+  int64_t rows;  // y.size(0)
+  int kind;      // 0: result allocated, 1: in place (out is y), 2: a separate out
+  int n;         // tensors guarded: y, x, weight_b, indices[, weight_a][, out]
+  bool operator==(const GuardKey& o) const {
+    return weight_b == o.weight_b && weight_a == o.weight_a && rows == o.rows && kind == o.kind && n == o.n;
+  }
+};
+struct GuardKeyHash {
+  size_t operator()(const GuardKey& k) const {
+    uint64_t h = reinterpret_cast<uintptr_t>(k.weight_b) * 0x9e3779b97f4a7c15ULL;
+    h ^= reinterpret_cast<uintptr_t>(k.weight_a) + 0x7f4a7c159e3779b9ULL + (h << 6) + (h >> 2);
+    h ^= static_cast<uint64_t>(k.rows) * 0xbf58476d1ce4e5b9ULL + static_cast<uint64_t>(k.kind * 8 + k.n);
+    return static_cast<size_t>(h ^ (h >> 31));
+  }
+};
+struct GuardEntry {
+  PyObject* check = nullptr;  // owned: the guard's bound check()
+  TensorView views[6];        // metadata of the guarded tensors (data filled per call)
+  int64_t hits_since_build = 0;
+  int backoff = 0, skip = 0;  // rebuild back-off (should_rebuild)
+};
+constexpr size_t kGuardEntries = 1024;
+std::unordered_map<GuardKey, GuardEntry, GuardKeyHash> g_guards;
+PyObject* g_guard_factory = nullptr;  // callable(*tensors) -> check, or null (no cache)
+int64_t g_guard_hits = 0, g_guard_misses = 0;  // for tests: calls served from an entry / checks failed
+
+void clear_guards() {
+  std::unordered_map<GuardKey, GuardEntry, GuardKeyHash> old;
+  old.swap(g_guards);  // the decrefs below may run Python code: the live map is already empty
+  for (auto& [key, e] : old) Py_CLEAR(e.check);
+}
+
+void set_guard_factory(nb::handle factory) {
+  clear_guards();
+  Py_CLEAR(g_guard_factory);
+  if (!factory.is_none()) g_guard_factory = Py_NewRef(factory.ptr());
+}
+
+std::tuple<bool, int, int64_t, int64_t> guard_stats() {
+  int entries = 0;
+  for (const auto& [key, e] : g_guards) entries += e.check != nullptr;
+  return std::make_tuple(g_guard_factory != nullptr, entries, g_guard_hits, g_guard_misses);
+}
+
+void* torch_data_ptr(PyObject* t) {
+  PyRef ptr(tensor_call(t, plain_tensor(t), g_torch.d_data_ptr, g_torch.s_data_ptr));
+  if (!ptr.p) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  return PyLong_AsVoidPtr(ptr.p);
+}
+
+// True if the guard passes for these tensors (a raising check is a miss).
+bool guard_passes(const GuardEntry& e, PyObject* const* tensors, int n) {
+  PyObject* r = PyObject_Vectorcall(e.check, tensors, static_cast<size_t>(n), nullptr);
+  if (!r) {
+    PyErr_Clear();
+    return false;
+  }
+  const bool ok = r == Py_True;
+  Py_DECREF(r);
+  return ok;
+}
+
+// After a miss on `key`: whether to build a guard now.  Yes without an entry, or when the old
+// guard served at least kUsefulHits calls; otherwise the old guard stays (its tensors may come
+// back, e.g. two stride patterns in turn) and the next 1, 3, 7, ... up to 255 misses describe
+// without rebuilding.
+constexpr int64_t kUsefulHits = 4;
+bool should_rebuild(const GuardKey& key) {
+  auto it = g_guards.find(key);
+  if (it == g_guards.end()) return true;
+  GuardEntry& e = it->second;
+  if (e.skip > 0) {
+    --e.skip;
+    return false;
+  }
+  if (e.check && e.hits_since_build < kUsefulHits) {
+    e.backoff = std::min(2 * e.backoff + 1, 255);
+    e.skip = e.backoff;
+    return false;
+  }
+  e.backoff = 0;
+  return true;
+}
+
+// Records a described call (views with data) for later ones; silently does nothing when the
+// tensors should not be cached (one requires grad, one has no elements) or the factory fails.
+void remember_guard(const GuardKey& key, PyObject* const* tensors, const TensorView* const* views) {
+  for (int k = 0; k < key.n; ++k) {
+    int64_t elements = 1;
+    for (int32_t d = 0; d < views[k]->ndim; ++d) elements *= views[k]->dims[d];
+    if (elements == 0 || views[k]->data == nullptr) return;
+    PyRef rg(tensor_get(tensors[k], plain_tensor(tensors[k]), g_torch.d_requires_grad, g_torch.s_requires_grad));
+    if (!rg.p) {
+      PyErr_Clear();
+      return;
+    }
+    if (rg.p != Py_False) return;
+  }
+  // Python code runs here (other threads may use the cache meanwhile): no entry is held across it.
+  PyObject* check = PyObject_Vectorcall(g_guard_factory, tensors, static_cast<size_t>(key.n), nullptr);
+  if (!check || check == Py_None) {
+    PyErr_Clear();
+    Py_XDECREF(check);
+    return;
+  }
+  if (g_guards.size() >= kGuardEntries && g_guards.find(key) == g_guards.end()) clear_guards();
+  GuardEntry& e = g_guards[key];
+  PyObject* old = e.check;
+  e.check = check;
+  e.hits_since_build = 0;
+  e.skip = 0;
+  for (int k = 0; k < key.n; ++k) {
+    e.views[k] = *views[k];
+    e.views[k].data = nullptr;
+  }
+  Py_XDECREF(old);
+}
+
+// npu_batch_gather_matmul(_) / add_lora with torch_npu's arguments only.  Returns `out`, or
+// NotImplemented for the general path.
+nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weight_b, nb::handle indices,
+                    nb::handle weight_a, nb::handle layer_idx, nb::handle scale, nb::handle y_offset,
+                    nb::handle y_slice_size) {
+  addlora::Arguments args;
+  if (!plain_int(layer_idx, &args.layer_idx) || !plain_float(scale, &args.scale) ||
+      !plain_int(y_offset, &args.y_offset))
+    return nb::borrow(Py_NotImplemented);
+  if (y_slice_size.is_none()) args.y_slice_size = -1;
+  else if (!plain_int(y_slice_size, &args.y_slice_size)) return nb::borrow(Py_NotImplemented);
+  if (y.is_none() || x.is_none() || weight_b.is_none() || indices.is_none()) return nb::borrow(Py_NotImplemented);
+  bool allocate = out.is_none();  // a new contiguous tensor like y (torch), or numpy array
+  nb::object allocated;
+  if (allocate && !is_torch_tensor(y.ptr())) {
+    if (!is_numpy_array(y.ptr())) return nb::borrow(Py_NotImplemented);  // the Python layer allocates the rest
+    static PyObject* empty_like = nullptr;
+    static PyObject* kwnames = nullptr;
+    static PyObject* order_c = nullptr;
+    if (!empty_like) {
+      PyObject* np = PyImport_GetModule(nb::str("numpy").ptr());
+      if (!np) {
+        PyErr_Clear();
+        return nb::borrow(Py_NotImplemented);
+      }
+      empty_like = PyObject_GetAttrString(np, "empty_like");  // kept for the process lifetime
+      Py_DECREF(np);
+      kwnames = Py_BuildValue("(N)", PyUnicode_InternFromString("order"));  // interned, as vectorcall expects
+      order_c = PyUnicode_InternFromString("C");
+      if (!empty_like || !kwnames || !order_c) throw nb::python_error();
+    }
+    PyObject* argv[2] = {y.ptr(), order_c};
+    PyObject* r = PyObject_Vectorcall(empty_like, argv, 1, kwnames);
+    if (!r) throw nb::python_error();
+    allocated = nb::steal(r);
+    out = allocated;
+    allocate = false;  // described below like any numpy out
+  } else if (allocate && (!g_torch.empty_like || !g_torch.contiguous)) {
+    return nb::borrow(Py_NotImplemented);
+  }
+  // Other producers (a DLPack capsule can be consumed only once) go the general way.
+  for (nb::handle h : {out, y, x, weight_b, indices, weight_a})
+    if (!h.is_none() && !is_torch_tensor(h.ptr()) && !is_numpy_array(h.ptr())) return nb::borrow(Py_NotImplemented);
+  // The tensors a guard covers, in order: y, x, weight_b, indices[, weight_a][, out].
+  const bool has_a = !weight_a.is_none();
+  const int kind = allocate ? 0 : out.ptr() == y.ptr() ? 1 : 2;
+  PyObject* tensors[6] = {y.ptr(), x.ptr(), weight_b.ptr(), indices.ptr()};
+  TensorView* views[6] = {&args.y, &args.x, &args.weight_b, &args.indices};
+  int n = 4;
+  if (has_a) tensors[n] = weight_a.ptr(), views[n++] = &args.weight_a;
+  if (kind == 2) tensors[n] = out.ptr(), views[n++] = &args.out;
+  bool guardable = g_guard_factory != nullptr;
+  for (int k = 0; guardable && k < n; ++k) guardable = plain_tensor(tensors[k]);
+  bool described = false;
+  GuardKey key{nullptr, nullptr, -1, kind, n};
+  if (guardable) {
+    key.weight_b = torch_data_ptr(weight_b.ptr());
+    key.weight_a = has_a ? torch_data_ptr(weight_a.ptr()) : nullptr;
+    // y's rows through the C base class (a plain tensor): size(0), 0 for 0-d.  Only a hint: the
+    // guard checks every size.
+    key.rows = g_torch.length ? g_torch.length(y.ptr()) : 0;
+    if (key.rows < 0) PyErr_Clear();
+    guardable = key.weight_b != nullptr && (!has_a || key.weight_a != nullptr);
+  }
+  if (guardable) {
+    auto it = g_guards.find(key);
+    bool hit = false;
+    if (it != g_guards.end() && it->second.check) {
+      GuardEntry& e = it->second;
+      hit = guard_passes(e, tensors, n);
+      if (hit) {
+        ++e.hits_since_build;
+        for (int k = 0; k < n; ++k) *views[k] = e.views[k];  // copied before any other Python call
+      } else {
+        ++g_guard_misses;
+      }
+    }
+    if (hit) {
+      ++g_guard_hits;
+      described = true;
+      for (int k = 0; k < n && described; ++k) {
+        views[k]->data = k == 2 ? key.weight_b : (k == 4 && has_a) ? key.weight_a : torch_data_ptr(tensors[k]);
+        described = views[k]->data != nullptr;
+      }
+      if (!described)
+        for (int k = 0; k < n; ++k) *views[k] = TensorView();  // describe() below needs fresh views
+    } else {
+      guardable = should_rebuild(key);
+    }
+  }
+  Keep keep;
+  bool grad = false;
+  // Autograd matters only in grad mode (then a tensor requiring grad goes the general way).
+  // A guard hit has checked requires_grad already.
+  bool check = false;
+  if (g_torch.is_grad_enabled && !described) {
+    PyRef on(PyObject_CallNoArgs(g_torch.is_grad_enabled));
+    if (!on.p) throw nb::python_error();
+    check = on.p == Py_True;
+  }
+  try {
+    if (!described) {
+      grad |= describe(y, "y", false, &args.y, keep, check) == Described::needs_grad;
+      grad |= describe(x, "x", false, &args.x, keep, check) == Described::needs_grad;
+      grad |= describe(weight_b, "weight_b", false, &args.weight_b, keep, check) == Described::needs_grad;
+      grad |= describe(indices, "indices", false, &args.indices, keep, check) == Described::needs_grad;
+      grad |= describe(weight_a, "weight_a", false, &args.weight_a, keep, check) == Described::needs_grad;
+      if (grad) return nb::borrow(Py_NotImplemented);
+    }
+    if (allocate) {
+      void* data = nullptr;
+      if (PyObject* r = new_torch_result(args.y, &data)) {
+        allocated = nb::steal(r);
+      } else {
+        PyObject* argv[2] = {y.ptr(), g_torch.contiguous};
+        r = PyObject_Vectorcall(g_torch.empty_like, argv, 1, g_torch.empty_kwnames);
+        if (!r) throw nb::python_error();
+        allocated = nb::steal(r);
+        PyRef ptr(tensor_call(r, plain_tensor(r), g_torch.d_data_ptr, g_torch.s_data_ptr));
+        if (!ptr.p) throw nb::python_error();
+        data = PyLong_AsVoidPtr(ptr.p);
+      }
+      out = allocated;
+      // y's shape and dtype, contiguous: only the address is new.
+      args.out = args.y;
+      args.out.data = data;
+      args.out.offset = 0;
+      contiguous_strides(args.out);
+      int64_t n = 1;
+      for (int32_t d = 0; d < args.out.ndim; ++d) n *= args.out.dims[d];
+      if (n == 0 || args.out.data == nullptr) stand_in_storage(args.out, keep.scratch);
+    } else if (out.ptr() == y.ptr() && is_torch_tensor(out.ptr())) {
+      args.out = args.y;
+    } else if (!described) {
+      grad |= describe(out, "out", true, &args.out, keep, check) == Described::needs_grad;
+      if (grad) return nb::borrow(Py_NotImplemented);
+    }
+    if (guardable && !described) remember_guard(key, tensors, views);
+  } catch (const std::exception&) {
+    // Anything the fast path cannot describe: the general path says what is wrong.
+    PyErr_Clear();
+    return nb::borrow(Py_NotImplemented);
+  }
+  call_without_gil([&](addlora::Error& message) { return addlora::add_lora(args, addlora::Rules::general, message); },
+                   lora_work(args));
+  return nb::borrow(out);
+}
+
+// ---- C entry points (torch 1.x and no torch) -------------------------------------------------------
+// A Python def costs ~0.2 µs before it reaches fast_run (frame, keyword-only defaults, the
+// torch.compile check).  Where nothing can trace the public functions (no torch 2.x), the
+// package replaces npu_batch_gather_matmul(_) and add_lora by builtins made here: they take
+// torch_npu's arguments straight from the vectorcall and run fast_run; anything else (another
+// keyword, a missing argument, NotImplemented from fast_run) is forwarded unchanged to the
+// Python function they replace, which handles and reports it as before.
+enum EntryKind { kEntryInPlace = 0, kEntryNew = 1, kEntryAddLora = 2 };
+// Argument slots: y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, out.
+constexpr int kSlots = 10;
+PyObject* g_slot_names[kSlots] = {};
+PyMethodDef g_entry_defs[3] = {};
+std::string g_entry_docs[3];
+PyObject *g_zero = nullptr, *g_minus_one = nullptr, *g_npu_scale = nullptr, *g_one = nullptr;
+
+template <int Kind>
+PyObject* entry_call(PyObject* fallback, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  const Py_ssize_t max_positional = Kind == kEntryAddLora ? 4 : 9;
+  PyObject* slot[kSlots] = {};
+  bool general = nargs > max_positional;
+  for (Py_ssize_t k = 0; !general && k < nargs; ++k) slot[k] = args[k];
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; !general && k < nkw; ++k) {
+    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+    int s = 0;
+    while (s < kSlots && g_slot_names[s] != name) ++s;  // keyword names are interned
+    if (s == kSlots)
+      for (s = 0; s < kSlots && PyUnicode_Compare(g_slot_names[s], name) != 0; ++s) {
+      }
+    if (PyErr_Occurred()) PyErr_Clear();
+    if (s == kSlots || slot[s] || (s == 9 && Kind != kEntryAddLora)) general = true;  // out=: add_lora only
+    else slot[s] = args[nargs + k];
+  }
+  for (int k = 0; !general && k < 4; ++k) general = slot[k] == nullptr;
+  if (!general) {
+    nb::handle none = nb::none();
+    const nb::handle y = slot[0];
+    const nb::handle out = Kind == kEntryInPlace ? y : Kind == kEntryNew ? none : slot[9] ? slot[9] : none;
+    try {
+      nb::object r = fast_run(out, y, slot[1], slot[2], slot[3], slot[4] ? slot[4] : none.ptr(),
+                              slot[5] ? slot[5] : g_zero, slot[6] ? slot[6] : Kind == kEntryAddLora ? g_one : g_npu_scale,
+                              slot[7] ? slot[7] : g_zero,
+                              slot[8] ? slot[8] : Kind == kEntryAddLora ? none.ptr() : g_minus_one);
+      if (r.ptr() != Py_NotImplemented) return r.release().ptr();
+    } catch (nb::python_error& e) {
+      e.restore();
+      return nullptr;
+    } catch (const nb::builtin_exception& e) {
+      PyErr_SetString(e.type() == nb::exception_type::type_error ? PyExc_TypeError
+                      : e.type() == nb::exception_type::value_error ? PyExc_ValueError
+                                                                     : PyExc_RuntimeError,
+                      e.what());
+      return nullptr;
+    } catch (const std::bad_alloc&) {
+      PyErr_NoMemory();
+      return nullptr;
+    } catch (const std::exception& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+      return nullptr;
+    }
+  }
+  return PyObject_Vectorcall(fallback, args, nargsf, kwnames);
+}
+
+// A builtin named like `fallback` whose __doc__ is `doc` (a "name(sig)\n--\n\n" text signature
+// first, for inspect.signature), calling entry_call<kind>.
+nb::object make_entry(int kind, nb::handle fallback, const std::string& name, const std::string& doc) {
+  if (kind < 0 || kind > 2) throw nb::value_error("make_entry: kind must be 0, 1 or 2");
+  if (!g_slot_names[0]) {
+    const char* names[kSlots] = {"y", "x", "weight_b", "indices", "weight_a", "layer_idx", "scale", "y_offset",
+                                 "y_slice_size", "out"};
+    for (int k = 0; k < kSlots; ++k) g_slot_names[k] = PyUnicode_InternFromString(names[k]);  // kept
+    g_zero = PyLong_FromLong(0);
+    g_minus_one = PyLong_FromLong(-1);
+    g_npu_scale = PyFloat_FromDouble(1e-3);
+    g_one = PyFloat_FromDouble(1.0);
+  }
+  static std::string names[3];
+  names[kind] = name;
+  g_entry_docs[kind] = doc;
+  PyMethodDef& d = g_entry_defs[kind];
+  d.ml_name = names[kind].c_str();
+  d.ml_meth = reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+      kind == kEntryInPlace ? &entry_call<kEntryInPlace> : kind == kEntryNew ? &entry_call<kEntryNew>
+                                                                              : &entry_call<kEntryAddLora>));
+  d.ml_flags = METH_FASTCALL | METH_KEYWORDS;
+  d.ml_doc = g_entry_docs[kind].c_str();
+  nb::object module = nb::str("addlora");
+  PyObject* f = PyCFunction_NewEx(&d, fallback.ptr(), module.ptr());
+  if (!f) throw nb::python_error();
+  return nb::steal(f);
+}
+
+}  // namespace addlora_py
