@@ -226,7 +226,8 @@ void remember_guard(const GuardKey& key, PyObject* const* tensors, const TensorV
 }
 
 // npu_batch_gather_matmul(_) / add_lora with torch_npu's arguments only.  Returns `out`, or
-// NotImplemented for the general path.
+// NotImplemented for the general path.  One function (~140 lines) on purpose: it is the eager
+// call's whole hot path, read top to bottom, every early return a fallback to the general path.
 nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weight_b, nb::handle indices,
                     nb::handle weight_a, nb::handle layer_idx, nb::handle scale, nb::handle y_offset,
                     nb::handle y_slice_size) {

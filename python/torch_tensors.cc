@@ -123,7 +123,8 @@ bool int_tuple(PyObject* t, int64_t* out, int32_t* n) {
 
 // A TensorView over a torch tensor, numpy array or other DLPack/buffer CPU array.
 // `h` None gives the empty (absent) view.  Raises TypeError for what cannot be a view.
-// `v` must be a default-constructed view (every caller passes a fresh one).
+// `v` must be a default-constructed view (every caller passes a fresh one).  (~85 lines: one
+// branch per array kind -- torch tensor, DLPack, buffer -- each short.)
 Described describe(nb::handle h, const char* name, bool writable, TensorView* v, Keep& keep, bool check_grad) {
   PyObject* o = h.ptr();
   if (o == Py_None) return Described::ok;

@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "kernels/kernels.h"
+#include "kernels/row_ops.h"
 #include "kernels/thread_pool.h"
 #include "kernels/work.h"
 
@@ -122,25 +123,6 @@ void parallel_for(ThreadPool* tp, int64_t n, F& f) {
   tp->run([](void* ctx, int64_t i) { (*static_cast<F*>(ctx))(i); }, &f, n);
 }
 
-size_t esize(DType t) { return model::element_size(t); }
-
-void copy_row(const Problem& p, int64_t b) {  // out[b, :] = y[b, :]
-  const size_t es = esize(p.y.dtype);
-  const auto* src = static_cast<const unsigned char*>(p.y.base) + b * p.y.row_stride * es;
-  auto* dst = static_cast<unsigned char*>(const_cast<void*>(p.out.base)) +
-              b * p.out.row_stride * esize(p.out.dtype);
-  if (p.y.dtype == p.out.dtype && p.y.col_stride == 1 && p.out.col_stride == 1) {
-    std::memcpy(dst, src, static_cast<size_t>(p.H3) * es);
-    return;
-  }
-  model::visit_float(p.y.dtype, [&](auto ty) {
-    model::visit_float(p.out.dtype, [&](auto to) {
-      for (int64_t c = 0; c < p.H3; ++c)
-        model::store_float<decltype(to)::value>(
-            dst, c * p.out.col_stride, model::load_float<decltype(ty)::value>(src, c * p.y.col_stride));
-    });
-  });
-}
 
 // Rows by adapter: order[] holds the rows with an index in [0, W), sorted by (index, row)
 // (stable counting sort), cut into groups of one adapter each, and the groups into row tiles.
@@ -309,28 +291,6 @@ void combine(const SliceRun& s, int64_t t) {  // K chunks summed in a fixed orde
 
 // Bytes and flops the call will move, from its groups: only the adapters in use, each at its
 // own rank (the single-thread threshold must not count padded ranks or idle adapters).
-// The expand phase of a shrink-only call (Problem::shrink_only): out[row, y_offset + n] =
-// y + scale * z[pos][n] for n in [nb, ne), in fp32 with one FMA and one rounding, as the
-// expand's epilogue rounds its dot product.
-void write_scaled_z(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, int64_t ne) {
-  const Problem& p = *w.p;
-  const float scale = static_cast<float>(detail::scale_of(p, adapter));
-  void* out = const_cast<void*>(p.out.base);
-  model::visit_float(p.y.dtype, [&](auto ty) {
-    model::visit_float(p.out.dtype, [&](auto to) {
-      for (int64_t pos = pb; pos < pe; ++pos) {
-        const int64_t row = w.order[pos];
-        const float* z = w.z + pos * w.rp;
-        for (int64_t n = nb; n < ne; ++n) {
-          const int64_t col = p.y_offset + n;
-          const float y = model::load_float<decltype(ty)::value>(p.y.base, row * p.y.row_stride + col * p.y.col_stride);
-          model::store_float<decltype(to)::value>(out, row * p.out.row_stride + col * p.out.col_stride,
-                                                  std::fma(z[n], scale, y));
-        }
-      }
-    });
-  });
-}
 
 void estimate_cost(const SliceRun* run, size_t n, double* bytes, double* flops) {
   for (size_t k = 0; k < n; ++k) {
@@ -404,7 +364,7 @@ void execute(const Problem* ps, size_t n, void* workspace) {
     // out = y everywhere first (out of place only); the expands then overwrite the slices.
     if (copy) {
       auto copy_rows = [&](int64_t t) {
-        for (int64_t b = t * kRowTile, e = std::min(p0.B, b + kRowTile); b < e; ++b) copy_row(p0, b);
+        for (int64_t b = t * kRowTile, e = std::min(p0.B, b + kRowTile); b < e; ++b) internal::copy_row(p0, b);
       };
       parallel_for(tp, (p0.B + kRowTile - 1) / kRowTile, copy_rows);
     }
@@ -425,7 +385,7 @@ void execute(const Problem* ps, size_t n, void* workspace) {
                     s.tile(t / s.ntiles, &g, &pb, &pe);
                     const int64_t nb = (t % s.ntiles) * kNTile;
                     const int64_t ne = std::min(s.w.p->S, nb + kNTile);
-                    if (s.w.p->shrink_only) write_scaled_z(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
+                    if (s.w.p->shrink_only) internal::write_scaled_z(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
                     else kt->expand(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
                   });
   }
