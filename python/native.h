@@ -2,7 +2,8 @@
 // GIL released, argument helpers.  The module is split by concern:
 //   arrays.cc        numpy / DLPack arrays as TensorViews; run, run_multi, NZ conversion (general path)
 //   torch_tensors.cc torch tensors described through the C API (describe), plain argument reads
-//   fast_path.cc     the eager fast path: results, the description cache, fast_run, builtin entries
+//   fast_path.cc     the eager fast path: the description cache, fast_run, builtin entries
+//   torch_results.cc the allocating calls' torch results (one aligned block through DLPack)
 //   punica.cc        vLLM's punica ops and addlora.shrink / addlora.expand
 //   module.cc        the nanobind module (bindings only)
 #pragma once
@@ -170,7 +171,8 @@ struct TorchRefs {
   lenfunc length = nullptr;  // the C base class's len() (torch.Tensor.__len__ is Python code, ~0.5 µs)
   PyObject *d_data_ptr = nullptr, *d_stride = nullptr;                            // method descriptors
   PyObject *d_shape = nullptr, *d_dtype = nullptr, *d_is_cpu = nullptr, *d_requires_grad = nullptr;  // getsets
-};extern TorchRefs g_torch;
+};
+extern TorchRefs g_torch;
 
 bool torch_ready();          // torch imported (never imports it); fills g_torch once
 bool is_torch_tensor(PyObject* o);
@@ -200,6 +202,11 @@ struct Keep {
 // A TensorView over a torch tensor, numpy array or other DLPack/buffer CPU array (`v` fresh).
 Described describe(nb::handle h, const char* name, bool writable, TensorView* v, Keep& keep,
                    bool check_grad = false);
+
+// ---- torch results (torch_results.cc) ----
+// A new contiguous torch CPU tensor shaped like `like`, or null (no Python error set) when this
+// route is unavailable; *data receives its first element.
+PyObject* new_torch_result(const TensorView& like, void** data);
 
 // ---- the eager fast path (fast_path.cc) ----
 nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weight_b, nb::handle indices,
