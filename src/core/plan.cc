@@ -133,7 +133,7 @@ Status Plan::Impl::rebuild(Error* error) {
   }
   if (Status st = check_disjoint_columns(built, error); st != Status::ok) return st;
   if (shrink_only)
-    for (detail::Problem& p : built) detail::to_shrink_only(&p);
+    for (detail::Problem& p : built) detail::to_shrink_only(&p);  // as set_shrink_only()
   // Slices after the first update out in place: y has been copied to out by the first.
   for (size_t k = 1; k < built.size(); ++k) {
     built[k].y = built[k].out;
@@ -143,6 +143,12 @@ Status Plan::Impl::rebuild(Error* error) {
   problems = std::move(built);
   workspace = ws;
   return Status::ok;
+}
+
+void Plan::Impl::set_shrink_only() {
+  shrink_only = true;
+  for (detail::Problem& p : problems) detail::to_shrink_only(&p);
+  workspace = kernels::workspace_bytes(problems.data(), problems.size());
 }
 
 namespace detail {

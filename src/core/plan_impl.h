@@ -16,8 +16,11 @@ struct Plan::Impl {
   std::vector<detail::Problem> problems;
   uint64_t workspace = 0;
   // Made by shrink(): the slice was validated as an expand of x by weight_a (rank H1), and
-  // each rebuild turns its Problem into the shrink it stands for (detail::to_shrink_only).
+  // its Problem is the shrink it stands for (detail::to_shrink_only), after every rebuild too.
   bool shrink_only = false;
+  // Turns the validated problems into shrink-only ones (no second validation) and resizes the
+  // workspace for them.
+  void set_shrink_only();
   // Validates the slices and rebuilds problems/workspace; leaves them untouched on failure,
   // then fills `error` (when non-null).
   Status rebuild(Error* error);

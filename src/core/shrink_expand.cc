@@ -81,14 +81,8 @@ Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
                     const std::pair<const char*, const char*>* names, size_t n_names, Error& message,
                     bool shrink_only = false) {
   Plan plan;
-  Status st = make_plan(a, Rules::general, &plan, message);
-  if (st == Status::ok && shrink_only) {  // validated as the expand; run as the shrink it means
-    Plan::Impl* impl = PlanAccess::impl(plan);
-    impl->shrink_only = true;
-    Error e;
-    st = impl->rebuild(&e);
-    if (st != Status::ok) message = e;
-  }
+  const Status st = make_plan(a, Rules::general, &plan, message);
+  if (st == Status::ok && shrink_only) PlanAccess::impl(plan)->set_shrink_only();  // validated as an expand
   if (st != Status::ok) {
     // add_lora's aliasing note is about its y / out pair, which is one tensor here.  (Only the
     // text is reworded for this call's names; status and kind are kept as data.)

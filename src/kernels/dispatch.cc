@@ -1,20 +1,10 @@
 // Scheduler: groups rows by adapter and splits the work into tasks (see work.h), run on the
-// SIMD target (targets.cc) and the shared pool (thread_pool.cc) of this machine.  Determinism: every output element and every
-// partial sum is computed by exactly one task with a fixed loop order, and K chunks depend on
-// H1 only, so results are bitwise identical whatever the thread count or scheduling.
+// SIMD target (targets.cc) and the shared pool (thread_pool.cc) of this machine.  Determinism:
+// every output element and every partial sum is computed by exactly one task with a fixed loop
+// order, and K chunks depend on H1 only, so results are bitwise identical whatever the thread
+// count or scheduling.
 #include <algorithm>
-#include <cmath>
-#include <atomic>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <memory>
-#include <mutex>
 #include <shared_mutex>
-#include <string>
-#include <thread>
-
-#include <strings.h>
 
 #include "kernels/kernels.h"
 #include "kernels/row_ops.h"

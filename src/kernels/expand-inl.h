@@ -12,14 +12,13 @@
 constexpr int64_t kBBuf = 512;
 // How far ahead (in B rows) the dot path prefetches.  FRACTAL_NZ: nearer, because a row's
 // pieces lie H2 * 32 bytes apart, for H2 a power of two in the same cache sets, and lines
-// prefetched further ahead were evicted before use (measured R=128 W=8 H2=4096, exact, 2
-// threads: B=8 419-459 us at 64 rows, 384-397 us at 32; ND 368-403 us).
+// prefetched further ahead are evicted before use (bench/notes.md).
 HWY_INLINE int64_t PrefetchRowsAhead(const WeightRows& Bw) { return Bw.nz() ? 32 : 64; }
 
-// B rows [n_lo, n_hi), ranks [0, rank), 16-rank chunk by chunk: in FRACTAL_NZ a chunk of
+// B rows [n_lo, n_hi), ranks [0, rank).  FRACTAL_NZ: 16-rank chunk by chunk, where a chunk of
 // consecutive rows is one contiguous run, so DRAM sees a few runs instead of requests hopping
-// between blocks a whole NZ block column apart (measured 10-15 % faster for NZ; ND the same).
-// NZ: a prefetch per cache line of each run (a 16-bit row's piece is half a line).
+// between blocks a whole NZ block column apart; a prefetch per cache line of each run (a 16-bit
+// row's piece is half a line).  ND: a prefetch per cache line of each row's ranks.
 // PrefetchBRanks: the same for ranks [r_lo, r_hi) only (r_lo a multiple of 16).
 HWY_INLINE void PrefetchBRanks(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t r_lo, int64_t r_hi) {
   if (Bw.nz()) {

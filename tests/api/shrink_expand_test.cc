@@ -18,6 +18,27 @@
 namespace addlora {
 namespace {
 
+// Adapter indices -1 .. W for B rows: some rows get no adapter.
+std::vector<int64_t> random_indices(ref::Rng& rng, int64_t B, int64_t W) {
+  std::vector<int64_t> iv(static_cast<size_t>(B));
+  for (auto& v : iv) v = rng.below(W + 2) - 1;
+  return iv;
+}
+
+// The oracle's y for a call that writes columns [col0, col0 + cols) of the rows with an adapter
+// of `now` ([B, H]): `now` itself when it accumulates, else with that slice zeroed.
+ref::TestTensor oracle_y(const TensorView& now, const std::vector<int64_t>& iv, int64_t W, int64_t col0, int64_t cols,
+                         bool accumulate) {
+  const int64_t B = now.dims[0], H = now.dims[1];
+  ref::TestTensor y = ref::TestTensor::nd(now.dtype, {B, H});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < H; ++c) {
+      const bool written = iv[b] >= 0 && iv[b] < W && c >= col0 && c < col0 + cols;
+      y.set({b, c}, written && !accumulate ? 0.0 : ref::load(now, {b, c}));
+    }
+  return y;
+}
+
 struct ShrinkCase {
   int64_t B, H1, R, W;
   DType dt;
@@ -36,8 +57,7 @@ void run_shrink(const ShrinkCase& c, uint64_t seed) {
   ref::TestTensor z = ref::TestTensor::nd(c.dt, {c.B, Rz}, ref::padded_strides({c.B, Rz}, 1, 3));
   for (ref::TestTensor* t : {&x, &a, &z}) t->fill_uniform(rng, -1, 1);
   ref::TestTensor idx = ref::TestTensor::nd(DType::i32, {c.B});
-  std::vector<int64_t> iv(static_cast<size_t>(c.B));
-  for (auto& v : iv) v = rng.below(c.W + 2) - 1;  // -1 .. W: some rows get no adapter
+  const std::vector<int64_t> iv = random_indices(rng, c.B, c.W);
   idx.fill_ints(iv, -7);
 
   ShrinkArguments s;
@@ -50,12 +70,7 @@ void run_shrink(const ShrinkCase& c, uint64_t seed) {
   s.accumulate = c.accumulate;
 
   // The oracle: z_out = (accumulate ? z : 0) + scale * x . A^T over columns [0, R).
-  ref::TestTensor y = ref::TestTensor::nd(c.dt, {c.B, Rz});
-  for (int64_t b = 0; b < c.B; ++b)
-    for (int64_t r = 0; r < Rz; ++r) {
-      const bool adapter = iv[b] >= 0 && iv[b] < c.W;
-      y.set({b, r}, adapter && !c.accumulate && r < c.R ? 0.0 : ref::load(s.z, {b, r}));
-    }
+  ref::TestTensor y = oracle_y(s.z, iv, c.W, 0, c.R, c.accumulate);
   Arguments as_expand;
   as_expand.x = s.x;
   as_expand.weight_b = s.weight_a;
@@ -72,10 +87,12 @@ void run_shrink(const ShrinkCase& c, uint64_t seed) {
   EXPECT_TRUE(r.ok) << r.report;
   EXPECT_EQ(z.changes_outside_view(before), "");
   // Rows without an adapter are untouched, bit for bit.
-  for (int64_t b = 0; b < c.B; ++b)
-    if (iv[b] < 0 || iv[b] >= c.W)
-      for (int64_t col = 0; col < Rz; ++col)
-        ASSERT_EQ(ref::load_bits(s.z, {b, col}), ref::load_bits(y.view(), {b, col})) << "row " << b << " col " << col;
+  for (int64_t b = 0; b < c.B; ++b) {
+    if (iv[b] >= 0 && iv[b] < c.W) continue;
+    for (int64_t col = 0; col < Rz; ++col) {
+      ASSERT_EQ(ref::load_bits(s.z, {b, col}), ref::load_bits(y.view(), {b, col})) << "row " << b << " col " << col;
+    }
+  }
 }
 
 TEST(ShrinkCall, MatchesTheOracle) {
@@ -106,8 +123,7 @@ void run_expand(int64_t B, int64_t R, int64_t H2, int64_t S, int64_t off, DType 
   ref::TestTensor out = ref::TestTensor::nd(dt, {B, H3});
   for (ref::TestTensor* t : {&z, &wb, &out}) t->fill_uniform(rng, -1, 1);
   ref::TestTensor idx = ref::TestTensor::nd(DType::i64, {B});
-  std::vector<int64_t> iv(static_cast<size_t>(B));
-  for (auto& v : iv) v = rng.below(W + 2) - 1;
+  const std::vector<int64_t> iv = random_indices(rng, B, W);
   idx.fill_ints(iv, -3);
   ExpandArguments e;
   e.z = z.view();
@@ -119,14 +135,7 @@ void run_expand(int64_t B, int64_t R, int64_t H2, int64_t S, int64_t off, DType 
   e.y_offset = off;
   e.y_slice_size = S == H2 ? -1 : S;
   e.accumulate = accumulate;
-  // The oracle's y: out as it is, with the written slice of rows with an adapter zeroed when
-  // the call overwrites.
-  ref::TestTensor y = ref::TestTensor::nd(dt, {B, H3});
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t c = 0; c < H3; ++c) {
-      const bool written = iv[b] >= 0 && iv[b] < W && c >= off && c < off + S;
-      y.set({b, c}, written && !accumulate ? 0.0 : ref::load(e.out, {b, c}));
-    }
+  ref::TestTensor y = oracle_y(e.out, iv, W, off, S, accumulate);
   ref::TestTensor oracle_out = ref::TestTensor::nd(dt, {B, H3});
   Arguments g;
   g.x = e.z;
