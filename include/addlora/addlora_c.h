@@ -10,8 +10,16 @@ extern "C" {
 #endif
 
 /* dtype: 0 fp32, 1 fp16, 3 int32, 9 int64, 27 bf16 (aclDataType values).
- * layout: 2 ND, 29 FRACTAL_NZ.  dims/strides/offset in elements; strides all 0 = contiguous.
- * storage_elems: elements available from data, or -1 when unknown. */
+ * layout: 2 ND, 29 FRACTAL_NZ (aclFormat values); 0 also means ND, so a zeroed struct is ND.
+ * dims/strides/offset in elements; strides all 0 = contiguous.
+ * storage_elems: elements available from data; -1 or 0 = unknown (not checked). */
+#define ADDLORA_DTYPE_F32 0
+#define ADDLORA_DTYPE_F16 1
+#define ADDLORA_DTYPE_I32 3
+#define ADDLORA_DTYPE_I64 9
+#define ADDLORA_DTYPE_BF16 27
+#define ADDLORA_LAYOUT_ND 2
+#define ADDLORA_LAYOUT_FRACTAL_NZ 29
 typedef struct addlora_tensor {
   void *data;
   int32_t dtype;

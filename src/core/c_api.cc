@@ -18,8 +18,10 @@ addlora::TensorView view(const addlora_tensor& t) {
   v.dtype = static_cast<addlora::DType>(t.dtype);
   v.ndim = t.ndim;
   v.offset = t.offset;
-  v.layout = static_cast<addlora::Layout>(t.layout);
-  v.storage_elems = t.storage_elems;
+  // A zeroed struct must describe a plain tensor: layout 0 is ND and storage_elems 0 is unknown
+  // (the C++ view's defaults), not NCHW and an empty buffer.
+  v.layout = t.layout == 0 ? addlora::Layout::nd : static_cast<addlora::Layout>(t.layout);
+  v.storage_elems = t.storage_elems == 0 ? -1 : t.storage_elems;
   const int n = t.ndim < 0 ? 0 : (t.ndim > 8 ? 8 : t.ndim);
   bool all_zero = true;
   for (int i = 0; i < n; ++i) {

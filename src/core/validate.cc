@@ -116,9 +116,11 @@ Status check_types(const Arguments& a, const RuleSet& rs, const std::vector<Name
     }
     const bool is_weight = t.v == &a.weight_a || t.v == &a.weight_b;
     const Layout l = t.v->layout;
-    if (l != Layout::nd && !(is_weight && l == Layout::fractal_nz))
-      return fail(Status::invalid_param, ErrorKind::type, "%s format must be ND%s (got %s)", t.name,
-                  is_weight ? " or FRACTAL_NZ" : "", layout_name(l));
+    if (l != Layout::nd && l != Layout::fractal_nz)  // name the number the caller passed
+      return fail(Status::invalid_param, ErrorKind::type, "%s format must be ND%s (got format %d)", t.name,
+                  is_weight ? " or FRACTAL_NZ" : "", static_cast<int>(l));
+    if (l != Layout::nd && !is_weight)
+      return fail(Status::invalid_param, ErrorKind::type, "%s format must be ND (got %s)", t.name, layout_name(l));
     if (l == Layout::fractal_nz && dtype_size(d) != 2)
       return fail(Status::invalid_param, ErrorKind::type, "%s in FRACTAL_NZ must be a 16-bit dtype (got %s)", t.name,
                   dtype_name(d));

@@ -11,12 +11,14 @@
 
 extern "C" int addlora_c_api_smoke(void);
 extern "C" int addlora_c_api_halves_smoke(void);
+extern "C" int addlora_c_api_zeroed_defaults(void);
 
 namespace addlora {
 namespace {
 
 TEST(CApi, RunsAndReportsErrors) { EXPECT_EQ(addlora_c_api_smoke(), 0); }
 TEST(CApi, HalvesRunFromC) { EXPECT_EQ(addlora_c_api_halves_smoke(), 0); }
+TEST(CApi, ZeroedStructIsNdWithUnknownStorage) { EXPECT_EQ(addlora_c_api_zeroed_defaults(), 0); }
 
 TEST(Nz, RoundTripAndLayout) {
   // [2, 3, 20, 37]: M and N not multiples of 16 to exercise the zero padding.

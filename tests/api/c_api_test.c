@@ -64,3 +64,34 @@ int addlora_c_api_halves_smoke(void) {
   if (addlora_shrink(NULL) != 161001 || strstr(addlora_last_error(), "args") == NULL) return 6;
   return 0;
 }
+
+/* A zeroed struct needs only data, shapes and the dtypes that are not fp32: layout 0 is ND and
+ * storage_elems 0 is unknown.  The smoke problem above (fp32, int32 indices): out = [105.5, 211].  A layout that is neither ND nor FRACTAL_NZ is refused with a message
+ * naming the format, and out is left alone.  0 when all of that holds. */
+int addlora_c_api_zeroed_defaults(void) {
+  float x[2] = {1, 2}, a[2] = {3, 4}, b[2] = {1, 2}, y[2] = {100, 200}, out[2] = {-7, -7};
+  int32_t idx[1] = {0};
+  addlora_args args;
+  memset(&args, 0, sizeof args);
+  args.y.data = y, args.y.ndim = 2, args.y.dims[0] = 1, args.y.dims[1] = 2;
+  args.out = args.y, args.out.data = out;
+  args.x.data = x, args.x.ndim = 2, args.x.dims[0] = 1, args.x.dims[1] = 2;
+  args.weight_a.data = a, args.weight_a.ndim = 4;
+  args.weight_a.dims[0] = 1, args.weight_a.dims[1] = 1, args.weight_a.dims[2] = 1, args.weight_a.dims[3] = 2;
+  args.weight_b.data = b, args.weight_b.ndim = 4;
+  args.weight_b.dims[0] = 1, args.weight_b.dims[1] = 1, args.weight_b.dims[2] = 2, args.weight_b.dims[3] = 1;
+  args.indices.data = idx, args.indices.ndim = 1, args.indices.dims[0] = 1, args.indices.dtype = ADDLORA_DTYPE_I32;
+  args.scale = 0.5;
+  args.y_slice_size = -1;
+  args.weight_b.layout = 1; /* NCHW: refused */
+  if (addlora_run(&args, 0) != 161002) return 1;
+  if (strstr(addlora_last_error(), "weightB format must be ND or FRACTAL_NZ (got format 1)") == NULL) return 2;
+  if (out[0] != -7.0f || out[1] != -7.0f) return 3;
+  args.weight_b.layout = 0;
+  if (addlora_run(&args, 0) != 0) return 4;
+  if (out[0] != 105.5f || out[1] != 211.0f) return 5;
+  args.weight_b.layout = ADDLORA_LAYOUT_ND;
+  args.weight_b.storage_elems = 1; /* a stated storage too small for [1, 1, 2, 1] */
+  if (addlora_run(&args, 0) == 0) return 6;
+  return 0;
+}
