@@ -17,7 +17,14 @@ namespace addlora::kernels::HWY_NAMESPACE {
 
 constexpr int kShrinkRanks = 4;  // ranks per register block (FRACTAL_NZ one-row blocks: kNzRowRanks)
 constexpr int kNzRowRanks = 16;  // one NZ fractal row: 16 ranks of a 16-column chunk are contiguous
-constexpr int kOneRowRanks = 8;  // ranks per block of a one-row ND task: 8 concurrent A streams
+// ND tasks of at most kFewRows rows stream A kFewRowsRanks rows at a time, left to the hardware
+// prefetcher (two rows: 2 x 8 accumulators plus 8 A vectors, only with 32 vector registers).
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr int kFewRows = 1;
+#else
+constexpr int kFewRows = 2;
+#endif
+constexpr int kFewRowsRanks = 8;
 constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
 // FRACTAL_NZ traversal (ForEachShrinkBlock, ShrinkOneRowNz): ranks per group, columns per
 // panel, and how far ahead (columns) the first row block prefetches; chosen by measurement
@@ -230,7 +237,7 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
 // Calls block(r0, h0, h1, io) for every rank block r0 (block_ranks ranks) of [r_begin, r_end)
 // over [h_begin, h_end), in the order that suits A's layout, with A prefetches set in io.
 // first_row_block: this row block brings A from DRAM and prefetches (later ones find A in the
-// cache; a one-row ND task passes false and leaves A to the hardware prefetcher).
+// cache; an ND task of kFewRows rows or fewer passes false and leaves A to the hardware).
 // kStashVecs: accumulators of one kShrinkRanks-wide block (a wider block uses several slots).
 template <int kStashVecs, class Block>
 HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_block,
@@ -353,10 +360,11 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     }
     // A single row over FRACTAL_NZ weights with a ragged end of H1 (else ShrinkOneRowNz above)
     // takes whole NZ fractal rows (16 ranks, one contiguous piece per chunk): 4x fewer blocks
-    // per panel, each with 4x the work.  A task of one row over ND weights (decode) streams
-    // kOneRowRanks A rows at a time and leaves the prefetching to the hardware (bench/notes.md).
-    const bool one_row_nd = !nz && widen_x && pos_end - pos_begin == 1;
-    const int64_t block_ranks = nz && widen_x && rows_valid == 1 ? kNzRowRanks : one_row_nd ? kOneRowRanks : kShrinkRanks;
+    // per panel, each with 4x the work.  A task of one or two rows over ND weights (decode,
+    // multi-adapter decode) streams kFewRowsRanks A rows at a time and leaves the prefetching to
+    // the hardware (bench/notes.md).
+    const bool few_rows_nd = !nz && widen_x && pos_end - pos_begin <= kFewRows;
+    const int64_t block_ranks = nz && widen_x && rows_valid == 1 ? kNzRowRanks : few_rows_nd ? kFewRowsRanks : kShrinkRanks;
     // One register block: ranks [r0, r0 + block_ranks) over h in [h0, h1).  Rank block rb
     // prefetches row rb of the next row block's x (one row per rank block).
     auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo io) {
@@ -374,8 +382,10 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       constexpr int R4 = kShrinkRanks;
       // Pre-widened x rows are read as fp32 whatever TX was (one instantiation for all TX).
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
-      if (block_ranks == kOneRowRanks)
-        ShrinkBlock<DType::f32, TA, 1, kOneRowRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
+      if (block_ranks == kFewRowsRanks && rows_valid == 2)
+        ShrinkBlock<DType::f32, TA, 2, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 2, ranks_valid, nopf);
+      else if (block_ranks == kFewRowsRanks)
+        ShrinkBlock<DType::f32, TA, 1, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
       else if (block_ranks == kNzRowRanks)
         ShrinkBlock<DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
       else if (widen_x && rows_valid == 1)
@@ -391,7 +401,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       else
         ShrinkBlock<TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf);
     };
-    ForEachShrinkBlock<kRows * kShrinkRanks>(A, nz, pos0 == pos_begin && !one_row_nd, block_ranks, r_begin, r_end,
+    ForEachShrinkBlock<kRows * kShrinkRanks>(A, nz, pos0 == pos_begin && !few_rows_nd, block_ranks, r_begin, r_end,
                                                 h_begin, h_end, block);
   }
 }
