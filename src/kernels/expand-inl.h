@@ -12,12 +12,10 @@
 constexpr int64_t kBBuf = 512;
 // How far ahead (in B rows) the dot path prefetches.  FRACTAL_NZ: nearer, because a row's
 // pieces lie H2 * 32 bytes apart, for H2 a power of two in the same cache sets, and lines
-// prefetched further ahead are evicted before use (bench/notes.md).  One row over ND B: about
-// 4 KiB of B ahead, 16 to 64 rows (B is one sequential stream there; further ahead was slower
-// at wide ranks, bench/notes.md).
-HWY_INLINE int64_t PrefetchRowsAhead(const WeightRows& Bw, int64_t rank, bool one_row) {
+// prefetched further ahead are evicted before use (bench/notes.md).  ND: about 4 KiB of B
+// ahead, 16 to 64 rows (further ahead was slower at wide ranks, bench/notes.md).
+HWY_INLINE int64_t PrefetchRowsAhead(const WeightRows& Bw, int64_t rank) {
   if (Bw.nz()) return 32;
-  if (!one_row) return 64;
   return std::clamp<int64_t>(4096 / std::max<int64_t>(1, rank * Bw.esize), 16, 64);
 }
 
@@ -329,7 +327,7 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
     }
   };
   // B rows ahead (PrefetchRowsAhead): a block's dot products take far less than a DRAM round trip.
-  const int64_t ahead_rows = PrefetchRowsAhead(Bw, rank, kOneRow);
+  const int64_t ahead_rows = PrefetchRowsAhead(Bw, rank);
   int64_t n0 = n_begin;
   if (kOneRow && Bw.nz() && rank > 0 && rank <= kSegCols) {  // full blocks skewed (expand_nz-inl.h)
     const int64_t blocks = (n_end - n_begin) / kL;
