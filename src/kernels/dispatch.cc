@@ -20,7 +20,9 @@ using internal::TargetKernels;
 using internal::Work;
 
 constexpr int64_t kRowTile = 128;     // rows per task (x / z tile reused across A / B blocks)
-constexpr int64_t kNTile = 256;       // output columns per expand task
+constexpr int64_t kNTile = 256;       // output columns per expand task, at least (SliceRun::ncols)
+constexpr int64_t kMaxNTile = 4096;   // and at most
+constexpr int64_t kExpandTasksPerThread = 4;  // wider column tiles while at least this many tasks each
 constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratch stays O(B*R))
 constexpr int64_t kMinKChunk = 1024;  // shortest K chunk worth a task (reductions amortised)
 constexpr int64_t kWholeRow = 4096;   // longest K chunk (simd_kernels.cc kXBuf)
@@ -173,6 +175,7 @@ struct SliceRun {
   int64_t rows = 0;       // positions with an adapter of this slice
   int64_t tiles = 0;      // row tiles of its groups
   int64_t per_tile = 0;   // shrink tasks per row tile (K chunks, or rank groups)
+  int64_t ncols = kNTile; // columns per expand task
   int64_t ntiles = 0;     // column tiles of the expand
   int64_t shrink_tasks() const { return w.p->has_a ? tiles * per_tile : 0; }
   int64_t combine_tasks() const { return (rows + kRowTile - 1) / kRowTile; }
@@ -188,7 +191,7 @@ struct SliceRun {
 // Sets up slice p over the shared groups (the prefix with adapters below p.W).  Every choice
 // here depends on this slice's shapes and groups only, exactly as for a call of its own, so a
 // multi-slice call gives the same bits as consecutive single calls.
-SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
+SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart, int threads) {
   SliceRun s;
   Work& w = s.w;
   w.p = &p;
@@ -235,7 +238,16 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart) {
   w.B = s.rows;  // K-chunk planes are rows * rp apart (zpart_rows sized them)
   // Rank groups past every adapter's rank would be empty tasks.
   s.per_tile = w.rank_split ? std::max<int64_t>(1, (max_rank + w.rank_group - 1) / w.rank_group) : w.nk;
-  s.ntiles = (p.S + kNTile - 1) / kNTile;
+  // Expand tasks: column tiles as wide as still leave kExpandTasksPerThread tasks per thread.
+  // With many row tiles (multi-adapter decode, batches) a task then streams a long run of its
+  // adapter's B and its prefetches run on into its own columns; 256-column tiles had the two
+  // threads interleaving one adapter's B (B=16 over 16 adapters, R=16, 2 threads: 221-261 ->
+  // 142-155 us).  Each output column is computed alike whatever the tiling: the bits do not
+  // depend on it, so the thread count may.
+  const int64_t min_tasks = std::max<int64_t>(8, int64_t{kExpandTasksPerThread} * threads);
+  while (s.ncols < kMaxNTile && s.ncols < p.S && s.tiles * ((p.S + 2 * s.ncols - 1) / (2 * s.ncols)) >= min_tasks)
+    s.ncols *= 2;
+  s.ntiles = (p.S + s.ncols - 1) / s.ncols;
   return s;
 }
 
@@ -340,7 +352,7 @@ void execute(const Problem* ps, size_t n, void* workspace) {
     char* zpart = ws + l.end;  // the previous batch's partial sums are consumed
     SliceRun run[kMaxFused];
     for (size_t k = 0; k < m; ++k) {
-      run[k] = plan_slice(ps[k0 + k], gr, zpart);
+      run[k] = plan_slice(ps[k0 + k], gr, zpart, pl.pool ? pl.pool->threads() : 1);
       zpart += slice_bytes(ps[k0 + k]);
     }
     // Waking the workers costs microseconds (much more when the cores are oversubscribed):
@@ -373,8 +385,8 @@ void execute(const Problem* ps, size_t n, void* workspace) {
                   [&](const SliceRun& s, int64_t t) {
                     int64_t g, pb, pe;
                     s.tile(t / s.ntiles, &g, &pb, &pe);
-                    const int64_t nb = (t % s.ntiles) * kNTile;
-                    const int64_t ne = std::min(s.w.p->S, nb + kNTile);
+                    const int64_t nb = (t % s.ntiles) * s.ncols;
+                    const int64_t ne = std::min(s.w.p->S, nb + s.ncols);
                     if (s.w.p->shrink_only) internal::write_scaled_z(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
                     else kt->expand(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
                   });

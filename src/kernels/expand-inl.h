@@ -412,12 +412,12 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
     // each packed once and swept by every row block of the tile.
     HWY_ALIGN float bt[kOpN * kBBuf];  // 64 KiB
     const int64_t pitch = rank_p * kOpN, panel = std::max<int64_t>(1, kBBuf / std::max<int64_t>(16, rank_p)) * kOpN;
-    RunPrefetch next;  // the next column tile (as wide as this one) of this adapter's B
-    AddBRuns(Bw, n_end, std::min<int64_t>(p.S, 2 * n_end - n_begin), rank, &next);
-    next.spread(((pos_end - pos_begin + kOpRows - 1) / kOpRows + 1) * ((n_end - n_begin + kOpN - 1) / kOpN));
-    c.ahead = &next;  // rank 0: B unread
     for (int64_t np = n_begin; np < n_end; np += panel) {
       const int64_t np_end = std::min(n_end, np + panel);
+      RunPrefetch next;  // the next panel of this adapter's B (past n_end: the next column tile's)
+      AddBRuns(Bw, np_end, std::min<int64_t>(p.S, np_end + panel), rank, &next);
+      next.spread(((pos_end - pos_begin + kOpRows - 1) / kOpRows + 1) * ((np_end - np + kOpN - 1) / kOpN));
+      c.ahead = &next;  // rank 0: B unread
       for (int64_t n0 = np, cb = 0; n0 < np_end; n0 += kOpN, ++cb) PackTransposed<TB>(Bw, rank, n0, n_end, bt + cb * pitch);
       model::visit_float(p.y.dtype, [&](auto ty) { ExpandOuter<decltype(ty)::value>(c, bt, pitch, pos_begin, pos_end, np, np_end); });
     }
