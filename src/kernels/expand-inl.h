@@ -78,7 +78,7 @@ HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t 
 
 // ExpandDotChain over kLanes rows of packed ND B (row pitch == kRank): the rows
 // are one run of kLanes x kRank elements from b, addressed at constant offsets from one pointer
-// (a pointer per row spilled registers and left the loop at ~1/5 of its FMA rate).  The same
+// (a pointer per row spilled registers: with B in cache the loop took twice as long).  The same
 // products, order and reduction as ExpandDotChain, so the same bits.
 template <DType TB, int64_t kRank>
 HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b) {
