@@ -3,6 +3,22 @@
 
 #include <string.h>
 
+/* The smoke problem's shapes on a zeroed struct: one row, W = L = 1, R = 1, H1 = H2 = H3 = 2,
+ * fp32 tensors (dtype 0), int32 indices, scale 0.5; layout and storage_elems left at 0. */
+static void smoke_args(addlora_args* args, float* x, float* a, float* b, float* y, float* out, int32_t* idx) {
+  memset(args, 0, sizeof *args);
+  args->y.data = y, args->y.ndim = 2, args->y.dims[0] = 1, args->y.dims[1] = 2;
+  args->out = args->y, args->out.data = out;
+  args->x.data = x, args->x.ndim = 2, args->x.dims[0] = 1, args->x.dims[1] = 2;
+  args->weight_a.data = a, args->weight_a.ndim = 4;
+  args->weight_a.dims[0] = 1, args->weight_a.dims[1] = 1, args->weight_a.dims[2] = 1, args->weight_a.dims[3] = 2;
+  args->weight_b.data = b, args->weight_b.ndim = 4;
+  args->weight_b.dims[0] = 1, args->weight_b.dims[1] = 1, args->weight_b.dims[2] = 2, args->weight_b.dims[3] = 1;
+  args->indices.data = idx, args->indices.ndim = 1, args->indices.dims[0] = 1, args->indices.dtype = ADDLORA_DTYPE_I32;
+  args->scale = 0.5;
+  args->y_slice_size = -1;
+}
+
 /* out[0, 0..1] = y + scale * (x . A^T) . B^T for one row, W = L = 1, R = 1, H1 = H2 = H3 = 2,
  * fp32.  x = [1, 2], A = [[3, 4]] -> z = 11; B = [[1], [2]] -> d = [11, 22]; scale 0.5;
  * y = [100, 200] -> out = [105.5, 211].  Returns 0 when the values match exactly. */
@@ -10,19 +26,9 @@ int addlora_c_api_smoke(void) {
   float x[2] = {1, 2}, a[2] = {3, 4}, b[2] = {1, 2}, y[2] = {100, 200}, out[2] = {0, 0};
   int32_t idx[1] = {0};
   addlora_args args;
-  memset(&args, 0, sizeof args);
+  smoke_args(&args, x, a, b, y, out, idx);
   addlora_tensor* ts[] = {&args.y, &args.x, &args.weight_b, &args.indices, &args.weight_a, &args.out};
-  for (int i = 0; i < 6; ++i) ts[i]->layout = 2, ts[i]->storage_elems = -1, ts[i]->dtype = 0;
-  args.y.data = y, args.y.ndim = 2, args.y.dims[0] = 1, args.y.dims[1] = 2;
-  args.out = args.y, args.out.data = out;
-  args.x.data = x, args.x.ndim = 2, args.x.dims[0] = 1, args.x.dims[1] = 2;
-  args.weight_a.data = a, args.weight_a.ndim = 4;
-  args.weight_a.dims[0] = 1, args.weight_a.dims[1] = 1, args.weight_a.dims[2] = 1, args.weight_a.dims[3] = 2;
-  args.weight_b.data = b, args.weight_b.ndim = 4;
-  args.weight_b.dims[0] = 1, args.weight_b.dims[1] = 1, args.weight_b.dims[2] = 2, args.weight_b.dims[3] = 1;
-  args.indices.data = idx, args.indices.ndim = 1, args.indices.dims[0] = 1, args.indices.dtype = 3;
-  args.scale = 0.5;
-  args.y_slice_size = -1;
+  for (int i = 0; i < 6; ++i) ts[i]->layout = ADDLORA_LAYOUT_ND, ts[i]->storage_elems = -1;  /* explicit, as before */
   if (addlora_run(&args, 0) != 0) return 1;
   if (out[0] != 105.5f || out[1] != 211.0f) return 2;
   if (y[0] != 100.0f || y[1] != 200.0f) return 3;
@@ -72,17 +78,7 @@ int addlora_c_api_zeroed_defaults(void) {
   float x[2] = {1, 2}, a[2] = {3, 4}, b[2] = {1, 2}, y[2] = {100, 200}, out[2] = {-7, -7};
   int32_t idx[1] = {0};
   addlora_args args;
-  memset(&args, 0, sizeof args);
-  args.y.data = y, args.y.ndim = 2, args.y.dims[0] = 1, args.y.dims[1] = 2;
-  args.out = args.y, args.out.data = out;
-  args.x.data = x, args.x.ndim = 2, args.x.dims[0] = 1, args.x.dims[1] = 2;
-  args.weight_a.data = a, args.weight_a.ndim = 4;
-  args.weight_a.dims[0] = 1, args.weight_a.dims[1] = 1, args.weight_a.dims[2] = 1, args.weight_a.dims[3] = 2;
-  args.weight_b.data = b, args.weight_b.ndim = 4;
-  args.weight_b.dims[0] = 1, args.weight_b.dims[1] = 1, args.weight_b.dims[2] = 2, args.weight_b.dims[3] = 1;
-  args.indices.data = idx, args.indices.ndim = 1, args.indices.dims[0] = 1, args.indices.dtype = ADDLORA_DTYPE_I32;
-  args.scale = 0.5;
-  args.y_slice_size = -1;
+  smoke_args(&args, x, a, b, y, out, idx);
   args.weight_b.layout = 1; /* NCHW: refused */
   if (addlora_run(&args, 0) != 161002) return 1;
   if (strstr(addlora_last_error(), "weightB format must be ND or FRACTAL_NZ (got format 1)") == NULL) return 2;
