@@ -77,7 +77,7 @@ struct Data {
   int64_t distinct = 0;
   Data(const Shape& shape, std::mt19937& g) : s(shape) {
     const double per_slot = s.bytes(std::min(s.W, s.B));
-    // No small cap: at 64 slots the decode R=16 rotation was 18 MB, inside the L3.  The tiny row
+    // Enough slots that even the smallest decode call's rotation exceeds the L3.  The tiny row
     // measures the per-call cost with its data in cache: two slots.
     const bool tiny = s.H1 < 1024;
     const int n = tiny ? 2 : static_cast<int>(std::max(2.0, std::min(4096.0, kRotateBytes / per_slot + 1)));

@@ -240,10 +240,9 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart, int threads
   s.per_tile = w.rank_split ? std::max<int64_t>(1, (max_rank + w.rank_group - 1) / w.rank_group) : w.nk;
   // Expand tasks: column tiles as wide as still leave kExpandTasksPerThread tasks per thread.
   // With many row tiles (multi-adapter decode, batches) a task then streams a long run of its
-  // adapter's B and its prefetches run on into its own columns; 256-column tiles had the two
-  // threads interleaving one adapter's B (B=16 over 16 adapters, R=16, 2 threads: 221-261 ->
-  // 142-155 us).  Each output column is computed alike whatever the tiling: the bits do not
-  // depend on it, so the thread count may.
+  // adapter's B and its prefetches run on into its own columns, instead of two threads
+  // interleaving narrow tiles of one adapter's B (bench/notes.md).  Each output column is
+  // computed alike whatever the tiling: the bits do not depend on it, so the thread count may.
   const int64_t min_tasks = std::max<int64_t>(8, int64_t{kExpandTasksPerThread} * threads);
   while (s.ncols < kMaxNTile && s.ncols < p.S && s.tiles * ((p.S + 2 * s.ncols - 1) / (2 * s.ncols)) >= min_tasks)
     s.ncols *= 2;

@@ -78,8 +78,8 @@ HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t 
 
 // ExpandDotChain over kLanes rows of packed ND B (row pitch == kRank): the rows
 // are one run of kLanes x kRank elements from b, addressed at constant offsets from one pointer
-// (a pointer per row spilled registers: with B in cache the loop took twice as long).  The same
-// products, order and reduction as ExpandDotChain, so the same bits.
+// (a pointer per row spills registers).  The same products, order and reduction as
+// ExpandDotChain, so the same bits.
 template <DType TB, int64_t kRank>
 HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b) {
   static_assert(kRank % static_cast<int64_t>(kLanes) == 0 && kRank <= kSegCols, "whole vectors, one chain");
@@ -358,24 +358,20 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   } else {
     PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
   }
-  // One row over packed ND B: whole blocks through ExpandDotRun, B prefetched as the contiguous
-  // run it is.
-  auto packed_blocks = [&](auto rank_c) {
-    constexpr int64_t kRank = decltype(rank_c)::value;
-    if constexpr (kRank <= kSegCols) {  // one chain (not on the scalar target at 128)
-      const float* z = w.z + pos_begin * w.rp;
-      for (; n0 + kL <= n_end; n0 += kL) {
-        if (n0 + ahead_rows < p.S)
-          PrefetchLines(Bw.row(n0 + ahead_rows), (std::min<int64_t>(p.S, n0 + ahead_rows + kL) - n0 - ahead_rows) * kRank * Bw.esize);
-        const VF d = ExpandDotRun<TB, kRank>(z, Bw.row(n0));
-        const int64_t col = p.y_offset + n0;
-        StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(y0, col)), o0, col);
-      }
+  // One row over packed ND B of rank kRunRank: whole blocks through ExpandDotRun, B prefetched
+  // as the contiguous run it is.  Only at rank 16 do the dot products rather than DRAM set the
+  // pace; at wider ranks this loop was no faster (bench/notes.md).
+  constexpr int64_t kRunRank = 16;
+  if (kOneRow && !Bw.nz() && rank == kRunRank && Bw.row_step == kRunRank) {
+    const float* z = w.z + pos_begin * w.rp;
+    for (; n0 + kL <= n_end; n0 += kL) {
+      if (n0 + ahead_rows < p.S)
+        PrefetchLines(Bw.row(n0 + ahead_rows), (std::min<int64_t>(p.S, n0 + ahead_rows + kL) - n0 - ahead_rows) * kRunRank * Bw.esize);
+      const VF d = ExpandDotRun<TB, kRunRank>(z, Bw.row(n0));
+      const int64_t col = p.y_offset + n0;
+      StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(y0, col)), o0, col);
     }
-  };
-  // Rank 16 only: there the dot products, not DRAM, set the pace (B=1 expand 15 -> 9.5 us); at
-  // ranks 32-128 the loop was already memory-bound and ran no faster, at 64 slower (bench/notes.md).
-  if (kOneRow && !Bw.nz() && Bw.row_step == rank && rank == 16) packed_blocks(std::integral_constant<int64_t, 16>());
+  }
   const int64_t rs = Bw.row_step * Bw.esize;
   const unsigned char* br[kL];
   for (; n0 + kL <= n_end; n0 += kL) {
