@@ -94,13 +94,18 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
       for (int j = 0; j < kRanks; ++j) hwy::Prefetch(io.apf[j] + off);
     }
   };
+  constexpr int kAccs = kRows * kRanks;
   V acc[kRows][kRanks];
-  double total[kRows][kRanks];
+  HWY_ALIGN double total[FoldRoom(kAccs)];  // [kRows][kRanks], as acc
   for (int i = 0; i < kRows; ++i)
-    for (int j = 0; j < kRanks; ++j) {
-      acc[i][j] = io.init ? io.init[i * kRanks + j] : hn::Zero(d);
-      total[i][j] = io.init_total ? io.init_total[i * kRanks + j] : 0.0;
-    }
+    for (int j = 0; j < kRanks; ++j) acc[i][j] = io.init ? io.init[i * kRanks + j] : hn::Zero(d);
+  for (int n = 0; n < FoldRoom(kAccs); ++n) total[n] = 0.0;
+  if (io.init_total) std::copy(io.init_total, io.init_total + kAccs, total);
+  auto fold = [&] {  // every accumulator into its total; the chains restart
+    FoldAccs<kAccs>([&](int n) { return acc[n / kRanks][n % kRanks]; }, total);
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::Zero(d);
+  };
   // Columns [hs, he), inside one fold segment.  hs is a multiple of 16 unless it is h0.
   for (int64_t hs = h0; hs < h1;) {
     const int64_t next = NextFold(seg0, hs), he = std::min(h1, next);
@@ -146,24 +151,20 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
         for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::MulAdd(xv, av[j], acc[i][j]);
       }
     }
-    if (he == next)  // a whole segment: kChain products per lane
-      for (int i = 0; i < kRows; ++i)
-        for (int j = 0; j < kRanks; ++j) Fold(total[i][j], acc[i][j]);
+    if (he == next) fold();  // a whole segment: kChain products per lane
     hs = he;
   }
   if (io.keep) {
     for (int i = 0; i < kRows; ++i)
       for (int j = 0; j < kRanks; ++j) {
         io.keep[i * kRanks + j] = acc[i][j];
-        io.keep_total[i * kRanks + j] = total[i][j];
+        io.keep_total[i * kRanks + j] = total[i * kRanks + j];
       }
     return;
   }
+  fold();  // adds 0 if the last segment was whole and folded
   for (int i = 0; i < rows_valid; ++i)
-    for (int j = 0; j < ranks_valid; ++j) {
-      Fold(total[i][j], acc[i][j]);  // adds 0 if the last segment was whole and folded
-      out[i][j] = total[i][j];
-    }
+    for (int j = 0; j < ranks_valid; ++j) out[i][j] = total[i * kRanks + j];
 }
 
 // One row over FRACTAL_NZ A, whole 16-column chunks (decode): walks A in address order, two
@@ -191,12 +192,19 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
   };
   for (int64_t g0 = r_begin; g0 < r_end; g0 += kNzGroupRanks) {
     const int64_t n = std::min<int64_t>(kNzGroupRanks, r_end - g0);
-    HWY_ALIGN V acc[kNzGroupRanks];
-    double total[kNzGroupRanks];
-    for (int64_t r = 0; r < n; ++r) {
+    HWY_ALIGN V acc[kNzGroupRanks];  // zeros past n: fold_group folds whole groups of kLanes
+    HWY_ALIGN double total[kNzGroupRanks];
+    for (int64_t r = 0; r < kNzGroupRanks; ++r) {
       acc[r] = hn::Zero(d);
       total[r] = 0;
     }
+    // The ranks' accumulators folded kLanes at a time, as ShrinkBlock folds them (same bits).
+    auto fold_group = [&] {
+      for (int64_t r = 0; r < n; r += static_cast<int64_t>(kLanes)) {
+        FoldAccs<static_cast<int>(kLanes)>([&](int l) { return acc[r + l]; }, total + r);
+        for (int64_t l = 0; l < static_cast<int64_t>(kLanes); ++l) acc[r + l] = hn::Zero(d);
+      }
+    };
     // kC (1 or 2) chunks from column h at a, every rank of the group; pf[c]: prefetch the same
     // ranks `ahead` chunks on, a line per 64 bytes read (a burst would overflow the miss buffers).
     auto chunks = [&](auto kC, int64_t h, const unsigned char* a, const bool* pf) {
@@ -220,17 +228,14 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
     for (; h + 32 <= h_end; h += 32, a += 2 * cs) {
       const bool pf[2] = {h + (ahead + 1) * 16 <= h_end, h + (ahead + 2) * 16 <= h_end};  // inside A's range
       chunks(std::integral_constant<int64_t, 2>(), h, a, pf);
-      if ((h + 32 - h_begin) % kSegCols == 0)  // a whole fold segment (kSegCols is whole pairs)
-        for (int64_t r = 0; r < n; ++r) Fold(total[r], acc[r]);
+      if ((h + 32 - h_begin) % kSegCols == 0) fold_group();  // a whole fold segment (kSegCols is whole pairs)
     }
     if (h < h_end) {  // an odd last chunk
       const bool pf[1] = {false};
       chunks(std::integral_constant<int64_t, 1>(), h, a, pf);
     }
-    for (int64_t r = 0; r < n; ++r) {
-      Fold(total[r], acc[r]);
-      out[g0 + r] = total[r];
-    }
+    fold_group();
+    for (int64_t r = 0; r < n; ++r) out[g0 + r] = total[r];
   }
 }
 

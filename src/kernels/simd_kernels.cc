@@ -135,12 +135,6 @@ static_assert(kSegCols % 32 == 0, "fold boundaries must fall between NZ chunk pa
 // Start of the fold segment after the one holding column h (segments begin at seg0).
 HWY_INLINE int64_t NextFold(int64_t seg0, int64_t h) { return seg0 + ((h - seg0) / kSegCols + 1) * kSegCols; }
 
-// One accumulator's lanes summed (fixed order) into its fp64 total; the chain restarts.
-HWY_INLINE void Fold(double& total, VF& acc) {
-  total += static_cast<double>(hn::GetLane(hn::SumOfLanes(DF(), acc)));
-  acc = hn::Zero(DF());
-}
-
 // Lane-wise: total[0..kLanes) += v in fp64.
 using DD = hn::ScalableTag<double>;
 constexpr size_t kLanesD = hn::MaxLanes(DD());
@@ -184,6 +178,26 @@ HWY_INLINE hn::Vec<D> SumEachToLane(D d, hn::Vec<D>* v) {
 #endif
   return v[0];
 }
+
+// The shrink's fold: accumulators acc(0..kN) (acc(n) returns the n-th) each summed across its
+// lanes and added into total[0..kN) in fp64 (the caller restarts the chains).  kLanes
+// accumulators at a time go through SumEachToLane (the last group padded with zeros), about
+// 3 ops each instead of a horizontal reduction apiece; every accumulator is summed in the same
+// pairwise order however many are folded together, so a one-row block and a 6-row block give
+// the same bits.  total has room for kN rounded up to kLanes.  (acc by accessor, not by
+// pointer: a pointer made the compiler keep register-resident accumulators in memory.)
+template <int kN, class Acc>
+HWY_INLINE void FoldAccs(const Acc& acc, double* total) {
+  const DF d;
+  constexpr int kL = static_cast<int>(kLanes);
+  for (int g = 0; g < kN; g += kL) {
+    VF v[kLanes];
+    for (int l = 0; l < kL; ++l) v[l] = g + l < kN ? acc(g + l) : hn::Zero(d);
+    FoldLanes(SumEachToLane(d, v), total + g);
+  }
+}
+// Room FoldAccs needs for n totals.
+constexpr int FoldRoom(int n) { return (n + static_cast<int>(kLanes) - 1) / static_cast<int>(kLanes) * static_cast<int>(kLanes); }
 
 // out[m] lane i = in[i] lane m for a kLanes x kLanes tile.  Interleaves within 128-bit blocks
 // give 4x4 transposes per block; block moves finish the job for 8 and 16 lanes.
