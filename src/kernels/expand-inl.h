@@ -206,15 +206,6 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
           if (!p.in_place) hwy::Prefetch(c.obase + (row * p.out.row_stride + col) * yes + b);
         }
       }
-      // Read this block's y before any of its stores: rows are often 2^k bytes apart, and a
-      // load right after a store to the same address modulo 4 KiB stalls (4K aliasing).
-      HWY_ALIGN float yb[kRows][kOpN];
-      for (int i = 0; i < rows_valid; ++i)
-        for (int v = 0; v < kOpVecs; ++v) {
-          const int64_t lanes = std::min<int64_t>(kL, valid - v * kL);
-          if (lanes == kL) hn::Store(LoadF<TY>(yrow[i], col + v * kL), df, &yb[i][v * kL]);
-          else if (lanes > 0) hn::Store(LoadTailF<TY>(yrow[i], col + v * kL, lanes), df, &yb[i][v * kL]);
-        }
       const float* btc = bt + cb * pitch;
       if (c.ahead) c.ahead->step();
       VF acc[kRows][kOpVecs];
@@ -238,9 +229,11 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
       for (int i = 0; i < rows_valid; ++i)
         for (int v = 0; v < kOpVecs; ++v) {
           const int64_t lanes = std::min<int64_t>(kL, valid - v * kL);
-          const VF r = hn::MulAdd(acc[i][v], c.scale, hn::Load(df, &yb[i][v * kL]));
-          if (lanes == kL) StoreF<TY>(r, orow[i], col + v * kL);
-          else if (lanes > 0) StoreTailF<TY>(r, orow[i], col + v * kL, lanes);
+          // y straight from its row: a y buffer filled before the block's stores (against 4 KiB
+          // aliasing between rows 2^k bytes apart) measured slower on every rank (bench/notes.md).
+          if (lanes == kL) StoreF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadF<TY>(yrow[i], col + v * kL)), orow[i], col + v * kL);
+          else if (lanes > 0)
+            StoreTailF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadTailF<TY>(yrow[i], col + v * kL, lanes)), orow[i], col + v * kL, lanes);
         }
     }
   }
