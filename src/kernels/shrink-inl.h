@@ -205,7 +205,7 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
         for (int64_t l = 0; l < static_cast<int64_t>(kLanes); ++l) acc[r + l] = hn::Zero(d);
       }
     };
-    // kC (1 or 2) chunks from column h at a, every rank of the group; pf[c]: prefetch the same
+    // kC (1, 2 or 4) chunks from column h at a, every rank of the group; pf[c]: prefetch the same
     // ranks `ahead` chunks on, a line per 64 bytes read (a burst would overflow the miss buffers).
     auto chunks = [&](auto kC, int64_t h, const unsigned char* a, const bool* pf) {
       constexpr int64_t C = decltype(kC)::value;
@@ -225,15 +225,22 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
     };
     const unsigned char* a = A.base + g0 * kPiece + (h_begin >> 4) * cs;
     int64_t h = h_begin;
-    for (; h + 32 <= h_end; h += 32, a += 2 * cs) {
-      const bool pf[2] = {h + (ahead + 1) * 16 <= h_end, h + (ahead + 2) * 16 <= h_end};  // inside A's range
-      chunks(std::integral_constant<int64_t, 2>(), h, a, pf);
-      if ((h + 32 - h_begin) % kSegCols == 0) fold_group();  // a whole fold segment (kSegCols is whole pairs)
-    }
-    if (h < h_end) {  // an odd last chunk
-      const bool pf[1] = {false};
-      chunks(std::integral_constant<int64_t, 1>(), h, a, pf);
-    }
+    // kC chunks per visit of each rank's accumulator (one load and one store of it per visit):
+    // 4 measured faster than 2 above 16 ranks and slower at 16 (bench/notes.md).  Fold
+    // segments are whole visits (kSegCols is a multiple of 64 columns); the shorter visits
+    // take what is left.
+    auto walk = [&](auto kC) {
+      constexpr int64_t C = decltype(kC)::value;
+      for (; h + 16 * C <= h_end; h += 16 * C, a += C * cs) {
+        bool pf[C];
+        for (int64_t c = 0; c < C; ++c) pf[c] = h + (ahead + 1 + c) * 16 <= h_end;  // inside A's range
+        chunks(kC, h, a, pf);
+        if ((h + 16 * C - h_begin) % kSegCols == 0) fold_group();  // a whole fold segment
+      }
+    };
+    if (n > 16) walk(std::integral_constant<int64_t, 4>());
+    walk(std::integral_constant<int64_t, 2>());
+    walk(std::integral_constant<int64_t, 1>());
     fold_group();
     for (int64_t r = 0; r < n; ++r) out[g0 + r] = total[r];
   }
