@@ -15,11 +15,45 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   cv_.notify_all();
   for (auto& t : workers_) t.join();
 }
+
+namespace {
+
+// One step of a busy wait: a pause lets the sibling hardware thread run.
+inline void relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Waits until ready() or `limit` has passed: pauses for the first kPauseFor (the next phase of
+// a call, or the last running task, usually comes within microseconds, and a system call per
+// check would cost more than the wait), then yields the core at each check, so a long wait
+// does not keep it from other threads.  Returns ready().
+template <class Ready>
+bool wait_until(Ready ready, std::chrono::microseconds limit) {
+  constexpr auto kPauseFor = std::chrono::microseconds(5);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (uint32_t i = 1;; ++i) {
+    if (ready()) return true;
+    if ((i & 63) == 0) {  // the clock costs more than a pause: read it now and then
+      const auto waited = std::chrono::steady_clock::now() - t0;
+      if (waited >= limit) return ready();
+      if (waited >= kPauseFor) std::this_thread::yield();
+    }
+    relax();
+  }
+}
+
+// How long an idle worker stays awake for the next job (decode calls issue short phases back
+// to back, and a worker asleep takes microseconds to wake).
+constexpr auto kAwakeFor = std::chrono::microseconds(50);
+
+}  // namespace
 
 void ThreadPool::work(Job& j) {
   for (int64_t i = j.next.fetch_add(1); i < j.n; i = j.next.fetch_add(1)) {
@@ -39,54 +73,42 @@ void ThreadPool::run(Task fn, void* ctx, int64_t n) {
   j.fn = fn;
   j.ctx = ctx;
   j.n = n;
+  job_.store(&j);
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &j;
-    ++generation_;
+    generation_.fetch_add(1);
+    wake = sleepers_ > 0;
   }
-  cv_.notify_all();
+  if (wake) cv_.notify_all();
   work(j);
   // Wait only for tasks other threads are running right now.
-  while (j.done.load(std::memory_order_acquire) < n) std::this_thread::yield();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_ = nullptr;
+  while (!wait_until([&] { return j.done.load(std::memory_order_acquire) >= n; }, kAwakeFor)) {
   }
-  // A worker that took the job before it was withdrawn may still be in work() (having found
-  // no task); j lives on this stack, so wait for it to leave.
-  while (inside_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+  // Withdraw the job, then wait for any worker that may still hold it (j lives on this stack).
+  // A worker counts itself in inside_ before it reads job_, and this thread clears job_ before
+  // it reads inside_ (both sequentially consistent): either the worker sees no job, or this
+  // thread sees the worker and waits for it.
+  job_.store(nullptr);
+  while (!wait_until([&] { return inside_.load() == 0; }, kAwakeFor)) {
+  }
 }
 
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
-    Job* j = nullptr;
-    {
+    auto next = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
+    if (!wait_until(next, kAwakeFor)) {
       std::unique_lock<std::mutex> lock(mu_);
-      // Spin briefly first (unlocked) in case the next job follows closely: decode calls
-      // issue several short phases back to back.
-      if (generation_ == seen && !stop_) {
-        lock.unlock();
-        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-        while (std::chrono::steady_clock::now() < until) {
-          std::this_thread::yield();
-          if (lock.try_lock()) {
-            if (generation_ != seen || stop_) break;
-            lock.unlock();
-          }
-        }
-        if (!lock.owns_lock()) lock.lock();
-      }
-      cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      j = job_;
-      if (j) inside_.fetch_add(1, std::memory_order_acq_rel);  // under mu_: run() waits for us
+      ++sleepers_;
+      cv_.wait(lock, next);
+      --sleepers_;
     }
-    if (j) {
-      work(*j);
-      inside_.fetch_sub(1, std::memory_order_acq_rel);
-    }
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    inside_.fetch_add(1);
+    if (Job* j = job_.load()) work(*j);  // a job already done: work() finds no task
+    inside_.fetch_sub(1, std::memory_order_release);
   }
 }
 

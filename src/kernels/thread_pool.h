@@ -42,13 +42,16 @@ class ThreadPool {
   static void work(Job& j);
   void worker_loop();
 
-  std::mutex run_mu_;         // one job at a time
-  std::mutex mu_;             // guards job_, generation_, stop_
+  std::mutex run_mu_;  // one job at a time
+  // A worker waits for the next generation spinning, then yielding, then asleep on cv_; mu_
+  // orders a worker going to sleep against run() announcing a job (no lost wake-up).
+  std::mutex mu_;
   std::condition_variable cv_;
-  Job* job_ = nullptr;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-  std::atomic<int> inside_{0};  // workers currently holding job_
+  int sleepers_ = 0;  // guarded by mu_
+  std::atomic<Job*> job_{nullptr};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> inside_{0};  // workers that may be using job_
   std::vector<std::thread> workers_;
 };
 
