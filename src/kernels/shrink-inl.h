@@ -402,6 +402,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
         ShrinkBlock<DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
       else if (widen_x && rows_valid == 1)
         ShrinkBlock<DType::f32, TA, 1, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
+      else if (widen_x && rows_valid == 4)  // 16 rows as 6 + 6 + 4, not three full blocks
+        ShrinkBlock<DType::f32, TA, 4, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 4, ranks_valid, nopf);
       else if (widen_x && rows_valid <= kRows / 2)  // short last block: half the FMAs
         ShrinkBlock<DType::f32, TA, kRows / 2, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid,
                                                     ranks_valid, nopf);
