@@ -38,8 +38,10 @@ constexpr int kShrinkRows = 6;  // rows per register block
 struct BlockIo {
   using V = VF;
   // A row of the next row block's x (its bytes at h0), prefetched a line per 64 bytes of
-  // progress: spreads those misses over the FMA loop instead of stalling on them later.
+  // progress: spreads those misses over the FMA loop instead of stalling on them later.  pf2:
+  // a second row, the same way (fewer rank blocks than rows).
   const unsigned char* pf = nullptr;
+  const unsigned char* pf2 = nullptr;
   int64_t pf_esize = 2;
   // A rows to prefetch at the offsets the block reads from ar (the caller points them at the
   // next rank block, or NZ panels ahead), whenever (h & apf_mask) == 0 and h < apf_until;
@@ -83,7 +85,10 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
   const int64_t run_step = (run_lines + steps - 1) / steps * 64;  // bytes per step, whole lines
   // The prefetches due at column h, ahead of `nsteps` vector steps of work (see BlockIo).
   auto prefetch_ahead = [&](int64_t h, int64_t nsteps) {
-    if (io.pf && ((h - h0) & pf_mask) == 0) hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
+    if (io.pf && ((h - h0) & pf_mask) == 0) {
+      hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
+      if (io.pf2) hwy::Prefetch(io.pf2 + (h - h0) * io.pf_esize);
+    }
     if (run < run_end) {
       const int64_t n = std::min<int64_t>(run_step * nsteps, run_end - run);
       for (int64_t b = 0; b < n; b += 64) hwy::Prefetch(run + b);
@@ -385,9 +390,15 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       for (int j = 0; j < block_ranks; ++j) ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * aes;
       double* o[kRows];
       for (int i = 0; i < kRows; ++i) o[i] = out[i] + r0;
-      const int64_t rb = (r0 - r_begin) / block_ranks;
-      if (widen_x && rb < kRows && pos0 + kRows + rb < pos_end)
-        io.pf = xbase + (w.order[pos0 + kRows + rb] * p.x.row_stride + h0) * xes;
+      // Rank block rb prefetches row rb of the next row block, and row rb + nrb too when there
+      // are fewer rank blocks than rows (R=16: 4 rank blocks for 6 rows).
+      const int64_t rb = (r0 - r_begin) / block_ranks, nrb = (r_end - r_begin + block_ranks - 1) / block_ranks;
+      auto next_x = [&](int64_t i) {
+        return widen_x && i < kRows && pos0 + kRows + i < pos_end ? xbase + (w.order[pos0 + kRows + i] * p.x.row_stride + h0) * xes
+                                                                  : nullptr;
+      };
+      io.pf = next_x(rb);
+      io.pf2 = io.pf && nrb < kRows ? next_x(rb + nrb) : nullptr;
       io.pf_esize = xes;
       BlockIo nopf = io;
       nopf.pf = nullptr;
