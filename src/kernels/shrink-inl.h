@@ -197,18 +197,19 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
   };
   for (int64_t g0 = r_begin; g0 < r_end; g0 += kNzGroupRanks) {
     const int64_t n = std::min<int64_t>(kNzGroupRanks, r_end - g0);
-    HWY_ALIGN V acc[kNzGroupRanks];  // zeros past n: fold_group folds whole groups of kLanes
+    // The ranks' accumulators folded kLanes at a time, as ShrinkBlock folds them (same bits):
+    // n rounded up to whole groups, zeros past n.
+    const int64_t n_folded = (n + static_cast<int64_t>(kLanes) - 1) / static_cast<int64_t>(kLanes) * static_cast<int64_t>(kLanes);
+    HWY_ALIGN V acc[kNzGroupRanks];
     HWY_ALIGN double total[kNzGroupRanks];
-    for (int64_t r = 0; r < kNzGroupRanks; ++r) {
+    for (int64_t r = 0; r < n_folded; ++r) {
       acc[r] = hn::Zero(d);
       total[r] = 0;
     }
-    // The ranks' accumulators folded kLanes at a time, as ShrinkBlock folds them (same bits).
     auto fold_group = [&] {
-      for (int64_t r = 0; r < n; r += static_cast<int64_t>(kLanes)) {
+      for (int64_t r = 0; r < n; r += static_cast<int64_t>(kLanes))
         FoldAccs<static_cast<int>(kLanes)>([&](int l) { return acc[r + l]; }, total + r);
-        for (int64_t l = 0; l < static_cast<int64_t>(kLanes); ++l) acc[r + l] = hn::Zero(d);
-      }
+      for (int64_t r = 0; r < n_folded; ++r) acc[r] = hn::Zero(d);
     };
     // kC (1, 2 or 4) chunks from column h at a, every rank of the group; pf[c]: prefetch the same
     // ranks `ahead` chunks on, a line per 64 bytes read (a burst would overflow the miss buffers).

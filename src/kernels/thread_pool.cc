@@ -30,12 +30,12 @@ inline void relax() {
 #endif
 }
 
-// Waits until ready() or `limit` has passed: pauses for the first kPauseFor (the next phase of
+// Waits until ready() or `limit` has passed (none by default): pauses for the first kPauseFor (the next phase of
 // a call, or the last running task, usually comes within microseconds, and a system call per
 // check would cost more than the wait), then yields the core at each check, so a long wait
 // does not keep it from other threads.  Returns ready().
 template <class Ready>
-bool wait_until(Ready ready, std::chrono::microseconds limit) {
+bool wait_until(Ready ready, std::chrono::steady_clock::duration limit = std::chrono::steady_clock::duration::max()) {
   constexpr auto kPauseFor = std::chrono::microseconds(5);
   const auto t0 = std::chrono::steady_clock::now();
   for (uint32_t i = 1;; ++i) {
@@ -83,15 +83,13 @@ void ThreadPool::run(Task fn, void* ctx, int64_t n) {
   if (wake) cv_.notify_all();
   work(j);
   // Wait only for tasks other threads are running right now.
-  while (!wait_until([&] { return j.done.load(std::memory_order_acquire) >= n; }, kAwakeFor)) {
-  }
+  wait_until([&] { return j.done.load(std::memory_order_acquire) >= n; });
   // Withdraw the job, then wait for any worker that may still hold it (j lives on this stack).
   // A worker counts itself in inside_ before it reads job_, and this thread clears job_ before
   // it reads inside_ (both sequentially consistent): either the worker sees no job, or this
   // thread sees the worker and waits for it.
   job_.store(nullptr);
-  while (!wait_until([&] { return inside_.load() == 0; }, kAwakeFor)) {
-  }
+  wait_until([&] { return inside_.load() == 0; });
 }
 
 void ThreadPool::worker_loop() {
