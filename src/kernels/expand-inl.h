@@ -98,10 +98,18 @@ HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b) {
 
 // Outer-product form for tiles with many rows: B's kOpN x R block is widened and transposed
 // once into bt[r][n] (fp32), then every row block accumulates acc[row][n-vector] +=
-// z[row][r] * bt[r][:] -- no horizontal reductions, one broadcast per kOpVecs FMAs.
-constexpr int kOpRows = kLanes >= 16 ? 12 : 4;
-constexpr int kOpVecs = 2;
+// z[row][r] * bt[r][:] -- no horizontal reductions, one broadcast per kOpVecs FMAs.  With 32
+// registers a 6 x 4 block: 24 accumulators, the 4 vectors of bt[r] and the broadcast all stay
+// in registers (a 12 x 2 block took one broadcast per 2 FMAs and reloaded bt per row, 7-20 %
+// slower, bench/notes.md).  Every output is one chain over r in order, whatever the block.
+constexpr int kOpRows = kLanes >= 16 ? 6 : 4;
+constexpr int kOpSmallRows = 4;  // the rows past the last whole block, 4 at a time
+constexpr int kOpVecs = kLanes >= 16 ? 4 : 2;
 constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
+// Panels of B sized for about 64 KiB (32 KiB below AVX3), at least one block: the buffer
+// holds one block of the widest rank.
+constexpr int64_t kPanelFloats = 2 * static_cast<int64_t>(kLanes) * kBBuf;
+constexpr int64_t kBtFloats = std::max(kPanelFloats, kOpN * kBBuf);
 // Fewest rows for which the transposed block pays off over dot products (measured; see
 // bench/notes.md).  A function of the adapter's rank only, so results stay independent of R
 // (per-adapter ranks) and of the thread count.
@@ -226,33 +234,39 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
         for (int i = 0; i < kRows; ++i)
           for (int v = 0; v < kOpVecs; ++v) acc[i][v] = RoundLanes(&total[i][v * kLanes]);
       }
-      for (int i = 0; i < rows_valid; ++i)
-        for (int v = 0; v < kOpVecs; ++v) {
-          const int64_t lanes = std::min<int64_t>(kL, valid - v * kL);
-          // y straight from its row: a y buffer filled before the block's stores (against 4 KiB
-          // aliasing between rows 2^k bytes apart) measured slower on every rank (bench/notes.md).
-          if (lanes == kL) StoreF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadF<TY>(yrow[i], col + v * kL)), orow[i], col + v * kL);
-          else if (lanes > 0)
-            StoreTailF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadTailF<TY>(yrow[i], col + v * kL, lanes)), orow[i], col + v * kL, lanes);
-        }
+      // y straight from its row: a y buffer filled before the block's stores (against 4 KiB
+      // aliasing between rows 2^k bytes apart) measured slower on every rank (bench/notes.md).
+      // Whole blocks of whole rows apart, so that the stores unroll and acc stays in registers.
+      if (valid == kOpN && rows_valid == kRows) {
+        for (int i = 0; i < kRows; ++i)
+          for (int v = 0; v < kOpVecs; ++v)
+            StoreF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadF<TY>(yrow[i], col + v * kL)), orow[i], col + v * kL);
+      } else {
+        for (int i = 0; i < rows_valid; ++i)
+          for (int v = 0; v < kOpVecs; ++v) {
+            const int64_t lanes = std::min<int64_t>(kL, valid - v * kL);
+            if (lanes == kL) StoreF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadF<TY>(yrow[i], col + v * kL)), orow[i], col + v * kL);
+            else if (lanes > 0)
+              StoreTailF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadTailF<TY>(yrow[i], col + v * kL, lanes)), orow[i], col + v * kL, lanes);
+          }
+      }
     }
   }
 }
 
-// Full blocks of kOpRows rows, then the rest in blocks of 4 (a short block would otherwise
-// compute duplicated rows: 16 rows in 12-row blocks waste a third of the FMAs).
+// Full blocks of kOpRows rows, then the rest in blocks of kOpSmallRows (a short block would
+// otherwise compute duplicated rows: 16 rows in 6-row blocks waste an eighth of the FMAs).
 template <DType TY>
 void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pitch, int64_t pos_begin, int64_t pos_end,
                  int64_t n_lo, int64_t n_hi) {
-  constexpr int kSmall = kOpRows < 4 ? kOpRows : 4;
   const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kOpRows) * kOpRows;
   const bool folds = c.rank > internal::kChain;
   if (full_end > pos_begin)
     (folds ? ExpandOuterBlock<TY, kOpRows, true> : ExpandOuterBlock<TY, kOpRows, false>)(c, bt, pitch, pos_begin,
                                                                                        full_end, n_lo, n_hi);
   if (full_end < pos_end)
-    (folds ? ExpandOuterBlock<TY, kSmall, true> : ExpandOuterBlock<TY, kSmall, false>)(c, bt, pitch, full_end, pos_end,
-                                                                                     n_lo, n_hi);
+    (folds ? ExpandOuterBlock<TY, kOpSmallRows, true> : ExpandOuterBlock<TY, kOpSmallRows, false>)(
+        c, bt, pitch, full_end, pos_end, n_lo, n_hi);
 }
 
 // bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one), r < R
@@ -289,6 +303,25 @@ void PackTransposed(const WeightRows& Bw, int64_t R, int64_t n0, int64_t n_end, 
       Transpose(df, in, out);
       for (int64_t m = 0; m < kL; ++m) hn::Store(out[m], df, bt + (r0 + m) * kOpN + half * kL);
     }
+  }
+}
+
+// The outer-product path over the tile: panels of as many kOpN-column blocks as kPanelFloats
+// holds at this rank (R=64: 4 blocks), each packed once and swept by every row block of the tile.
+template <DType TB, DType TY>
+void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p, int64_t pos_begin, int64_t pos_end,
+                  int64_t n_begin, int64_t n_end) {
+  const Problem& p = *c.p;
+  const int64_t pitch = std::max<int64_t>(16, rank_p) * kOpN;  // rank 0: B unread
+  const int64_t panel = std::max<int64_t>(1, kPanelFloats / pitch) * kOpN;
+  for (int64_t np = n_begin; np < n_end; np += panel) {
+    const int64_t np_end = std::min(n_end, np + panel);
+    RunPrefetch next;  // the next panel of this adapter's B (past n_end: the next column tile's)
+    AddBRuns(Bw, np_end, std::min<int64_t>(p.S, np_end + panel), c.rank, &next);
+    next.spread(((pos_end - pos_begin + kOpRows - 1) / kOpRows + 1) * ((np_end - np + kOpN - 1) / kOpN));
+    c.ahead = &next;
+    for (int64_t n0 = np, cb = 0; n0 < np_end; n0 += kOpN, ++cb) PackTransposed<TB>(Bw, c.rank, n0, n_end, bt + cb * pitch);
+    ExpandOuter<TY>(c, bt, pitch, pos_begin, pos_end, np, np_end);
   }
 }
 
@@ -397,19 +430,10 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
   if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)) {
-    // Panels of as many kOpN-column blocks as the buffer holds at this rank (R=64: 8 blocks),
-    // each packed once and swept by every row block of the tile.
-    HWY_ALIGN float bt[kOpN * kBBuf];  // 64 KiB
-    const int64_t pitch = rank_p * kOpN, panel = std::max<int64_t>(1, kBBuf / std::max<int64_t>(16, rank_p)) * kOpN;
-    for (int64_t np = n_begin; np < n_end; np += panel) {
-      const int64_t np_end = std::min(n_end, np + panel);
-      RunPrefetch next;  // the next panel of this adapter's B (past n_end: the next column tile's)
-      AddBRuns(Bw, np_end, std::min<int64_t>(p.S, np_end + panel), rank, &next);
-      next.spread(((pos_end - pos_begin + kOpRows - 1) / kOpRows + 1) * ((np_end - np + kOpN - 1) / kOpN));
-      c.ahead = &next;  // rank 0: B unread
-      for (int64_t n0 = np, cb = 0; n0 < np_end; n0 += kOpN, ++cb) PackTransposed<TB>(Bw, rank, n0, n_end, bt + cb * pitch);
-      model::visit_float(p.y.dtype, [&](auto ty) { ExpandOuter<decltype(ty)::value>(c, bt, pitch, pos_begin, pos_end, np, np_end); });
-    }
+    HWY_ALIGN float bt[kBtFloats];  // 128 KiB on AVX3
+    model::visit_float(p.y.dtype, [&](auto ty) {
+      ExpandPanels<TB, decltype(ty)::value>(c, Bw, bt, rank_p, pos_begin, pos_end, n_begin, n_end);
+    });
     return;
   }
   // Dot path: the tile's y (and out) lines are touched 64 bytes at a time, row after row --
