@@ -167,6 +167,29 @@ HWY_INLINE VF RoundLanes(const double* total) {
 // of a full horizontal reduction per output.  The order is fixed for a given target.
 template <class D>
 HWY_INLINE hn::Vec<D> SumEachToLane(D d, hn::Vec<D>* v) {
+#if HWY_ARCH_X86_64 && HWY_TARGET <= HWY_AVX3
+  if constexpr (hn::MaxLanes(D()) == 16 && std::is_same_v<hn::TFromD<D>, float>) {
+    // The same pairs in the same order, laid out so that the first two steps shuffle within
+    // 128-bit blocks (vshufps) and the last two move whole blocks (vshuff32x4): cheaper than
+    // the cross-lane permutes of ConcatEven/ConcatOdd, and the lanes end in natural order.
+    constexpr int kEven = _MM_SHUFFLE(2, 0, 2, 0), kOdd = _MM_SHUFFLE(3, 1, 3, 1);
+    __m512 w[8];
+    for (int i = 0; i < 8; ++i)  // block j: v[2i] lanes 4j+{0,1}, 4j+{2,3}; v[2i+1] the same
+      w[i] = _mm512_add_ps(_mm512_shuffle_ps(v[2 * i].raw, v[2 * i + 1].raw, kEven),
+                           _mm512_shuffle_ps(v[2 * i].raw, v[2 * i + 1].raw, kOdd));
+    __m512 u[4];
+    for (int m = 0; m < 4; ++m)  // block j: lanes 4j..4j+3 of v[4m], ..., v[4m+3]
+      u[m] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * m], w[2 * m + 1], kEven),
+                           _mm512_shuffle_ps(w[2 * m], w[2 * m + 1], kOdd));
+    __m512 t[2];
+    for (int h = 0; h < 2; ++h)  // blocks 0+1 and 2+3 of u[2h], then of u[2h+1]
+      t[h] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * h], u[2 * h + 1], kEven),
+                           _mm512_shuffle_f32x4(u[2 * h], u[2 * h + 1], kOdd));
+    hn::Vec<D> r;
+    r.raw = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], kEven), _mm512_shuffle_f32x4(t[0], t[1], kOdd));
+    return r;
+  }
+#endif
 #if HWY_TARGET != HWY_SCALAR
   {
     for (size_t count = hn::MaxLanes(d); count > 1; count /= 2) {
