@@ -5,11 +5,11 @@
 //
 // ---- expand: out[row, off+n] = y[row, off+n] + scale * sum_r z[pos][r] * B[adapter, n, r] ----
 // One vector of kLanes consecutive n per step: kLanes dot products over the adapter's rank (z
-// is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane.  For ranks
-// <= kBBuf the kLanes x rank_p block of B is widened once into a zero-padded fp32 stack buffer
-// that every row of the tile reuses from L1; one row, or a wider rank, streams B directly.
+// is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane; B is read
+// and widened in place by every row (a few rows: the block stays in L1 between them).  Tiles
+// with more rows take the outer-product form below (OuterMinRows).
 
-constexpr int64_t kBBuf = 512;
+constexpr int64_t kBBuf = 512;  // widest rank of the outer-product form
 // How far ahead (in B rows) the dot path prefetches.  FRACTAL_NZ: nearer, because a row's
 // pieces lie H2 * 32 bytes apart, for H2 a power of two in the same cache sets, and lines
 // prefetched further ahead are evicted before use (bench/notes.md).  ND: about 4 KiB of B
@@ -327,8 +327,8 @@ void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p,
 
 // The dot-product path: tiles with fewer rows than the outer product pays for, and decode.
 // The y/out dtype is fixed at compile time (out has y's dtype): at small ranks a per-block
-// dtype switch cost as much as the FMAs.  Widening B once pays when several rows reuse it; a
-// single row streams it directly.
+// dtype switch cost as much as the FMAs.  Every row converts B as it reads it: widening each
+// block into a buffer once for the tile's 2-5 rows cost 13-35 % more (bench/notes.md).
 template <DType TB, DType TY, bool kOneRow>
 void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, int64_t pos_end, int64_t n_begin,
                    int64_t n_end) {
@@ -336,30 +336,18 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   const Problem& p = *c.p;
   const Work& w = *c.w;
   constexpr int64_t kL = static_cast<int64_t>(kLanes), yes = ElemSize<TY>();
-  const int64_t rank = c.rank, rank_p = (rank + 15) & ~int64_t{15};
-  const bool widen_b = !kOneRow && rank_p <= kBBuf;
-  HWY_ALIGN float bf[kOneRow ? 1 : kLanes * kBBuf];  // the block of B, widened: kLanes rows of rank_p
+  const int64_t rank = c.rank;
   auto y_row = [&](int64_t pos) { return c.ybase + w.order[pos] * p.y.row_stride * yes; };
   auto out_row = [&](int64_t pos) { return c.obase + w.order[pos] * p.out.row_stride * yes; };
   const unsigned char* const y0 = y_row(pos_begin);  // one row: its pointers once
   unsigned char* const o0 = out_row(pos_begin);
   // Columns [n0, n0 + kL) of every row of the tile; kFull: all kL of them are in the slice.
-  auto block = [&](int64_t n0, const unsigned char** br, auto full) {  // br: rewritten if widened
+  auto block = [&](int64_t n0, const unsigned char* const* br, auto full) {
     constexpr bool kFull = decltype(full)::value;
-    if (widen_b) {
-      for (int64_t j = 0; j < kL; ++j) {
-        float* dst = bf + j * rank_p;
-        for (int64_t r = 0; r < rank_p; r += kL) {
-          const int64_t boff = (r >> 4) * Bw.chunk_step + (r & 15);
-          hn::Store(r < rank ? LoadUpToF<TB>(br[j], boff, rank - r) : hn::Zero(df), df, dst + r);
-        }
-        br[j] = reinterpret_cast<const unsigned char*>(dst);
-      }
-    }
     const int64_t col = p.y_offset + n0;
     for (int64_t pos = pos_begin; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
       const float* z = w.z + pos * w.rp;
-      const VF d = widen_b ? ExpandDot<DType::f32>(z, br, 16, rank_p) : ExpandDot<TB>(z, br, Bw.chunk_step, rank);
+      const VF d = ExpandDot<TB>(z, br, Bw.chunk_step, rank);
       const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
       unsigned char* orow = kOneRow ? o0 : out_row(pos);
       if constexpr (kFull) {
