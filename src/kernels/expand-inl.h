@@ -103,7 +103,6 @@ HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b) {
 // in registers (a 12 x 2 block took one broadcast per 2 FMAs and reloaded bt per row, 7-20 %
 // slower, bench/notes.md).  Every output is one chain over r in order, whatever the block.
 constexpr int kOpRows = kLanes >= 16 ? 6 : 4;
-constexpr int kOpSmallRows = 4;  // the rows past the last whole block, 4 at a time
 constexpr int kOpVecs = kLanes >= 16 ? 4 : 2;
 constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
 // Panels of B sized for about 64 KiB (32 KiB below AVX3), at least one block: the buffer
@@ -254,19 +253,22 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
   }
 }
 
-// Full blocks of kOpRows rows, then the rest in blocks of kOpSmallRows (a short block would
-// otherwise compute duplicated rows: 16 rows in 6-row blocks waste an eighth of the FMAs).
+// Full blocks of kOpRows rows, then the rest in one block of 2, 4 or kOpRows rows, the
+// smallest that holds it (a short block computes duplicated rows: 8 rows as 6 + 4 would waste
+// a fifth of the FMAs, 6 + 2 none).
 template <DType TY>
 void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pitch, int64_t pos_begin, int64_t pos_end,
                  int64_t n_lo, int64_t n_hi) {
-  const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kOpRows) * kOpRows;
+  const int64_t full_end = pos_begin + ((pos_end - pos_begin) / kOpRows) * kOpRows, rest = pos_end - full_end;
   const bool folds = c.rank > internal::kChain;
-  if (full_end > pos_begin)
-    (folds ? ExpandOuterBlock<TY, kOpRows, true> : ExpandOuterBlock<TY, kOpRows, false>)(c, bt, pitch, pos_begin,
-                                                                                       full_end, n_lo, n_hi);
-  if (full_end < pos_end)
-    (folds ? ExpandOuterBlock<TY, kOpSmallRows, true> : ExpandOuterBlock<TY, kOpSmallRows, false>)(
-        c, bt, pitch, full_end, pos_end, n_lo, n_hi);
+  auto run = [&](auto rows, int64_t b, int64_t e) {
+    constexpr int kRows = decltype(rows)::value;
+    (folds ? ExpandOuterBlock<TY, kRows, true> : ExpandOuterBlock<TY, kRows, false>)(c, bt, pitch, b, e, n_lo, n_hi);
+  };
+  if (full_end > pos_begin) run(std::integral_constant<int, kOpRows>{}, pos_begin, full_end);
+  if (rest > 4) run(std::integral_constant<int, kOpRows>{}, full_end, pos_end);
+  else if (rest > 2) run(std::integral_constant<int, 4>{}, full_end, pos_end);
+  else if (rest > 0) run(std::integral_constant<int, 2>{}, full_end, pos_end);
 }
 
 // bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one), r < R
