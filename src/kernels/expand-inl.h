@@ -76,6 +76,48 @@ HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t 
   return RoundLanes(total);
 }
 
+// Two rows at once over kLanes / 2 B rows (br[0..kLanes/2)): lane j of the result is row z0's
+// output for B row j, lane kLanes/2 + j row z1's.  Each B vector is converted once for both
+// rows; every lane sums the same products in the same order, through the same lane tree, as
+// ExpandDotChain / ExpandDot would for that row and B row, so the bits are the same.
+constexpr int64_t kPairCols = static_cast<int64_t>(kLanes) / 2;
+template <DType TB>
+HWY_INLINE VF ExpandDotChain2(const float* z0, const float* z1, const unsigned char* const* br, int64_t chunk_step,
+                              int64_t r_lo, int64_t r_hi) {
+  const DF df;
+  VF acc[kLanes];
+  for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
+  const int64_t r_full = r_lo + ((r_hi - r_lo) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
+  for (int64_t r = r_lo; r < r_full; r += kLanes) {
+    const VF z0v = hn::LoadU(df, z0 + r), z1v = hn::LoadU(df, z1 + r);
+    const int64_t boff = (r >> 4) * chunk_step + (r & 15);
+    for (int64_t j = 0; j < kPairCols; ++j) {
+      const VF b = LoadF<TB>(br[j], boff);
+      acc[j] = hn::MulAdd(z0v, b, acc[j]);
+      acc[kPairCols + j] = hn::MulAdd(z1v, b, acc[kPairCols + j]);
+    }
+  }
+  if (r_full < r_hi) {  // ragged end of the rank
+    const VF z0v = hn::LoadU(df, z0 + r_full), z1v = hn::LoadU(df, z1 + r_full);
+    const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
+    for (int64_t j = 0; j < kPairCols; ++j) {
+      const VF b = LoadTailF<TB>(br[j], boff, r_hi - r_full);
+      acc[j] = hn::MulAdd(z0v, b, acc[j]);
+      acc[kPairCols + j] = hn::MulAdd(z1v, b, acc[kPairCols + j]);
+    }
+  }
+  return SumEachToLane(df, acc);
+}
+template <DType TB>
+HWY_INLINE VF ExpandDot2(const float* z0, const float* z1, const unsigned char* const* br, int64_t chunk_step,
+                         int64_t rank) {
+  if (rank <= kSegCols) return ExpandDotChain2<TB>(z0, z1, br, chunk_step, 0, rank);
+  HWY_ALIGN double total[kLanes] = {};
+  for (int64_t r0 = 0; r0 < rank; r0 += kSegCols)
+    FoldLanes(ExpandDotChain2<TB>(z0, z1, br, chunk_step, r0, std::min(rank, r0 + kSegCols)), total);
+  return RoundLanes(total);
+}
+
 // ExpandDotChain over kLanes rows of packed ND B (row pitch == kRank): the rows
 // are one run of kLanes x kRank elements from b, addressed at constant offsets from one pointer
 // (a pointer per row spills registers).  The same products, order and reduction as
@@ -347,7 +389,30 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   auto block = [&](int64_t n0, const unsigned char* const* br, auto full) {
     constexpr bool kFull = decltype(full)::value;
     const int64_t col = p.y_offset + n0;
-    for (int64_t pos = pos_begin; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
+    int64_t pos = pos_begin;
+#if HWY_TARGET != HWY_SCALAR
+    if constexpr (!kOneRow) {  // rows two at a time, half a block of columns per step
+      const hn::Half<DF> dh;
+      const auto scale = hn::LowerHalf(dh, c.scale);
+      auto put = [&](hn::Vec<hn::Half<DF>> d, int64_t at, int64_t q, int64_t lanes) {
+        const unsigned char* yrow = y_row(at);
+        unsigned char* orow = out_row(at);
+        if (kFull || lanes == kPairCols) StoreF<TY, hn::Half<DF>>(hn::MulAdd(d, scale, LoadF<TY, hn::Half<DF>>(yrow, q)), orow, q);
+        else StoreTailF<TY, hn::Half<DF>>(hn::MulAdd(d, scale, LoadTailF<TY, hn::Half<DF>>(yrow, q, lanes)), orow, q, lanes);
+      };
+      for (; pos + 2 <= pos_end; pos += 2) {
+        const float* z0 = w.z + pos * w.rp;
+        for (int64_t h = 0; h < kL; h += kPairCols) {
+          const int64_t lanes = kFull ? kPairCols : std::min<int64_t>(kPairCols, n_end - n0 - h);
+          if (lanes <= 0) break;
+          const VF d = ExpandDot2<TB>(z0, z0 + w.rp, br + h, Bw.chunk_step, rank);
+          put(hn::LowerHalf(dh, d), pos, col + h, lanes);
+          put(hn::UpperHalf(dh, d), pos + 1, col + h, lanes);
+        }
+      }
+    }
+#endif
+    for (; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
       const float* z = w.z + pos * w.rp;
       const VF d = ExpandDot<TB>(z, br, Bw.chunk_step, rank);
       const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
