@@ -151,11 +151,11 @@ constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
 // holds one block of the widest rank.
 constexpr int64_t kPanelFloats = 2 * static_cast<int64_t>(kLanes) * kBBuf;
 constexpr int64_t kBtFloats = std::max(kPanelFloats, kOpN * kBBuf);
-// Fewest rows for which the transposed block pays off over dot products (measured; see
-// bench/notes.md).  A function of the adapter's rank only, so results stay independent of R
-// (per-adapter ranks) and of the thread count.
+// Fewest rows for which the transposed block pays off over the dot products, rows in pairs
+// (measured; see bench/notes.md).  A function of the adapter's rank only, so results stay
+// independent of R (per-adapter ranks) and of the thread count.
 HWY_INLINE int64_t OuterMinRows(int64_t rank_p) {
-  return rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : rank_p <= 64 ? 4 : 6;
+  return rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : 6;
 }
 constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
 

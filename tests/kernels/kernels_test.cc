@@ -316,7 +316,7 @@ TEST_F(PerTarget, BlockingEdges) {
     specs.push_back(s);
   }
   { Spec s; s.B = 20; s.none_fraction = 1.0; specs.push_back(s); }  // no row has an adapter
-  // Per-adapter ranks across the path choices: outer product / dot, widened / streamed B,
+  // Per-adapter ranks across the path choices: outer product / dot (one row, rows in pairs),
   // rank split / split-K shrink.
   for (auto [B, R, H1, H2] : std::vector<std::array<int64_t, 4>>{
            {9, 300, 64, 70}, {140, 40, 2100, 64}, {1, 512, 100, 300}, {5, 33, 2100, 40}, {30, 520, 48, 40}}) {
