@@ -142,8 +142,8 @@ HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b) {
 // once into bt[r][n] (fp32), then every row block accumulates acc[row][n-vector] +=
 // z[row][r] * bt[r][:] -- no horizontal reductions, one broadcast per kOpVecs FMAs.  With 32
 // registers a 6 x 4 block: 24 accumulators, the 4 vectors of bt[r] and the broadcast all stay
-// in registers (a 12 x 2 block took one broadcast per 2 FMAs and reloaded bt per row, 7-20 %
-// slower, bench/notes.md).  Every output is one chain over r in order, whatever the block.
+// in registers (a 12 x 2 block, one broadcast per 2 FMAs, was 7-20 % slower; bench/notes.md).
+// Every output is one chain over r in order, whatever the block.
 constexpr int kOpRows = kLanes >= 16 ? 6 : 4;
 constexpr int kOpVecs = kLanes >= 16 ? 4 : 2;
 constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
