@@ -5,9 +5,9 @@
 //
 // ---- expand: out[row, off+n] = y[row, off+n] + scale * sum_r z[pos][r] * B[adapter, n, r] ----
 // One vector of kLanes consecutive n per step: kLanes dot products over the adapter's rank (z
-// is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane; B is read
-// and widened in place by every row (a few rows: the block stays in L1 between them).  Tiles
-// with more rows take the outer-product form below (OuterMinRows).
+// is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane; B is
+// converted as it is read, once per row or pair of rows (ExpandDot2).  Tiles with more rows
+// take the outer-product form below (OuterMinRows).
 
 constexpr int64_t kBBuf = 512;  // widest rank of the outer-product form
 // How far ahead (in B rows) the dot path prefetches.  FRACTAL_NZ: nearer, because a row's
