@@ -6,7 +6,7 @@
 // ---- expand: out[row, off+n] = y[row, off+n] + scale * sum_r z[pos][r] * B[adapter, n, r] ----
 // One vector of kLanes consecutive n per step: kLanes dot products over the adapter's rank (z
 // is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane; B is
-// converted as it is read, once per row or pair of rows (ExpandDot2).  Tiles with more rows
+// converted as it is read, once per row or pair of rows (ExpandDotChain).  Tiles with more rows
 // take the outer-product form below (OuterMinRows).
 
 constexpr int64_t kBBuf = 512;  // widest rank of the outer-product form
@@ -41,80 +41,44 @@ HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, 
   PrefetchBRanks(Bw, n_lo, n_hi, 0, rank);
 }
 
-// Lane j of the result = sum over r in [r_lo, r_hi) of z[r] * B row j (rows br, chunk-structured
-// as in WeightRows); r_lo a multiple of kLanes, r_hi - r_lo <= kSegCols (one fp32 chain).
-template <DType TB>
-HWY_INLINE VF ExpandDotChain(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t r_lo,
-                             int64_t r_hi) {
+// kZ rows of z (1, or 2: rows z and z + zp) over kLanes / kZ B rows br[j]: lane i * kLanes / kZ
+// + j of the result = sum over r in [r_lo, r_hi) of z_i[r] * B row j (chunk-structured as in
+// WeightRows); r_lo a multiple of kLanes, r_hi - r_lo <= kSegCols (one fp32 chain).  With two
+// rows each B vector is converted once for both; every lane sums the same products in the same
+// order through the same lane tree either way, so the bits do not depend on kZ.
+template <DType TB, int kZ>
+HWY_INLINE VF ExpandDotChain(const float* z, int64_t zp, const unsigned char* const* br, int64_t chunk_step,
+                             int64_t r_lo, int64_t r_hi) {
+  static_assert(kZ == 1 || kZ == 2, "one row or a pair");
   const DF df;
+  constexpr int64_t kB = static_cast<int64_t>(kLanes) / kZ;
   VF acc[kLanes];
   for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
-  const int64_t r_full = r_lo + ((r_hi - r_lo) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
-  for (int64_t r = r_lo; r < r_full; r += kLanes) {
-    const VF zv = hn::LoadU(df, z + r);
+  auto step = [&](int64_t r, auto whole) {  // whole: a full vector of ranks from r
+    VF zv[kZ];
+    for (int i = 0; i < kZ; ++i) zv[i] = hn::LoadU(df, z + i * zp + r);
     const int64_t boff = (r >> 4) * chunk_step + (r & 15);
-    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, LoadF<TB>(br[j], boff), acc[j]);
-  }
-  if (r_full < r_hi) {  // ragged end of the rank (direct path only; the buffer is padded)
-    const VF zv = hn::LoadU(df, z + r_full);
-    const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
-    for (size_t j = 0; j < kLanes; ++j)
-      acc[j] = hn::MulAdd(zv, LoadTailF<TB>(br[j], boff, r_hi - r_full), acc[j]);
-  }
+    for (int64_t j = 0; j < kB; ++j) {
+      const VF b = decltype(whole)::value ? LoadF<TB>(br[j], boff) : LoadTailF<TB>(br[j], boff, r_hi - r);
+      for (int i = 0; i < kZ; ++i) acc[i * kB + j] = hn::MulAdd(zv[i], b, acc[i * kB + j]);
+    }
+  };
+  const int64_t r_full = r_lo + ((r_hi - r_lo) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
+  for (int64_t r = r_lo; r < r_full; r += kLanes) step(r, std::true_type{});
+  if (r_full < r_hi) step(r_full, std::false_type{});  // ragged end of the rank
   return SumEachToLane(df, acc);
 }
 
 // The same over r < rank, one chain per kSegCols ranks folded into fp64 (ranks > kSegCols:
 // the general API's wide ranks, and x as the rank vector without weight A).  One-row FRACTAL_NZ
 // full blocks of ranks <= kSegCols take NzDotSteps instead (expand_nz-inl.h), with these bits.
-template <DType TB>
-HWY_INLINE VF ExpandDot(const float* z, const unsigned char* const* br, int64_t chunk_step, int64_t rank) {
-  if (rank <= kSegCols) return ExpandDotChain<TB>(z, br, chunk_step, 0, rank);
+template <DType TB, int kZ = 1>
+HWY_INLINE VF ExpandDot(const float* z, int64_t zp, const unsigned char* const* br, int64_t chunk_step,
+                        int64_t rank) {
+  if (rank <= kSegCols) return ExpandDotChain<TB, kZ>(z, zp, br, chunk_step, 0, rank);
   HWY_ALIGN double total[kLanes] = {};
   for (int64_t r0 = 0; r0 < rank; r0 += kSegCols)
-    FoldLanes(ExpandDotChain<TB>(z, br, chunk_step, r0, std::min(rank, r0 + kSegCols)), total);
-  return RoundLanes(total);
-}
-
-// Two rows at once over kLanes / 2 B rows (br[0..kLanes/2)): lane j of the result is row z0's
-// output for B row j, lane kLanes/2 + j row z1's.  Each B vector is converted once for both
-// rows; every lane sums the same products in the same order, through the same lane tree, as
-// ExpandDotChain / ExpandDot would for that row and B row, so the bits are the same.
-constexpr int64_t kPairCols = static_cast<int64_t>(kLanes) / 2;
-template <DType TB>
-HWY_INLINE VF ExpandDotChain2(const float* z0, const float* z1, const unsigned char* const* br, int64_t chunk_step,
-                              int64_t r_lo, int64_t r_hi) {
-  const DF df;
-  VF acc[kLanes];
-  for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
-  const int64_t r_full = r_lo + ((r_hi - r_lo) / static_cast<int64_t>(kLanes)) * static_cast<int64_t>(kLanes);
-  for (int64_t r = r_lo; r < r_full; r += kLanes) {
-    const VF z0v = hn::LoadU(df, z0 + r), z1v = hn::LoadU(df, z1 + r);
-    const int64_t boff = (r >> 4) * chunk_step + (r & 15);
-    for (int64_t j = 0; j < kPairCols; ++j) {
-      const VF b = LoadF<TB>(br[j], boff);
-      acc[j] = hn::MulAdd(z0v, b, acc[j]);
-      acc[kPairCols + j] = hn::MulAdd(z1v, b, acc[kPairCols + j]);
-    }
-  }
-  if (r_full < r_hi) {  // ragged end of the rank
-    const VF z0v = hn::LoadU(df, z0 + r_full), z1v = hn::LoadU(df, z1 + r_full);
-    const int64_t boff = (r_full >> 4) * chunk_step + (r_full & 15);
-    for (int64_t j = 0; j < kPairCols; ++j) {
-      const VF b = LoadTailF<TB>(br[j], boff, r_hi - r_full);
-      acc[j] = hn::MulAdd(z0v, b, acc[j]);
-      acc[kPairCols + j] = hn::MulAdd(z1v, b, acc[kPairCols + j]);
-    }
-  }
-  return SumEachToLane(df, acc);
-}
-template <DType TB>
-HWY_INLINE VF ExpandDot2(const float* z0, const float* z1, const unsigned char* const* br, int64_t chunk_step,
-                         int64_t rank) {
-  if (rank <= kSegCols) return ExpandDotChain2<TB>(z0, z1, br, chunk_step, 0, rank);
-  HWY_ALIGN double total[kLanes] = {};
-  for (int64_t r0 = 0; r0 < rank; r0 += kSegCols)
-    FoldLanes(ExpandDotChain2<TB>(z0, z1, br, chunk_step, r0, std::min(rank, r0 + kSegCols)), total);
+    FoldLanes(ExpandDotChain<TB, kZ>(z, zp, br, chunk_step, r0, std::min(rank, r0 + kSegCols)), total);
   return RoundLanes(total);
 }
 
@@ -142,7 +106,7 @@ HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b) {
 // once into bt[r][n] (fp32), then every row block accumulates acc[row][n-vector] +=
 // z[row][r] * bt[r][:] -- no horizontal reductions, one broadcast per kOpVecs FMAs.  With 32
 // registers a 6 x 4 block: 24 accumulators, the 4 vectors of bt[r] and the broadcast all stay
-// in registers (a 12 x 2 block, one broadcast per 2 FMAs, was 7-20 % slower; bench/notes.md).
+// in registers (a 12 x 2 block takes a broadcast per 2 FMAs: 7-20 % slower, bench/notes.md).
 // Every output is one chain over r in order, whatever the block.
 constexpr int kOpRows = kLanes >= 16 ? 6 : 4;
 constexpr int kOpVecs = kLanes >= 16 ? 4 : 2;
@@ -392,29 +356,30 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
     int64_t pos = pos_begin;
 #if HWY_TARGET != HWY_SCALAR
     if constexpr (!kOneRow) {  // rows two at a time, half a block of columns per step
+      constexpr int64_t kPairCols = kL / 2;
       const hn::Half<DF> dh;
       const auto scale = hn::LowerHalf(dh, c.scale);
-      auto put = [&](hn::Vec<hn::Half<DF>> d, int64_t at, int64_t q, int64_t lanes) {
-        const unsigned char* yrow = y_row(at);
-        unsigned char* orow = out_row(at);
+      auto put = [&](hn::Vec<hn::Half<DF>> d, const unsigned char* yrow, unsigned char* orow, int64_t q, int64_t lanes) {
         if (kFull || lanes == kPairCols) StoreF<TY, hn::Half<DF>>(hn::MulAdd(d, scale, LoadF<TY, hn::Half<DF>>(yrow, q)), orow, q);
         else StoreTailF<TY, hn::Half<DF>>(hn::MulAdd(d, scale, LoadTailF<TY, hn::Half<DF>>(yrow, q, lanes)), orow, q, lanes);
       };
       for (; pos + 2 <= pos_end; pos += 2) {
         const float* z0 = w.z + pos * w.rp;
+        const unsigned char *y0r = y_row(pos), *y1r = y_row(pos + 1);
+        unsigned char *o0r = out_row(pos), *o1r = out_row(pos + 1);
         for (int64_t h = 0; h < kL; h += kPairCols) {
           const int64_t lanes = kFull ? kPairCols : std::min<int64_t>(kPairCols, n_end - n0 - h);
           if (lanes <= 0) break;
-          const VF d = ExpandDot2<TB>(z0, z0 + w.rp, br + h, Bw.chunk_step, rank);
-          put(hn::LowerHalf(dh, d), pos, col + h, lanes);
-          put(hn::UpperHalf(dh, d), pos + 1, col + h, lanes);
+          const VF d = ExpandDot<TB, 2>(z0, w.rp, br + h, Bw.chunk_step, rank);
+          put(hn::LowerHalf(dh, d), y0r, o0r, col + h, lanes);
+          put(hn::UpperHalf(dh, d), y1r, o1r, col + h, lanes);
         }
       }
     }
 #endif
     for (; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
       const float* z = w.z + pos * w.rp;
-      const VF d = ExpandDot<TB>(z, br, Bw.chunk_step, rank);
+      const VF d = ExpandDot<TB>(z, 0, br, Bw.chunk_step, rank);
       const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
       unsigned char* orow = kOneRow ? o0 : out_row(pos);
       if constexpr (kFull) {
