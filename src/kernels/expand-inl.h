@@ -122,6 +122,9 @@ HWY_INLINE int64_t OuterMinRows(int64_t rank_p) {
   return rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : 6;
 }
 constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
+// The next panel's B is prefetched a few lines every kAheadRanks rank steps of a block: spread
+// over the FMAs, not in bursts per block (few row blocks per panel made bursts of ~100 lines).
+constexpr int64_t kAheadRanks = 8;
 
 // Byte runs prefetched a few lines per step as the work proceeds: the next column tile's B
 // while this tile computes (a burst would overflow the miss buffers, and the surplus would be
@@ -161,7 +164,7 @@ HWY_INLINE void AddBRuns(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64
 }
 
 struct ExpandCtx {
-  RunPrefetch* ahead = nullptr;  // stepped once per block of the outer-product sweep
+  RunPrefetch* ahead = nullptr;  // stepped every kAheadRanks ranks of the outer-product sweep
   const Problem* p;
   const Work* w;
   VF scale;
@@ -174,9 +177,11 @@ struct ExpandCtx {
 // acc[i][v] += z[i][r] * bt[r][v-th vector] for r in [r0, r1) (a function, not a lambda, so
 // that it is always inlined and acc stays in registers).
 template <int kRows>
-HWY_INLINE void OuterChain(const float* bt, const float* const* z, int64_t r0, int64_t r1, VF (*acc)[kOpVecs]) {
+HWY_INLINE void OuterChain(const float* bt, const float* const* z, int64_t r0, int64_t r1, VF (*acc)[kOpVecs],
+                           RunPrefetch* ahead) {
   const DF df;
   for (int64_t r = r0; r < r1; ++r) {
+    if (ahead && (r & (kAheadRanks - 1)) == 0) ahead->step();
     VF bv[kOpVecs];
     for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
     for (int i = 0; i < kRows; ++i) {
@@ -220,16 +225,15 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
         }
       }
       const float* btc = bt + cb * pitch;
-      if (c.ahead) c.ahead->step();
       VF acc[kRows][kOpVecs];
       for (int i = 0; i < kRows; ++i)
         for (int v = 0; v < kOpVecs; ++v) acc[i][v] = hn::Zero(df);
       if constexpr (!kFolds) {
-        OuterChain<kRows>(btc, z, 0, c.rank, acc);
+        OuterChain<kRows>(btc, z, 0, c.rank, acc, c.ahead);
       } else {  // one fp32 chain per kChain ranks, each folded into total
         HWY_ALIGN double total[kRows][kOpN] = {};
         for (int64_t r0 = 0; r0 < c.rank; r0 += internal::kChain) {
-          OuterChain<kRows>(btc, z, r0, std::min(c.rank, r0 + internal::kChain), acc);
+          OuterChain<kRows>(btc, z, r0, std::min(c.rank, r0 + internal::kChain), acc, c.ahead);
           for (int i = 0; i < kRows; ++i)
             for (int v = 0; v < kOpVecs; ++v) {
               FoldLanes(acc[i][v], &total[i][v * kLanes]);
@@ -326,7 +330,8 @@ void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p,
     const int64_t np_end = std::min(n_end, np + panel);
     RunPrefetch next;  // the next panel of this adapter's B (past n_end: the next column tile's)
     AddBRuns(Bw, np_end, std::min<int64_t>(p.S, np_end + panel), c.rank, &next);
-    next.spread(((pos_end - pos_begin + kOpRows - 1) / kOpRows + 1) * ((np_end - np + kOpN - 1) / kOpN));
+    next.spread(((pos_end - pos_begin + kOpRows - 1) / kOpRows + 1) * ((np_end - np + kOpN - 1) / kOpN) *
+                ((c.rank + kAheadRanks - 1) / kAheadRanks));
     c.ahead = &next;
     for (int64_t n0 = np, cb = 0; n0 < np_end; n0 += kOpN, ++cb) PackTransposed<TB>(Bw, c.rank, n0, n_end, bt + cb * pitch);
     ExpandOuter<TY>(c, bt, pitch, pos_begin, pos_end, np, np_end);
