@@ -126,26 +126,29 @@ constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
 // over the FMAs, not in bursts per block (few row blocks per panel made bursts of ~100 lines).
 constexpr int64_t kAheadRanks = 8;
 
-// Byte runs prefetched a few lines per step as the work proceeds: the next column tile's B
-// while this tile computes (a burst would overflow the miss buffers, and the surplus would be
-// dropped).  Whichever core takes that tile finds the lines in this core's L2 or the L3.
+// Byte runs prefetched a few lines at a time as the work proceeds, in proportion to it: the
+// next panel or column tile's B while this one computes (a burst would overflow the miss
+// buffers, and the surplus would be dropped).  Whichever core takes that tile finds the lines
+// in this core's L2 or the L3.
 struct RunPrefetch {
   static constexpr int kMaxRuns = static_cast<int>(kBBuf / 16);
+  static constexpr int64_t kOne = int64_t{1} << 16;  // a line, in the fixed point of `credit`
   uintptr_t at[kMaxRuns], end[kMaxRuns];
   int n = 0, cur = 0;
-  int64_t per_step = 1;
+  int64_t per_unit = kOne, credit = 0;
   void add(const unsigned char* p, int64_t bytes) {
     if (n == kMaxRuns || bytes <= 0) return;
     at[n] = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
     end[n++] = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes);
   }
-  void spread(int64_t steps) {
+  // Every line by the time `units` units of work have been stepped.
+  void spread(int64_t units) {
     int64_t lines = 0;
     for (int i = 0; i < n; ++i) lines += static_cast<int64_t>((end[i] - at[i] + 63) / 64);
-    per_step = std::max<int64_t>(1, (lines + steps - 1) / std::max<int64_t>(1, steps));
+    per_unit = (lines * kOne + units - 1) / std::max<int64_t>(1, units);
   }
-  HWY_INLINE void step() {
-    for (int64_t k = 0; k < per_step && cur < n; ++k) {
+  HWY_INLINE void step(int64_t units) {
+    for (credit += per_unit * units; credit >= kOne && cur < n; credit -= kOne) {
       hwy::Prefetch(reinterpret_cast<const unsigned char*>(at[cur]));
       if ((at[cur] += 64) >= end[cur]) ++cur;
     }
@@ -164,7 +167,7 @@ HWY_INLINE void AddBRuns(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64
 }
 
 struct ExpandCtx {
-  RunPrefetch* ahead = nullptr;  // stepped every kAheadRanks ranks of the outer-product sweep
+  RunPrefetch* ahead = nullptr;  // stepped every kAheadRanks ranks of the outer-product sweep, a unit per row
   const Problem* p;
   const Work* w;
   VF scale;
@@ -181,7 +184,7 @@ HWY_INLINE void OuterChain(const float* bt, const float* const* z, int64_t r0, i
                            RunPrefetch* ahead) {
   const DF df;
   for (int64_t r = r0; r < r1; ++r) {
-    if (ahead && (r & (kAheadRanks - 1)) == 0) ahead->step();
+    if (ahead && (r & (kAheadRanks - 1)) == 0) ahead->step(kRows);  // a unit per row
     VF bv[kOpVecs];
     for (int v = 0; v < kOpVecs; ++v) bv[v] = hn::Load(df, bt + r * kOpN + v * kLanes);
     for (int i = 0; i < kRows; ++i) {
@@ -265,7 +268,11 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
 
 // Full blocks of kOpRows rows, then the rest in one block of 2, 4 or kOpRows rows, the
 // smallest that holds it (a short block computes duplicated rows: 8 rows as 6 + 4 would waste
-// a fifth of the FMAs, 6 + 2 none).
+// a fifth of the FMAs, 6 + 2 none).  OuterBlockRows: the rows those blocks compute.
+HWY_INLINE int64_t OuterBlockRows(int64_t rows) {
+  const int64_t rest = rows % kOpRows;
+  return rows - rest + (rest > 4 ? kOpRows : rest > 2 ? 4 : rest > 0 ? 2 : 0);
+}
 template <DType TY>
 void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pitch, int64_t pos_begin, int64_t pos_end,
                  int64_t n_lo, int64_t n_hi) {
@@ -330,7 +337,7 @@ void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p,
     const int64_t np_end = std::min(n_end, np + panel);
     RunPrefetch next;  // the next panel of this adapter's B (past n_end: the next column tile's)
     AddBRuns(Bw, np_end, std::min<int64_t>(p.S, np_end + panel), c.rank, &next);
-    next.spread(((pos_end - pos_begin + kOpRows - 1) / kOpRows + 1) * ((np_end - np + kOpN - 1) / kOpN) *
+    next.spread(OuterBlockRows(pos_end - pos_begin) * ((np_end - np + kOpN - 1) / kOpN) *
                 ((c.rank + kAheadRanks - 1) / kAheadRanks));
     c.ahead = &next;
     for (int64_t n0 = np, cb = 0; n0 < np_end; n0 += kOpN, ++cb) PackTransposed<TB>(Bw, c.rank, n0, n_end, bt + cb * pitch);
