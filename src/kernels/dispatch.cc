@@ -22,7 +22,8 @@ using internal::Work;
 constexpr int64_t kRowTile = 128;     // rows per task (x / z tile reused across A / B blocks)
 constexpr int64_t kNTile = 256;       // output columns per expand task, at least (SliceRun::ncols)
 constexpr int64_t kMaxNTile = 4096;   // and at most
-constexpr int64_t kExpandTasksPerThread = 4;  // wider column tiles while at least this many tasks each
+constexpr int64_t kExpandTasksPerThread = 1;  // wider column tiles while at least this many tasks each
+constexpr int64_t kMinExpandTasks = 2;         // and at least this many in all
 constexpr int64_t kMaxKChunks = 8;    // split-K for the shrink (bounded: scratch stays O(B*R))
 constexpr int64_t kMinKChunk = 1024;  // shortest K chunk worth a task (reductions amortised)
 constexpr int64_t kWholeRow = 4096;   // longest K chunk (simd_kernels.cc kXBuf)
@@ -239,11 +240,12 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart, int threads
   // Rank groups past every adapter's rank would be empty tasks.
   s.per_tile = w.rank_split ? std::max<int64_t>(1, (max_rank + w.rank_group - 1) / w.rank_group) : w.nk;
   // Expand tasks: column tiles as wide as still leave kExpandTasksPerThread tasks per thread.
-  // With many row tiles (multi-adapter decode, batches) a task then streams a long run of its
-  // adapter's B and its prefetches run on into its own columns, instead of two threads
-  // interleaving narrow tiles of one adapter's B (bench/notes.md).  Each output column is
-  // computed alike whatever the tiling: the bits do not depend on it, so the thread count may.
-  const int64_t min_tasks = std::max<int64_t>(8, int64_t{kExpandTasksPerThread} * threads);
+  // A task then streams a long run of its adapter's B and its prefetches run on into its own
+  // columns, instead of threads interleaving narrow tiles of one adapter's B: decode at two
+  // threads was 7-13 % faster with one task per thread than with four (bench/notes.md).  Each
+  // output column is computed alike whatever the tiling: the bits do not depend on it, so the
+  // thread count may.
+  const int64_t min_tasks = std::max<int64_t>(kMinExpandTasks, kExpandTasksPerThread * threads);
   while (s.ncols < kMaxNTile && s.ncols < p.S && s.tiles * ((p.S + 2 * s.ncols - 1) / (2 * s.ncols)) >= min_tasks)
     s.ncols *= 2;
   s.ntiles = (p.S + s.ncols - 1) / s.ncols;
