@@ -14,8 +14,9 @@ Shapes: ``y, out [B, H3]``, ``x [B, H1]``, ``weight_b [W, L, H2, R]``, ``weight_
 Inputs are numpy arrays, torch CPU tensors or any other DLPack / buffer-protocol CPU array.
 They are used in place, never copied: non-contiguous views (transposed, sliced) are read
 through their strides.  Dtypes: float16 (the CANN contract), bfloat16 (torch) and float32, all
-tensors the same; indices int32 or int64.  ``precision="exact"`` (default) sums in fp64 and
-rounds once (1 ulp); ``precision="fast"`` sums in fp32 (error ~1e-6 of |y| + |scale|·Σ|z||b|).
+tensors the same; indices int32 or int64.  One precision contract (docs/contract.md §1.2):
+every element within 1 ulp + 2^-16·M of the exact result; ``precision="exact"`` (default) and
+``"fast"`` are names of it and give the same bits.
 
 Also: ``add_lora_multi`` (several LoRA pairs into disjoint column slices of y in one call, e.g.
 q/k/v of a fused QKV projection), FRACTAL_NZ weights (``nd_to_nz``, ``nz_to_nd``,
@@ -159,7 +160,7 @@ def _integers(**named):
 
 
 def _fast(precision):
-    """precision keyword -> the library's fp32-sums flag."""
+    """precision keyword -> the library's Precision::fast flag (an alias: the same results)."""
     if precision == "exact":
         return False
     if precision == "fast":
@@ -370,9 +371,8 @@ def add_lora(y, x, weight_b, indices, *, weight_a=None, layer_idx=0, scale=1.0, 
       out: ``[B, H3]`` destination; None allocates one like y; ``out=y`` is in place.  Any other
         overlap with an input is an error.
       strict: apply the NPU's aclnnAddLora limits instead of the general rules.
-      precision: ``"exact"`` (fp64 sums, every element within 1 ulp of the exact result) or
-        ``"fast"`` (fp32 sums: within 1 ulp or 1e-6 * (|y| + |scale| * sum|z||b|)).  strict
-        allows only "exact".
+      precision: ``"exact"`` or ``"fast"``: names of the one precision contract (every element
+        within 1 ulp + 2^-16 * M of the exact result, docs/contract.md §1.2); the same bits.
       weight_format: ``"nd"`` (plain arrays) or ``"nz"``: weight_b / weight_a are packed
         FRACTAL_NZ arrays from ``nd_to_nz`` (float16/bfloat16, contiguous, NZ shape or flat) and
         ``weight_b_shape`` / ``weight_a_shape`` give their logical shapes

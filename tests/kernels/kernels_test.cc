@@ -43,7 +43,7 @@ struct Spec {
   bool col_stride = false; // activations with column stride 2 (generic path)
   double none_fraction = 0.2;  // rows with no adapter
   bool per_adapter = false;    // random Arguments::ranks (strided, some out of range) and scales
-  addlora::Precision precision = addlora::Precision::exact;  // fast: fp32 sums, Target::fast
+  addlora::Precision precision = addlora::Precision::exact;  // fast: an alias of exact (the same bound)
   uint64_t seed = 1;
 
   std::string str() const {
@@ -264,7 +264,7 @@ std::vector<Spec> sweep(uint64_t seed, int n, bool per_adapter = false) {
     if ((s.la == Layout::fractal_nz || s.lb == Layout::fractal_nz) && s.wd == DType::f32) s.wd = DType::bf16;
     if (i % 3 == 0) s.xd = s.wd = s.yd = DType::f16;  // the main case
     out.push_back(s);
-    s.precision = addlora::Precision::fast;  // the same case with fp32 sums
+    s.precision = addlora::Precision::fast;  // the same case through the alias
     out.push_back(s);
   }
   return out;
@@ -328,7 +328,7 @@ TEST_F(PerTarget, BlockingEdges) {
     specs.push_back(s);
   }
   { Spec s; s.B = 5; s.slice = 0; specs.push_back(s); }              // nothing written
-  for (size_t i = 0, n = specs.size(); i < n; ++i) {  // and every case with fp32 sums
+  for (size_t i = 0, n = specs.size(); i < n; ++i) {  // and every case through the fast alias
     specs.push_back(specs[i]);
     specs.back().precision = addlora::Precision::fast;
   }
