@@ -241,8 +241,8 @@ def main():
                           f"(max error {err:.3g} of max|y|, tolerance {tol:.3g})"
                     problems.append(msg)
                     print("DISAGREEMENT:", msg, file=sys.stderr)
-            # Each slot's views made once: indexing five tensors per call cost about 7 us of
-            # Python, alike for every contender, which compressed the ratios of the short calls.
+            # Each slot's views made once: indexing five tensors per call costs about 4 us of
+            # Python, alike for every contender, which would compress the ratios of short calls.
             slots = [(d.x[s], d.a[s], d.b[s], d.z[s], d.y[s]) for s in range(d.n)]
             timed = {name: (lambda s, fn=fn: fn(*slots[s])) for name, fn in fns.items()}
             t = interleaved_us(timed, d.n, args.repeats, args.min_round_s)

@@ -122,8 +122,8 @@ HWY_INLINE int64_t OuterMinRows(int64_t rank_p) {
   return rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : 6;
 }
 constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
-// The next panel's B is prefetched a few lines every kAheadRanks rank steps of a block: spread
-// over the FMAs, not in bursts per block (few row blocks per panel made bursts of ~100 lines).
+// The next panel's B is prefetched a few lines every kAheadRanks rank steps of a block, spread
+// over the FMAs: with few row blocks per panel, one step per block would be a burst of ~100.
 constexpr int64_t kAheadRanks = 8;
 
 // Byte runs prefetched a few lines at a time as the work proceeds, in proportion to it: the
@@ -167,7 +167,7 @@ HWY_INLINE void AddBRuns(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64
 }
 
 struct ExpandCtx {
-  RunPrefetch* ahead = nullptr;  // stepped every kAheadRanks ranks of the outer-product sweep, a unit per row
+  RunPrefetch* ahead = nullptr;  // stepped every kAheadRanks ranks of each outer-product row
   const Problem* p;
   const Work* w;
   VF scale;
