@@ -240,11 +240,10 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart, int threads
   // Rank groups past every adapter's rank would be empty tasks.
   s.per_tile = w.rank_split ? std::max<int64_t>(1, (max_rank + w.rank_group - 1) / w.rank_group) : w.nk;
   // Expand tasks: column tiles as wide as still leave kExpandTasksPerThread tasks per thread.
-  // A task then streams a long run of its adapter's B and its prefetches run on into its own
-  // columns, instead of threads interleaving narrow tiles of one adapter's B: decode at two
-  // threads was 7-13 % faster with one task per thread than with four (bench/notes.md).  Each
-  // output column is computed alike whatever the tiling: the bits do not depend on it, so the
-  // thread count may.
+  // A task then streams one long run of its adapter's B and its prefetches run on into its own
+  // columns, instead of threads interleaving narrow tiles of one adapter's B (measured at decode,
+  // bench/notes.md).  Each output column is computed alike whatever the tiling: the bits do not
+  // depend on it, so the thread count may.
   const int64_t min_tasks = std::max<int64_t>(kMinExpandTasks, kExpandTasksPerThread * threads);
   while (s.ncols < kMaxNTile && s.ncols < p.S && s.tiles * ((p.S + 2 * s.ncols - 1) / (2 * s.ncols)) >= min_tasks)
     s.ncols *= 2;

@@ -268,11 +268,10 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
 
 // Full blocks of kOpRows rows, then the rest in one block of 2, 4 or kOpRows rows, the
 // smallest that holds it (a short block computes duplicated rows: 8 rows as 6 + 4 would waste
-// a fifth of the FMAs, 6 + 2 none).  OuterBlockRows: the rows those blocks compute.
-HWY_INLINE int64_t OuterBlockRows(int64_t rows) {
-  const int64_t rest = rows % kOpRows;
-  return rows - rest + (rest > 4 ? kOpRows : rest > 2 ? 4 : rest > 0 ? 2 : 0);
-}
+// a fifth of the FMAs, 6 + 2 none).  RestBlockRows: that block's rows (0: no rest);
+// OuterBlockRows: the rows all the blocks compute.
+HWY_INLINE int RestBlockRows(int64_t rest) { return rest > 4 ? kOpRows : rest > 2 ? 4 : rest > 0 ? 2 : 0; }
+HWY_INLINE int64_t OuterBlockRows(int64_t rows) { return rows - rows % kOpRows + RestBlockRows(rows % kOpRows); }
 template <DType TY>
 void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pitch, int64_t pos_begin, int64_t pos_end,
                  int64_t n_lo, int64_t n_hi) {
@@ -283,9 +282,10 @@ void ExpandOuter(const ExpandCtx& c, const float* bt, int64_t pitch, int64_t pos
     (folds ? ExpandOuterBlock<TY, kRows, true> : ExpandOuterBlock<TY, kRows, false>)(c, bt, pitch, b, e, n_lo, n_hi);
   };
   if (full_end > pos_begin) run(std::integral_constant<int, kOpRows>{}, pos_begin, full_end);
-  if (rest > 4) run(std::integral_constant<int, kOpRows>{}, full_end, pos_end);
-  else if (rest > 2) run(std::integral_constant<int, 4>{}, full_end, pos_end);
-  else if (rest > 0) run(std::integral_constant<int, 2>{}, full_end, pos_end);
+  const int rest_rows = RestBlockRows(rest);  // kOpRows may be 4 itself (AVX2)
+  if (rest_rows == kOpRows) run(std::integral_constant<int, kOpRows>{}, full_end, pos_end);
+  else if (rest_rows == 4) run(std::integral_constant<int, 4>{}, full_end, pos_end);
+  else if (rest_rows == 2) run(std::integral_constant<int, 2>{}, full_end, pos_end);
 }
 
 // bt[r][j] = B[n0 + j, r] (fp32) for j < kOpN (columns past n_end repeat the last one), r < R
