@@ -150,18 +150,11 @@ Status make_plan(const Arguments* slices, size_t num_slices, Rules rules, Plan* 
 Status add_lora(const Arguments& args, Rules rules, Error& error) { return add_lora(&args, 1, rules, error); }
 
 Status add_lora(const Arguments* slices, size_t num_slices, Rules rules, Error& error) {
-  Plan plan;
-  if (Status st = make_plan(slices, num_slices, rules, &plan, error); st != Status::ok) return st;
-  const uint64_t bytes = plan.workspace_bytes();
-  void* ws = nullptr;
-  if (bytes > 0) {
-    ws = detail::allocation_fails() ? nullptr : std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63});
-    if (!ws)
-      return detail::fail(&error, Status::internal, ErrorKind::internal, "",
-                          "cannot allocate the workspace (" + std::to_string(bytes) + " bytes)");
-  }
-  plan.run(ws);
-  std::free(ws);
+  detail::OneCall call;
+  if (Status st = call.plan(slices, num_slices, rules, false, error); st != Status::ok) return st;
+  detail::CallWorkspace ws;
+  if (Status st = ws.acquire(call.workspace_bytes(), error); st != Status::ok) return st;
+  call.run(ws.data());
   return Status::ok;
 }
 

@@ -100,9 +100,9 @@ Status check_shared(const Arguments& a, const Arguments& first, const std::strin
 }
 
 // Written column ranges of different slices must not overlap (each slice reads y there).
-Status check_disjoint_columns(const std::vector<detail::Problem>& built, Error* error) {
-  for (size_t i = 0; i < built.size(); ++i)
-    for (size_t j = i + 1; j < built.size(); ++j) {
+Status check_disjoint_columns(const detail::Problem* built, size_t n, Error* error) {
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = i + 1; j < n; ++j) {
       const auto& p = built[i];
       const auto& q = built[j];
       if (p.S > 0 && q.S > 0 && p.y_offset < q.y_offset + q.S && q.y_offset < p.y_offset + p.S)
@@ -117,29 +117,41 @@ Status check_disjoint_columns(const std::vector<detail::Problem>& built, Error* 
 
 }  // namespace
 
-Status Plan::Impl::rebuild(Error* error) {
-  if (slices.empty()) return slice_fail(error, Status::invalid_param, "at least one slice is needed");
-  std::vector<detail::Problem> built;
-  built.reserve(slices.size());
-  const Arguments& first = slices.front();
-  for (size_t k = 0; k < slices.size(); ++k) {
+namespace detail {
+
+Status plan_slices(const Arguments* slices, size_t n, Rules rules, bool shrink_only, Problem* built,
+                   uint64_t* workspace, Error* error) {
+  if (n == 0) return slice_fail(error, Status::invalid_param, "at least one slice is needed");
+  const Arguments& first = slices[0];
+  for (size_t k = 0; k < n; ++k) {
     const Arguments& a = slices[k];
-    const std::string which = slices.size() > 1 ? "slice " + std::to_string(k) + ": " : "";
+    const std::string which = n > 1 ? "slice " + std::to_string(k) + ": " : "";
     if (k > 0)
       if (Status st = check_shared(a, first, which, error); st != Status::ok) return st;
-    detail::Shape shape;
-    if (Status st = detail::validate(a, rules, &shape, error, which); st != Status::ok) return st;
-    built.push_back(detail::build_problem(a, shape));
+    Shape shape;
+    if (Status st = validate(a, rules, &shape, error, which); st != Status::ok) return st;
+    built[k] = build_problem(a, shape);
   }
-  if (Status st = check_disjoint_columns(built, error); st != Status::ok) return st;
+  if (Status st = check_disjoint_columns(built, n, error); st != Status::ok) return st;
   if (shrink_only)
-    for (detail::Problem& p : built) detail::to_shrink_only(&p);  // as set_shrink_only()
+    for (size_t k = 0; k < n; ++k) to_shrink_only(&built[k]);  // as Plan::Impl::set_shrink_only()
   // Slices after the first update out in place: y has been copied to out by the first.
-  for (size_t k = 1; k < built.size(); ++k) {
+  for (size_t k = 1; k < n; ++k) {
     built[k].y = built[k].out;
     built[k].in_place = true;
   }
-  const uint64_t ws = kernels::workspace_bytes(built.data(), built.size());
+  *workspace = kernels::workspace_bytes(built, n);
+  return Status::ok;
+}
+
+}  // namespace detail
+
+Status Plan::Impl::rebuild(Error* error) {
+  std::vector<detail::Problem> built(slices.size());
+  uint64_t ws = 0;
+  if (Status st = detail::plan_slices(slices.data(), slices.size(), rules, shrink_only, built.data(), &ws, error);
+      st != Status::ok)
+    return st;
   problems = std::move(built);
   workspace = ws;
   return Status::ok;

@@ -32,6 +32,48 @@ struct PlanAccess {
 
 namespace detail {
 Problem build_problem(const Arguments& a, const Shape& s);
+
+// Validates `n` slices under `rules` and writes their normalised Problems to built[0, n) and
+// the workspace bytes they need (shrink_only: see Plan::Impl).  On failure `built` holds
+// nothing meaningful and `error` (when non-null) says why.
+Status plan_slices(const Arguments* slices, size_t n, Rules rules, bool shrink_only, Problem* built,
+                   uint64_t* workspace, Error* error);
+
+// A call planned to run once (add_lora, shrink, expand): its Problems are kept inline for up to
+// kInlineSlices slices (a fused q/k/v projection has three), so planning allocates nothing.
+class OneCall {
+ public:
+  Status plan(const Arguments* slices, size_t n, Rules rules, bool shrink_only, Error& error);
+  uint64_t workspace_bytes() const { return workspace_; }
+  void run(void* workspace) const;
+
+ private:
+  static constexpr size_t kInlineSlices = 4;
+  Problem inline_[kInlineSlices];
+  std::vector<Problem> more_;  // more slices than that
+  const Problem* problems_ = nullptr;
+  size_t n_ = 0;
+  uint64_t workspace_ = 0;
+};
+
+// The workspace of a one-shot call.  Each calling thread keeps one buffer of up to kKeptBytes
+// between calls, so a small call allocates nothing; a larger workspace is allocated for the
+// call and freed after it.  Every acquisition asks the fault site (core/fault.h), reused or not.
+class CallWorkspace {
+ public:
+  CallWorkspace() = default;
+  CallWorkspace(const CallWorkspace&) = delete;
+  CallWorkspace& operator=(const CallWorkspace&) = delete;
+  ~CallWorkspace();
+  // An internal status (nothing written anywhere) when the memory cannot be had.
+  Status acquire(uint64_t bytes, Error& error);
+  void* data() const { return data_; }
+  static constexpr uint64_t kKeptBytes = uint64_t{1} << 20;
+
+ private:
+  void* data_ = nullptr;
+  bool owned_ = false;  // a buffer of this call alone (larger than kKeptBytes)
+};
 // The Problem of "x expanded by weight_a [W, L, R, H1] into z" (how shrink() validates) as
 // the shrink it means: weight_a becomes A over H1, the rank is R, and z = y + scale * x.Aᵀ is
 // written through the expand's epilogue.

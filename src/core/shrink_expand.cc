@@ -21,7 +21,6 @@
 #include <utility>
 
 #include "addlora/addlora.h"
-#include "core/fault.h"
 #include "core/plan_impl.h"
 #include "core/rename.h"
 
@@ -80,9 +79,8 @@ void zero_rows(const TensorView& out, const TensorView& idx, int64_t W, int64_t 
 Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
                     const std::pair<const char*, const char*>* names, size_t n_names, Error& message,
                     bool shrink_only = false) {
-  Plan plan;
-  const Status st = make_plan(a, Rules::general, &plan, message);
-  if (st == Status::ok && shrink_only) PlanAccess::impl(plan)->set_shrink_only();  // validated as an expand
+  detail::OneCall call;
+  const Status st = call.plan(&a, 1, Rules::general, shrink_only, message);  // shrink: validated as an expand
   if (st != Status::ok) {
     // add_lora's aliasing note is about its y / out pair, which is one tensor here.  (Only the
     // text is reworded for this call's names; status and kind are kept as data.)
@@ -92,15 +90,10 @@ Status plan_and_run(const Arguments& a, bool overwrite, int64_t W, int64_t cols,
     m = detail::rename_identifiers(m, names, names + n_names);
     return st;
   }
-  const uint64_t bytes = plan.workspace_bytes();
-  void* ws = nullptr;
-  if (bytes > 0) {
-    ws = detail::allocation_fails() ? nullptr : std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63});
-    if (!ws) return fail(message, Status::internal, ErrorKind::internal, "cannot allocate the workspace (%llu bytes)", (unsigned long long)bytes);
-  }
+  detail::CallWorkspace ws;
+  if (Status ws_st = ws.acquire(call.workspace_bytes(), message); ws_st != Status::ok) return ws_st;
   if (overwrite && cols > 0) zero_rows(a.out, a.indices, W, a.y_offset, cols);
-  plan.run(ws);
-  std::free(ws);
+  call.run(ws.data());
   return Status::ok;
 }
 

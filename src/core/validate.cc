@@ -74,8 +74,8 @@ constexpr RuleSet kGeneral = {is_float_type, "FLOAT16, BF16 or FLOAT", true, "IN
                               kGeneralLimits, sizeof kGeneralLimits / sizeof kGeneralLimits[0]};
 
 // y, x, weightB, indices, out, then weightA when given: the order of every per-tensor check.
-std::vector<Named> tensors_of(const Arguments& a, bool has_a) {
-  std::vector<Named> t;
+NamedList tensors_of(const Arguments& a, bool has_a) {
+  NamedList t;
   for (size_t i = 0; i < kInputWeightA; ++i) t.push_back({kInputs[i].name, &(a.*kInputs[i].member)});
   t.push_back({kOutputs[0].name, &(a.*kOutputs[0].member)});
   if (has_a) t.push_back({kInputs[kInputWeightA].name, &(a.*kInputs[kInputWeightA].member)});
@@ -92,7 +92,7 @@ const char* layout_name(Layout l) {
 
 // ---- presence -------------------------------------------------------------------------------
 
-Status check_presence(const Arguments& a, bool has_a, const std::vector<Named>& tensors, const Failure& fail) {
+Status check_presence(const Arguments& a, bool has_a, const NamedList& tensors, const Failure& fail) {
   for (const Named& t : tensors)
     if (t.v->data == nullptr && t.v != &a.weight_a)
       return fail(Status::null_pointer, ErrorKind::null, "%s must not be null", t.name);
@@ -103,7 +103,7 @@ Status check_presence(const Arguments& a, bool has_a, const std::vector<Named>& 
 
 // ---- types and formats ----------------------------------------------------------------------
 
-Status check_types(const Arguments& a, const RuleSet& rs, const std::vector<Named>& tensors, const Failure& fail) {
+Status check_types(const Arguments& a, const RuleSet& rs, const NamedList& tensors, const Failure& fail) {
   for (const Named& t : tensors) {
     const DType d = t.v->dtype;
     if (t.v == &a.indices) {
@@ -137,7 +137,7 @@ Status check_types(const Arguments& a, const RuleSet& rs, const std::vector<Name
 
 // ---- shapes and attributes ------------------------------------------------------------------
 
-Status check_ranks(const Arguments& a, const RuleSet& rs, const std::vector<Named>& tensors, const Failure& fail) {
+Status check_ranks(const Arguments& a, const RuleSet& rs, const NamedList& tensors, const Failure& fail) {
   for (const Named& t : tensors) {
     const int rank = t.v == &a.indices ? 1 : (t.v == &a.weight_a || t.v == &a.weight_b) ? 4 : 2;
     if (t.v->ndim != rank)
@@ -234,7 +234,7 @@ Status check_limits(const RuleSet& rs, const Shape& s, const Failure& fail) {
 
 // ---- per-adapter inputs (ranks, scales) -----------------------------------------------------
 
-Status check_per_adapter(const Arguments& a, const RuleSet& rs, const Shape& s, std::vector<Named>* tensors,
+Status check_per_adapter(const Arguments& a, const RuleSet& rs, const Shape& s, NamedList* tensors,
                          const Failure& fail) {
   const struct { const char* name; const TensorView* v; DType dtype; } per_adapter[] = {
       {"ranks", &a.ranks, DType::i32}, {"scales", &a.scales, DType::f32}};
@@ -267,7 +267,7 @@ Status validate(const Arguments& a, Rules rules, Shape* shape, Error* error, con
   const Failure fail(error, context);
   const RuleSet& rs = rules == Rules::cann ? kCann : kGeneral;
   const bool has_a = has_weight_a(a);
-  std::vector<Named> tensors = tensors_of(a, has_a);
+  NamedList tensors = tensors_of(a, has_a);
   Status st = check_presence(a, has_a, tensors, fail);
   if (st == Status::ok) st = check_types(a, rs, tensors, fail);
   if (st == Status::ok) st = check_ranks(a, rs, tensors, fail);

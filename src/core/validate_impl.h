@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <limits>
 #include <string>
-#include <vector>
 
 #include "core/status.h"
 #include "core/validate.h"
@@ -45,10 +44,24 @@ struct Named {
   const TensorView* v;
 };
 
+// The call's tensors in check order: at most y, x, weightB, indices, out, weightA, ranks,
+// scales.  Fixed capacity, so validating allocates nothing (it runs on every call).
+class NamedList {
+ public:
+  void push_back(const Named& t) { items_[size_++] = t; }  // callers stay within kCapacity
+  const Named* begin() const { return items_; }
+  const Named* end() const { return items_ + size_; }
+  static constexpr int kCapacity = 8;
+
+ private:
+  Named items_[kCapacity];
+  int size_ = 0;
+};
+
 // ---- memory and overlap (validate_memory.cc) ------------------------------------------------
 
 // Every view's own memory, the workspace size, then out against itself and every input (only
 // out == y, the identical view, may alias).  Sets s->in_place.
-Status check_memory(const Arguments& a, const std::vector<Named>& tensors, Shape* s, const Failure& fail);
+Status check_memory(const Arguments& a, const NamedList& tensors, Shape* s, const Failure& fail);
 
 }  // namespace addlora::detail::validation

@@ -1,7 +1,6 @@
 // Validation, the last rule group: memory and overlap (strides, offsets, storage bounds, the
 // workspace size, aliasing of out).  Sizes use overflow-checked 64-bit arithmetic.
 #include <cstdint>
-#include <vector>
 
 #include "core/validate_impl.h"
 
@@ -115,7 +114,7 @@ Status check_out_self_overlap(const TensorView& out, const Failure& fail) {
 
 }  // namespace
 
-Status check_memory(const Arguments& a, const std::vector<Named>& tensors, Shape* s, const Failure& fail) {
+Status check_memory(const Arguments& a, const NamedList& tensors, Shape* s, const Failure& fail) {
   for (const Named& t : tensors)
     if (Status st = check_view_memory(t, fail); st != Status::ok) return st;
   int64_t z_elems = 0;

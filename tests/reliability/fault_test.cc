@@ -54,7 +54,49 @@ TEST(Faults, CppApiEveryAllocationStep) {
     EXPECT_NE(msg.find("AddLora:"), std::string::npos) << msg;
     for (float v : out) ASSERT_EQ(v, -7.0f) << "failed call wrote out (allocation " << nth << ")";
   }
-  EXPECT_EQ(failures, 2);  // the plan and the workspace; later allocations do not exist
+  EXPECT_EQ(failures, 1);  // the workspace (reused or not, it is a fault site); planning allocates nothing
+}
+
+// More slices than a one-shot call keeps inline: their Problems are one allocation, then the
+// workspace is another.  Five slices of 8 columns each update y [B, 40] in one call.
+TEST(Faults, CppApiManySlicesEveryAllocationStep) {
+  Disarm disarm;
+  const int64_t B = 3, H1 = 16, H2 = 8, R = 4, kSlices = 5, H3 = H2 * kSlices;
+  std::vector<float> x(B * H1, 0.5f), y(B * H3, 1.0f), a(R * H1, 0.25f), b(H2 * R, 0.125f);
+  std::vector<int32_t> idx{0, -1, 0};
+  int failures = 0;
+  for (int64_t nth = 0; nth < 4; ++nth) {
+    std::vector<float> out(B * H3, -7.0f);
+    std::vector<addlora::Arguments> slices(kSlices);
+    for (int64_t k = 0; k < kSlices; ++k) {
+      addlora::Arguments& s = slices[k];
+      s.x = TensorView::contiguous(x.data(), DType::f32, {B, H1});
+      s.y = TensorView::contiguous(y.data(), DType::f32, {B, H3});
+      s.out = TensorView::contiguous(out.data(), DType::f32, {B, H3});
+      s.weight_a = TensorView::contiguous(a.data(), DType::f32, {1, 1, R, H1});
+      s.weight_b = TensorView::contiguous(b.data(), DType::f32, {1, 1, H2, R});
+      s.indices = TensorView::contiguous(idx.data(), DType::i32, {B});
+      s.y_offset = k * H2;
+    }
+    addlora_test_fail_allocation(nth);
+    std::string msg;
+    const Status st = addlora::add_lora(slices.data(), slices.size(), addlora::Rules::general, &msg);
+    addlora_test_fail_allocation(-1);
+    if (st == Status::ok) {
+      // z = 16 * 0.5 * 0.25 = 2, d = 4 * 2 * 0.125 = 1: out = 2 on rows with an adapter, else y.
+      for (int64_t c = 0; c < H3; ++c) {
+        EXPECT_EQ(out[c], 2.0f) << c;
+        EXPECT_EQ(out[H3 + c], 1.0f) << c;
+        EXPECT_EQ(out[2 * H3 + c], 2.0f) << c;
+      }
+      continue;
+    }
+    ++failures;
+    EXPECT_EQ(st, Status::internal) << msg;
+    EXPECT_NE(msg.find("AddLora:"), std::string::npos) << msg;
+    for (float v : out) ASSERT_EQ(v, -7.0f) << "failed call wrote out (allocation " << nth << ")";
+  }
+  EXPECT_EQ(failures, 2);  // the slices' Problems and the workspace
 }
 
 class FaultsCann : public ::testing::Test {
