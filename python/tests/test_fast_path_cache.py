@@ -172,3 +172,48 @@ def test_two_stride_patterns_in_turn_are_both_right():
     want = ref(y, x, wb, idx, wa)
     for k in range(40):
         assert close(addlora.add_lora(y, xs[k % 2], wb, idx, weight_a=wa, scale=0.5), want, y.dtype)
+
+
+# ---- punica's bgmv ops share the cache (their own call forms) --------------------------------------
+def punica_ref(x, a, b, idx, scale):
+    """(z, delta) in fp64: z[b] = scale * x[b] A[i]^T, delta[b] = z[b] B[i]^T; rows without an adapter 0."""
+    z = torch.zeros(x.shape[0], a.shape[1], dtype=torch.float64)
+    d = torch.zeros(x.shape[0], b.shape[1], dtype=torch.float64)
+    for r in range(x.shape[0]):
+        i = int(idx[r])
+        if 0 <= i < a.shape[0]:
+            z[r] = scale * (a[i].double() @ x[r].double())
+            d[r] = b[i].double() @ z[r]
+    return z, d
+
+
+@needs_cache
+def test_bgmv_calls_are_served_from_the_cache_and_see_changes():
+    from addlora import punica
+    y, x, wb, idx, wa = problem(7, dtype=torch.float32, H=16, R=16)
+    a, b = wa[:, 0], wb[:, 0]                       # vLLM's [W, R, H] / [W, H, R]
+    idx = idx.to(torch.int64)
+    z = torch.zeros(x.shape[0], a.shape[1], dtype=torch.float32)
+    for _ in range(3):
+        z.fill_(7.0)
+        out = y.clone()
+        before = hits()
+        punica.bgmv_shrink(x, a, z, idx, 0.5)
+        punica.bgmv_expand_slice(z, b, out, idx, 0, b.shape[1], True)
+        zr, dr = punica_ref(x, a, b, idx, 0.5)
+        keep = (idx < 0)[:, None]                   # rows without an adapter are not written
+        assert close(torch.where(keep, torch.full_like(z, 7.0).double(), z.double()), torch.where(keep, 7.0, zr), z.dtype)
+        assert close(out, y.double() + dr, out.dtype)
+    assert hits() >= before + 2                      # the last round: both calls from the cache
+    # The same objects changed in place: a transposed A (square, so only the strides change) and a
+    # z read through a column slice are both noticed.
+    a.transpose_(1, 2)
+    z.fill_(7.0)
+    punica.bgmv_shrink(x, a, z, idx, 0.5)
+    zr, _ = punica_ref(x, a, b, idx, 0.5)
+    assert close(torch.where(keep, 7.0, z.double()), torch.where(keep, 7.0, zr), z.dtype)
+    wide = torch.zeros(x.shape[0], 2 * a.shape[1], dtype=torch.float32)
+    zs = wide[:, 1::2]                              # strided output
+    punica.bgmv_shrink(x, a, zs, idx, 0.5)
+    assert close(torch.where(keep, 0.0, zs.double()), torch.where(keep, 0.0, zr), z.dtype)
+    assert torch.count_nonzero(wide[:, 0::2]) == 0   # the columns between were not written
