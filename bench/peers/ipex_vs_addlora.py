@@ -109,6 +109,12 @@ class Data:
         else:     # every adapter in use, interleaved
             self.idx = torch.arange(B, dtype=torch.int64) % W
 
+    def slot(self, s, z=None, y=None):
+        """Slot s's views in a contender's argument order (z and y may be replaced)."""
+        a, b = self.a[s], self.b[s]
+        return (self.x[s], a, b, self.z[s] if z is None else z, self.y[s] if y is None else y,
+                a.unsqueeze(1), b.unsqueeze(1))
+
     def reference(self, s):
         """y[s] + SCALE * (x A^T) B^T in fp64, adapter by adapter."""
         out = self.y[s].double().clone()
@@ -122,7 +128,8 @@ class Data:
 
 
 def contenders(d, with_ipex, with_vllm):
-    """name -> fn(x, a, b, z, y): one LoRA update of y in place."""
+    """name -> fn(x, a, b, z, y, a_l, b_l): one LoRA update of y in place (a_l, b_l: a and b with
+    a layer dimension of 1, [W, 1, R, H] and [W, 1, H, R], the weights as add_lora takes them)."""
     B, H, W = d.B, d.H, d.W
     idx = d.idx
     out = {}
@@ -130,39 +137,39 @@ def contenders(d, with_ipex, with_vllm):
         nseq, maxlen = W, B // W
         st, ln, li = d.seq_start, d.seq_len, d.seq_lora
 
-        def ours(x, a, b, z, y):
+        def ours(x, a, b, z, y, a_l, b_l):
             punica.sgmv_shrink(x, a, z, st, ln, li, nseq, maxlen, B, SCALE)
             punica.sgmv_expand_slice(z, b, y, st, ln, li, nseq, maxlen, B, 0, H, True)
     else:
-        def ours(x, a, b, z, y):
+        def ours(x, a, b, z, y, a_l, b_l):
             punica.bgmv_shrink(x, a, z, idx, SCALE)
             punica.bgmv_expand_slice(z, b, y, idx, 0, H, True)
     out["addlora.punica"] = ours
 
-    def ours_op(x, a, b, z, y):
-        addlora.add_lora(y, x, b.unsqueeze(1), idx, weight_a=a.unsqueeze(1), scale=SCALE, out=y)
+    def ours_op(x, a, b, z, y, a_l, b_l):
+        addlora.add_lora(y, x, b_l, idx, weight_a=a_l, scale=SCALE, out=y)
     out["addlora.add_lora"] = ours_op
 
     if with_ipex:
         F = ipex.llm.functional
         if d.sgmv:
-            def theirs(x, a, b, z, y):
+            def theirs(x, a, b, z, y, a_l, b_l):
                 F.sgmv_shrink(x, a, z, st, ln, li, nseq, maxlen, SCALE)
                 F.sgmv_expand_slice(z, b, y, st, ln, li, nseq, maxlen, 0, H, True)
         else:
-            def theirs(x, a, b, z, y):
+            def theirs(x, a, b, z, y, a_l, b_l):
                 F.bgmv_shrink(x, a, z, idx, SCALE)
                 F.bgmv_expand_slice(z, b, y, idx, 0, H, True)
         out["IPEX"] = theirs
 
     if with_vllm:
         if d.sgmv:
-            def vllm(x, a, b, z, y):
+            def vllm(x, a, b, z, y, a_l, b_l):
                 tok = torch.repeat_interleave(li, ln)
                 gather_shrink(x, a, z, tok, SCALE)
                 gather_expand(z, b, y, tok, True, 0, H)
         else:
-            def vllm(x, a, b, z, y):
+            def vllm(x, a, b, z, y, a_l, b_l):
                 gather_shrink(x, a, z, idx, SCALE)
                 gather_expand(z, b, y, idx, True, 0, H)
         out["vLLM-torch"] = vllm
@@ -179,7 +186,7 @@ def check(d, fns):
     for name, fn in fns.items():
         y = d.y[0].clone()
         z = torch.zeros_like(d.z[0])
-        fn(d.x[0], d.a[0], d.b[0], z, y)
+        fn(*d.slot(0, z=z, y=y))
         err = (y.double() - ref).abs().max().item() / norm
         res[name] = (err, err <= tol)  # NaN compares False: a failure
     return res, tol
@@ -241,9 +248,10 @@ def main():
                           f"(max error {err:.3g} of max|y|, tolerance {tol:.3g})"
                     problems.append(msg)
                     print("DISAGREEMENT:", msg, file=sys.stderr)
-            # Each slot's views made once: indexing five tensors per call costs about 4 us of
-            # Python, alike for every contender, which would compress the ratios of short calls.
-            slots = [(d.x[s], d.a[s], d.b[s], d.z[s], d.y[s]) for s in range(d.n)]
+            # Each slot's views made once: making them per call costs about 4 us of Python (1.6 us
+            # more for add_lora's layer-stacked weights), which no user pays every call and which
+            # would compress the ratios of short calls.
+            slots = [d.slot(s) for s in range(d.n)]
             timed = {name: (lambda s, fn=fn: fn(*slots[s])) for name, fn in fns.items()}
             t = interleaved_us(timed, d.n, args.repeats, args.min_round_s)
             mark = lambda name: "" if errs[name][1] else " (wrong)"  # noqa: E731
