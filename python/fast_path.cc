@@ -7,8 +7,7 @@ namespace addlora_py {
 // ---- torch >= 2: described tensors cached, checked by Dynamo's TensorGuards ----------------------
 // Describing a torch tensor costs ~0.35 µs of attribute reads (shape and stride() build tuples).
 // Under torch 2.x the description of a call's tensors is kept, keyed by the weights' addresses,
-// the first tensor's row count (the C base class's len(); y's for add_lora) and the call's form
-// (add_lora's three, punica's bgmv shrink and expand), together with a
+// y's row count (the C base class's len()) and the call's form, together with a
 // torch._C._dynamo.guards.TensorGuards over the same tensors: its check() (C++, ~0.12 µs a
 // tensor) confirms that every tensor still has the recorded type, dtype, device, dispatch keys,
 // requires_grad (False), sizes and strides; only data_ptr() is then read (it includes the
@@ -19,6 +18,16 @@ namespace addlora_py {
 // Up to kGuardEntries entries (a model's projections x batch sizes); when full the cache starts
 // over.  The factory (addlora/_guards.py) is installed only after a self-test of those
 // semantics; without it nothing is cached.
+struct GuardKey {
+  void* weight_b;
+  void* weight_a;
+  int64_t rows;  // y.size(0)
+  int kind;      // 0: result allocated, 1: in place (out is y), 2: a separate out
+  int n;         // tensors guarded: y, x, weight_b, indices[, weight_a][, out]
+  bool operator==(const GuardKey& o) const {
+    return weight_b == o.weight_b && weight_a == o.weight_a && rows == o.rows && kind == o.kind && n == o.n;
+  }
+};
 struct GuardKeyHash {
   size_t operator()(const GuardKey& k) const {
     uint64_t h = reinterpret_cast<uintptr_t>(k.weight_b) * 0x9e3779b97f4a7c15ULL;
@@ -133,41 +142,6 @@ void remember_guard(const GuardKey& key, PyObject* const* tensors, const TensorV
   Py_XDECREF(old);
 }
 
-bool views_from_cache(GuardKey& key, PyObject* const* tensors, TensorView* const* views, int weight_b_at,
-                      int weight_a_at, bool* remember) {
-  *remember = false;
-  const int n = key.n;
-  bool guardable = g_guard_factory != nullptr;
-  for (int k = 0; guardable && k < n; ++k) guardable = plain_tensor(tensors[k]);
-  if (!guardable) return false;
-  key.weight_b = torch_data_ptr(tensors[weight_b_at]);
-  key.weight_a = weight_a_at >= 0 ? torch_data_ptr(tensors[weight_a_at]) : nullptr;
-  // The first tensor's rows through the C base class (a plain tensor): size(0), 0 for 0-d.  Only
-  // a hint: the guard checks every size.
-  key.rows = g_torch.length ? g_torch.length(tensors[0]) : 0;
-  if (key.rows < 0) PyErr_Clear();
-  if (key.weight_b == nullptr || (weight_a_at >= 0 && key.weight_a == nullptr)) return false;
-  auto it = g_guards.find(key);
-  if (it == g_guards.end() || !it->second.check || !guard_passes(it->second, tensors, n)) {
-    if (it != g_guards.end() && it->second.check) ++g_guard_misses;
-    *remember = should_rebuild(key);
-    return false;
-  }
-  GuardEntry& e = it->second;
-  ++e.hits_since_build;
-  ++g_guard_hits;
-  for (int k = 0; k < n; ++k) *views[k] = e.views[k];  // copied before any other Python call
-  for (int k = 0; k < n; ++k) {
-    views[k]->data = k == weight_b_at ? key.weight_b : k == weight_a_at ? key.weight_a : torch_data_ptr(tensors[k]);
-    if (views[k]->data == nullptr) {
-      for (int j = 0; j < n; ++j) *views[j] = TensorView();  // the caller describes into fresh views
-      *remember = true;
-      return false;
-    }
-  }
-  return true;
-}
-
 // npu_batch_gather_matmul(_) / add_lora with torch_npu's arguments only.  Returns `out`, or
 // NotImplemented for the general path.  One function (~140 lines) on purpose: it is the eager
 // call's whole hot path, read top to bottom, every early return a fallback to the general path.
@@ -220,9 +194,45 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   int n = 4;
   if (has_a) tensors[n] = weight_a.ptr(), views[n++] = &args.weight_a;
   if (kind == 2) tensors[n] = out.ptr(), views[n++] = &args.out;
+  bool guardable = g_guard_factory != nullptr;
+  for (int k = 0; guardable && k < n; ++k) guardable = plain_tensor(tensors[k]);
+  bool described = false;
   GuardKey key{nullptr, nullptr, -1, kind, n};
-  bool remember = false;
-  const bool described = views_from_cache(key, tensors, views, 2, has_a ? 4 : -1, &remember);
+  if (guardable) {
+    key.weight_b = torch_data_ptr(weight_b.ptr());
+    key.weight_a = has_a ? torch_data_ptr(weight_a.ptr()) : nullptr;
+    // y's rows through the C base class (a plain tensor): size(0), 0 for 0-d.  Only a hint: the
+    // guard checks every size.
+    key.rows = g_torch.length ? g_torch.length(y.ptr()) : 0;
+    if (key.rows < 0) PyErr_Clear();
+    guardable = key.weight_b != nullptr && (!has_a || key.weight_a != nullptr);
+  }
+  if (guardable) {
+    auto it = g_guards.find(key);
+    bool hit = false;
+    if (it != g_guards.end() && it->second.check) {
+      GuardEntry& e = it->second;
+      hit = guard_passes(e, tensors, n);
+      if (hit) {
+        ++e.hits_since_build;
+        for (int k = 0; k < n; ++k) *views[k] = e.views[k];  // copied before any other Python call
+      } else {
+        ++g_guard_misses;
+      }
+    }
+    if (hit) {
+      ++g_guard_hits;
+      described = true;
+      for (int k = 0; k < n && described; ++k) {
+        views[k]->data = k == 2 ? key.weight_b : (k == 4 && has_a) ? key.weight_a : torch_data_ptr(tensors[k]);
+        described = views[k]->data != nullptr;
+      }
+      if (!described)
+        for (int k = 0; k < n; ++k) *views[k] = TensorView();  // describe() below needs fresh views
+    } else {
+      guardable = should_rebuild(key);
+    }
+  }
   Keep keep;
   bool grad = false;
   // Autograd matters only in grad mode (then a tensor requiring grad goes the general way).
@@ -270,7 +280,7 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
       grad |= describe(out, "out", true, &args.out, keep, check) == Described::needs_grad;
       if (grad) return nb::borrow(Py_NotImplemented);
     }
-    if (remember) remember_guard(key, tensors, views);
+    if (guardable && !described) remember_guard(key, tensors, views);
   } catch (const std::exception&) {
     // Anything the fast path cannot describe: the general path says what is wrong.
     PyErr_Clear();

@@ -137,8 +137,6 @@ void call_without_gil(F&& call, int64_t work = std::numeric_limits<int64_t>::max
 }
 // Multiply-adds of an add_lora call (an estimate for call_without_gil).
 int64_t lora_work(const addlora::Arguments& a);
-// Multiply-adds of a shrink or expand: rows [B, K] against weights [W, 1, M, N] (B * M * N).
-int64_t half_work(const TensorView& rows, const TensorView& weights);
 
 // One LoRA pair of a multi-slice call, as the Python layer packs it:
 // (weight_b | None, weight_a | None, scale, y_offset, y_slice_size, weight_b_nz_shape | None, weight_a_nz_shape | None,
@@ -211,24 +209,6 @@ Described describe(nb::handle h, const char* name, bool writable, TensorView* v,
 PyObject* new_torch_result(const TensorView& like, void** data);
 
 // ---- the eager fast path (fast_path.cc) ----
-// The description cache (torch >= 2; see fast_path.cc): calls keyed by their weights' addresses,
-// the first tensor's rows and the call's form.
-struct GuardKey {
-  void* weight_b;
-  void* weight_a;
-  int64_t rows;  // the first tensor's size(0) (add_lora: y's)
-  int kind;      // add_lora: 0 result allocated, 1 in place (out is y), 2 a separate out; punica: 3 shrink, 4 expand
-  int n;         // tensors guarded (add_lora: y, x, weight_b, indices[, weight_a][, out])
-  bool operator==(const GuardKey& o) const {
-    return weight_b == o.weight_b && weight_a == o.weight_a && rows == o.rows && kind == o.kind && n == o.n;
-  }
-};
-// Fills the key.n `views` (data included) from the cache and returns true when the entry's guard
-// passes on `tensors` (weights at the given positions, -1: none).  Otherwise the caller
-// describes them and, when *remember is set, calls remember_guard.
-bool views_from_cache(GuardKey& key, PyObject* const* tensors, TensorView* const* views, int weight_b_at,
-                      int weight_a_at, bool* remember);
-void remember_guard(const GuardKey& key, PyObject* const* tensors, const TensorView* const* views);
 nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weight_b, nb::handle indices,
                     nb::handle weight_a, nb::handle layer_idx, nb::handle scale, nb::handle y_offset,
                     nb::handle y_slice_size);

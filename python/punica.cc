@@ -140,22 +140,14 @@ void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb:
   addlora::ShrinkArguments s;
   s.scale = float_arg(scaling, "scaling");
   Keep keep;
-  PyObject* tensors[4] = {inputs.ptr(), weights.ptr(), output.ptr(), indices.ptr()};
-  TensorView* views[4] = {&s.x, &s.weight_a, &s.z, &s.indices};
-  GuardKey key{nullptr, nullptr, -1, 3, 4};
-  bool remember = false;
+  describe(inputs, "inputs", false, &s.x, keep);
+  describe(weights, weights_name, false, &s.weight_a, keep);
+  describe(output, "output_tensor", true, &s.z, keep);
   if (exploded) {
-    describe(inputs, "inputs", false, &s.x, keep);
-    describe(weights, weights_name, false, &s.weight_a, keep);
-    describe(output, "output_tensor", true, &s.z, keep);
     s.indices = index_view(const_cast<std::vector<int64_t>&>(*exploded));
-  } else if (!views_from_cache(key, tensors, views, 1, -1, &remember)) {
-    describe(inputs, "inputs", false, &s.x, keep);
-    describe(weights, weights_name, false, &s.weight_a, keep);
-    describe(output, "output_tensor", true, &s.z, keep);
+  } else {
     require(indices, "lora_indices_tensor");
     describe(indices, "lora_indices_tensor", false, &s.indices, keep);
-    if (remember) remember_guard(key, tensors, views);
   }
   if (s.weight_a.ndim != 3 && s.weight_a.ndim != 4)
     throw nb::value_error(("AddLora: " + std::string(weights_name) + " must be [W, R, H] or [W, 1, R, H] (got " +
@@ -171,7 +163,7 @@ void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb:
       rename_words(&message.message, {{"weight_a", weights_name}, {"z", "output_tensor"}, {"x", "inputs"},
                              {"indices", "lora_indices_tensor"}, {"layer_idx", "layer"}});
     return st;
-  }, half_work(s.x, s.weight_a));
+  });
 }
 
 void rename_expand(std::string* message) {
@@ -190,22 +182,14 @@ void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb:
   require(output, "output_tensor");
   addlora::ExpandArguments e;
   Keep keep;
-  PyObject* tensors[4] = {inputs.ptr(), weights.ptr(), output.ptr(), indices.ptr()};
-  TensorView* views[4] = {&e.z, &e.weight_b, &e.out, &e.indices};
-  GuardKey key{nullptr, nullptr, -1, 4, 4};
-  bool remember = false;
+  describe(inputs, "inputs", false, &e.z, keep);
+  describe(weights, "lora_b_weights", false, &e.weight_b, keep);
+  describe(output, "output_tensor", true, &e.out, keep);
   if (exploded) {
-    describe(inputs, "inputs", false, &e.z, keep);
-    describe(weights, "lora_b_weights", false, &e.weight_b, keep);
-    describe(output, "output_tensor", true, &e.out, keep);
     e.indices = index_view(const_cast<std::vector<int64_t>&>(*exploded));
-  } else if (!views_from_cache(key, tensors, views, 1, -1, &remember)) {
-    describe(inputs, "inputs", false, &e.z, keep);
-    describe(weights, "lora_b_weights", false, &e.weight_b, keep);
-    describe(output, "output_tensor", true, &e.out, keep);
+  } else {
     require(indices, "lora_indices_tensor");
     describe(indices, "lora_indices_tensor", false, &e.indices, keep);
-    if (remember) remember_guard(key, tensors, views);
   }
   if (e.weight_b.ndim != 3 && e.weight_b.ndim != 4)
     throw nb::value_error(("AddLora: lora_b_weights must be [W, H2, R] or [W, 1, H2, R] (got " +
@@ -265,7 +249,7 @@ void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb:
     const Status st = addlora::expand(e, message);
     if (st != Status::ok) rename_expand(&message.message);
     return st;
-  }, half_work(e.z, e.weight_b));
+  });
 }
 
 
