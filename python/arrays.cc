@@ -142,6 +142,13 @@ int64_t lora_work(const addlora::Arguments& a) {
   return B * R * (H1 + H2);
 }
 
+int64_t half_work(const TensorView& rows, const TensorView& weights) {
+  if (rows.ndim != 2 || weights.ndim != 4) return std::numeric_limits<int64_t>::max();
+  const int64_t B = rows.dims[0], M = weights.dims[2], N = weights.dims[3];
+  if (B < 0 || M < 0 || N < 0 || B > kKeepGil || M > kKeepGil || N > kKeepGil) return std::numeric_limits<int64_t>::max();
+  return B * M * N;
+}
+
 void run(const OutArray& out, const InArray& y, const InArray& x, const InArray& weight_b,
          const InArray& indices, const InArray& weight_a, int64_t layer_idx, double scale,
          int64_t y_offset, int64_t y_slice_size, bool strict, bool fast, const Shape& weight_b_nz,

@@ -137,6 +137,8 @@ void call_without_gil(F&& call, int64_t work = std::numeric_limits<int64_t>::max
 }
 // Multiply-adds of an add_lora call (an estimate for call_without_gil).
 int64_t lora_work(const addlora::Arguments& a);
+// Multiply-adds of a shrink or expand: rows [B, K] against weights [W, 1, M, N] (B * M * N).
+int64_t half_work(const TensorView& rows, const TensorView& weights);
 
 // One LoRA pair of a multi-slice call, as the Python layer packs it:
 // (weight_b | None, weight_a | None, scale, y_offset, y_slice_size, weight_b_nz_shape | None, weight_a_nz_shape | None,

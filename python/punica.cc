@@ -163,7 +163,7 @@ void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb:
       rename_words(&message.message, {{"weight_a", weights_name}, {"z", "output_tensor"}, {"x", "inputs"},
                              {"indices", "lora_indices_tensor"}, {"layer_idx", "layer"}});
     return st;
-  });
+  }, half_work(s.x, s.weight_a));
 }
 
 void rename_expand(std::string* message) {
@@ -249,7 +249,7 @@ void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb:
     const Status st = addlora::expand(e, message);
     if (st != Status::ok) rename_expand(&message.message);
     return st;
-  });
+  }, half_work(e.z, e.weight_b));
 }
 
 
