@@ -71,54 +71,54 @@ ADDLORA_BF16_TARGET inline __m512 SumEachToLane(__m512* v) {
 }
 
 // The accumulator block padded to whole groups of 16 (the fp64 totals too).
-template <int kRows>
-constexpr int kTotSlots = (kRows * kRanks + 15) / 16 * 16;
+template <int kRows, int kR = kRanks>
+constexpr int kTotSlots = (kRows * kR + 15) / 16 * 16;
 
-// tot[i * kRanks + j] += sum over h in [h0, h1) of x_i[h] * a_j[h], per fold segment of kSeg
-// columns from h0 (a fold boundary of the K chunk): kRows x kRanks accumulators of at most
+// tot[i * kR + j] += sum over h in [h0, h1) of x_i[h] * a_j[h], per fold segment of kSeg
+// columns from h0 (a fold boundary of the K chunk): kRows x kR accumulators of at most
 // 32 vdpbf16ps, each reduced (SumEachToLane) and added into its fp64 total.  xr[i]: row i of
 // x (column h at xr[i] + h).
 // kPacked: the rows are one buffer, row i at xr[0] + i * kSeg, column h at (h - xoff) (one
 // base register instead of kRows: the loop then keeps every pointer in a register).
 // amin (or null): running minimum of TinyKey over the A values read (decode screens as it goes).
-template <int kRows, bool kNz, bool kPacked = false, bool kMinA = false>
+template <int kRows, bool kNz, bool kPacked = false, bool kMinA = false, int kR = kRanks>
 ADDLORA_BF16_TARGET __attribute__((noinline)) void DotBlock(const uint16_t* const* xr, const uint16_t* const* ar, int64_t cs,
                                                             int64_t h0, int64_t h1, double* tot, int64_t xoff = 0,
                                                             __m512i* amin = nullptr) {
-  constexpr int kAcc = kRows * kRanks;
+  constexpr int kAcc = kRows * kR;
   const uint16_t* const xp = xr[0] - (kPacked ? xoff : 0);
   auto xrow = [&](int i) { return kPacked ? xp + i * kSeg : xr[i]; };
   for (int64_t hs = h0; hs < h1; hs += kSeg) {
     const int64_t he = std::min(h1, hs + kSeg);
-    __m512 acc[kRows][kRanks];
+    __m512 acc[kRows][kR];
     for (int i = 0; i < kRows; ++i)
-      for (int j = 0; j < kRanks; ++j) acc[i][j] = _mm512_setzero_ps();
+      for (int j = 0; j < kR; ++j) acc[i][j] = _mm512_setzero_ps();
     int64_t h = hs;
     for (; h + 32 <= he; h += 32) {
-      __m512i a[kRanks];
-      for (int j = 0; j < kRanks; ++j) a[j] = LoadA<kNz>(ar[j], cs, h, 32);
+      __m512i a[kR];
+      for (int j = 0; j < kR; ++j) a[j] = LoadA<kNz>(ar[j], cs, h, 32);
       if constexpr (kMinA)
-        for (int j = 0; j < kRanks; ++j) *amin = _mm512_min_epu16(*amin, TinyKey(a[j]));
+        for (int j = 0; j < kR; ++j) *amin = _mm512_min_epu16(*amin, TinyKey(a[j]));
       for (int i = 0; i < kRows; ++i) {
         const __m512i xv = _mm512_loadu_si512(xrow(i) + h);
-        for (int j = 0; j < kRanks; ++j) acc[i][j] = Dot(acc[i][j], xv, a[j]);
+        for (int j = 0; j < kR; ++j) acc[i][j] = Dot(acc[i][j], xv, a[j]);
       }
     }
     if (h < he) {  // ragged end of the chunk
       const int64_t n = he - h;
       const __mmask32 k = (__mmask32{1} << n) - 1;
-      __m512i a[kRanks];
-      for (int j = 0; j < kRanks; ++j) a[j] = LoadA<kNz>(ar[j], cs, h, n);
+      __m512i a[kR];
+      for (int j = 0; j < kR; ++j) a[j] = LoadA<kNz>(ar[j], cs, h, n);
       if constexpr (kMinA)
-        for (int j = 0; j < kRanks; ++j) *amin = _mm512_min_epu16(*amin, TinyKey(a[j]));
+        for (int j = 0; j < kR; ++j) *amin = _mm512_min_epu16(*amin, TinyKey(a[j]));
       for (int i = 0; i < kRows; ++i) {
         const __m512i xv = _mm512_maskz_loadu_epi16(k, xrow(i) + h);
-        for (int j = 0; j < kRanks; ++j) acc[i][j] = Dot(acc[i][j], xv, a[j]);
+        for (int j = 0; j < kR; ++j) acc[i][j] = Dot(acc[i][j], xv, a[j]);
       }
     }
-    for (int g = 0; g < kTotSlots<kRows>; g += 16) {
+    for (int g = 0; g < kTotSlots<kRows, kR>; g += 16) {
       __m512 v[16];
-      for (int t = 0; t < 16; ++t) v[t] = g + t < kAcc ? acc[(g + t) / kRanks][(g + t) % kRanks] : _mm512_setzero_ps();
+      for (int t = 0; t < 16; ++t) v[t] = g + t < kAcc ? acc[(g + t) / kR][(g + t) % kR] : _mm512_setzero_ps();
       const __m512 sums = SumEachToLane(v);
       _mm512_storeu_pd(tot + g, _mm512_add_pd(_mm512_loadu_pd(tot + g), _mm512_cvtps_pd(_mm512_castps512_ps256(sums))));
       _mm512_storeu_pd(tot + g + 8, _mm512_add_pd(_mm512_loadu_pd(tot + g + 8),
@@ -196,21 +196,25 @@ void RunBlock(bool nz, bool packed, const uint16_t* const* xr, const uint16_t* c
   }
 }
 
-// One row over ND A (decode), rank rows a + r * row_step for r in [0, n): z[r] += the sum over
-// [h0, h1), rank block by rank block over the whole range (DotBlock<1>: the same bits as any
-// other block).  Returns whether any A value read may be tiny (then the caller screens A
-// rank by rank); screening first cost a second pass over A.
-ADDLORA_BF16_TARGET bool DotOneRowNd(const uint16_t* x, const uint16_t* a, int64_t row_step, int64_t n, int64_t h0,
-                                     int64_t h1, double* z) {
+// One or two rows over ND A (decode; multi-adapter decode), rank rows a + r * row_step for r in
+// [0, n): z_i[r] += the sum over [h0, h1), rank block by rank block over the whole range
+// (DotBlock: the same bits as any other block), kFewRowsRanks A rows streaming at a time (as
+// the fp16 path's: more streams in flight than a 4-rank block keeps, and no duplicated row).
+// Returns whether any A value read may be tiny (then the caller screens A rank by rank);
+// screening first cost a second pass over A.
+constexpr int kFewRowsRanks = 8;
+template <int kRows>
+ADDLORA_BF16_TARGET bool DotFewRowsNd(const uint16_t* const* xr, const uint16_t* a, int64_t row_step, int64_t n,
+                                      int64_t h0, int64_t h1, double* const* z) {
   __m512i amin = _mm512_set1_epi16(-1);
-  const uint16_t* xr[1] = {x};
-  for (int64_t r0 = 0; r0 < n; r0 += kRanks) {
-    const int valid = static_cast<int>(std::min<int64_t>(kRanks, n - r0));
-    const uint16_t* ar[kRanks];
-    for (int j = 0; j < kRanks; ++j) ar[j] = a + (r0 + std::min(j, valid - 1)) * row_step;
-    double tot[kTotSlots<1>] = {};
-    DotBlock<1, false, false, true>(xr, ar, 16, h0, h1, tot, 0, &amin);
-    for (int j = 0; j < valid; ++j) z[r0 + j] += tot[j];
+  for (int64_t r0 = 0; r0 < n; r0 += kFewRowsRanks) {
+    const int valid = static_cast<int>(std::min<int64_t>(kFewRowsRanks, n - r0));
+    const uint16_t* ar[kFewRowsRanks];
+    for (int j = 0; j < kFewRowsRanks; ++j) ar[j] = a + (r0 + std::min(j, valid - 1)) * row_step;
+    double tot[kTotSlots<kRows, kFewRowsRanks>] = {};
+    DotBlock<kRows, false, false, true, kFewRowsRanks>(xr, ar, 16, h0, h1, tot, 0, &amin);
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < valid; ++j) z[i][r0 + j] += tot[i * kFewRowsRanks + j];
   }
   return _mm512_cmplt_epu16_mask(amin, _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
 }
@@ -277,8 +281,9 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
   for (int64_t pos = pos_begin; pos < pos_end; ++pos) std::fill(z_row(pos) + r_begin, z_row(pos) + r_end, 0.0);
   if (nrows <= kFlagRows && nranks <= kFlagRanks) {
     uint64_t xflags[kFlagRows / 64] = {}, aflags[kFlagRanks / 64] = {};
-    // x rows: screened below as their segments are copied (or here, for the decode walk).
-    const bool seg_major = nrows > 1;
+    // x rows: screened below as their segments are copied (or here, for the few-rows walks).
+    const bool few_rows_nd = !nz && nrows <= 2;
+    const bool seg_major = nrows > 1 && !few_rows_nd;
     if (!seg_major)
       for (int64_t i = 0; i < nrows; ++i)
         if (RunHasTiny(x_row(pos_begin + i) + h_begin, h_end - h_begin)) xflags[i / 64] |= uint64_t{1} << (i % 64);
@@ -287,8 +292,13 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
         ScreenRanksNz(abase + r_begin * 16, nranks, cs, h_begin, h_end, aflags);
     } else if (nz) {
       ScreenRanksNz(abase + r_begin * 16, nranks, cs, h_begin, h_end, aflags);
-    } else if (nrows == 1) {  // decode over ND A: rank block by rank block, screened as it goes
-      if (DotOneRowNd(x_row(pos_begin), abase + r_begin * row_step, row_step, nranks, h_begin, h_end, z_row(pos_begin) + r_begin))
+    } else if (few_rows_nd) {  // (multi-adapter) decode over ND A: screened as it goes
+      const uint16_t* xr[2] = {x_row(pos_begin), x_row(pos_end - 1)};
+      double* zr[2] = {z_row(pos_begin) + r_begin, z_row(pos_end - 1) + r_begin};
+      const uint16_t* a0 = abase + r_begin * row_step;
+      const bool tiny = nrows == 1 ? DotFewRowsNd<1>(xr, a0, row_step, nranks, h_begin, h_end, zr)
+                                   : DotFewRowsNd<2>(xr, a0, row_step, nranks, h_begin, h_end, zr);
+      if (tiny)
         for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
           const uint16_t* ar[kRanks];
           rank_rows(r0, ranks_in(r0), ar);
