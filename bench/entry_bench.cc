@@ -3,10 +3,13 @@
 //   aclnn   a CANN client: aclnnAddLoraGetWorkspaceSize + aclnnAddLora on a stream for each of
 //           32 layers, then one aclrtSynchronizeStream (the time per call includes planning,
 //           the executor, the stream hop and the join);
-//   c++     addlora::add_lora (plans and runs each call).
-// fp16, weights and activations rotating over more bytes than the last-level cache holds, so
-// they come from DRAM as in a model's forward pass (the tiny row keeps its data in cache).  %roof = max(bytes / bandwidth, flops /
-// fp32 FMA peak) / time; each row is repeated (rounds) and reported as median [min-max].
+//   c++     addlora::add_lora (plans and runs each call), fp16 and bf16 (aclnnAddLora takes
+//           fp16 only).
+// Weights and activations rotating over more bytes than the last-level cache holds, so they
+// come from DRAM as in a model's forward pass (the tiny row keeps its data in cache).
+// %roof = max(bytes / bandwidth, compute at the fp32 FMA peak) / time, where bf16's compute
+// counts the shrink at twice the peak (vdpbf16ps forms two products per lane); each row is
+// repeated (rounds) and reported as median [min-max].
 //   entry_bench [--rounds N] [--threads 1,2] [--md FILE]
 #include <algorithm>
 #include <chrono>
@@ -41,6 +44,8 @@ struct Shape {
   int64_t B, R, W, H1, H2;
   double bytes(int64_t distinct) const { return double(distinct) * R * (H1 + H2) * 2 + double(B) * (H1 + 2 * H2) * 2; }
   double flops() const { return 2.0 * B * R * (H1 + H2); }
+  // Seconds of compute at fp32 FMA peak `peak`; bf16: the shrink at twice that rate.
+  double compute(double peak, bool bf16) const { return 2.0 * B * R * (bf16 ? H1 / 2.0 + H2 : H1 + H2) / peak; }
 };
 
 constexpr int kLayers = 32;          // calls queued on the stream before one synchronize
@@ -49,6 +54,10 @@ constexpr double kRotateBytes = 256.0 * (1 << 20);  // far past the L3 of this c
 uint16_t random_half(std::mt19937& g) {  // +-[0.5, 1) * 2^-4: sums stay well inside fp16
   const uint16_t man = static_cast<uint16_t>(g() & 0x3ff);
   return static_cast<uint16_t>(((g() & 1) << 15) | (11u << 10) | man);
+}
+uint16_t random_bf16(std::mt19937& g) {  // the same range in bf16
+  const uint16_t man = static_cast<uint16_t>(g() & 0x7f);
+  return static_cast<uint16_t>(((g() & 1) << 15) | (123u << 7) | man);
 }
 
 // One slot of data: a layer's weights and its activations, as device memory and aclTensors.
@@ -63,19 +72,20 @@ aclTensor* tensor(void* data, std::vector<int64_t> dims, aclDataType t) {
   return aclCreateTensor(dims.data(), dims.size(), t, strides.data(), 0, ACL_FORMAT_ND, dims.data(), dims.size(), data);
 }
 
-void* device_random(size_t elems, std::mt19937& g) {
+void* device_random(size_t elems, std::mt19937& g, bool bf16) {
   void* p = nullptr;
   CHECK(aclrtMalloc(&p, elems * 2, ACL_MEM_MALLOC_HUGE_FIRST) == ACL_SUCCESS);
   uint16_t* h = static_cast<uint16_t*>(p);  // host memory on this runtime; written directly
-  for (size_t i = 0; i < elems; ++i) h[i] = random_half(g);
+  for (size_t i = 0; i < elems; ++i) h[i] = bf16 ? random_bf16(g) : random_half(g);
   return p;
 }
 
 struct Data {
   Shape s;
+  bool bf16;
   std::vector<Slot> slots;
   int64_t distinct = 0;
-  Data(const Shape& shape, std::mt19937& g) : s(shape) {
+  Data(const Shape& shape, std::mt19937& g, bool bf16_data = false) : s(shape), bf16(bf16_data) {
     const double per_slot = s.bytes(std::min(s.W, s.B));
     // Enough slots that even the smallest decode call's rotation exceeds the L3.  The tiny row
     // measures the per-call cost with its data in cache: two slots.
@@ -86,16 +96,17 @@ struct Data {
     distinct = std::min(s.W, s.B);
     for (int i = 0; i < n; ++i) {
       Slot sl{};
-      sl.x = device_random(s.B * s.H1, g);
-      sl.y = device_random(s.B * s.H2, g);
-      sl.a = device_random(s.W * s.R * s.H1, g);
-      sl.b = device_random(s.W * s.H2 * s.R, g);
+      sl.x = device_random(s.B * s.H1, g, bf16);
+      sl.y = device_random(s.B * s.H2, g, bf16);
+      sl.a = device_random(s.W * s.R * s.H1, g, bf16);
+      sl.b = device_random(s.W * s.H2 * s.R, g, bf16);
       CHECK(aclrtMalloc(&sl.idx, idx.size() * 4, ACL_MEM_MALLOC_HUGE_FIRST) == ACL_SUCCESS);
       std::memcpy(sl.idx, idx.data(), idx.size() * 4);
-      sl.tx = tensor(sl.x, {s.B, s.H1}, ACL_FLOAT16);
-      sl.ty = tensor(sl.y, {s.B, s.H2}, ACL_FLOAT16);
-      sl.ta = tensor(sl.a, {s.W, 1, s.R, s.H1}, ACL_FLOAT16);
-      sl.tb = tensor(sl.b, {s.W, 1, s.H2, s.R}, ACL_FLOAT16);
+      const aclDataType t = bf16 ? ACL_BF16 : ACL_FLOAT16;
+      sl.tx = tensor(sl.x, {s.B, s.H1}, t);
+      sl.ty = tensor(sl.y, {s.B, s.H2}, t);
+      sl.ta = tensor(sl.a, {s.W, 1, s.R, s.H1}, t);
+      sl.tb = tensor(sl.b, {s.W, 1, s.H2, s.R}, t);
       sl.tidx = tensor(sl.idx, {s.B}, ACL_INT32);
       CHECK(sl.tx && sl.ty && sl.ta && sl.tb && sl.tidx);
       slots.push_back(sl);
@@ -129,12 +140,13 @@ double time_cpp(Data& d, size_t* slot) {
   const auto t0 = Clock::now();
   for (int l = 0; l < kLayers; ++l) {
     Slot& sl = d.slots[(*slot)++ % d.slots.size()];
+    const addlora::DType t = d.bf16 ? addlora::DType::bf16 : addlora::DType::f16;
     addlora::Arguments a;
-    a.x = addlora::TensorView::contiguous(sl.x, addlora::DType::f16, {d.s.B, d.s.H1});
-    a.y = addlora::TensorView::contiguous(sl.y, addlora::DType::f16, {d.s.B, d.s.H2});
+    a.x = addlora::TensorView::contiguous(sl.x, t, {d.s.B, d.s.H1});
+    a.y = addlora::TensorView::contiguous(sl.y, t, {d.s.B, d.s.H2});
     a.out = a.y;
-    a.weight_a = addlora::TensorView::contiguous(sl.a, addlora::DType::f16, {d.s.W, 1, d.s.R, d.s.H1});
-    a.weight_b = addlora::TensorView::contiguous(sl.b, addlora::DType::f16, {d.s.W, 1, d.s.H2, d.s.R});
+    a.weight_a = addlora::TensorView::contiguous(sl.a, t, {d.s.W, 1, d.s.R, d.s.H1});
+    a.weight_b = addlora::TensorView::contiguous(sl.b, t, {d.s.W, 1, d.s.H2, d.s.R});
     a.indices = addlora::TensorView::contiguous(sl.idx, addlora::DType::i32, {d.s.B});
     a.scale = 1e-3;
     std::string msg;
@@ -195,11 +207,12 @@ int main(int argc, char** argv) {
                   "\n%d thread(s): read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%s); %d rounds of %d calls\n\n",
                   threads, m.bw / 1e9, m.peak / 1e9, m.simd.c_str(), rounds, kLayers);
     table += line;
-    table += "| shape (fp16) | B | R | W | H | roofline (us) | aclnn us, median [min-max] | aclnn %roof | C++ us, median [min-max] | C++ %roof |\n";
-    table += "|---|---|---|---|---|---|---|---|---|---|\n";
+    table += "| shape | B | R | W | H | fp16 roofline (us) | aclnn fp16 us, median [min-max] | aclnn %roof | C++ fp16 us, median [min-max] | C++ %roof | bf16 roofline (us) | C++ bf16 us, median [min-max] | C++ bf16 %roof |\n";
+    table += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const Shape& s : shapes) {
-      Data d(s, g);
-      const double roof = std::max(s.bytes(d.distinct) / m.bw, s.flops() / m.peak);
+      Data d(s, g), db(s, g, true);
+      const double roof = std::max(s.bytes(d.distinct) / m.bw, s.compute(m.peak, false));
+      const double roof_bf = std::max(s.bytes(db.distinct) / m.bw, s.compute(m.peak, true));
       uint64_t ws_bytes = 0;
       {
         aclOpExecutor* ex = nullptr;
@@ -209,21 +222,24 @@ int main(int argc, char** argv) {
       }
       void* ws = nullptr;
       if (ws_bytes) CHECK(aclrtMalloc(&ws, ws_bytes, ACL_MEM_MALLOC_HUGE_FIRST) == ACL_SUCCESS);
-      size_t slot = 0;
+      size_t slot = 0, slot_bf = 0;
       time_aclnn(d, stream, ws, ws_bytes, &slot);  // warm-up: pages, pool, caches of the code
       time_cpp(d, &slot);
-      std::vector<double> ta, tc;
-      for (int r = 0; r < rounds; ++r) {  // interleaved, so drifts of the shared VM hit both
+      time_cpp(db, &slot_bf);
+      std::vector<double> ta, tc, tb;
+      for (int r = 0; r < rounds; ++r) {  // interleaved, so drifts of the shared VM hit all
         ta.push_back(time_aclnn(d, stream, ws, ws_bytes, &slot));
         tc.push_back(time_cpp(d, &slot));
+        tb.push_back(time_cpp(db, &slot_bf));
       }
       if (ws) aclrtFree(ws);
-      const Stat a = stat(ta), c = stat(tc);
+      const Stat a = stat(ta), c = stat(tc), b = stat(tb);
       std::snprintf(line, sizeof line,
-                    "| %s | %lld | %lld | %lld | %lld | %.1f | %.1f [%.1f-%.1f] | %.0f%% | %.1f [%.1f-%.1f] | %.0f%% |\n",
+                    "| %s | %lld | %lld | %lld | %lld | %.1f | %.1f [%.1f-%.1f] | %.0f%% | %.1f [%.1f-%.1f] | %.0f%% "
+                    "| %.1f | %.1f [%.1f-%.1f] | %.0f%% |\n",
                     s.what, (long long)s.B, (long long)s.R, (long long)s.W, (long long)s.H1, roof * 1e6, a.med * 1e6,
                     a.lo * 1e6, a.hi * 1e6, 100 * roof / a.med, c.med * 1e6, c.lo * 1e6, c.hi * 1e6,
-                    100 * roof / c.med);
+                    100 * roof / c.med, roof_bf * 1e6, b.med * 1e6, b.lo * 1e6, b.hi * 1e6, 100 * roof_bf / b.med);
       table += line;
       std::fputs(line, stdout);
       std::fflush(stdout);
@@ -237,7 +253,8 @@ int main(int argc, char** argv) {
     std::ofstream f(md, std::ios::app);
     f << "\n## Through the entry points (bench/entry_bench)\n\nPer call, as a client pays it: aclnn = "
          "GetWorkspaceSize + aclnnAddLora for each of 32 layers on a stream, then one synchronize; C++ = "
-         "addlora::add_lora (plans every call).  fp16, weights from DRAM, every adapter in use.\n"
+         "addlora::add_lora (plans every call), fp16 and bf16 (aclnnAddLora takes fp16 only; bf16's roofline "
+         "counts the shrink at twice the FMA peak).  Weights from DRAM, every adapter in use.\n"
       << table;
   }
   return 0;
