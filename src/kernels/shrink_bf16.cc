@@ -306,12 +306,7 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
           aflags[fi / 64] |= uint64_t{RanksWithTiny(ar, ranks_in(r0), cs, h_begin, h_end)} << (fi % 64);
         }
     } else {
-      for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
-        const uint16_t* ar[kRanks];
-        rank_rows(r0, ranks_in(r0), ar);
-        const int64_t fi = r0 - r_begin;  // kRanks divides 64: a block's bits share one word
-        aflags[fi / 64] |= uint64_t{RanksWithTiny(ar, ranks_in(r0), cs, h_begin, h_end)} << (fi % 64);
-      }
+      ScreenRanksNd(abase + r_begin * row_step, row_step, nranks, h_begin, h_end, aflags);
     }
     // Fold segment by fold segment (outermost), every row block over it, every rank block
     // over that: the task's A segment (R x 2 KiB) stays in L2 across the row blocks and a row

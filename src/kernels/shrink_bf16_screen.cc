@@ -62,6 +62,40 @@ ADDLORA_BF16_TARGET unsigned RanksWithTiny(const uint16_t* const* ar, int n, int
   return bits;
 }
 
+// ND A, rank rows a + r * row_step for r in [0, n), over columns [h0, h1): bit r of
+// flags[r / 64] set if rank r holds a tiny value.  This pass is what first brings A from DRAM.
+// Short runs (a K chunk of a split-K task) are read eight rows side by side: row by row, each
+// 2 KiB run was a new stream for the hardware prefetcher to find.  Whole rows (rank-split
+// tasks) stream faster row by row (measured: bench/notes.md).
+ADDLORA_BF16_TARGET void ScreenRanksNd(const uint16_t* a, int64_t row_step, int64_t n, int64_t h0, int64_t h1,
+                                       uint64_t* flags) {
+  constexpr int kRows = 8;
+  constexpr int64_t kShortRun = 2048;  // columns
+  auto flag = [&](int64_t r) { flags[r / 64] |= uint64_t{1} << (r % 64); };
+  if (h1 - h0 > kShortRun) {
+    for (int64_t r = 0; r < n; ++r)
+      if (RunHasTiny(a + r * row_step + h0, h1 - h0)) flag(r);
+    return;
+  }
+  const __m512i lim = _mm512_set1_epi16(static_cast<short>(kTinyLimit));
+  for (int64_t r0 = 0; r0 < n; r0 += kRows) {
+    const int m = static_cast<int>(std::min<int64_t>(kRows, n - r0));
+    const uint16_t* row[kRows];
+    for (int j = 0; j < kRows; ++j) row[j] = a + (r0 + std::min(j, m - 1)) * row_step;
+    __m512i mins[kRows];
+    for (int j = 0; j < kRows; ++j) mins[j] = _mm512_set1_epi16(-1);
+    int64_t h = h0;
+    for (; h + 32 <= h1; h += 32)
+      for (int j = 0; j < kRows; ++j) mins[j] = _mm512_min_epu16(mins[j], TinyKey(_mm512_loadu_si512(row[j] + h)));
+    if (h < h1) {
+      const __mmask32 k = (__mmask32{1} << (h1 - h)) - 1;  // zeros: not tiny
+      for (int j = 0; j < kRows; ++j) mins[j] = _mm512_min_epu16(mins[j], TinyKey(_mm512_maskz_loadu_epi16(k, row[j] + h)));
+    }
+    for (int j = 0; j < m; ++j)
+      if (_mm512_cmplt_epu16_mask(mins[j], lim) != 0) flag(r0 + j);
+  }
+}
+
 // FRACTAL_NZ A, ranks [0, n) from `a` (rank r's pieces at a + 16 r in every chunk) over
 // columns [h0, h1): bit r of flags[r / 64] set if rank r holds a tiny value.  Walks A in
 // address order (a chunk's pieces of all the ranks, then the next chunk's).

@@ -37,6 +37,10 @@ ADDLORA_BF16_TARGET bool CopyRunHasTiny(uint16_t* dst, const uint16_t* src, int6
 // Rank rows ar[0..n) (n <= kRanks) over columns [h0, h1) (h0 a multiple of 16): bit j set if
 // row j holds a tiny value (ND, cs = 16, and FRACTAL_NZ alike).
 ADDLORA_BF16_TARGET unsigned RanksWithTiny(const uint16_t* const* ar, int n, int64_t cs, int64_t h0, int64_t h1);
+// ND A, rank rows a + r * row_step for r in [0, n), over columns [h0, h1): bit r of
+// flags[r / 64] set if rank r holds a tiny value.
+ADDLORA_BF16_TARGET void ScreenRanksNd(const uint16_t* a, int64_t row_step, int64_t n, int64_t h0, int64_t h1,
+                                       uint64_t* flags);
 // FRACTAL_NZ A, ranks [0, n) from `a` over columns [h0, h1): bit r of flags[r / 64] set if
 // rank r holds a tiny value.
 ADDLORA_BF16_TARGET void ScreenRanksNz(const uint16_t* a, int64_t n, int64_t cs, int64_t h0, int64_t h1, uint64_t* flags);
