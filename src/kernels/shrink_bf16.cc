@@ -282,7 +282,7 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
   if (nrows <= kFlagRows && nranks <= kFlagRanks) {
     uint64_t xflags[kFlagRows / 64] = {}, aflags[kFlagRanks / 64] = {};
     // x rows: screened below as their segments are copied (or here, for the few-rows walks).
-    const bool few_rows_nd = !nz && nrows <= 2;
+    const bool few_rows_nd = !nz && nrows >= 1 && nrows <= 2;
     const bool seg_major = nrows > 1 && !few_rows_nd;
     if (!seg_major)
       for (int64_t i = 0; i < nrows; ++i)
