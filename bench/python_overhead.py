@@ -2,8 +2,9 @@
 
 Times one call of each public function (torch fp16 tensors and numpy fp16 arrays; B=1, H=16 and
 64, R=16, W=4) with time.perf_counter_ns over batches of calls, interleaving the cases, and
-reports the per-call median and the 10th-90th percentile spread over the repeats.  Not a unit
-test: the numbers depend on the machine and its load.
+reports the per-call median and the 10th-90th percentile spread over the repeats.  The last
+case cycles add_lora over 224 weight sets with the batch size changing from pass to pass, as a
+serving stack calls it.  Not a unit test: the numbers depend on the machine and its load.
 
     python bench/python_overhead.py [--repeats 41] [--calls 200] [--threads 1]
 """
@@ -57,6 +58,26 @@ def problems(lib, H, R=16, W=4, B=1):
     return arrays
 
 
+def serving(lib, H, R=16, W=4, sets=224, batches=16):
+    """One add_lora call per invocation, as a serving stack's forward pass makes them: `sets`
+    weight sets (a model's projections) in turn, the batch size (1..`batches`) changing from one
+    pass to the next.  The bookkeeping (a counter, two lookups) is included in the time."""
+    rng = np.random.default_rng(1)
+    f = lambda *s: (rng.standard_normal(s) * 0.1).astype(np.float16)  # noqa: E731
+    conv = (lambda v: torch.from_numpy(v)) if lib == "torch" else (lambda v: v)  # noqa: E731
+    weights = [(conv(f(W, 1, H, R)), conv(f(W, 1, R, H))) for _ in range(sets)]
+    acts = [(conv(f(B, H)), conv(f(B, H)), conv(np.zeros(B, np.int32)), conv(f(B, H))) for B in range(1, batches + 1)]
+    state = [0]
+
+    def call():
+        k = state[0]
+        state[0] = k + 1
+        wb, wa = weights[k % sets]
+        y, x, idx, out = acts[(k // sets * 7) % batches]
+        addlora.add_lora(y, x, wb, idx, weight_a=wa, out=out)
+    return call
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=41)
@@ -86,6 +107,7 @@ def main():
                 ("punica.bgmv_expand", lambda: punica.bgmv_expand(z, p["wb3"], y, p["idx64"], True)),
                 ("punica.bgmv_expand_slice",
                  lambda: punica.bgmv_expand_slice(z, p["wb3"], y, p["idx64"], 0, H, True)),
+                ("add_lora(out=...), 224 sets, B 1-16 by pass", serving(lib, H)),
             ]
             for (name, _), (med, lo, hi) in zip(cases, timeit_all(cases, args.calls, args.repeats)):
                 print(f"{name:44s} {lib:6s} {H:4d} {med:8.2f} {lo:8.2f} {hi:8.2f}")

@@ -6,22 +6,25 @@ namespace addlora_py {
 
 // ---- torch >= 2: described tensors cached, checked by Dynamo's TensorGuards ----------------------
 // Describing a torch tensor costs ~0.35 µs of attribute reads (shape and stride() build tuples).
-// Under torch 2.x the description of a call's tensors is kept, keyed by the weights' addresses,
-// y's row count (the C base class's len()) and the call's form, together with a
-// torch._C._dynamo.guards.TensorGuards over the same tensors: its check() (C++, ~0.12 µs a
-// tensor) confirms that every tensor still has the recorded type, dtype, device, dispatch keys,
-// requires_grad (False), sizes and strides; only data_ptr() is then read (it includes the
-// storage offset).  Any mismatch, or a check that raises, is a miss: the tensors are described
-// as usual and the entry rebuilt (~3 µs: the guard is made in Python) if its guard had served
-// a few calls; otherwise rebuilding backs off (see should_rebuild), so tensors whose metadata
-// keeps changing cost a describe and a failed check, not a rebuild each time.
-// Up to kGuardEntries entries (a model's projections x batch sizes); when full the cache starts
-// over.  The factory (addlora/_guards.py) is installed only after a self-test of those
-// semantics; without it nothing is cached.
+// Under torch 2.x the description of a call's tensors is kept, keyed by the weights' addresses
+// and the call's form, together with a torch._C._dynamo.guards.TensorGuards over the same
+// tensors: its check() (C++, ~0.12 µs a tensor) confirms that every tensor still has the
+// recorded type, dtype, device, dispatch keys, requires_grad (False), sizes and strides; only
+// data_ptr() is then read (it includes the storage offset).  The batch dimension (dim 0 of y, x,
+// indices and out) is left to any size: a serving stack's batch changes from step to step, and
+// an entry per (weights, batch size) filled the cache with entries used once.  Its size is read
+// per call through the C base class's len(); a factory that cannot leave it open (its
+// self-test) keys on y's row count instead.  Any mismatch, or a check that raises, is a miss:
+// the tensors are described as usual and the entry rebuilt (~3 µs: the guard is made in
+// Python) if its guard had served a few calls; otherwise rebuilding backs off (see
+// should_rebuild), so tensors whose metadata keeps changing cost a describe and a failed check,
+// not a rebuild each time.  Up to kGuardEntries entries (a model's projections); when full the
+// cache starts over.  The factory (addlora/_guards.py) is installed only after a self-test of
+// those semantics; without it nothing is cached.
 struct GuardKey {
   void* weight_b;
   void* weight_a;
-  int64_t rows;  // y.size(0)
+  int64_t rows;  // y.size(0), or 0 when the factory leaves the batch dimension open
   int kind;      // 0: result allocated, 1: in place (out is y), 2: a separate out
   int n;         // tensors guarded: y, x, weight_b, indices[, weight_a][, out]
   bool operator==(const GuardKey& o) const {
@@ -44,7 +47,8 @@ struct GuardEntry {
 };
 constexpr size_t kGuardEntries = 1024;
 std::unordered_map<GuardKey, GuardEntry, GuardKeyHash> g_guards;
-PyObject* g_guard_factory = nullptr;  // callable(*tensors) -> check, or null (no cache)
+PyObject* g_guard_factory = nullptr;  // callable(batched, *tensors) -> check, or null (no cache)
+bool g_open_rows = false;             // the factory leaves dim 0 of the `batched` tensors open
 int64_t g_guard_hits = 0, g_guard_misses = 0;  // for tests: calls served from an entry / checks failed
 
 void clear_guards() {
@@ -56,7 +60,13 @@ void clear_guards() {
 void set_guard_factory(nb::handle factory) {
   clear_guards();
   Py_CLEAR(g_guard_factory);
-  if (!factory.is_none()) g_guard_factory = Py_NewRef(factory.ptr());
+  g_open_rows = false;
+  if (factory.is_none()) return;
+  g_guard_factory = Py_NewRef(factory.ptr());
+  PyObject* open = PyObject_GetAttrString(factory.ptr(), "dynamic_rows");
+  g_open_rows = open == Py_True;
+  Py_XDECREF(open);
+  PyErr_Clear();
 }
 
 std::tuple<bool, int, int64_t, int64_t> guard_stats() {
@@ -110,7 +120,7 @@ bool should_rebuild(const GuardKey& key) {
 
 // Records a described call (views with data) for later ones; silently does nothing when the
 // tensors should not be cached (one requires grad, one has no elements) or the factory fails.
-void remember_guard(const GuardKey& key, PyObject* const* tensors, const TensorView* const* views) {
+void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tensors, const TensorView* const* views) {
   for (int k = 0; k < key.n; ++k) {
     int64_t elements = 1;
     for (int32_t d = 0; d < views[k]->ndim; ++d) elements *= views[k]->dims[d];
@@ -123,7 +133,14 @@ void remember_guard(const GuardKey& key, PyObject* const* tensors, const TensorV
     if (rg.p != Py_False) return;
   }
   // Python code runs here (other threads may use the cache meanwhile): no entry is held across it.
-  PyObject* check = PyObject_Vectorcall(g_guard_factory, tensors, static_cast<size_t>(key.n), nullptr);
+  PyRef mask(PyLong_FromUnsignedLong(batched));
+  if (!mask.p) {
+    PyErr_Clear();
+    return;
+  }
+  PyObject* argv[7] = {mask.p};
+  for (int k = 0; k < key.n; ++k) argv[k + 1] = tensors[k];
+  PyObject* check = PyObject_Vectorcall(g_guard_factory, argv, static_cast<size_t>(key.n) + 1, nullptr);
   if (!check || check == Py_None) {
     PyErr_Clear();
     Py_XDECREF(check);
@@ -194,6 +211,8 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   int n = 4;
   if (has_a) tensors[n] = weight_a.ptr(), views[n++] = &args.weight_a;
   if (kind == 2) tensors[n] = out.ptr(), views[n++] = &args.out;
+  // The tensors whose dim 0 is the batch (y, x, indices[, out]): bit k for tensors[k].
+  const unsigned batched = 0b1011u | (kind == 2 ? 1u << (n - 1) : 0u);
   bool guardable = g_guard_factory != nullptr;
   for (int k = 0; guardable && k < n; ++k) guardable = plain_tensor(tensors[k]);
   bool described = false;
@@ -201,9 +220,9 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   if (guardable) {
     key.weight_b = torch_data_ptr(weight_b.ptr());
     key.weight_a = has_a ? torch_data_ptr(weight_a.ptr()) : nullptr;
-    // y's rows through the C base class (a plain tensor): size(0), 0 for 0-d.  Only a hint: the
-    // guard checks every size.
-    key.rows = g_torch.length ? g_torch.length(y.ptr()) : 0;
+    // Without an open batch dimension, y's rows through the C base class (a plain tensor):
+    // size(0).  Only a hint: the guard checks every size.
+    key.rows = g_open_rows || !g_torch.length ? 0 : g_torch.length(y.ptr());
     if (key.rows < 0) PyErr_Clear();
     guardable = key.weight_b != nullptr && (!has_a || key.weight_a != nullptr);
   }
@@ -226,6 +245,13 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
       for (int k = 0; k < n && described; ++k) {
         views[k]->data = k == 2 ? key.weight_b : (k == 4 && has_a) ? key.weight_a : torch_data_ptr(tensors[k]);
         described = views[k]->data != nullptr;
+        // The open batch dimension: this call's rows (an empty batch is described as usual).
+        if (described && g_open_rows && ((batched >> k) & 1u) && views[k]->ndim >= 1) {
+          const Py_ssize_t rows = g_torch.length ? g_torch.length(tensors[k]) : -1;
+          if (rows < 0) PyErr_Clear();
+          described = rows > 0;
+          views[k]->dims[0] = rows;
+        }
       }
       if (!described)
         for (int k = 0; k < n; ++k) *views[k] = TensorView();  // describe() below needs fresh views
@@ -280,7 +306,7 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
       grad |= describe(out, "out", true, &args.out, keep, check) == Described::needs_grad;
       if (grad) return nb::borrow(Py_NotImplemented);
     }
-    if (guardable && !described) remember_guard(key, tensors, views);
+    if (guardable && !described) remember_guard(key, batched, tensors, views);
   } catch (const std::exception&) {
     // Anything the fast path cannot describe: the general path says what is wrong.
     PyErr_Clear();

@@ -172,3 +172,63 @@ def test_two_stride_patterns_in_turn_are_both_right():
     want = ref(y, x, wb, idx, wa)
     for k in range(40):
         assert close(addlora.add_lora(y, xs[k % 2], wb, idx, weight_a=wa, scale=0.5), want, y.dtype)
+
+
+def entries():
+    return _core.guard_stats()[1]
+
+
+@needs_cache
+def test_changing_batch_sizes_share_one_entry_and_stay_right():
+    """A serving stack's batch changes every step: one entry per weight set serves every size
+    (dim 0 of y, x, indices and out is left open; its size is read per call)."""
+    g = torch.Generator().manual_seed(9)
+    H, R, W = 16, 8, 3
+    wb = (torch.randn(W, 1, H, R, generator=g) * 0.3).half()
+    wa = (torch.randn(W, 1, R, H, generator=g) * 0.3).half()
+    before_entries, before_hits = entries(), hits()
+    for step, B in enumerate([1, 5, 3, 8, 1, 5, 8, 2, 3]):
+        y = (torch.randn(B, H, generator=g) * 0.3).half()
+        x = (torch.randn(B, H, generator=g) * 0.3).half()
+        idx = torch.randint(-1, W, (B,), generator=g, dtype=torch.int32)
+        want = ref(y, x, wb, idx, wa)
+        out = torch.empty_like(y)
+        assert addlora.add_lora(y, x, wb, idx, weight_a=wa, scale=0.5, out=out) is out
+        assert close(out, want, y.dtype), f"step {step}, B={B}"
+        got = y.clone()
+        addlora.npu_batch_gather_matmul_(got, x, wb, idx, wa, 0, 0.5)
+        assert close(got, want, y.dtype), f"step {step}, B={B} (in place)"
+    from addlora import _guards
+    if _guards.factory().dynamic_rows:             # (a torch that cannot open it keys on the rows)
+        assert hits() >= before_hits + 12            # all but the first call of each form hit
+        assert entries() <= before_entries + 2       # one entry per form, whatever the batch
+
+
+@needs_cache
+def test_open_batch_dimension_still_checks_strides_rows_and_empty_batches():
+    g = torch.Generator().manual_seed(10)
+    H, R, W = 16, 8, 2
+    wb = (torch.randn(W, 1, H, R, generator=g) * 0.3).half()
+    wa = (torch.randn(W, 1, R, H, generator=g) * 0.3).half()
+    mk = lambda B: ((torch.randn(B, H, generator=g) * 0.3).half(),   # noqa: E731
+                    (torch.randn(B, H, generator=g) * 0.3).half(),
+                    torch.randint(0, W, (B,), generator=g, dtype=torch.int32))
+    for B in (4, 4, 6):                              # cached, then served
+        y, x, idx = mk(B)
+        assert close(addlora.add_lora(y, x, wb, idx, weight_a=wa, scale=0.5), ref(y, x, wb, idx, wa), y.dtype)
+    # Another row stride (y a column slice of a wider tensor): a miss, still right.
+    y, x, idx = mk(6)
+    wide = torch.zeros(6, 2 * H, dtype=torch.float16)
+    wide[:, :H] = y
+    got = addlora.add_lora(wide[:, :H], x, wb, idx, weight_a=wa, scale=0.5)
+    assert close(got, ref(y, x, wb, idx, wa), y.dtype)
+    # indices of another length than y's rows: the library's error, not a stale description.
+    y, x, idx = mk(6)
+    with pytest.raises(ValueError, match="indices"):
+        addlora.add_lora(y, x, wb, idx[:5], weight_a=wa, scale=0.5)
+    # An empty batch after cached calls: nothing to do, y returned as is.
+    y, x, idx = mk(0)
+    got = addlora.add_lora(y, x, wb, idx, weight_a=wa, scale=0.5)
+    assert got.shape == (0, H)
+    y, x, idx = mk(3)                                # and the entry still serves
+    assert close(addlora.add_lora(y, x, wb, idx, weight_a=wa, scale=0.5), ref(y, x, wb, idx, wa), y.dtype)
