@@ -6,7 +6,7 @@ reports the per-call median and the 10th-90th percentile spread over the repeats
 case cycles add_lora over 224 weight sets with the batch size changing from pass to pass, as a
 serving stack calls it.  Not a unit test: the numbers depend on the machine and its load.
 
-    python bench/python_overhead.py [--repeats 41] [--calls 200] [--threads 1]
+    python bench/python_overhead.py [--repeats 41] [--calls 200] [--threads 1] [--cache-forms]
 """
 import argparse
 import statistics
@@ -78,14 +78,50 @@ def serving(lib, H, R=16, W=4, sets=224, batches=16):
     return call
 
 
+def cache_forms(args):
+    """The serving case under each form of the description cache, the forms interleaved."""
+    from addlora import _core, _guards
+    factory = _guards.factory()
+    if torch is None or factory is None or not factory.dynamic_rows:
+        sys.exit("--cache-forms needs a torch whose guards can leave the batch dimension open")
+    from torch._C._dynamo.guards import TensorGuards
+    forms = [("batch dimension open", factory), ("an entry per batch size", _guards._make_with(TensorGuards, False)),
+             ("no cache", None)]
+    calls = 224 * 16  # one pass over every weight set at every batch size
+    fns = []
+    for _, f in forms:
+        _core.set_guard_factory(f)
+        fns.append(serving("torch", 64))
+    samples = [[] for _ in forms]
+    for _ in range(args.repeats):
+        for k, (_, f) in enumerate(forms):
+            _core.set_guard_factory(f)  # (clears the cache)
+            for _ in range(calls):      # warm: every set and batch size seen once
+                fns[k]()
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                fns[k]()
+            samples[k].append((time.perf_counter_ns() - t0) / calls / 1000.0)
+    _core.set_guard_factory(factory)
+    print(f"serving case (torch, H=64), {args.repeats} repeats x {calls} calls, per-call us")
+    for (name, _), v in zip(forms, samples):
+        v.sort()
+        print(f"{name:26s} median {statistics.median(v):6.2f}  min {v[0]:6.2f}  max {v[-1]:6.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=41)
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None, help="addlora.set_num_threads (default: unchanged)")
+    ap.add_argument("--cache-forms", action="store_true",
+                    help="only the serving case (torch, H=64) under three forms of the description cache: "
+                         "the batch dimension open (the default), one entry per batch size, no cache")
     args = ap.parse_args()
     if args.threads:
         addlora.set_num_threads(args.threads)
+    if args.cache_forms:
+        return cache_forms(args)
     libs = ["numpy"] + (["torch"] if torch is not None else [])
     print(f"addlora {addlora.__version__} ({addlora.info()['simd_target']}, {addlora.num_threads()} threads) | "
           f"torch {torch.__version__ if torch else '-'} | python {sys.version.split()[0]} | "
