@@ -203,6 +203,39 @@ TEST(CppApi, BitwiseIdenticalAcrossThreadCountsAndRuns) {
   EXPECT_TRUE(r.ok) << r.report;
 }
 
+// add_lora takes its workspace from a buffer the calling thread keeps (up to 1 MiB) or, for a
+// larger one, a buffer of the call's own: a large call, a small one (reusing the kept buffer
+// with a previous call's bytes in it) and the large one again all match the oracle, and the two
+// large calls give the same bits.
+TEST(CppApi, OneShotWorkspaceKeptOrOwnedAcrossCalls) {
+  CaseSpec big;
+  big.B = 2048; big.H1 = 256; big.H2 = 256; big.H3 = 256; big.R = 64; big.W = 4; big.L = 1;
+  big.pattern = Pattern::mixed; big.seed = 41;
+  CaseSpec small;
+  small.B = 9; small.H1 = 64; small.H2 = 48; small.H3 = 48; small.R = 16; small.W = 3; small.L = 2; small.layer = 1;
+  small.pattern = Pattern::mixed; small.seed = 42;
+  auto d = optest::make_case(big);
+  const Arguments args = d->args();
+  {
+    Plan plan;
+    std::string msg;
+    ASSERT_EQ(make_plan(args, Rules::general, &plan, &msg), Status::ok) << msg;
+    ASSERT_GT(plan.workspace_bytes(), uint64_t{1} << 20) << "the large case must not fit the kept buffer";
+  }
+  const ref::Expected e = ref::compute(args);
+  std::vector<uint8_t> first;
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    run_and_check(small, Rules::general, false);  // the kept buffer, dirty from earlier calls
+    std::string msg;
+    ASSERT_EQ(add_lora(args, Rules::general, &msg), Status::ok) << msg;
+    const ref::CheckResult r = ref::check_out(e, args.out);
+    EXPECT_TRUE(r.ok) << r.report;
+    if (first.empty()) first = d->out->image_bytes();
+    else EXPECT_TRUE(first == d->out->image_bytes()) << "the large call's bits changed";
+  }
+}
+
 // NZ and ND weights holding the same logical values both match the oracle.
 TEST(CppApi, FractalNzMatchesNdForTheSameValues) {
   for (bool has_a : {true, false}) {
