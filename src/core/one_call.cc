@@ -2,6 +2,9 @@
 // per-thread workspace, so a small call makes no heap allocation (docs/design.md, "one-shot call").
 #include <cstdlib>
 #include <new>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include "core/fault.h"
 #include "core/plan_impl.h"
@@ -41,20 +44,45 @@ void OneCall::run(void* workspace) const {
 
 namespace {
 
-// The calling thread's kept buffer (freed when the thread ends).
-struct KeptBuffer {
-  void* data = nullptr;
-  uint64_t bytes = 0;
-  ~KeptBuffer() { std::free(data); }
-};
-thread_local KeptBuffer t_kept;
-
 void* aligned_bytes(uint64_t bytes) { return std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63}); }
+
+// Under AddressSanitizer the kept buffer's bytes past this call's workspace are poisoned, so a
+// kernel overrunning its workspace is caught as it would be in a buffer of the exact size.
+void fence_tail(void* data, uint64_t used, uint64_t size) {
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(data, size);
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(data) + used, size - used);
+#else
+  (void)data, (void)used, (void)size;
+#endif
+}
+
+// The calling thread's kept buffer, in plain thread_locals without destructors: they stay usable
+// while the thread's other objects and, for the main thread, static objects are destroyed (a
+// call may come from their destructors).  KeptRelease frees the buffer when the thread ends;
+// calls after that get buffers of their own.  `busy`: a buffer in use by this thread's current
+// call, so a nested call (none today: the kernels call nothing back) would not share it.
+thread_local void* t_kept_data = nullptr;
+thread_local uint64_t t_kept_bytes = 0;
+thread_local bool t_kept_released = false;
+thread_local bool t_kept_busy = false;
+struct KeptRelease {
+  bool armed = false;
+  ~KeptRelease() {
+    fence_tail(t_kept_data, t_kept_bytes, t_kept_bytes);
+    std::free(t_kept_data);
+    t_kept_data = nullptr;
+    t_kept_bytes = 0;
+    t_kept_released = true;
+  }
+};
+thread_local KeptRelease t_kept_release;  // its destructor is registered at its first use
 
 }  // namespace
 
 CallWorkspace::~CallWorkspace() {
   if (owned_) std::free(data_);
+  else if (data_) t_kept_busy = false;
 }
 
 Status CallWorkspace::acquire(uint64_t bytes, Error& error) {
@@ -64,23 +92,27 @@ Status CallWorkspace::acquire(uint64_t bytes, Error& error) {
                 "cannot allocate the workspace (" + std::to_string(bytes) + " bytes)");
   };
   if (allocation_fails()) return no_memory();
-  if (bytes > kKeptBytes) {
+  if (bytes > kKeptBytes || t_kept_released || t_kept_busy) {
     data_ = aligned_bytes(bytes);
     owned_ = data_ != nullptr;
     return data_ ? Status::ok : no_memory();
   }
-  if (t_kept.bytes < bytes) {
-    std::free(t_kept.data);
-    t_kept.data = nullptr;
-    t_kept.bytes = 0;
-    // Grown to at least 16 KiB at a time, so a thread's mix of small calls settles at once.
+  if (t_kept_bytes < bytes) {
+    t_kept_release.armed = true;  // (first use: registers the release before the first buffer)
+    fence_tail(t_kept_data, t_kept_bytes, t_kept_bytes);
+    std::free(t_kept_data);
+    t_kept_data = nullptr;
+    t_kept_bytes = 0;
+    // At least 16 KiB, so that a thread's small calls share one buffer from the start.
     const uint64_t grown = bytes < (uint64_t{16} << 10) ? uint64_t{16} << 10 : bytes;
     void* p = aligned_bytes(grown);
     if (!p) return no_memory();
-    t_kept.data = p;
-    t_kept.bytes = grown;
+    t_kept_data = p;
+    t_kept_bytes = grown;
   }
-  data_ = t_kept.data;
+  fence_tail(t_kept_data, bytes, t_kept_bytes);
+  t_kept_busy = true;
+  data_ = t_kept_data;
   return Status::ok;
 }
 

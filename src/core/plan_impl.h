@@ -58,7 +58,9 @@ class OneCall {
 
 // The workspace of a one-shot call.  Each calling thread keeps one buffer of up to kKeptBytes
 // between calls, so a small call allocates nothing; a larger workspace is allocated for the
-// call and freed after it.  Every acquisition asks the fault site (core/fault.h), reused or not.
+// call and freed after it (so is any workspace once the thread's buffer is released at thread
+// exit).  Every acquisition of a non-empty workspace asks the fault site (core/fault.h),
+// reused or not.
 class CallWorkspace {
  public:
   CallWorkspace() = default;

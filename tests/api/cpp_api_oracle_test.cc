@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "addlora/addlora.h"
@@ -234,6 +235,40 @@ TEST(CppApi, OneShotWorkspaceKeptOrOwnedAcrossCalls) {
     if (first.empty()) first = d->out->image_bytes();
     else EXPECT_TRUE(first == d->out->image_bytes()) << "the large call's bits changed";
   }
+}
+
+// A call from a thread_local object's destructor, after the thread's kept workspace buffer has
+// been released (that object was made before the thread's first call, so it is destroyed
+// after the release): the call gets a buffer of its own and is right.  (Under ASan a reuse of
+// the released buffer would be reported.)
+struct CallAtThreadExit {
+  const Arguments* args = nullptr;
+  Status* status = nullptr;
+  ~CallAtThreadExit() {
+    if (args) *status = add_lora(*args, Rules::general, nullptr);
+  }
+};
+thread_local CallAtThreadExit t_call_at_exit;
+
+TEST(CppApi, OneShotCallFromAThreadLocalDestructor) {
+  CaseSpec c;
+  c.B = 37; c.H1 = 128; c.H2 = 96; c.H3 = 96; c.R = 32; c.W = 5; c.L = 1; c.pattern = Pattern::mixed; c.seed = 43;
+  auto d = optest::make_case(c);
+  const Arguments args = d->args();
+  const ref::Expected e = ref::compute(args);
+  Status at_exit = Status::internal;
+  std::thread t([&] {
+    t_call_at_exit.args = &args;  // made first: destroyed after the workspace buffer's release
+    t_call_at_exit.status = &at_exit;
+    std::string msg;
+    EXPECT_EQ(add_lora(args, Rules::general, &msg), Status::ok) << msg;  // the thread's buffer
+    // The exit call must write out again.
+    std::memset(d->out->storage(), 0, static_cast<size_t>(d->out->storage_elems()) * dtype_size(d->out->dtype()));
+  });
+  t.join();
+  ASSERT_EQ(at_exit, Status::ok);
+  const ref::CheckResult r = ref::check_out(e, args.out);
+  EXPECT_TRUE(r.ok) << r.report;
 }
 
 // NZ and ND weights holding the same logical values both match the oracle.
