@@ -43,7 +43,6 @@ struct Shape {
   const char* what;
   int64_t B, R, W, H1, H2;
   double bytes(int64_t distinct) const { return double(distinct) * R * (H1 + H2) * 2 + double(B) * (H1 + 2 * H2) * 2; }
-  double flops() const { return 2.0 * B * R * (H1 + H2); }
   // Seconds of compute at fp32 FMA peak `peak`; bf16: the shrink at twice that rate.
   double compute(double peak, bool bf16) const { return 2.0 * B * R * (bf16 ? H1 / 2.0 + H2 : H1 + H2) / peak; }
 };

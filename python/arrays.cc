@@ -134,19 +134,25 @@ TensorView per_adapter_view(const InArray& a, const char* name, DType want, Scra
 
 // Multiply-adds of an add_lora call (an estimate; malformed views give any value, the library
 // rejects them).
+namespace {
+// Every size in [0, kKeepGil]: products of a few of them cannot overflow.
+bool small_sizes(std::initializer_list<int64_t> sizes) {
+  for (int64_t v : sizes)
+    if (v < 0 || v > kKeepGil) return false;
+  return true;
+}
+}  // namespace
+
 int64_t lora_work(const addlora::Arguments& a) {
   if (a.x.ndim != 2 || a.weight_b.ndim != 4) return std::numeric_limits<int64_t>::max();
   const int64_t B = a.x.dims[0], H1 = a.x.dims[1], H2 = a.weight_b.dims[2], R = a.weight_b.dims[3];
-  if (B < 0 || H1 < 0 || H2 < 0 || R < 0 || B > kKeepGil || H1 > kKeepGil || H2 > kKeepGil || R > kKeepGil)
-    return std::numeric_limits<int64_t>::max();
-  return B * R * (H1 + H2);
+  return small_sizes({B, H1, H2, R}) ? B * R * (H1 + H2) : std::numeric_limits<int64_t>::max();
 }
 
 int64_t half_work(const TensorView& rows, const TensorView& weights) {
   if (rows.ndim != 2 || weights.ndim != 4) return std::numeric_limits<int64_t>::max();
   const int64_t B = rows.dims[0], M = weights.dims[2], N = weights.dims[3];
-  if (B < 0 || M < 0 || N < 0 || B > kKeepGil || M > kKeepGil || N > kKeepGil) return std::numeric_limits<int64_t>::max();
-  return B * M * N;
+  return small_sizes({B, M, N}) ? B * M * N : std::numeric_limits<int64_t>::max();
 }
 
 void run(const OutArray& out, const InArray& y, const InArray& x, const InArray& weight_b,

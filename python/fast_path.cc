@@ -12,7 +12,7 @@ namespace addlora_py {
 // recorded type, dtype, device, dispatch keys, requires_grad (False), sizes and strides; only
 // data_ptr() is then read (it includes the storage offset).  The batch dimension (dim 0 of y, x,
 // indices and out) is left to any size: a serving stack's batch changes from step to step, and
-// an entry per (weights, batch size) filled the cache with entries used once.  Its size is read
+// an entry per (weights, batch size) would fill the cache with entries used once.  Its size is read
 // per call through the C base class's len(); a factory that cannot leave it open (its
 // self-test) keys on y's row count instead.  Any mismatch, or a check that raises, is a miss:
 // the tensors are described as usual and the entry rebuilt (~3 µs: the guard is made in

@@ -201,7 +201,7 @@ void RunBlock(bool nz, bool packed, const uint16_t* const* xr, const uint16_t* c
 // (DotBlock: the same bits as any other block), kFewRowsRanks A rows streaming at a time (as
 // the fp16 path's: more streams in flight than a 4-rank block keeps, and no duplicated row).
 // Returns whether any A value read may be tiny (then the caller screens A rank by rank);
-// screening first cost a second pass over A.
+// screening first would cost a second pass over A.
 constexpr int kFewRowsRanks = 8;
 template <int kRows>
 ADDLORA_BF16_TARGET bool DotFewRowsNd(const uint16_t* const* xr, const uint16_t* a, int64_t row_step, int64_t n,
