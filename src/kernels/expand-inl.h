@@ -314,6 +314,17 @@ void PackTransposed(const WeightRows& Bw, int64_t R, int64_t n0, int64_t n_end, 
       }
       VF in[kLanes], out[kLanes];
       const unsigned char* const* rows = src + half * kL;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2
+      if constexpr (kEs == 2) {  // transposed as 16-bit values, then widened: half the shuffles
+        if (r0 + kL <= R) {
+          VU16 in16[kLanes], out16[kLanes];
+          for (int64_t i = 0; i < kL; ++i) in16[i] = hn::LoadU(DU16(), reinterpret_cast<const uint16_t*>(rows[i]) + boff);
+          Transpose16(in16, out16);
+          for (int64_t m = 0; m < kL; ++m) hn::Store(WidenBits<TB>(out16[m]), df, bt + (r0 + m) * kOpN + half * kL);
+          continue;
+        }
+      }
+#endif
       if (r0 + kL <= R) {
         for (int64_t i = 0; i < kL; ++i) in[i] = LoadF<TB>(rows[i], boff);
       } else {

@@ -265,6 +265,62 @@ HWY_INLINE void Transpose(D d, const hn::Vec<D>* in, hn::Vec<D>* out) {
 #endif
 }
 
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2
+// 16-bit lanes as wide as DF's fp32 lanes (AVX3: 256-bit vectors, AVX2: 128-bit).
+using DU16 = hn::Rebind<uint16_t, DF>;
+using VU16 = hn::Vec<DU16>;
+
+// out[m] lane i = in[i] lane m for a kLanes x kLanes tile of 16-bit values: three interleave
+// stages within 128-bit blocks (8 x 8 per block), then, for 16 lanes, block moves.  Half the
+// vector width of the fp32 transpose, so half the shuffle work per element.
+HWY_INLINE void Transpose16(const VU16* in, VU16* out) {
+  const DU16 d;
+  const hn::Repartition<uint32_t, DU16> d32;
+  const hn::Repartition<uint64_t, DU16> d64;
+  constexpr size_t N = hn::MaxLanes(DU16());
+  static_assert(N == 8 || N == 16, "lane count");
+  VU16 c[N];  // c[8 * h + k]: rows 8h..8h+7; block b holds column 8b + k
+  for (size_t h = 0; h < N / 8; ++h) {
+    const VU16* a = in + 8 * h;
+    hn::Vec<decltype(d32)> p[8], q[8];
+    for (size_t i = 0; i < 4; ++i) {  // p[2i], p[2i+1]: rows 2i, 2i+1 paired, columns 0-3 and 4-7
+      p[2 * i] = hn::BitCast(d32, hn::InterleaveLower(d, a[2 * i], a[2 * i + 1]));
+      p[2 * i + 1] = hn::BitCast(d32, hn::InterleaveUpper(d, a[2 * i], a[2 * i + 1]));
+    }
+    for (size_t g = 0; g < 2; ++g)  // q[4g + m]: rows 4g..4g+3, columns 2m and 2m+1
+      for (size_t j = 0; j < 2; ++j) {
+        q[4 * g + 2 * j] = hn::InterleaveLower(d32, p[4 * g + j], p[4 * g + 2 + j]);
+        q[4 * g + 2 * j + 1] = hn::InterleaveUpper(d32, p[4 * g + j], p[4 * g + 2 + j]);
+      }
+    for (size_t j = 0; j < 4; ++j) {
+      const auto lo = hn::BitCast(d64, q[j]), hi = hn::BitCast(d64, q[4 + j]);
+      c[8 * h + 2 * j] = hn::BitCast(d, hn::InterleaveLower(d64, lo, hi));
+      c[8 * h + 2 * j + 1] = hn::BitCast(d, hn::InterleaveUpper(d64, lo, hi));
+    }
+  }
+  if constexpr (N == 8) {
+    for (size_t k = 0; k < 8; ++k) out[k] = c[k];
+  } else {
+    for (size_t k = 0; k < 8; ++k) {
+      out[k] = hn::ConcatLowerLower(d, c[8 + k], c[k]);
+      out[8 + k] = hn::ConcatUpperUpper(d, c[8 + k], c[k]);
+    }
+  }
+}
+
+// 16-bit storage bits of dtype T (f16 or bf16) widened to fp32 exactly, as LoadF<T> widens.
+template <DType T>
+HWY_INLINE VF WidenBits(VU16 u) {
+  const DF df;
+  if constexpr (T == DType::bf16) {
+    return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(hn::RebindToUnsigned<DF>(), u)));
+  } else {
+    static_assert(T == DType::f16, "16-bit dtypes only");
+    return hn::PromoteTo(df, hn::BitCast(hn::Rebind<hwy::float16_t, DF>(), u));
+  }
+}
+#endif
+
 // Where chunk-structured weight rows live (see the file comment).
 struct WeightRows {
   const unsigned char* base;  // adapter's element (0, 0)
