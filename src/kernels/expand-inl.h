@@ -115,6 +115,7 @@ constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
 // holds one block of the widest rank.
 constexpr int64_t kPanelFloats = 2 * static_cast<int64_t>(kLanes) * kBBuf;
 constexpr int64_t kBtFloats = std::max(kPanelFloats, kOpN * kBBuf);
+constexpr int64_t kOneSweepPanel = 64;  // columns per panel when one row block sweeps it (ExpandPanels)
 // Fewest rows for which the transposed block pays off over the dot products, rows in pairs
 // (measured; see bench/notes.md).  A function of the adapter's rank only, so results stay
 // independent of R (per-adapter ranks) and of the thread count.
@@ -337,13 +338,19 @@ void PackTransposed(const WeightRows& Bw, int64_t R, int64_t n0, int64_t n_end, 
 }
 
 // The outer-product path over the tile: panels of as many kOpN-column blocks as kPanelFloats
-// holds at this rank (R=64: 4 blocks), each packed once and swept by every row block of the tile.
+// holds at this rank (R=64: 4 blocks; for a tile of one row block, at most kOneSweepPanel
+// columns), each packed once and swept by every row block of the tile.
 template <DType TB, DType TY>
 void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p, int64_t pos_begin, int64_t pos_end,
                   int64_t n_begin, int64_t n_end) {
   const Problem& p = *c.p;
   const int64_t pitch = std::max<int64_t>(16, rank_p) * kOpN;  // rank 0: B unread
-  const int64_t panel = std::max<int64_t>(1, kPanelFloats / pitch) * kOpN;
+  // One row block sweeps each panel once: then short panels, so that B streams from DRAM
+  // panel by panel (the next one prefetched during this one's FMAs) and the packed panel stays
+  // in L1; whole panels each began with a burst of DRAM reads (bench/notes.md).
+  const int64_t blocks = std::max<int64_t>(1, kPanelFloats / pitch);  // what the buffer holds
+  const bool one_sweep = pos_end - pos_begin <= kOpRows;
+  const int64_t panel = (one_sweep ? std::min(blocks, std::max<int64_t>(1, kOneSweepPanel / kOpN)) : blocks) * kOpN;
   for (int64_t np = n_begin; np < n_end; np += panel) {
     const int64_t np_end = std::min(n_end, np + panel);
     RunPrefetch next;  // the next panel of this adapter's B (past n_end: the next column tile's)
