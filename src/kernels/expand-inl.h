@@ -345,9 +345,9 @@ void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p,
                   int64_t n_begin, int64_t n_end) {
   const Problem& p = *c.p;
   const int64_t pitch = std::max<int64_t>(16, rank_p) * kOpN;  // rank 0: B unread
-  // One row block sweeps each panel once: then short panels, so that B streams from DRAM
-  // panel by panel (the next one prefetched during this one's FMAs) and the packed panel stays
-  // in L1; whole panels each began with a burst of DRAM reads (bench/notes.md).
+  // One row block sweeps each panel once: then short panels, packed and swept while still in
+  // L1, the next one's B prefetched during this one's FMAs (64 KiB panels, packed to L2 and
+  // read back once, measured up to 25 % slower from DRAM; bench/notes.md).
   const int64_t blocks = std::max<int64_t>(1, kPanelFloats / pitch);  // what the buffer holds
   const bool one_sweep = pos_end - pos_begin <= kOpRows;
   const int64_t panel = (one_sweep ? std::min(blocks, std::max<int64_t>(1, kOneSweepPanel / kOpN)) : blocks) * kOpN;
