@@ -57,6 +57,7 @@ SHAPES = [
     ("decode", 1, 128, 1, 4096, False),
     ("decode, distinct adapters", 16, 16, 16, 4096, False),
     ("decode, distinct adapters", 16, 64, 16, 4096, False),
+    ("mid-size groups", 64, 16, 32, 4096, False),
     ("mid-size groups", 64, 64, 32, 4096, False),
     ("batched", 256, 16, 8, 4096, False),
     ("batched", 256, 64, 8, 4096, False),
