@@ -315,8 +315,8 @@ void PackTransposed(const WeightRows& Bw, int64_t R, int64_t n0, int64_t n_end, 
       }
       VF in[kLanes], out[kLanes];
       const unsigned char* const* rows = src + half * kL;
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2
-      if constexpr (kEs == 2) {  // transposed as 16-bit values, then widened: half the shuffles
+#if HWY_TARGET == HWY_AVX3
+      if constexpr (kEs == 2) {  // transposed as 16-bit values, then widened (half-width shuffles)
         if (r0 + kL <= R) {
           VU16 in16[kLanes], out16[kLanes];
           for (int64_t i = 0; i < kL; ++i) in16[i] = hn::LoadU(DU16(), reinterpret_cast<const uint16_t*>(rows[i]) + boff);
@@ -347,7 +347,7 @@ void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p,
   const int64_t pitch = std::max<int64_t>(16, rank_p) * kOpN;  // rank 0: B unread
   // One row block sweeps each panel once: then short panels, packed and swept while still in
   // L1, the next one's B prefetched during this one's FMAs (64 KiB panels, packed to L2 and
-  // read back once, measured up to 25 % slower from DRAM; bench/notes.md).
+  // read back once, took up to a third longer from DRAM; bench/notes.md).
   const int64_t blocks = std::max<int64_t>(1, kPanelFloats / pitch);  // what the buffer holds
   const bool one_sweep = pos_end - pos_begin <= kOpRows;
   const int64_t panel = (one_sweep ? std::min(blocks, std::max<int64_t>(1, kOneSweepPanel / kOpN)) : blocks) * kOpN;

@@ -43,17 +43,26 @@ static_assert(kLanes <= 16 && 16 % kLanes == 0, "a vector must fit inside a 16-e
 
 // ---- loads and stores of one vector of fp32 values from/to any storage dtype ---------------
 
+// The bits of 16-bit values of dtype T (bf16, or f16 on x86 targets) widened to fp32, exactly.
+template <DType T, class D = DF>
+HWY_INLINE hn::Vec<D> WidenBits(hn::Vec<hn::Rebind<uint16_t, D>> u) {
+  const D df;
+  if constexpr (T == DType::bf16) {  // bf16 -> f32: move the bits up
+    return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(hn::RebindToUnsigned<D>(), u)));
+  } else {
+    static_assert(T == DType::f16, "16-bit dtypes only");
+    return hn::PromoteTo(df, hn::BitCast(hn::Rebind<hwy::float16_t, D>(), u));
+  }
+}
+
 // D: a float descriptor (DF by default); result: Vec<D>.
 template <DType T, class D = DF>
 HWY_INLINE hn::Vec<D> LoadF(const void* base, int64_t off) {
   const D df;
   if constexpr (T == DType::f32) {
     return hn::LoadU(df, static_cast<const float*>(base) + off);
-  } else if constexpr (T == DType::bf16) {  // bf16 -> f32 is exact: move the bits up
-    const hn::Rebind<uint16_t, D> du16;
-    const hn::RebindToUnsigned<D> du32;
-    const auto u = hn::PromoteTo(du32, hn::LoadU(du16, static_cast<const uint16_t*>(base) + off));
-    return hn::BitCast(df, hn::ShiftLeft<16>(u));
+  } else if constexpr (T == DType::bf16) {
+    return WidenBits<T, D>(hn::LoadU(hn::Rebind<uint16_t, D>(), static_cast<const uint16_t*>(base) + off));
   } else {
 #if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
     // Highway's portable f16 promotion mishandles Inf/NaN: convert lane by lane.
@@ -62,8 +71,7 @@ HWY_INLINE hn::Vec<D> LoadF(const void* base, int64_t off) {
       lanes[i] = numeric::half_to_float(static_cast<const uint16_t*>(base)[off + static_cast<int64_t>(i)]);
     return hn::Load(df, lanes);
 #else
-    const hn::Rebind<hwy::float16_t, D> dh;
-    return hn::PromoteTo(df, hn::LoadU(dh, static_cast<const hwy::float16_t*>(base) + off));
+    return WidenBits<T, D>(hn::LoadU(hn::Rebind<uint16_t, D>(), static_cast<const uint16_t*>(base) + off));
 #endif
   }
 }
@@ -265,20 +273,19 @@ HWY_INLINE void Transpose(D d, const hn::Vec<D>* in, hn::Vec<D>* out) {
 #endif
 }
 
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2
-// 16-bit lanes as wide as DF's fp32 lanes (AVX3: 256-bit vectors, AVX2: 128-bit).
-using DU16 = hn::Rebind<uint16_t, DF>;
+#if HWY_TARGET == HWY_AVX3
+using DU16 = hn::Rebind<uint16_t, DF>;  // as many 16-bit lanes as DF has fp32 lanes
 using VU16 = hn::Vec<DU16>;
 
-// out[m] lane i = in[i] lane m for a kLanes x kLanes tile of 16-bit values: three interleave
-// stages within 128-bit blocks (8 x 8 per block), then, for 16 lanes, block moves.  Half the
-// vector width of the fp32 transpose, so half the shuffle work per element.
+// out[m] lane i = in[i] lane m for a 16 x 16 tile of 16-bit values in 256-bit vectors: three
+// interleave stages within 128-bit blocks (8 x 8 per block), then block moves.  About as many
+// shuffles as the fp32 transpose of the widened tile, on vectors half as wide (bench/notes.md).
 HWY_INLINE void Transpose16(const VU16* in, VU16* out) {
   const DU16 d;
   const hn::Repartition<uint32_t, DU16> d32;
   const hn::Repartition<uint64_t, DU16> d64;
   constexpr size_t N = hn::MaxLanes(DU16());
-  static_assert(N == 8 || N == 16, "lane count");
+  static_assert(N == 16, "lane count");
   VU16 c[N];  // c[8 * h + k]: rows 8h..8h+7; block b holds column 8b + k
   for (size_t h = 0; h < N / 8; ++h) {
     const VU16* a = in + 8 * h;
@@ -298,27 +305,12 @@ HWY_INLINE void Transpose16(const VU16* in, VU16* out) {
       c[8 * h + 2 * j + 1] = hn::BitCast(d, hn::InterleaveUpper(d64, lo, hi));
     }
   }
-  if constexpr (N == 8) {
-    for (size_t k = 0; k < 8; ++k) out[k] = c[k];
-  } else {
-    for (size_t k = 0; k < 8; ++k) {
-      out[k] = hn::ConcatLowerLower(d, c[8 + k], c[k]);
-      out[8 + k] = hn::ConcatUpperUpper(d, c[8 + k], c[k]);
-    }
+  for (size_t k = 0; k < 8; ++k) {
+    out[k] = hn::ConcatLowerLower(d, c[8 + k], c[k]);
+    out[8 + k] = hn::ConcatUpperUpper(d, c[8 + k], c[k]);
   }
 }
 
-// 16-bit storage bits of dtype T (f16 or bf16) widened to fp32 exactly, as LoadF<T> widens.
-template <DType T>
-HWY_INLINE VF WidenBits(VU16 u) {
-  const DF df;
-  if constexpr (T == DType::bf16) {
-    return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(hn::RebindToUnsigned<DF>(), u)));
-  } else {
-    static_assert(T == DType::f16, "16-bit dtypes only");
-    return hn::PromoteTo(df, hn::BitCast(hn::Rebind<hwy::float16_t, DF>(), u));
-  }
-}
 #endif
 
 // Where chunk-structured weight rows live (see the file comment).
