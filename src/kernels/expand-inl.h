@@ -313,26 +313,24 @@ void PackTransposed(const WeightRows& Bw, int64_t R, int64_t n0, int64_t n_end, 
       else if (!nz && r0 % (64 / kEs) == 0) {
         for (int64_t i = 0; i < kL && a0 + i < n_end; ++i) hwy::Prefetch(Bw.base + Bw.off(a0 + i, r0) * kEs);
       }
-      VF in[kLanes], out[kLanes];
       const unsigned char* const* rows = src + half * kL;
+      float* const dst = bt + r0 * kOpN + half * kL;  // rank r0 + m at dst + m * kOpN
+      const bool whole = r0 + kL <= R;
 #if HWY_TARGET == HWY_AVX3
       if constexpr (kEs == 2) {  // transposed as 16-bit values, then widened (half-width shuffles)
-        if (r0 + kL <= R) {
+        if (whole) {
           VU16 in16[kLanes], out16[kLanes];
           for (int64_t i = 0; i < kL; ++i) in16[i] = hn::LoadU(DU16(), reinterpret_cast<const uint16_t*>(rows[i]) + boff);
           Transpose16(in16, out16);
-          for (int64_t m = 0; m < kL; ++m) hn::Store(WidenBits<TB>(out16[m]), df, bt + (r0 + m) * kOpN + half * kL);
+          for (int64_t m = 0; m < kL; ++m) hn::Store(WidenBits<TB>(out16[m]), df, dst + m * kOpN);
           continue;
         }
       }
 #endif
-      if (r0 + kL <= R) {
-        for (int64_t i = 0; i < kL; ++i) in[i] = LoadF<TB>(rows[i], boff);
-      } else {
-        for (int64_t i = 0; i < kL; ++i) in[i] = LoadTailF<TB>(rows[i], boff, R - r0);
-      }
+      VF in[kLanes], out[kLanes];
+      for (int64_t i = 0; i < kL; ++i) in[i] = whole ? LoadF<TB>(rows[i], boff) : LoadTailF<TB>(rows[i], boff, R - r0);
       Transpose(df, in, out);
-      for (int64_t m = 0; m < kL; ++m) hn::Store(out[m], df, bt + (r0 + m) * kOpN + half * kL);
+      for (int64_t m = 0; m < kL; ++m) hn::Store(out[m], df, dst + m * kOpN);
     }
   }
 }

@@ -216,8 +216,8 @@ HWY_INLINE hn::Vec<D> SumEachToLane(D d, hn::Vec<D>* v) {
 // accumulators at a time go through SumEachToLane (the last group padded with zeros), about 3
 // ops each instead of a horizontal reduction apiece; every accumulator is summed in the same
 // pairwise order however many are folded together, so a one-row block and a 6-row block give
-// the same bits.  total has room for kN rounded up to kLanes.  (acc by accessor, not by pointer: with a pointer the compiler
-// kept register-resident accumulators in memory.)
+// the same bits.  total has room for kN rounded up to kLanes.  (acc by accessor, not by
+// pointer: with a pointer the compiler kept register-resident accumulators in memory.)
 template <int kN, class Acc>
 HWY_INLINE void FoldAccs(const Acc& acc, double* total) {
   const DF d;
