@@ -26,6 +26,9 @@ constexpr int kFewRows = 2;
 #endif
 constexpr int kFewRowsRanks = 8;
 constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
+// Tasks of more than kFewRows rows over at most this many ranks read 16-bit x in the FMA loop
+// instead of widening it first (ShrinkTask).
+constexpr int64_t kConvertXRanks = 32;
 // FRACTAL_NZ traversal (ForEachShrinkBlock, ShrinkOneRowNz): ranks per group, columns per
 // panel, and how far ahead (columns) the first row block prefetches; chosen by measurement
 // (bench/features_bench NZ rows; 128- and 512-column panels and 2-panel distances were slower).
@@ -346,7 +349,10 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   if (r_begin >= r_end) return;
   if (w.rank_split) k = 0;
   const int64_t len = h_end - h_begin;
-  const bool widen_x = TX != DType::f32 && len <= kXBuf;
+  // Few rank blocks per row block (small ranks, many rows): converting x in each of them costs
+  // less than widening the rows once into xf (the same products in the same order).
+  const bool small_ranks = r_end - r_begin <= kConvertXRanks && pos_end - pos_begin > kFewRows;
+  const bool widen_x = TX != DType::f32 && len <= kXBuf && !small_ranks;
   const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
   double* zk = w.zpart + k * w.B * w.rp;
