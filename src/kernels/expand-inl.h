@@ -255,12 +255,18 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
           for (int v = 0; v < kOpVecs; ++v)
             StoreF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadF<TY>(yrow[i], col + v * kL)), orow[i], col + v * kL);
       } else {
+        // acc goes to a tile first: the tails' memcpy calls clobber every vector register, and
+        // with acc live across them the compiler spilled it on the whole-block path too.
+        HWY_ALIGN float tile[kRows][kOpN];
+        for (int i = 0; i < kRows; ++i)
+          for (int v = 0; v < kOpVecs; ++v) hn::Store(acc[i][v], df, &tile[i][v * kL]);
         for (int i = 0; i < rows_valid; ++i)
           for (int v = 0; v < kOpVecs; ++v) {
             const int64_t lanes = std::min<int64_t>(kL, valid - v * kL);
-            if (lanes == kL) StoreF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadF<TY>(yrow[i], col + v * kL)), orow[i], col + v * kL);
+            const VF a = hn::Load(df, &tile[i][v * kL]);
+            if (lanes == kL) StoreF<TY>(hn::MulAdd(a, c.scale, LoadF<TY>(yrow[i], col + v * kL)), orow[i], col + v * kL);
             else if (lanes > 0)
-              StoreTailF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadTailF<TY>(yrow[i], col + v * kL, lanes)), orow[i], col + v * kL, lanes);
+              StoreTailF<TY>(hn::MulAdd(a, c.scale, LoadTailF<TY>(yrow[i], col + v * kL, lanes)), orow[i], col + v * kL, lanes);
           }
       }
     }
