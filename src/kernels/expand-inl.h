@@ -251,7 +251,9 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
       // aliasing between rows 2^k bytes apart) measured slower on every rank (bench/notes.md).
       // Whole blocks of whole rows apart, so that the stores unroll and acc stays in registers.
       if (valid == kOpN && rows_valid == kRows) {
+        HWY_UNROLL(8)  // (>= kRows) bf16's longer rounding had left the row loop rolled, acc on the stack
         for (int i = 0; i < kRows; ++i)
+          HWY_UNROLL(8)
           for (int v = 0; v < kOpVecs; ++v)
             StoreF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadF<TY>(yrow[i], col + v * kL)), orow[i], col + v * kL);
       } else {

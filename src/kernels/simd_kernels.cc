@@ -100,9 +100,9 @@ HWY_INLINE void StoreF(hn::Vec<D> v, void* base, int64_t off) {
     const auto u = hn::BitCast(du32, v);
     const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du32, 1u));
     const auto rounded = hn::ShiftRight<16>(hn::Add(u, hn::Add(hn::Set(du32, 0x7fffu), lsb)));
-    const auto is_nan = hn::Gt(hn::And(u, hn::Set(du32, 0x7fffffffu)), hn::Set(du32, 0x7f800000u));
     const auto quiet = hn::Or(hn::ShiftRight<16>(u), hn::Set(du32, 0x40u));
-    const auto bits = hn::IfThenElse(is_nan, quiet, rounded);
+    // IsNaN needs no constants: fewer registers beside a block's live accumulators.
+    const auto bits = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), quiet, rounded);
     hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, bits)), du16,
                static_cast<uint16_t*>(base) + off);
   } else {
