@@ -10,6 +10,7 @@
 // fail), then checks the library.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
@@ -161,6 +162,55 @@ TEST_P(AdversarialPrecision, MeetsTheBoundWhereANaiveFp32ChainDoesNot) {
     std::snprintf(worst, sizeof worst, "%.3g", r.max_err_m);
     RecordProperty("max_err_m_" + t, worst);
   }
+}
+
+// The final rounding of special y values, on every target and kernel path (rows alone, in
+// pairs, in outer-product blocks; whole and ragged column blocks): with x = 0 every delta is
+// +0, so out must equal the scalar conversion of fma(+0, scale, y) bit for bit -- signalling
+// NaNs quieted with their payload and sign, infinities kept, -0 + +0 = +0, subnormals kept.
+TEST(FinalRounding, SpecialYValuesMatchTheScalarConversion) {
+  using addlora::numeric::bf16_to_float;
+  using addlora::numeric::float_to_bf16;
+  const uint16_t f16_specials[] = {0x7c01, 0xfe03, 0x7e00, 0x7c00, 0xfc00, 0x8000, 0x0000, 0x7bff, 0xfbff,
+                                   0x0001, 0x83ff, 0x3c00};
+  const uint16_t bf16_specials[] = {0x7f81, 0xffa3, 0x7fc0, 0x7f80, 0xff80, 0x8000, 0x0000, 0x7f7f, 0xff7f,
+                                    0x0001, 0x807f, 0x3f80};
+  const int64_t H1 = 32, R = 16, H = 100;  // 100 columns: whole 64-column blocks and a ragged one
+  const float scale = 0.75f;
+  for (DType dt : {DType::f16, DType::bf16})
+    for (int64_t B : {1, 3, 40}) {
+      SCOPED_TRACE(std::string(addlora::dtype_name(dt)) + " B=" + std::to_string(B));
+      const uint16_t* sp = dt == DType::f16 ? f16_specials : bf16_specials;
+      std::vector<uint16_t> x(B * H1, 0), a(R * H1), b(H * R), y(B * H), out(B * H, 0x1234);
+      for (size_t i = 0; i < a.size(); ++i) a[i] = dt == DType::f16 ? 0x3c00 : 0x3f80;  // 1.0
+      for (size_t i = 0; i < b.size(); ++i) b[i] = i % 2 ? (dt == DType::f16 ? 0xbc00 : 0xbf80) : (dt == DType::f16 ? 0x3c00 : 0x3f80);
+      for (size_t i = 0; i < y.size(); ++i) y[i] = sp[i % 12];
+      std::vector<int32_t> idx(B, 0);
+      addlora::Arguments g;
+      g.x = addlora::TensorView::contiguous(x.data(), dt, {B, H1});
+      g.y = addlora::TensorView::contiguous(y.data(), dt, {B, H});
+      g.out = addlora::TensorView::contiguous(out.data(), dt, {B, H});
+      g.weight_a = addlora::TensorView::contiguous(a.data(), dt, {1, 1, R, H1});
+      g.weight_b = addlora::TensorView::contiguous(b.data(), dt, {1, 1, H, R});
+      g.indices = addlora::TensorView::contiguous(idx.data(), DType::i32, {B});
+      g.scale = scale;
+      for (const std::string& t : addlora::kernels::internal::available_simd_targets()) {
+        SCOPED_TRACE("target " + t);
+        ASSERT_TRUE(addlora::kernels::internal::force_simd_target(t.c_str()));
+        std::fill(out.begin(), out.end(), 0x1234);
+        std::string msg;
+        ASSERT_EQ(addlora::add_lora(g, addlora::Rules::general, &msg), addlora::Status::ok) << msg;
+        int bad = 0;
+        for (size_t i = 0; i < y.size(); ++i) {
+          const float yf = dt == DType::f16 ? half_to_float(y[i]) : bf16_to_float(y[i]);
+          const float r = std::fma(0.0f, scale, yf);
+          const uint16_t want = dt == DType::f16 ? float_to_half(r) : float_to_bf16(r);
+          if (out[i] != want && bad++ < 5) ADD_FAILURE() << "element " << i << ": y " << std::hex << y[i] << " out " << out[i] << " want " << want;
+        }
+        EXPECT_EQ(bad, 0);
+      }
+      addlora::kernels::internal::force_simd_target(nullptr);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AdversarialPrecision,
