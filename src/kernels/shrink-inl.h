@@ -17,14 +17,16 @@ namespace addlora::kernels::HWY_NAMESPACE {
 
 constexpr int kShrinkRanks = 4;  // ranks per register block (FRACTAL_NZ one-row blocks: kNzRowRanks)
 constexpr int kNzRowRanks = 16;  // one NZ fractal row: 16 ranks of a 16-column chunk are contiguous
-// ND tasks of at most kFewRows rows stream A kFewRowsRanks rows at a time, left to the hardware
-// prefetcher (two rows: 2 x 8 accumulators plus 8 A vectors, only with 32 vector registers).
+// ND tasks of at most kFewRows rows stream A kFewRowsRanks rows at a time, each row prefetched
+// kFewRowsAhead bytes ahead (two rows: 2 x 8 accumulators plus 8 A vectors, only with 32
+// vector registers).
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
 constexpr int kFewRows = 1;
 #else
 constexpr int kFewRows = 2;
 #endif
 constexpr int kFewRowsRanks = 8;
+constexpr int64_t kFewRowsAhead = 1024;  // bytes (512 to 2048 measured; bench/notes.md)
 constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
 // Tasks of more than kFewRows rows over at most this many ranks read 16-bit x in the FMA loop
 // instead of widening it first (ShrinkTask).
@@ -385,8 +387,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     // A single row over FRACTAL_NZ weights with a ragged end of H1 (else ShrinkOneRowNz above)
     // takes whole NZ fractal rows (16 ranks, one contiguous piece per chunk): 4x fewer blocks
     // per panel, each with 4x the work.  A task of one or two rows over ND weights (decode,
-    // multi-adapter decode) streams kFewRowsRanks A rows at a time and leaves the prefetching to
-    // the hardware (bench/notes.md).
+    // multi-adapter decode) streams kFewRowsRanks A rows at a time, each prefetched a short way
+    // ahead (bench/notes.md).
     const bool few_rows_nd = !nz && widen_x && pos_end - pos_begin <= kFewRows;
     const int64_t block_ranks = nz && widen_x && rows_valid == 1 ? kNzRowRanks : few_rows_nd ? kFewRowsRanks : kShrinkRanks;
     // One register block: ranks [r0, r0 + block_ranks) over h in [h0, h1).  Rank block rb
@@ -412,10 +414,20 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       constexpr int R4 = kShrinkRanks;
       // Pre-widened x rows are read as fp32 whatever TX was (one instantiation for all TX).
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
+      // Few rows over ND A: the block's kFewRowsRanks rows are as many streams, more than the
+      // hardware prefetcher keeps ahead of; each is prefetched kFewRowsAhead bytes on.
+      const unsigned char* apf[kFewRowsRanks];
+      BlockIo few = nopf;
+      if (block_ranks == kFewRowsRanks) {
+        for (int j = 0; j < kFewRowsRanks; ++j) apf[j] = ar[j] + kFewRowsAhead;
+        few.apf = apf;
+        few.apf_mask = 64 / aes - 1;
+        few.apf_until = h1 - kFewRowsAhead / aes;
+      }
       if (block_ranks == kFewRowsRanks && rows_valid == 2)
-        ShrinkBlock<DType::f32, TA, 2, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 2, ranks_valid, nopf);
+        ShrinkBlock<DType::f32, TA, 2, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 2, ranks_valid, few);
       else if (block_ranks == kFewRowsRanks)
-        ShrinkBlock<DType::f32, TA, 1, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<DType::f32, TA, 1, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, few);
       else if (block_ranks == kNzRowRanks)
         ShrinkBlock<DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
       else if (widen_x && rows_valid == 1)

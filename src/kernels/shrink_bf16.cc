@@ -81,7 +81,7 @@ constexpr int kTotSlots = (kRows * kR + 15) / 16 * 16;
 // kPacked: the rows are one buffer, row i at xr[0] + i * kSeg, column h at (h - xoff) (one
 // base register instead of kRows: the loop then keeps every pointer in a register).
 // amin (or null): running minimum of TinyKey over the A values read (decode screens as it goes).
-template <int kRows, bool kNz, bool kPacked = false, bool kMinA = false, int kR = kRanks>
+template <int kRows, bool kNz, bool kPacked = false, bool kMinA = false, int kR = kRanks, int64_t kAhead = 0>
 ADDLORA_BF16_TARGET __attribute__((noinline)) void DotBlock(const uint16_t* const* xr, const uint16_t* const* ar, int64_t cs,
                                                             int64_t h0, int64_t h1, double* tot, int64_t xoff = 0,
                                                             __m512i* amin = nullptr) {
@@ -97,6 +97,9 @@ ADDLORA_BF16_TARGET __attribute__((noinline)) void DotBlock(const uint16_t* cons
     for (; h + 32 <= he; h += 32) {
       __m512i a[kR];
       for (int j = 0; j < kR; ++j) a[j] = LoadA<kNz>(ar[j], cs, h, 32);
+      if constexpr (kAhead > 0)  // ND rows: a line (32 columns) of each, kAhead bytes on
+        if (h + kAhead / 2 < h1)
+          for (int j = 0; j < kR; ++j) _mm_prefetch(reinterpret_cast<const char*>(ar[j] + h) + kAhead, _MM_HINT_T0);
       if constexpr (kMinA)
         for (int j = 0; j < kR; ++j) *amin = _mm512_min_epu16(*amin, TinyKey(a[j]));
       for (int i = 0; i < kRows; ++i) {
@@ -198,11 +201,13 @@ void RunBlock(bool nz, bool packed, const uint16_t* const* xr, const uint16_t* c
 
 // One or two rows over ND A (decode; multi-adapter decode), rank rows a + r * row_step for r in
 // [0, n): z_i[r] += the sum over [h0, h1), rank block by rank block over the whole range
-// (DotBlock: the same bits as any other block), kFewRowsRanks A rows streaming at a time (as
-// the fp16 path's: more streams in flight than a 4-rank block keeps, and no duplicated row).
+// (DotBlock: the same bits as any other block), kFewRowsRanks A rows streaming at a time, each
+// prefetched kFewRowsAhead bytes ahead (as the fp16 path's: more streams in flight than a
+// 4-rank block keeps, and no duplicated row).
 // Returns whether any A value read may be tiny (then the caller screens A rank by rank);
 // screening first would cost a second pass over A.
 constexpr int kFewRowsRanks = 8;
+constexpr int64_t kFewRowsAhead = 1024;  // bytes each A row is prefetched ahead (as the fp16 path's)
 template <int kRows>
 ADDLORA_BF16_TARGET bool DotFewRowsNd(const uint16_t* const* xr, const uint16_t* a, int64_t row_step, int64_t n,
                                       int64_t h0, int64_t h1, double* const* z) {
@@ -212,7 +217,7 @@ ADDLORA_BF16_TARGET bool DotFewRowsNd(const uint16_t* const* xr, const uint16_t*
     const uint16_t* ar[kFewRowsRanks];
     for (int j = 0; j < kFewRowsRanks; ++j) ar[j] = a + (r0 + std::min(j, valid - 1)) * row_step;
     double tot[kTotSlots<kRows, kFewRowsRanks>] = {};
-    DotBlock<kRows, false, false, true, kFewRowsRanks>(xr, ar, 16, h0, h1, tot, 0, &amin);
+    DotBlock<kRows, false, false, true, kFewRowsRanks, kFewRowsAhead>(xr, ar, 16, h0, h1, tot, 0, &amin);
     for (int i = 0; i < kRows; ++i)
       for (int j = 0; j < valid; ++j) z[i][r0 + j] += tot[i * kFewRowsRanks + j];
   }
