@@ -220,7 +220,7 @@ SliceRun plan_slice(const Problem& p, const Groups& gr, char* zpart, int threads
   // Decided on the shapes, the indices and the ranks in use, never the thread count.
   k_split(p, s.tiles, &w.kc, &w.nk);
   // One adapter splits its ranks too when that leaves two tasks or more: over ND A, whole A
-  // rows (one contiguous run per task) stream faster than 1024-column chunks of every row
+  // rows (one contiguous run per task) stream faster than K chunks of every row
   // (bench/notes.md, 2026-12-05).  NZ takes the same split, because NZ and ND must give the
   // same bits (docs/contract.md §1.4), though its chunked walk was a little faster there.
   const bool one_adapter = s.tiles == 1 && max_rank > internal::kRankGroup;

@@ -6,7 +6,8 @@
 // fp32 products and FMA sums in register blocks of 6 rows x 4 ranks; every kSegCols columns
 // (kChain products per lane, counted from the start of the K chunk) each accumulator is
 // reduced and folded into an fp64 sum (work.h, the accumulator policy).  The rows' x chunk is
-// first widened to fp32 in a stack buffer (once, instead of once per rank block); A is
+// first widened to fp32 in a stack buffer (once, instead of once per rank block), except in
+// tasks of many rows over few ranks (kConvertXRanks), which convert x in the loop; A is
 // widened as it streams (each A vector serves every row of the block).
 
 #if HWY_TARGET == HWY_AVX3
@@ -28,9 +29,10 @@ constexpr int kFewRows = 2;
 constexpr int kFewRowsRanks = 8;
 constexpr int64_t kFewRowsAhead = 1024;  // bytes (512 to 2048 measured; bench/notes.md)
 constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
-// Tasks of more than kFewRows rows over at most this many ranks read 16-bit x in the FMA loop
-// instead of widening it first (ShrinkTask).
+// Split-K tasks of more than kConvertXMinRows rows over at most kConvertXRanks ranks read
+// 16-bit x in the FMA loop instead of widening it first (ShrinkTask).
 constexpr int64_t kConvertXRanks = 32;
+constexpr int64_t kConvertXMinRows = 12;
 // FRACTAL_NZ traversal (ForEachShrinkBlock, ShrinkOneRowNz): ranks per group, columns per
 // panel, and how far ahead (columns) the first row block prefetches; chosen by measurement
 // (bench/features_bench NZ rows; 128- and 512-column panels and 2-panel distances were slower).
@@ -260,7 +262,8 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
 // Calls block(r0, h0, h1, io) for every rank block r0 (block_ranks ranks) of [r_begin, r_end)
 // over [h_begin, h_end), in the order that suits A's layout, with A prefetches set in io.
 // first_row_block: this row block brings A from DRAM and prefetches (later ones find A in the
-// cache; an ND task of kFewRows rows or fewer passes false and leaves A to the hardware).
+// cache; an ND task of kFewRows rows or fewer passes false and prefetches its A rows itself,
+// a short way ahead: ShrinkTask).
 // kStashVecs: accumulators of one kShrinkRanks-wide block (a wider block uses several slots).
 template <int kStashVecs, class Block>
 HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_block,
@@ -353,7 +356,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   const int64_t len = h_end - h_begin;
   // Few rank blocks per row block (small ranks, many rows): converting x in each of them costs
   // less than widening the rows once into xf (the same products in the same order).
-  const bool small_ranks = r_end - r_begin <= kConvertXRanks && pos_end - pos_begin > kFewRows;
+  const bool small_ranks = !w.rank_split && r_end - r_begin <= kConvertXRanks && pos_end - pos_begin > kConvertXMinRows;
   const bool widen_x = TX != DType::f32 && len <= kXBuf && !small_ranks;
   const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
@@ -442,6 +445,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
                                                 io);
       else if (rows_valid == 1)
         ShrinkBlock<TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
+      else if (rows_valid <= kRows / 2)  // a task's short last block (small ranks): half the FMAs
+        ShrinkBlock<TX, TA, kRows / 2, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf);
       else
         ShrinkBlock<TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf);
     };

@@ -64,9 +64,10 @@ ADDLORA_BF16_TARGET unsigned RanksWithTiny(const uint16_t* const* ar, int n, int
 
 // ND A, rank rows a + r * row_step for r in [0, n), over columns [h0, h1): bit r of
 // flags[r / 64] set if rank r holds a tiny value.  This pass is what first brings A from DRAM.
-// Short runs (a K chunk of a split-K task) are read eight rows side by side: row by row, each
-// 2 KiB run would be a new stream for the hardware prefetcher to find.  Whole rows (rank-split
-// tasks) stream faster row by row (measured: bench/notes.md).
+// Short runs (K chunks of split-K tasks up to kShortRun columns) are read eight rows side by
+// side: row by row, each 4 KiB run would be a new stream for the hardware prefetcher to find.
+// Whole rows (rank-split tasks) stream faster row by row (measured: bench/notes.md); so do
+// longer chunks, presumably (not measured).
 ADDLORA_BF16_TARGET void ScreenRanksNd(const uint16_t* a, int64_t row_step, int64_t n, int64_t h0, int64_t h1,
                                        uint64_t* flags) {
   constexpr int kRows = 8;

@@ -319,7 +319,7 @@ TEST_F(PerTarget, BlockingEdges) {
   // Per-adapter ranks across the path choices: outer product / dot (one row, rows in pairs),
   // rank split / split-K shrink.
   for (auto [B, R, H1, H2] : std::vector<std::array<int64_t, 4>>{
-           {9, 300, 64, 70}, {140, 40, 2100, 64}, {1, 512, 100, 300}, {5, 33, 2100, 40}, {30, 520, 48, 40}}) {
+           {9, 300, 64, 70}, {140, 40, 4200, 64}, {1, 512, 100, 300}, {5, 33, 2100, 40}, {30, 520, 48, 40}}) {
     Spec s;
     s.B = B; s.R = R; s.H1 = H1; s.H2 = H2; s.H3 = H2 + 3; s.y_offset = 2; s.W = 3; s.seed = B * R;
     s.per_adapter = true;
@@ -402,7 +402,7 @@ TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
 TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
   struct Shape { int64_t B, W, H1, H2, R; bool ranks; };
   for (const Shape sh : {Shape{1, 1, 4096 + 17, 300, 128, false}, Shape{8, 4, 1000, 257, 33, false},
-                         Shape{40, 2, 2100, 64, 130, false}, Shape{200, 3, 700, 90, 17, true},
+                         Shape{40, 2, 4200, 64, 130, false}, Shape{200, 3, 700, 90, 17, true},
                          Shape{12, 3, 1500, 520, 64, true}, Shape{3, 3, 3000, 100, 130, false},
                          Shape{8, 4, 4096 + 17, 100, 40, false},  // rank split, x streamed
                          // one row, whole chunks: the chunk-major walk (ShrinkOneRowNz), with
@@ -477,7 +477,7 @@ TEST_F(PerTarget, MultiSliceEqualsConsecutiveCalls) {
           const auto& call = calls[call_no];
           SCOPED_TRACE("call " + std::to_string(call_no) + " B=" + std::to_string(B) + (strided ? " strided" : "") +
                        (prec == addlora::Precision::fast ? " fast" : " exact"));
-          const int64_t H1 = 2100, n = static_cast<int64_t>(call.size());  // two K chunks
+          const int64_t H1 = 4200, n = static_cast<int64_t>(call.size());  // two K chunks
           int64_t H3 = 5;
           for (const SliceSpec& c : call) H3 += c.H2;
           Rng rng(B * 31 + combo);
@@ -564,8 +564,9 @@ TEST(Threads, BitwiseIdenticalAcrossThreadCounts) {
   const int saved = addlora::num_threads();
   std::vector<Spec> specs;
   { Spec s; s.B = 1; s.H1 = 4096; s.H2 = 1024; s.H3 = 1024; s.R = 64; s.W = 1; s.none_fraction = 0; specs.push_back(s); }
+  { Spec s; s.B = 1; s.H1 = 4096; s.H2 = 512; s.H3 = 512; s.R = 16; s.W = 1; s.none_fraction = 0; s.seed = 6; specs.push_back(s); }  // split-K decode
   { Spec s; s.B = 300; s.H1 = 1000; s.H2 = 700; s.H3 = 720; s.y_offset = 7; s.R = 48; s.W = 5; s.seed = 3; specs.push_back(s); }
-  { Spec s; s.B = 37; s.H1 = 2100; s.H2 = 333; s.H3 = 333; s.R = 130; s.W = 4; s.in_place = true; s.seed = 4;
+  { Spec s; s.B = 37; s.H1 = 4200; s.H2 = 333; s.H3 = 333; s.R = 130; s.W = 4; s.in_place = true; s.seed = 4;
     s.xd = DType::bf16; s.yd = DType::f32; specs.push_back(s); }
   { Spec s; s.B = 16; s.H1 = 3000; s.H2 = 500; s.H3 = 500; s.R = 64; s.W = 8; s.seed = 5; specs.push_back(s); }  // rank split
   for (size_t i = 0, n = specs.size(); i < n; ++i) {
