@@ -12,11 +12,11 @@
 constexpr int64_t kBBuf = 512;  // widest rank of the outer-product form
 // How far ahead (in B rows) the dot path prefetches.  FRACTAL_NZ: nearer, because a row's
 // pieces lie H2 * 32 bytes apart, for H2 a power of two in the same cache sets, and lines
-// prefetched further ahead are evicted before use (bench/notes.md).  ND: about 4 KiB of B
-// ahead, 16 to 64 rows (further ahead was slower at wide ranks, bench/notes.md).
+// prefetched further ahead are evicted before use (bench/notes.md).  ND: about 8 KiB of B
+// ahead, 16 to 128 rows (256 rows at small ranks was slower on two threads, bench/notes.md).
 HWY_INLINE int64_t PrefetchRowsAhead(const WeightRows& Bw, int64_t rank) {
   if (Bw.nz()) return 32;
-  return std::clamp<int64_t>(4096 / std::max<int64_t>(1, rank * Bw.esize), 16, 64);
+  return std::clamp<int64_t>(8192 / std::max<int64_t>(1, rank * Bw.esize), 16, 128);
 }
 
 // B rows [n_lo, n_hi), ranks [0, rank).  FRACTAL_NZ: 16-rank chunk by chunk, where a chunk of
