@@ -251,14 +251,14 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
       // aliasing between rows 2^k bytes apart) measured slower on every rank (bench/notes.md).
       // Whole blocks of whole rows apart, so that the stores unroll and acc stays in registers.
       if (valid == kOpN && rows_valid == kRows) {
-        HWY_UNROLL(8)  // (>= kRows) bf16's longer rounding had left the row loop rolled, acc on the stack
+        HWY_UNROLL(8)  // 8 >= kRows: fully unrolled, acc stays in registers (bf16's long rounding kept it rolled)
         for (int i = 0; i < kRows; ++i)
           HWY_UNROLL(8)
           for (int v = 0; v < kOpVecs; ++v)
             StoreF<TY>(hn::MulAdd(acc[i][v], c.scale, LoadF<TY>(yrow[i], col + v * kL)), orow[i], col + v * kL);
       } else {
         // acc goes to a tile first: the tails' memcpy calls clobber every vector register, and
-        // with acc live across them the compiler spilled it on the whole-block path too.
+        // acc live across them makes the compiler spill it on the whole-block path too.
         HWY_ALIGN float tile[kRows][kOpN];
         for (int i = 0; i < kRows; ++i)
           for (int v = 0; v < kOpVecs; ++v) hn::Store(acc[i][v], df, &tile[i][v * kL]);

@@ -18,19 +18,18 @@ namespace addlora::kernels::HWY_NAMESPACE {
 
 constexpr int kShrinkRanks = 4;  // ranks per register block (FRACTAL_NZ one-row blocks: kNzRowRanks)
 constexpr int kNzRowRanks = 16;  // one NZ fractal row: 16 ranks of a 16-column chunk are contiguous
-// ND tasks of at most kFewRows rows stream A kFewRowsRanks rows at a time, each row prefetched
-// kFewRowsAhead bytes ahead (two rows: 2 x 8 accumulators plus 8 A vectors, only with 32
-// vector registers).
+// ND tasks of at most kFewRows rows stream A internal::kFewRowsRanks rows at a time (work.h;
+// two rows: 2 x 8 accumulators plus 8 A vectors, only with 32 vector registers).
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
 constexpr int kFewRows = 1;
 #else
 constexpr int kFewRows = 2;
 #endif
-constexpr int kFewRowsRanks = 8;
-constexpr int64_t kFewRowsAhead = 1024;  // bytes (512 to 2048 measured; bench/notes.md)
+using internal::kFewRowsAhead;
+using internal::kFewRowsRanks;
 constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened path (dispatch.cc kWholeRow)
-// Split-K tasks of more than kConvertXMinRows rows over at most kConvertXRanks ranks read
-// 16-bit x in the FMA loop instead of widening it first (ShrinkTask).
+// Tasks of more than kConvertXMinRows rows (split-K: rank-split groups are smaller) over at
+// most kConvertXRanks ranks read 16-bit x in the FMA loop instead of widening it first.
 constexpr int64_t kConvertXRanks = 32;
 constexpr int64_t kConvertXMinRows = 12;
 // FRACTAL_NZ traversal (ForEachShrinkBlock, ShrinkOneRowNz): ranks per group, columns per
@@ -356,7 +355,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   const int64_t len = h_end - h_begin;
   // Few rank blocks per row block (small ranks, many rows): converting x in each of them costs
   // less than widening the rows once into xf (the same products in the same order).
-  const bool small_ranks = !w.rank_split && r_end - r_begin <= kConvertXRanks && pos_end - pos_begin > kConvertXMinRows;
+  const bool small_ranks = r_end - r_begin <= kConvertXRanks && pos_end - pos_begin > kConvertXMinRows;
   const bool widen_x = TX != DType::f32 && len <= kXBuf && !small_ranks;
   const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
@@ -415,10 +414,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       BlockIo nopf = io;
       nopf.pf = nullptr;
       constexpr int R4 = kShrinkRanks;
-      // Pre-widened x rows are read as fp32 whatever TX was (one instantiation for all TX).
-      // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
-      // Few rows over ND A: the block's kFewRowsRanks rows are as many streams, more than the
-      // hardware prefetcher keeps ahead of; each is prefetched kFewRowsAhead bytes on.
+      // Few rows over ND A: each of the block's rows prefetched kFewRowsAhead bytes on.
       const unsigned char* apf[kFewRowsRanks];
       BlockIo few = nopf;
       if (block_ranks == kFewRowsRanks) {
@@ -427,6 +423,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
         few.apf_mask = 64 / aes - 1;
         few.apf_until = h1 - kFewRowsAhead / aes;
       }
+      // Pre-widened x rows are read as fp32 whatever TX was (one instantiation for all TX).
+      // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if (block_ranks == kFewRowsRanks && rows_valid == 2)
         ShrinkBlock<DType::f32, TA, 2, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 2, ranks_valid, few);
       else if (block_ranks == kFewRowsRanks)

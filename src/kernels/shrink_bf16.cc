@@ -202,12 +202,10 @@ void RunBlock(bool nz, bool packed, const uint16_t* const* xr, const uint16_t* c
 // One or two rows over ND A (decode; multi-adapter decode), rank rows a + r * row_step for r in
 // [0, n): z_i[r] += the sum over [h0, h1), rank block by rank block over the whole range
 // (DotBlock: the same bits as any other block), kFewRowsRanks A rows streaming at a time, each
-// prefetched kFewRowsAhead bytes ahead (as the fp16 path's: more streams in flight than a
-// 4-rank block keeps, and no duplicated row).
+// prefetched kFewRowsAhead bytes ahead (work.h; more streams in flight than a 4-rank block
+// keeps, and no duplicated row).
 // Returns whether any A value read may be tiny (then the caller screens A rank by rank);
 // screening first would cost a second pass over A.
-constexpr int kFewRowsRanks = 8;
-constexpr int64_t kFewRowsAhead = 1024;  // bytes each A row is prefetched ahead (as the fp16 path's)
 template <int kRows>
 ADDLORA_BF16_TARGET bool DotFewRowsNd(const uint16_t* const* xr, const uint16_t* a, int64_t row_step, int64_t n,
                                       int64_t h0, int64_t h1, double* const* z) {
