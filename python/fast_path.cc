@@ -6,31 +6,21 @@ namespace addlora_py {
 
 // ---- torch >= 2: described tensors cached, checked by Dynamo's TensorGuards ----------------------
 // Describing a torch tensor costs ~0.35 µs of attribute reads (shape and stride() build tuples).
-// Under torch 2.x the description of a call's tensors is kept, keyed by the weights' addresses
-// and the call's form, together with a torch._C._dynamo.guards.TensorGuards over the same
+// Under torch 2.x the description of a call's tensors (add_lora's here, the punica ops' in
+// punica.cc) is kept, keyed by the weights' addresses and the call's form, together with a torch._C._dynamo.guards.TensorGuards over the same
 // tensors: its check() (C++, ~0.12 µs a tensor) confirms that every tensor still has the
 // recorded type, dtype, device, dispatch keys, requires_grad (False), sizes and strides; only
-// data_ptr() is then read (it includes the storage offset).  The batch dimension (dim 0 of y, x,
-// indices and out) is left to any size: a serving stack's batch changes from step to step, and
+// data_ptr() is then read (it includes the storage offset).  The batch dimension (dim 0 of
+// the activations, indices and outputs) is left to any size: a serving stack's batch changes from step to step, and
 // an entry per (weights, batch size) would fill the cache with entries used once.  Its size is read
 // per call through the C base class's len(); a factory that cannot leave it open (its
-// self-test) keys on y's row count instead.  Any mismatch, or a check that raises, is a miss:
+// self-test) keys on the first tensor's row count instead.  Any mismatch, or a check that raises, is a miss:
 // the tensors are described as usual and the entry rebuilt (~3 µs: the guard is made in
 // Python) if its guard had served a few calls; otherwise rebuilding backs off (see
 // should_rebuild), so tensors whose metadata keeps changing cost a describe and a failed check,
 // not a rebuild each time.  Up to kGuardEntries entries (a model's projections); when full the
 // cache starts over.  The factory (addlora/_guards.py) is installed only after a self-test of
 // those semantics; without it nothing is cached.
-struct GuardKey {
-  void* weight_b;
-  void* weight_a;
-  int64_t rows;  // y.size(0), or 0 when the factory leaves the batch dimension open
-  int kind;      // 0: result allocated, 1: in place (out is y), 2: a separate out
-  int n;         // tensors guarded: y, x, weight_b, indices[, weight_a][, out]
-  bool operator==(const GuardKey& o) const {
-    return weight_b == o.weight_b && weight_a == o.weight_a && rows == o.rows && kind == o.kind && n == o.n;
-  }
-};
 struct GuardKeyHash {
   size_t operator()(const GuardKey& k) const {
     uint64_t h = reinterpret_cast<uintptr_t>(k.weight_b) * 0x9e3779b97f4a7c15ULL;
@@ -159,6 +149,50 @@ void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tens
   Py_XDECREF(old);
 }
 
+bool lookup_guard(int kind, int n, int w0, int w1, unsigned batched, PyObject* const* tensors,
+                  TensorView* const* views, GuardKey* key, bool* remember) {
+  *remember = false;
+  if (!g_guard_factory) return false;
+  for (int k = 0; k < n; ++k)
+    if (!plain_tensor(tensors[k])) return false;
+  *key = GuardKey{nullptr, nullptr, -1, kind, n};
+  key->weight_b = torch_data_ptr(tensors[w0]);
+  key->weight_a = w1 >= 0 ? torch_data_ptr(tensors[w1]) : nullptr;
+  // Without an open batch dimension, tensors[0]'s rows through the C base class: size(0).  Only
+  // a hint: the guard checks every size.
+  key->rows = g_open_rows || !g_torch.length ? 0 : g_torch.length(tensors[0]);
+  if (key->rows < 0) PyErr_Clear();
+  if (key->weight_b == nullptr || (w1 >= 0 && key->weight_a == nullptr)) return false;
+  auto it = g_guards.find(*key);
+  const bool guarded = it != g_guards.end() && it->second.check;
+  if (!guarded || !guard_passes(it->second, tensors, n)) {
+    g_guard_misses += guarded;
+    *remember = should_rebuild(*key);
+    return false;
+  }
+  GuardEntry& e = it->second;
+  ++e.hits_since_build;
+  ++g_guard_hits;
+  for (int k = 0; k < n; ++k) *views[k] = e.views[k];  // copied before any other Python call
+  for (int k = 0; k < n; ++k) {
+    views[k]->data = k == w0 ? key->weight_b : k == w1 ? key->weight_a : torch_data_ptr(tensors[k]);
+    bool ok = views[k]->data != nullptr;
+    // The open batch dimension: this call's rows (an empty batch is described as usual).
+    if (ok && g_open_rows && ((batched >> k) & 1u) && views[k]->ndim >= 1) {
+      const Py_ssize_t rows = g_torch.length ? g_torch.length(tensors[k]) : -1;
+      if (rows < 0) PyErr_Clear();
+      ok = rows > 0;
+      views[k]->dims[0] = rows;
+    }
+    if (!ok) {
+      for (int j = 0; j < n; ++j) *views[j] = TensorView();  // describe() needs fresh views
+      *remember = true;
+      return false;
+    }
+  }
+  return true;
+}
+
 // npu_batch_gather_matmul(_) / add_lora with torch_npu's arguments only.  Returns `out`, or
 // NotImplemented for the general path.  One function (~140 lines) on purpose: it is the eager
 // call's whole hot path, read top to bottom, every early return a fallback to the general path.
@@ -205,60 +239,17 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
     if (!h.is_none() && !is_torch_tensor(h.ptr()) && !is_numpy_array(h.ptr())) return nb::borrow(Py_NotImplemented);
   // The tensors a guard covers, in order: y, x, weight_b, indices[, weight_a][, out].
   const bool has_a = !weight_a.is_none();
-  const int kind = allocate ? 0 : out.ptr() == y.ptr() ? 1 : 2;
+  const int kind = allocate ? kGuardAllocated : out.ptr() == y.ptr() ? kGuardInPlace : kGuardSeparateOut;
   PyObject* tensors[6] = {y.ptr(), x.ptr(), weight_b.ptr(), indices.ptr()};
   TensorView* views[6] = {&args.y, &args.x, &args.weight_b, &args.indices};
   int n = 4;
   if (has_a) tensors[n] = weight_a.ptr(), views[n++] = &args.weight_a;
-  if (kind == 2) tensors[n] = out.ptr(), views[n++] = &args.out;
+  if (kind == kGuardSeparateOut) tensors[n] = out.ptr(), views[n++] = &args.out;
   // The tensors whose dim 0 is the batch (y, x, indices[, out]): bit k for tensors[k].
-  const unsigned batched = 0b1011u | (kind == 2 ? 1u << (n - 1) : 0u);
-  bool guardable = g_guard_factory != nullptr;
-  for (int k = 0; guardable && k < n; ++k) guardable = plain_tensor(tensors[k]);
-  bool described = false;
-  GuardKey key{nullptr, nullptr, -1, kind, n};
-  if (guardable) {
-    key.weight_b = torch_data_ptr(weight_b.ptr());
-    key.weight_a = has_a ? torch_data_ptr(weight_a.ptr()) : nullptr;
-    // Without an open batch dimension, y's rows through the C base class (a plain tensor):
-    // size(0).  Only a hint: the guard checks every size.
-    key.rows = g_open_rows || !g_torch.length ? 0 : g_torch.length(y.ptr());
-    if (key.rows < 0) PyErr_Clear();
-    guardable = key.weight_b != nullptr && (!has_a || key.weight_a != nullptr);
-  }
-  if (guardable) {
-    auto it = g_guards.find(key);
-    bool hit = false;
-    if (it != g_guards.end() && it->second.check) {
-      GuardEntry& e = it->second;
-      hit = guard_passes(e, tensors, n);
-      if (hit) {
-        ++e.hits_since_build;
-        for (int k = 0; k < n; ++k) *views[k] = e.views[k];  // copied before any other Python call
-      } else {
-        ++g_guard_misses;
-      }
-    }
-    if (hit) {
-      ++g_guard_hits;
-      described = true;
-      for (int k = 0; k < n && described; ++k) {
-        views[k]->data = k == 2 ? key.weight_b : (k == 4 && has_a) ? key.weight_a : torch_data_ptr(tensors[k]);
-        described = views[k]->data != nullptr;
-        // The open batch dimension: this call's rows (an empty batch is described as usual).
-        if (described && g_open_rows && ((batched >> k) & 1u) && views[k]->ndim >= 1) {
-          const Py_ssize_t rows = g_torch.length ? g_torch.length(tensors[k]) : -1;
-          if (rows < 0) PyErr_Clear();
-          described = rows > 0;
-          views[k]->dims[0] = rows;
-        }
-      }
-      if (!described)
-        for (int k = 0; k < n; ++k) *views[k] = TensorView();  // describe() below needs fresh views
-    } else {
-      guardable = should_rebuild(key);
-    }
-  }
+  const unsigned batched = 0b1011u | (kind == kGuardSeparateOut ? 1u << (n - 1) : 0u);
+  GuardKey key;
+  bool guardable = false;  // remember the views once described
+  const bool described = lookup_guard(kind, n, 2, has_a ? 4 : -1, batched, tensors, views, &key, &guardable);
   Keep keep;
   bool grad = false;
   // Autograd matters only in grad mode (then a tensor requiring grad goes the general way).

@@ -214,6 +214,25 @@ PyObject* new_torch_result(const TensorView& like, void** data);
 nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weight_b, nb::handle indices,
                     nb::handle weight_a, nb::handle layer_idx, nb::handle scale, nb::handle y_offset,
                     nb::handle y_slice_size);
+// The description cache's key: one entry per op form and weights (fast_path.cc).
+enum GuardKind { kGuardAllocated = 0, kGuardInPlace = 1, kGuardSeparateOut = 2, kGuardPunicaShrink = 3, kGuardPunicaExpand = 4 };
+struct GuardKey {
+  void* weight_b;
+  void* weight_a;
+  int64_t rows;  // y.size(0), or 0 when the factory leaves the batch dimension open
+  int kind;      // the op and form (kGuardAllocated ... kGuardPunicaExpand)
+  int n;         // tensors guarded
+  bool operator==(const GuardKey& o) const {
+    return weight_b == o.weight_b && weight_a == o.weight_a && rows == o.rows && kind == o.kind && n == o.n;
+  }
+};
+// The description cache for one call of form `kind`: tensors[0..n), the weights at slots w0
+// (and w1 >= 0) keyed by address, dim 0 of the `batched` ones (bit k: tensors[k]) open.  True on
+// a hit: views[0..n) then hold the recorded metadata with this call's addresses and rows.
+// Otherwise *remember says whether to pass the views, once described, to remember_guard.
+bool lookup_guard(int kind, int n, int w0, int w1, unsigned batched, PyObject* const* tensors,
+                  TensorView* const* views, GuardKey* key, bool* remember);
+void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tensors, const TensorView* const* views);
 void set_guard_factory(nb::handle factory);
 std::tuple<bool, int, int64_t, int64_t> guard_stats();
 nb::object make_entry(int kind, nb::handle fallback, const std::string& name, const std::string& doc);

@@ -130,6 +130,23 @@ void rename_words(std::string* message, std::initializer_list<std::pair<std::str
   *message = addlora::detail::rename_identifiers(*message, names.begin(), names.end());
 }
 
+// The four tensors of a bgmv op (inputs, weights, output, indices), from the description cache
+// when a guard passes (torch >= 2: fast_path.cc), else described and remembered.
+void describe_cached(int kind, nb::handle inputs, nb::handle weights, nb::handle output, nb::handle indices,
+                     const char* weights_name, TensorView* vi, TensorView* vw, TensorView* vo, TensorView* vx, Keep& keep) {
+  PyObject* const tensors[4] = {inputs.ptr(), weights.ptr(), output.ptr(), indices.ptr()};
+  TensorView* const views[4] = {vi, vw, vo, vx};
+  constexpr unsigned kBatched = 0b1101u;  // inputs, output and indices: dim 0 is the batch
+  GuardKey key;
+  bool remember = false;
+  if (lookup_guard(kind, 4, 1, -1, kBatched, tensors, views, &key, &remember)) return;
+  describe(inputs, "inputs", false, vi, keep);
+  describe(weights, weights_name, false, vw, keep);
+  describe(output, "output_tensor", true, vo, keep);
+  describe(indices, "lora_indices_tensor", false, vx, keep);
+  if (remember) remember_guard(key, kBatched, tensors, views);
+}
+
 // bgmv_shrink / sgmv_shrink: output[b, :R] = scaling * inputs[b] . A[i]^T for rows with an
 // adapter (vLLM overwrites; rows without one are not written).
 void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb::handle indices, nb::handle scaling,
@@ -140,14 +157,15 @@ void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb:
   addlora::ShrinkArguments s;
   s.scale = float_arg(scaling, "scaling");
   Keep keep;
-  describe(inputs, "inputs", false, &s.x, keep);
-  describe(weights, weights_name, false, &s.weight_a, keep);
-  describe(output, "output_tensor", true, &s.z, keep);
   if (exploded) {
+    describe(inputs, "inputs", false, &s.x, keep);
+    describe(weights, weights_name, false, &s.weight_a, keep);
+    describe(output, "output_tensor", true, &s.z, keep);
     s.indices = index_view(const_cast<std::vector<int64_t>&>(*exploded));
   } else {
     require(indices, "lora_indices_tensor");
-    describe(indices, "lora_indices_tensor", false, &s.indices, keep);
+    describe_cached(kGuardPunicaShrink, inputs, weights, output, indices, weights_name, &s.x, &s.weight_a, &s.z,
+                    &s.indices, keep);
   }
   if (s.weight_a.ndim != 3 && s.weight_a.ndim != 4)
     throw nb::value_error(("AddLora: " + std::string(weights_name) + " must be [W, R, H] or [W, 1, R, H] (got " +
@@ -182,14 +200,15 @@ void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb:
   require(output, "output_tensor");
   addlora::ExpandArguments e;
   Keep keep;
-  describe(inputs, "inputs", false, &e.z, keep);
-  describe(weights, "lora_b_weights", false, &e.weight_b, keep);
-  describe(output, "output_tensor", true, &e.out, keep);
   if (exploded) {
+    describe(inputs, "inputs", false, &e.z, keep);
+    describe(weights, "lora_b_weights", false, &e.weight_b, keep);
+    describe(output, "output_tensor", true, &e.out, keep);
     e.indices = index_view(const_cast<std::vector<int64_t>&>(*exploded));
   } else {
     require(indices, "lora_indices_tensor");
-    describe(indices, "lora_indices_tensor", false, &e.indices, keep);
+    describe_cached(kGuardPunicaExpand, inputs, weights, output, indices, "lora_b_weights", &e.z, &e.weight_b, &e.out,
+                    &e.indices, keep);
   }
   if (e.weight_b.ndim != 3 && e.weight_b.ndim != 4)
     throw nb::value_error(("AddLora: lora_b_weights must be [W, H2, R] or [W, 1, H2, R] (got " +
