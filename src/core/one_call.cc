@@ -2,6 +2,7 @@
 // per-thread workspace, so a small call makes no heap allocation (docs/design.md, "one-shot call").
 #include <cstdlib>
 #include <new>
+#include <type_traits>
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #endif
@@ -17,8 +18,12 @@ Status OneCall::plan(const Arguments* slices, size_t n, Rules rules, bool shrink
   error = Error{};
   if (slices == nullptr || n == 0)
     return fail(&error, Status::null_pointer, ErrorKind::null, "", "slices must not be null or empty");
-  Problem* built = inline_;
-  if (n > kInlineSlices) {
+  static_assert(std::is_trivially_destructible_v<Problem>, "inline_ is never destroyed");
+  Problem* built = nullptr;
+  if (n <= kInlineSlices) {
+    built = reinterpret_cast<Problem*>(inline_);
+    for (size_t k = 0; k < n; ++k) new (&built[k]) Problem();
+  } else {
     if (allocation_fails()) return out_of_memory(&error);
     try {
       more_.assign(n, Problem{});

@@ -7,12 +7,13 @@
 #include "core/plan_impl.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "model/dtype.h"
 
 namespace addlora::detail {
 namespace {
 
 const char* at(const TensorView& v, int64_t elements) {
-  return static_cast<const char*>(v.data) + elements * static_cast<int64_t>(dtype_size(v.dtype));
+  return static_cast<const char*>(v.data) + elements * static_cast<int64_t>(model::element_size(v.dtype));
 }
 
 MatrixDesc matrix(const TensorView& v) {

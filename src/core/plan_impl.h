@@ -49,7 +49,9 @@ class OneCall {
 
  private:
   static constexpr size_t kInlineSlices = 4;
-  Problem inline_[kInlineSlices];
+  // Room for that many, constructed by plan() for the call's slices only (a Problem is a few
+  // hundred bytes: initialising all four cost a measurable part of a tiny call).
+  alignas(Problem) unsigned char inline_[kInlineSlices * sizeof(Problem)];
   std::vector<Problem> more_;  // more slices than that
   const Problem* problems_ = nullptr;
   size_t n_ = 0;

@@ -23,6 +23,7 @@
 #include "addlora/addlora.h"
 #include "core/plan_impl.h"
 #include "core/rename.h"
+#include "model/dtype.h"
 
 namespace addlora {
 namespace {
@@ -60,7 +61,7 @@ int64_t adapter_at(const TensorView& idx, int64_t b) {
 // Zeroes out[b, col0 : col0 + cols] of every row whose index is in [0, W) (all-zero bits are
 // +0 in fp16, bf16 and fp32).
 void zero_rows(const TensorView& out, const TensorView& idx, int64_t W, int64_t col0, int64_t cols) {
-  const size_t es = dtype_size(out.dtype);
+  const size_t es = model::element_size(out.dtype);
   char* base = static_cast<char*>(out.data) + out.offset * static_cast<int64_t>(es);
   for (int64_t b = 0; b < out.dims[0]; ++b) {
     const int64_t i = adapter_at(idx, b);

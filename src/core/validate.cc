@@ -16,6 +16,7 @@
 
 #include "core/fields.h"
 #include "core/validate_impl.h"
+#include "model/dtype.h"
 
 namespace addlora::detail {
 namespace validation {
@@ -121,7 +122,7 @@ Status check_types(const Arguments& a, const RuleSet& rs, const NamedList& tenso
                   is_weight ? " or FRACTAL_NZ" : "", static_cast<int>(l));
     if (l != Layout::nd && !is_weight)
       return fail(Status::invalid_param, ErrorKind::type, "%s format must be ND (got %s)", t.name, layout_name(l));
-    if (l == Layout::fractal_nz && dtype_size(d) != 2)
+    if (l == Layout::fractal_nz && model::element_size(d) != 2)
       return fail(Status::invalid_param, ErrorKind::type, "%s in FRACTAL_NZ must be a 16-bit dtype (got %s)", t.name,
                   dtype_name(d));
   }

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "core/validate_impl.h"
+#include "model/dtype.h"
 
 namespace addlora::detail {
 namespace validation {
@@ -55,7 +56,7 @@ Status check_view_memory(const Named& t, const Failure& fail) {
   const int64_t last = last_element(v);
   int64_t bytes = 0;
   if (last < 0 || last == kMaxInt64 ||
-      __builtin_mul_overflow(last + 1, static_cast<int64_t>(dtype_size(v.dtype)), &bytes))
+      __builtin_mul_overflow(last + 1, static_cast<int64_t>(model::element_size(v.dtype)), &bytes))
     return fail(Status::invalid_param, k, "%s view is too large: its extent overflows 64 bits", t.name);
   if (v.storage_elems >= 0 && last >= v.storage_elems)
     return fail(Status::invalid_param, k, "%s view does not fit its storage (needs %lld elements, storage has %lld)",
@@ -64,12 +65,12 @@ Status check_view_memory(const Named& t, const Failure& fail) {
 }
 
 uintptr_t first_byte(const TensorView& v) {
-  return reinterpret_cast<uintptr_t>(v.data) + static_cast<uintptr_t>(v.offset) * dtype_size(v.dtype);
+  return reinterpret_cast<uintptr_t>(v.data) + static_cast<uintptr_t>(v.offset) * model::element_size(v.dtype);
 }
 
 // Byte range [lo, hi) the view may touch.
 void byte_range(const TensorView& v, uintptr_t* lo, uintptr_t* hi) {
-  const uintptr_t es = dtype_size(v.dtype);
+  const uintptr_t es = model::element_size(v.dtype);
   *lo = first_byte(v);
   *hi = reinterpret_cast<uintptr_t>(v.data) + static_cast<uintptr_t>(last_element(v) + 1) * es;
 }
@@ -79,7 +80,7 @@ void byte_range(const TensorView& v, uintptr_t* lo, uintptr_t* hi) {
 // of one fused [B, 3H] buffer).  True when that proves the views disjoint.
 bool disjoint_bands(const TensorView& a, const TensorView& b) {
   if (a.layout != Layout::nd || b.layout != Layout::nd || a.ndim != 2 || b.ndim != 2) return false;
-  const int64_t ea = static_cast<int64_t>(dtype_size(a.dtype)), eb = static_cast<int64_t>(dtype_size(b.dtype));
+  const int64_t ea = static_cast<int64_t>(model::element_size(a.dtype)), eb = static_cast<int64_t>(model::element_size(b.dtype));
   const int64_t pitch = a.strides[0] * ea;
   if (pitch != b.strides[0] * eb || pitch <= 0) return false;
   const int64_t wa = ((a.dims[1] - 1) * a.strides[1] + 1) * ea, wb = ((b.dims[1] - 1) * b.strides[1] + 1) * eb;

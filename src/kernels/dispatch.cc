@@ -4,7 +4,9 @@
 // order, and K chunks depend on H1 only, so results are bitwise identical whatever the thread
 // count or scheduling.
 #include <algorithm>
+#include <new>
 #include <shared_mutex>
+#include <type_traits>
 
 #include "kernels/kernels.h"
 #include "kernels/row_ops.h"
@@ -350,9 +352,13 @@ void execute(const Problem* ps, size_t n, void* workspace) {
   for (size_t k0 = 0; k0 < n; k0 += kMaxFused) {
     const size_t m = std::min(kMaxFused, n - k0);
     char* zpart = ws + l.end;  // the previous batch's partial sums are consumed
-    SliceRun run[kMaxFused];
+    // Room for kMaxFused, constructed for this batch's m only (initialising all of them cost a
+    // measurable part of a tiny call).
+    static_assert(std::is_trivially_destructible_v<SliceRun>, "run[] is never destroyed");
+    alignas(SliceRun) unsigned char room[kMaxFused * sizeof(SliceRun)];
+    SliceRun* run = reinterpret_cast<SliceRun*>(room);
     for (size_t k = 0; k < m; ++k) {
-      run[k] = plan_slice(ps[k0 + k], gr, zpart, pl.pool ? pl.pool->threads() : 1);
+      new (&run[k]) SliceRun(plan_slice(ps[k0 + k], gr, zpart, pl.pool ? pl.pool->threads() : 1));
       zpart += slice_bytes(ps[k0 + k]);
     }
     // Waking the workers costs microseconds (much more when the cores are oversubscribed):
@@ -387,7 +393,7 @@ void execute(const Problem* ps, size_t n, void* workspace) {
                     s.tile(t / s.ntiles, &g, &pb, &pe);
                     const int64_t nb = (t % s.ntiles) * s.ncols;
                     const int64_t ne = std::min(s.w.p->S, nb + s.ncols);
-                    if (s.w.p->shrink_only) internal::write_scaled_z(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
+                    if (s.w.p->shrink_only) kt->write_scaled_z(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
                     else kt->expand(s.w, pb, pe, s.w.group_adapter[g], nb, ne);
                   });
   }

@@ -514,3 +514,36 @@ void Expand(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, 
   model::visit_float(w.p->b.dtype, [&](auto tb) { ExpandT<decltype(tb)::value>(w, pb, pe, adapter, nb, ne); });
 }
 
+// The expand phase of a shrink-only call (row_ops.h): out = fma(z, scale, y) in fp32, rounded
+// once, a vector at a time.  Bitwise the same as the portable loop, whose std::fma is a library
+// call per element: only targets whose MulAdd is fused take it.  (Columns are unit-stride here,
+// or a single column: dispatch.cc simd_eligible.)
+void WriteScaledZ(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, int64_t ne) {
+  const Problem& p = *w.p;
+#if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+  constexpr bool kFused = false;  // Highway's portable MulAdd multiplies and adds
+#else
+  constexpr bool kFused = true;
+#endif
+  if (!kFused || p.y.dtype != p.out.dtype)
+    return internal::write_scaled_z(w, pb, pe, adapter, nb, ne);
+  const DF d;
+  constexpr int64_t kL = static_cast<int64_t>(kLanes);
+  const VF scale = hn::Set(d, static_cast<float>(detail::scale_of(p, adapter)));
+  void* out = const_cast<void*>(p.out.base);
+  model::visit_float(p.y.dtype, [&](auto ty) {
+    constexpr DType TY = decltype(ty)::value;
+    for (int64_t pos = pb; pos < pe; ++pos) {
+      const int64_t row = w.order[pos];
+      const float* z = w.z + pos * w.rp;
+      const int64_t yoff = row * p.y.row_stride + p.y_offset, ooff = row * p.out.row_stride + p.y_offset;
+      int64_t n = nb;
+      for (; n + kL <= ne; n += kL)
+        StoreF<TY>(hn::MulAdd(hn::LoadU(d, z + n), scale, LoadF<TY>(p.y.base, yoff + n)), out, ooff + n);
+      if (n < ne)
+        StoreTailF<TY>(hn::MulAdd(LoadTailF<DType::f32>(z, n, ne - n), scale, LoadTailF<TY>(p.y.base, yoff + n, ne - n)), out, ooff + n,
+                       ne - n);
+    }
+  });
+}
+

@@ -28,6 +28,7 @@
 #include "hwy/highway.h"
 
 #include "model/numeric.h"
+#include "kernels/row_ops.h"
 #include "kernels/work.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -367,7 +368,7 @@ HWY_INLINE void PrefetchLines(const unsigned char* p, int64_t bytes) {
 #include "kernels/expand-inl.h"  // NOLINT(build/include)
 
 const internal::TargetKernels* Table() {
-  static const internal::TargetKernels table{hwy::TargetName(HWY_TARGET), &Shrink, &Expand};
+  static const internal::TargetKernels table{hwy::TargetName(HWY_TARGET), &Shrink, &Expand, &WriteScaledZ};
   return &table;
 }
 

@@ -59,6 +59,9 @@ struct TargetKernels {
   void (*shrink)(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k);
   void (*expand)(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
                  int64_t n_begin, int64_t n_end);
+  // The expand phase of a shrink-only call (Problem::shrink_only), arguments as expand's.
+  void (*write_scaled_z)(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t n_begin,
+                         int64_t n_end);
 };
 
 // Per-target kernel tables compiled into this build and supported by this CPU, best first.

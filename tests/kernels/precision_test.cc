@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -211,6 +212,73 @@ TEST(FinalRounding, SpecialYValuesMatchTheScalarConversion) {
       }
       addlora::kernels::internal::force_simd_target(nullptr);
     }
+}
+
+// A shrink-only call's last step (z = fma(x.A^T, scale, z) rounded once to z's dtype) on every
+// target, with whole vectors and tails, and a strided z (the portable kernel) beside.  With H1 = 1 and x = 1 the dot product is A's value
+// exactly, so the expected bits follow from std::fma and the scalar conversions.
+TEST(FinalRounding, ShrinkOnlyWriteMatchesOneFmaAndOneRounding) {
+  using addlora::numeric::bf16_to_float;
+  using addlora::numeric::float_to_bf16;
+  const float z_specials[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 65504.0f, -65519.0f, 3.0e38f, 1e-40f, 6e-8f};
+  Rng rng(77);
+  for (DType dt : {DType::f16, DType::bf16, DType::f32})
+    for (int64_t B : {1, 3, 40})
+      for (int64_t R : {1, 5, 16, 37})
+        for (int64_t col_stride : {1, 2}) {
+          SCOPED_TRACE(std::string(addlora::dtype_name(dt)) + " B=" + std::to_string(B) + " R=" + std::to_string(R) +
+                       " z column stride " + std::to_string(col_stride));
+          const float scale = 0.3f;
+          std::vector<float> x(B, 1.0f), a(R);
+          for (float& v : a) v = static_cast<float>(rng.uniform(-4, 4)) * (rng.uniform(0, 1) < 0.2 ? 1e4f : 1.0f);
+          const int64_t es = static_cast<int64_t>(addlora::dtype_size(dt)), pitch = R * col_stride;
+          std::vector<unsigned char> z0(static_cast<size_t>(B * pitch * es)), z;
+          auto to_bits = [&](float f, unsigned char* at) {
+            if (dt == DType::f32) std::memcpy(at, &f, 4);
+            else {
+              const uint16_t h = dt == DType::f16 ? float_to_half(f) : float_to_bf16(f);
+              std::memcpy(at, &h, 2);
+            }
+          };
+          auto to_float = [&](const unsigned char* at) {
+            if (dt == DType::f32) {
+              float f;
+              std::memcpy(&f, at, 4);
+              return f;
+            }
+            uint16_t h;
+            std::memcpy(&h, at, 2);
+            return dt == DType::f16 ? half_to_float(h) : bf16_to_float(h);
+          };
+          for (int64_t i = 0; i < B * pitch; ++i)
+            to_bits(i % 7 == 3 ? z_specials[(i / 7) % 10] : static_cast<float>(rng.uniform(-2, 2)), &z0[i * es]);
+          std::vector<int32_t> idx(B, 0);
+          addlora::ShrinkArguments s;
+          s.x = addlora::TensorView::contiguous(x.data(), DType::f32, {B, 1});
+          s.weight_a = addlora::TensorView::contiguous(a.data(), DType::f32, {1, 1, R, 1});
+          s.indices = addlora::TensorView::contiguous(idx.data(), DType::i32, {B});
+          s.scale = scale;
+          s.accumulate = true;
+          for (const std::string& t : addlora::kernels::internal::available_simd_targets()) {
+            SCOPED_TRACE("target " + t);
+            ASSERT_TRUE(addlora::kernels::internal::force_simd_target(t.c_str()));
+            z = z0;
+            s.z = addlora::TensorView::contiguous(z.data(), dt, {B, R});
+            s.z.strides[0] = pitch;
+            s.z.strides[1] = col_stride;
+            std::string msg;
+            ASSERT_EQ(addlora::shrink(s, &msg), addlora::Status::ok) << msg;
+            int bad = 0;
+            for (int64_t i = 0; i < B * pitch; ++i) {
+              std::vector<unsigned char> want(z0.begin() + i * es, z0.begin() + (i + 1) * es);
+              if ((i % pitch) % col_stride == 0) to_bits(std::fma(a[(i % pitch) / col_stride], scale, to_float(&z0[i * es])), want.data());
+              if (std::memcmp(want.data(), &z[i * es], static_cast<size_t>(es)) != 0 && bad++ < 5)
+                ADD_FAILURE() << "element " << i << ": got " << to_float(&z[i * es]) << " want " << to_float(want.data());
+            }
+            EXPECT_EQ(bad, 0);
+          }
+          addlora::kernels::internal::force_simd_target(nullptr);
+        }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AdversarialPrecision,
