@@ -18,9 +18,10 @@ namespace addlora_py {
 // the tensors are described as usual and the entry rebuilt (~3 µs: the guard is made in
 // Python) if its guard had served a few calls; otherwise rebuilding backs off (see
 // should_rebuild), so tensors whose metadata keeps changing cost a describe and a failed check,
-// not a rebuild each time.  Up to kGuardEntries entries (a model's projections); when full the
-// cache starts over.  The factory (addlora/_guards.py) is installed only after a self-test of
-// those semantics; without it nothing is cached.
+// not a rebuild each time.  Up to kGuardEntries entries (a model's projections, two per punica
+// projection); when full, new keys wait for unused entries to go (make_room).  The factory
+// (addlora/_guards.py) is installed only after a self-test of those semantics; without it
+// nothing is cached.
 struct GuardKeyHash {
   size_t operator()(const GuardKey& k) const {
     uint64_t h = reinterpret_cast<uintptr_t>(k.weight_b) * 0x9e3779b97f4a7c15ULL;
@@ -34,12 +35,14 @@ struct GuardEntry {
   TensorView views[6];        // metadata of the guarded tensors (data filled per call)
   int64_t hits_since_build = 0;
   int backoff = 0, skip = 0;  // rebuild back-off (should_rebuild)
+  bool used = true;           // served a call (or was made) since the last sweep (make_room)
 };
-constexpr size_t kGuardEntries = 1024;
+constexpr size_t kGuardEntries = 2048;
 std::unordered_map<GuardKey, GuardEntry, GuardKeyHash> g_guards;
 PyObject* g_guard_factory = nullptr;  // callable(batched, *tensors) -> check, or null (no cache)
 bool g_open_rows = false;             // the factory leaves dim 0 of the `batched` tensors open
 int64_t g_guard_hits = 0, g_guard_misses = 0;  // for tests: calls served from an entry / checks failed
+int64_t g_turned_away = 0;  // new keys left uncached since the last sweep (the cache was full)
 
 void clear_guards() {
   std::unordered_map<GuardKey, GuardEntry, GuardKeyHash> old;
@@ -59,10 +62,34 @@ void set_guard_factory(nb::handle factory) {
   PyErr_Clear();
 }
 
-std::tuple<bool, int, int64_t, int64_t> guard_stats() {
+std::tuple<bool, int, int64_t, int64_t, int64_t> guard_stats() {
   int entries = 0;
   for (const auto& [key, e] : g_guards) entries += e.check != nullptr;
-  return std::make_tuple(g_guard_factory != nullptr, entries, g_guard_hits, g_guard_misses);
+  return std::make_tuple(g_guard_factory != nullptr, entries, g_guard_hits, g_guard_misses,
+                         static_cast<int64_t>(kGuardEntries));
+}
+
+// Whether `key` may have an entry.  A full cache keeps its entries and leaves new keys
+// uncached (described each call); once a cache's worth of new keys has been turned away, the
+// entries that served no call since the previous sweep go (their weights freed, or no longer
+// used).  So a model with more weight sets than entries keeps most of them cached, instead of
+// the cache starting over and rebuilding every entry (~3 us each) in turn.
+bool make_room(const GuardKey& key) {
+  if (g_guards.size() < kGuardEntries || g_guards.count(key)) return true;
+  if (++g_turned_away < static_cast<int64_t>(kGuardEntries)) return false;
+  g_turned_away = 0;
+  std::vector<PyObject*> drop;
+  for (auto it = g_guards.begin(); it != g_guards.end();) {
+    if (it->second.used) {
+      it->second.used = false;
+      ++it;
+    } else {
+      drop.push_back(it->second.check);
+      it = g_guards.erase(it);
+    }
+  }
+  for (PyObject* check : drop) Py_XDECREF(check);  // the map is consistent: a decref may run Python code
+  return g_guards.size() < kGuardEntries;
 }
 
 void* torch_data_ptr(PyObject* t) {
@@ -111,6 +138,7 @@ bool should_rebuild(const GuardKey& key) {
 // Records a described call (views with data) for later ones; silently does nothing when the
 // tensors should not be cached (one requires grad, one has no elements) or the factory fails.
 void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tensors, const TensorView* const* views) {
+  if (!make_room(key)) return;
   for (int k = 0; k < key.n; ++k) {
     int64_t elements = 1;
     for (int32_t d = 0; d < views[k]->ndim; ++d) elements *= views[k]->dims[d];
@@ -136,12 +164,16 @@ void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tens
     Py_XDECREF(check);
     return;
   }
-  if (g_guards.size() >= kGuardEntries && g_guards.find(key) == g_guards.end()) clear_guards();
+  if (g_guards.size() >= kGuardEntries && g_guards.find(key) == g_guards.end()) {  // filled meanwhile
+    Py_DECREF(check);
+    return;
+  }
   GuardEntry& e = g_guards[key];
   PyObject* old = e.check;
   e.check = check;
   e.hits_since_build = 0;
   e.skip = 0;
+  e.used = true;
   for (int k = 0; k < key.n; ++k) {
     e.views[k] = *views[k];
     e.views[k].data = nullptr;
@@ -172,6 +204,7 @@ bool lookup_guard(int kind, int n, int w0, int w1, unsigned batched, PyObject* c
   }
   GuardEntry& e = it->second;
   ++e.hits_since_build;
+  e.used = true;
   ++g_guard_hits;
   for (int k = 0; k < n; ++k) *views[k] = e.views[k];  // copied before any other Python call
   for (int k = 0; k < n; ++k) {

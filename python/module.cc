@@ -90,7 +90,7 @@ NB_MODULE(_core, m) {
         "Builtin eager entry (0: npu_batch_gather_matmul_, 1: npu_batch_gather_matmul, 2: add_lora) forwarding "
         "anything it does not take to `fallback`.");
   m.def("guard_stats", &guard_stats,
-        "(cache on, entries, hits, misses) of the eager path's description cache (tests).");
+        "(cache on, entries, hits, misses, capacity) of the eager path's description cache (tests).");
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw nb::value_error(("AddLora: set_num_threads needs n >= 1 (got " + std::to_string(n) + ")").c_str());
     addlora::set_num_threads(n);

@@ -234,7 +234,7 @@ bool lookup_guard(int kind, int n, int w0, int w1, unsigned batched, PyObject* c
                   TensorView* const* views, GuardKey* key, bool* remember);
 void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tensors, const TensorView* const* views);
 void set_guard_factory(nb::handle factory);
-std::tuple<bool, int, int64_t, int64_t> guard_stats();
+std::tuple<bool, int, int64_t, int64_t, int64_t> guard_stats();
 nb::object make_entry(int kind, nb::handle fallback, const std::string& name, const std::string& doc);
 
 // ---- punica and the halves (punica.cc) ----

@@ -19,6 +19,16 @@ def hits():
     return _core.guard_stats()[2]
 
 
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Each case starts from an empty cache: an entry left by an earlier test whose weights had
+    the address a new tensor now has would fail its check and back off rebuilding (correct, but
+    the hit counts below would then depend on the allocator)."""
+    if CACHED:
+        from addlora import _guards
+        _core.set_guard_factory(_guards.factory())   # installing the factory clears the cache
+
+
 def rand(g, *shape, dtype=torch.float16):
     return (torch.randn(*shape, generator=g) * 0.3).to(dtype)
 
