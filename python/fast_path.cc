@@ -7,21 +7,22 @@ namespace addlora_py {
 // ---- torch >= 2: described tensors cached, checked by Dynamo's TensorGuards ----------------------
 // Describing a torch tensor costs ~0.35 µs of attribute reads (shape and stride() build tuples).
 // Under torch 2.x the description of a call's tensors (add_lora's here, the punica ops' in
-// punica.cc) is kept, keyed by the weights' addresses and the call's form, together with a torch._C._dynamo.guards.TensorGuards over the same
-// tensors: its check() (C++, ~0.12 µs a tensor) confirms that every tensor still has the
-// recorded type, dtype, device, dispatch keys, requires_grad (False), sizes and strides; only
-// data_ptr() is then read (it includes the storage offset).  The batch dimension (dim 0 of
-// the activations, indices and outputs) is left to any size: a serving stack's batch changes from step to step, and
-// an entry per (weights, batch size) would fill the cache with entries used once.  Its size is read
-// per call through the C base class's len(); a factory that cannot leave it open (its
-// self-test) keys on the first tensor's row count instead.  Any mismatch, or a check that raises, is a miss:
-// the tensors are described as usual and the entry rebuilt (~3 µs: the guard is made in
-// Python) if its guard had served a few calls; otherwise rebuilding backs off (see
-// should_rebuild), so tensors whose metadata keeps changing cost a describe and a failed check,
-// not a rebuild each time.  Up to kGuardEntries entries (a model's projections, two per punica
-// projection); when full, new keys wait for unused entries to go (make_room).  The factory
-// (addlora/_guards.py) is installed only after a self-test of those semantics; without it
-// nothing is cached.
+// punica.cc) is kept, keyed by the weights' addresses and the call's form, together with a
+// torch._C._dynamo.guards.TensorGuards over the same tensors: its check() (C++, ~0.12 µs a tensor)
+// confirms that every tensor still has the recorded type, dtype, device, dispatch keys,
+// requires_grad (False), sizes and strides; only data_ptr() is then read (it includes the storage
+// offset).  The batch dimension (dim 0 of the activations, indices and outputs) is left to any
+// size: a serving stack's batch changes from step to step, and an entry per (weights, batch size)
+// would fill the cache with entries used once.  Its size is read per call through the C base
+// class's len(); a factory that cannot leave it open (its self-test) keys on the first tensor's row
+// count instead.  Any mismatch, or a check that raises, is a miss: the tensors are described as
+// usual and the entry rebuilt (~3 µs: the guard is made in Python) if its guard had served a few
+// calls; otherwise rebuilding backs off (see should_rebuild), so tensors whose metadata keeps
+// changing cost a describe and a failed check, not a rebuild each time.  Up to kGuardEntries
+// entries (a model's projections, two per punica projection); when full, new keys wait for unused
+// entries to go (make_room).  Calls with weights over kCacheMaxWeightBytes are not cached at all
+// (their entries would be cold).  The factory (addlora/_guards.py) is installed only after a
+// self-test of those semantics; without it nothing is cached.
 struct GuardKeyHash {
   size_t operator()(const GuardKey& k) const {
     uint64_t h = reinterpret_cast<uintptr_t>(k.weight_b) * 0x9e3779b97f4a7c15ULL;
@@ -181,12 +182,36 @@ void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tens
   Py_XDECREF(old);
 }
 
+// Weights larger than this are not cached: such calls stream their weights (and between two
+// uses of one projection, the rest of a model's) through the caches, so its entry is cold by
+// the next call, and a cold TensorGuards check measured slower than the attribute reads it
+// replaces (decode R=16, 937 weight sets from DRAM: +0.3-0.8 us a call); small weights' calls
+// are hot and cost ~0.3 us less through the cache (bench/notes.md).
+constexpr int64_t kCacheMaxWeightBytes = int64_t{64} << 10;
+
+bool small_weights(PyObject* const* tensors, int w0, int w1) {
+  if (!g_torch.d_nbytes) return true;
+  int64_t bytes = 0;
+  for (int w : {w0, w1}) {
+    if (w < 0) continue;
+    PyRef nb(tensor_get(tensors[w], true, g_torch.d_nbytes, nullptr));  // a plain tensor (lookup_guard)
+    const long long v = nb.p ? PyLong_AsLongLong(nb.p) : -1;
+    if (v < 0) {
+      PyErr_Clear();
+      return false;
+    }
+    bytes += v;
+  }
+  return bytes <= kCacheMaxWeightBytes;
+}
+
 bool lookup_guard(int kind, int n, int w0, int w1, unsigned batched, PyObject* const* tensors,
                   TensorView* const* views, GuardKey* key, bool* remember) {
   *remember = false;
   if (!g_guard_factory) return false;
   for (int k = 0; k < n; ++k)
     if (!plain_tensor(tensors[k])) return false;
+  if (!small_weights(tensors, w0, w1)) return false;
   *key = GuardKey{nullptr, nullptr, -1, kind, n};
   key->weight_b = torch_data_ptr(tensors[w0]);
   key->weight_a = w1 >= 0 ? torch_data_ptr(tensors[w1]) : nullptr;

@@ -173,6 +173,7 @@ struct TorchRefs {
   lenfunc length = nullptr;  // the C base class's len() (torch.Tensor.__len__ is Python code, ~0.5 µs)
   PyObject *d_data_ptr = nullptr, *d_stride = nullptr;                            // method descriptors
   PyObject *d_shape = nullptr, *d_dtype = nullptr, *d_is_cpu = nullptr, *d_requires_grad = nullptr;  // getsets
+  PyObject* d_nbytes = nullptr;  // getset, or null (then not read: fast_path.cc lookup_guard)
 };
 extern TorchRefs g_torch;
 
@@ -230,6 +231,7 @@ struct GuardKey {
 // (and w1 >= 0) keyed by address, dim 0 of the `batched` ones (bit k: tensors[k]) open.  True on
 // a hit: views[0..n) then hold the recorded metadata with this call's addresses and rows.
 // Otherwise *remember says whether to pass the views, once described, to remember_guard.
+// Weights over kCacheMaxWeightBytes are never cached (cold entries cost more than they save).
 bool lookup_guard(int kind, int n, int w0, int w1, unsigned batched, PyObject* const* tensors,
                   TensorView* const* views, GuardKey* key, bool* remember);
 void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tensors, const TensorView* const* views);

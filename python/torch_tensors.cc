@@ -68,6 +68,10 @@ bool torch_ready() {
   g_torch.d_dtype = base_descriptor(t, g_torch.s_dtype, false);
   g_torch.d_is_cpu = base_descriptor(t, g_torch.s_is_cpu, false);
   g_torch.d_requires_grad = base_descriptor(t, g_torch.s_requires_grad, false);
+  if (PyObject* name = PyUnicode_InternFromString("nbytes")) {
+    g_torch.d_nbytes = base_descriptor(t, name, false);  // the name stays referenced, like the others
+  }
+  PyErr_Clear();
   if (g_torch.d_data_ptr && g_torch.d_stride && g_torch.d_shape && g_torch.d_dtype && g_torch.d_is_cpu &&
       g_torch.d_requires_grad) {
     g_torch.plain_types[0] = t;

@@ -260,3 +260,25 @@ def test_more_weight_sets_than_entries_keep_most_cached_and_new_ones_get_in():
         assert entries() <= capacity
         assert served[-1] >= capacity - 64, f"model {model}: hits per round {served}"
     _core.set_guard_factory(_guards.factory())   # leave room for the other tests
+
+
+@needs_cache
+def test_large_weights_are_described_each_call_not_cached():
+    """Weights over 64 KiB are never cached (their calls stream memory: a cold cache entry costs
+    more than the attribute reads); the calls stay right."""
+    g = torch.Generator().manual_seed(12)
+    H, R, W = 4096, 16, 1                      # 128 KiB per weight
+    wb = (torch.randn(W, 1, H, R, generator=g) * 0.05).half()
+    wa = (torch.randn(W, 1, R, H, generator=g) * 0.05).half()
+    y = (torch.randn(2, H, generator=g) * 0.3).half()
+    x = (torch.randn(2, H, generator=g) * 0.3).half()
+    idx = torch.tensor([0, -1], dtype=torch.int32)
+    want = ref(y, x, wb, idx, wa)
+    h, e = hits(), entries()
+    for _ in range(3):
+        assert close(addlora.add_lora(y, x, wb, idx, weight_a=wa, scale=0.5), want, y.dtype)
+    assert hits() == h and entries() == e
+    small = wb[:, :, :64].contiguous(), wa[:, :, :, :64].contiguous()   # 2 KiB each: cached
+    for _ in range(3):
+        addlora.add_lora(y[:, :64], x[:, :64], small[0], idx, weight_a=small[1], scale=0.5)
+    assert hits() >= h + 2
