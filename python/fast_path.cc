@@ -46,6 +46,7 @@ int64_t g_guard_hits = 0, g_guard_misses = 0;  // for tests: calls served from a
 int64_t g_turned_away = 0;  // new keys left uncached since the last sweep (the cache was full)
 
 void clear_guards() {
+  g_turned_away = 0;
   std::unordered_map<GuardKey, GuardEntry, GuardKeyHash> old;
   old.swap(g_guards);  // the decrefs below may run Python code: the live map is already empty
   for (auto& [key, e] : old) Py_CLEAR(e.check);
@@ -73,8 +74,8 @@ std::tuple<bool, int, int64_t, int64_t, int64_t> guard_stats() {
 // Whether `key` may have an entry.  A full cache keeps its entries and leaves new keys
 // uncached (described each call); once a cache's worth of new keys has been turned away, the
 // entries that served no call since the previous sweep go (their weights freed, or no longer
-// used).  So a model with more weight sets than entries keeps most of them cached, instead of
-// the cache starting over and rebuilding every entry (~3 us each) in turn.
+// used).  So however many weight sets a model cycles through, at most one guard is built
+// (~3 us, in Python) per kGuardEntries turned-away calls, and the entries in use stay.
 bool make_room(const GuardKey& key) {
   if (g_guards.size() < kGuardEntries || g_guards.count(key)) return true;
   if (++g_turned_away < static_cast<int64_t>(kGuardEntries)) return false;
@@ -103,8 +104,12 @@ void* torch_data_ptr(PyObject* t) {
 }
 
 // True if the guard passes for these tensors (a raising check is a miss).
-bool guard_passes(const GuardEntry& e, PyObject* const* tensors, int n) {
-  PyObject* r = PyObject_Vectorcall(e.check, tensors, static_cast<size_t>(n), nullptr);
+// The check runs Python machinery (argument handling, possibly a garbage collection whose
+// finalizers call us again and change the cache): it holds its own reference meanwhile.
+bool guard_passes(PyObject* check, PyObject* const* tensors, int n) {
+  Py_INCREF(check);
+  PyObject* r = PyObject_Vectorcall(check, tensors, static_cast<size_t>(n), nullptr);
+  Py_DECREF(check);
   if (!r) {
     PyErr_Clear();
     return false;
@@ -139,7 +144,6 @@ bool should_rebuild(const GuardKey& key) {
 // Records a described call (views with data) for later ones; silently does nothing when the
 // tensors should not be cached (one requires grad, one has no elements) or the factory fails.
 void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tensors, const TensorView* const* views) {
-  if (!make_room(key)) return;
   for (int k = 0; k < key.n; ++k) {
     int64_t elements = 1;
     for (int32_t d = 0; d < views[k]->ndim; ++d) elements *= views[k]->dims[d];
@@ -151,6 +155,7 @@ void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tens
     }
     if (rg.p != Py_False) return;
   }
+  if (!make_room(key)) return;
   // Python code runs here (other threads may use the cache meanwhile): no entry is held across it.
   PyRef mask(PyLong_FromUnsignedLong(batched));
   if (!mask.p) {
@@ -190,7 +195,7 @@ void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tens
 constexpr int64_t kCacheMaxWeightBytes = int64_t{64} << 10;
 
 bool small_weights(PyObject* const* tensors, int w0, int w1) {
-  if (!g_torch.d_nbytes) return true;
+  if (!g_torch.d_nbytes) return false;  // torch 2.0 has no nbytes: size unknown, not cached
   int64_t bytes = 0;
   for (int w : {w0, w1}) {
     if (w < 0) continue;
@@ -221,12 +226,14 @@ bool lookup_guard(int kind, int n, int w0, int w1, unsigned batched, PyObject* c
   if (key->rows < 0) PyErr_Clear();
   if (key->weight_b == nullptr || (w1 >= 0 && key->weight_a == nullptr)) return false;
   auto it = g_guards.find(*key);
-  const bool guarded = it != g_guards.end() && it->second.check;
-  if (!guarded || !guard_passes(it->second, tensors, n)) {
-    g_guard_misses += guarded;
+  PyObject* const check = it != g_guards.end() ? it->second.check : nullptr;
+  if (!check || !guard_passes(check, tensors, n)) {
+    g_guard_misses += check != nullptr;
     *remember = should_rebuild(*key);
     return false;
   }
+  it = g_guards.find(*key);  // the check may have changed the cache (see guard_passes)
+  if (it == g_guards.end() || it->second.check != check) return false;  // described this once
   GuardEntry& e = it->second;
   ++e.hits_since_build;
   e.used = true;

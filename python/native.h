@@ -218,9 +218,9 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
 // The description cache's key: one entry per op form and weights (fast_path.cc).
 enum GuardKind { kGuardAllocated = 0, kGuardInPlace = 1, kGuardSeparateOut = 2, kGuardPunicaShrink = 3, kGuardPunicaExpand = 4 };
 struct GuardKey {
-  void* weight_b;
+  void* weight_b;  // the weights' addresses (a punica op's one weight tensor: weight_b)
   void* weight_a;
-  int64_t rows;  // y.size(0), or 0 when the factory leaves the batch dimension open
+  int64_t rows;    // the first guarded tensor's size(0), or 0 when the batch dimension is open
   int kind;      // the op and form (kGuardAllocated ... kGuardPunicaExpand)
   int n;         // tensors guarded
   bool operator==(const GuardKey& o) const {

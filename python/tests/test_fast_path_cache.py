@@ -266,6 +266,8 @@ def test_more_weight_sets_than_entries_keep_most_cached_and_new_ones_get_in():
 def test_large_weights_are_described_each_call_not_cached():
     """Weights over 64 KiB are never cached (their calls stream memory: a cold cache entry costs
     more than the attribute reads); the calls stay right."""
+    from addlora import _guards
+    _core.set_guard_factory(_guards.factory())   # an empty cache: no entry backing off at these addresses
     g = torch.Generator().manual_seed(12)
     H, R, W = 4096, 16, 1                      # 128 KiB per weight
     wb = (torch.randn(W, 1, H, R, generator=g) * 0.05).half()
@@ -278,6 +280,8 @@ def test_large_weights_are_described_each_call_not_cached():
     for _ in range(3):
         assert close(addlora.add_lora(y, x, wb, idx, weight_a=wa, scale=0.5), want, y.dtype)
     assert hits() == h and entries() == e
+    if not hasattr(torch.Tensor, "nbytes"):       # torch 2.0: sizes unknown, nothing cached
+        return
     small = wb[:, :, :64].contiguous(), wa[:, :, :, :64].contiguous()   # 2 KiB each: cached
     for _ in range(3):
         addlora.add_lora(y[:, :64], x[:, :64], small[0], idx, weight_a=small[1], scale=0.5)

@@ -21,8 +21,8 @@ Status OneCall::plan(const Arguments* slices, size_t n, Rules rules, bool shrink
   static_assert(std::is_trivially_destructible_v<Problem>, "inline_ is never destroyed");
   Problem* built = nullptr;
   if (n <= kInlineSlices) {
-    built = reinterpret_cast<Problem*>(inline_);
-    for (size_t k = 0; k < n; ++k) new (&built[k]) Problem();
+    for (size_t k = 0; k < n; ++k) new (inline_ + k * sizeof(Problem)) Problem();
+    built = std::launder(reinterpret_cast<Problem*>(inline_));
   } else {
     if (allocation_fails()) return out_of_memory(&error);
     try {

@@ -356,11 +356,11 @@ void execute(const Problem* ps, size_t n, void* workspace) {
     // measurable part of a tiny call).
     static_assert(std::is_trivially_destructible_v<SliceRun>, "run[] is never destroyed");
     alignas(SliceRun) unsigned char room[kMaxFused * sizeof(SliceRun)];
-    SliceRun* run = reinterpret_cast<SliceRun*>(room);
     for (size_t k = 0; k < m; ++k) {
-      new (&run[k]) SliceRun(plan_slice(ps[k0 + k], gr, zpart, pl.pool ? pl.pool->threads() : 1));
+      new (room + k * sizeof(SliceRun)) SliceRun(plan_slice(ps[k0 + k], gr, zpart, pl.pool ? pl.pool->threads() : 1));
       zpart += slice_bytes(ps[k0 + k]);
     }
+    SliceRun* const run = std::launder(reinterpret_cast<SliceRun*>(room));
     // Waking the workers costs microseconds (much more when the cores are oversubscribed):
     // calls smaller than that run on the calling thread.  Decided by shapes and indices only.
     double bytes = 0, flops = 0;

@@ -520,11 +520,7 @@ void Expand(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, 
 // or a single column: dispatch.cc simd_eligible.)
 void WriteScaledZ(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, int64_t ne) {
   const Problem& p = *w.p;
-#if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
-  constexpr bool kFused = false;  // Highway's portable MulAdd multiplies and adds
-#else
-  constexpr bool kFused = true;
-#endif
+  constexpr bool kFused = HWY_NATIVE_FMA;  // else Highway's MulAdd multiplies, then adds
   if (!kFused || p.y.dtype != p.out.dtype)
     return internal::write_scaled_z(w, pb, pe, adapter, nb, ne);
   const DF d;

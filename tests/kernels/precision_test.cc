@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "addlora/addlora.h"
@@ -215,9 +216,14 @@ TEST(FinalRounding, SpecialYValuesMatchTheScalarConversion) {
 }
 
 // A shrink-only call's last step (z = fma(x.A^T, scale, z) rounded once to z's dtype) on every
-// target, with whole vectors and tails, and a strided z (the portable kernel) beside.  With H1 = 1 and x = 1 the dot product is A's value
+// target, with whole vectors and tails, padded rows, and a strided z (the portable kernel).  With H1 = 1 and x = 1 the dot product is A's value
 // exactly, so the expected bits follow from std::fma and the scalar conversions.
-TEST(FinalRounding, ShrinkOnlyWriteMatchesOneFmaAndOneRounding) {
+class ShrinkOnlyWrite : public ::testing::Test {
+ protected:
+  void TearDown() override { addlora::kernels::internal::force_simd_target(nullptr); }
+};
+
+TEST_F(ShrinkOnlyWrite, MatchesOneFmaAndOneRounding) {
   using addlora::numeric::bf16_to_float;
   using addlora::numeric::float_to_bf16;
   const float z_specials[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 65504.0f, -65519.0f, 3.0e38f, 1e-40f, 6e-8f};
@@ -225,13 +231,13 @@ TEST(FinalRounding, ShrinkOnlyWriteMatchesOneFmaAndOneRounding) {
   for (DType dt : {DType::f16, DType::bf16, DType::f32})
     for (int64_t B : {1, 3, 40})
       for (int64_t R : {1, 5, 16, 37})
-        for (int64_t col_stride : {1, 2}) {
+        for (const auto& [col_stride, pad] : {std::pair<int64_t, int64_t>{1, 0}, {1, 3}, {2, 0}}) {
           SCOPED_TRACE(std::string(addlora::dtype_name(dt)) + " B=" + std::to_string(B) + " R=" + std::to_string(R) +
-                       " z column stride " + std::to_string(col_stride));
+                       " z column stride " + std::to_string(col_stride) + ", row padding " + std::to_string(pad));
           const float scale = 0.3f;
           std::vector<float> x(B, 1.0f), a(R);
           for (float& v : a) v = static_cast<float>(rng.uniform(-4, 4)) * (rng.uniform(0, 1) < 0.2 ? 1e4f : 1.0f);
-          const int64_t es = static_cast<int64_t>(addlora::dtype_size(dt)), pitch = R * col_stride;
+          const int64_t es = static_cast<int64_t>(addlora::dtype_size(dt)), pitch = R * col_stride + pad;
           std::vector<unsigned char> z0(static_cast<size_t>(B * pitch * es)), z;
           auto to_bits = [&](float f, unsigned char* at) {
             if (dt == DType::f32) std::memcpy(at, &f, 4);
@@ -271,13 +277,14 @@ TEST(FinalRounding, ShrinkOnlyWriteMatchesOneFmaAndOneRounding) {
             int bad = 0;
             for (int64_t i = 0; i < B * pitch; ++i) {
               std::vector<unsigned char> want(z0.begin() + i * es, z0.begin() + (i + 1) * es);
-              if ((i % pitch) % col_stride == 0) to_bits(std::fma(a[(i % pitch) / col_stride], scale, to_float(&z0[i * es])), want.data());
+              const int64_t c = i % pitch;  // the row's element c: column c / col_stride if on the grid
+              if (c < R * col_stride && c % col_stride == 0)
+                to_bits(std::fma(a[c / col_stride], scale, to_float(&z0[i * es])), want.data());
               if (std::memcmp(want.data(), &z[i * es], static_cast<size_t>(es)) != 0 && bad++ < 5)
                 ADD_FAILURE() << "element " << i << ": got " << to_float(&z[i * es]) << " want " << to_float(want.data());
             }
             EXPECT_EQ(bad, 0);
           }
-          addlora::kernels::internal::force_simd_target(nullptr);
         }
 }
 
