@@ -216,7 +216,13 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
                     nb::handle weight_a, nb::handle layer_idx, nb::handle scale, nb::handle y_offset,
                     nb::handle y_slice_size);
 // The description cache's key: one entry per op form and weights (fast_path.cc).
-enum GuardKind { kGuardAllocated = 0, kGuardInPlace = 1, kGuardSeparateOut = 2, kGuardPunicaShrink = 3, kGuardPunicaExpand = 4 };
+enum GuardKind {
+  kGuardAllocated = 0,     // add_lora forms: out allocated, in place, a separate out
+  kGuardInPlace = 1,
+  kGuardSeparateOut = 2,
+  kGuardPunicaShrink = 3,  // the punica bgmv ops (punica.cc)
+  kGuardPunicaExpand = 4
+};
 struct GuardKey {
   void* weight_b;  // the weights' addresses (a punica op's one weight tensor: weight_b)
   void* weight_a;

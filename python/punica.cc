@@ -133,7 +133,8 @@ void rename_words(std::string* message, std::initializer_list<std::pair<std::str
 // The four tensors of a bgmv op (inputs, weights, output, indices), from the description cache
 // when a guard passes (torch >= 2: fast_path.cc), else described and remembered.
 void describe_cached(int kind, nb::handle inputs, nb::handle weights, nb::handle output, nb::handle indices,
-                     const char* weights_name, TensorView* vi, TensorView* vw, TensorView* vo, TensorView* vx, Keep& keep) {
+                     const char* weights_name, TensorView* vi, TensorView* vw, TensorView* vo, TensorView* vx,
+                     Keep& keep) {
   PyObject* const tensors[4] = {inputs.ptr(), weights.ptr(), output.ptr(), indices.ptr()};
   TensorView* const views[4] = {vi, vw, vo, vx};
   constexpr unsigned kBatched = 0b1101u;  // inputs, output and indices: dim 0 is the batch

@@ -80,7 +80,8 @@ void byte_range(const TensorView& v, uintptr_t* lo, uintptr_t* hi) {
 // of one fused [B, 3H] buffer).  True when that proves the views disjoint.
 bool disjoint_bands(const TensorView& a, const TensorView& b) {
   if (a.layout != Layout::nd || b.layout != Layout::nd || a.ndim != 2 || b.ndim != 2) return false;
-  const int64_t ea = static_cast<int64_t>(model::element_size(a.dtype)), eb = static_cast<int64_t>(model::element_size(b.dtype));
+  const int64_t ea = static_cast<int64_t>(model::element_size(a.dtype));
+  const int64_t eb = static_cast<int64_t>(model::element_size(b.dtype));
   const int64_t pitch = a.strides[0] * ea;
   if (pitch != b.strides[0] * eb || pitch <= 0) return false;
   const int64_t wa = ((a.dims[1] - 1) * a.strides[1] + 1) * ea, wb = ((b.dims[1] - 1) * b.strides[1] + 1) * eb;

@@ -536,9 +536,10 @@ void WriteScaledZ(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_
       int64_t n = nb;
       for (; n + kL <= ne; n += kL)
         StoreF<TY>(hn::MulAdd(hn::LoadU(d, z + n), scale, LoadF<TY>(p.y.base, yoff + n)), out, ooff + n);
-      if (n < ne)
-        StoreTailF<TY>(hn::MulAdd(LoadTailF<DType::f32>(z, n, ne - n), scale, LoadTailF<TY>(p.y.base, yoff + n, ne - n)), out, ooff + n,
-                       ne - n);
+      if (n < ne) {
+        const VF v = hn::MulAdd(LoadTailF<DType::f32>(z, n, ne - n), scale, LoadTailF<TY>(p.y.base, yoff + n, ne - n));
+        StoreTailF<TY>(v, out, ooff + n, ne - n);
+      }
     }
   });
 }

@@ -216,8 +216,9 @@ TEST(FinalRounding, SpecialYValuesMatchTheScalarConversion) {
 }
 
 // A shrink-only call's last step (z = fma(x.A^T, scale, z) rounded once to z's dtype) on every
-// target, with whole vectors and tails, padded rows, and a strided z (the portable kernel).  With H1 = 1 and x = 1 the dot product is A's value
-// exactly, so the expected bits follow from std::fma and the scalar conversions.
+// target, with whole vectors and tails, padded rows, and a strided z (the portable kernel).
+// With H1 = 1 and x = 1 the dot product is A's value exactly, so the expected bits follow from
+// std::fma and the scalar conversions.
 class ShrinkOnlyWrite : public ::testing::Test {
  protected:
   void TearDown() override { addlora::kernels::internal::force_simd_target(nullptr); }
@@ -281,7 +282,8 @@ TEST_F(ShrinkOnlyWrite, MatchesOneFmaAndOneRounding) {
               if (c < R * col_stride && c % col_stride == 0)
                 to_bits(std::fma(a[c / col_stride], scale, to_float(&z0[i * es])), want.data());
               if (std::memcmp(want.data(), &z[i * es], static_cast<size_t>(es)) != 0 && bad++ < 5)
-                ADD_FAILURE() << "element " << i << ": got " << to_float(&z[i * es]) << " want " << to_float(want.data());
+                ADD_FAILURE() << "element " << i << ": got " << to_float(&z[i * es]) << " want "
+                              << to_float(want.data());
             }
             EXPECT_EQ(bad, 0);
           }
