@@ -517,12 +517,10 @@ void Expand(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, 
 // The expand phase of a shrink-only call (row_ops.h): out = fma(z, scale, y) in fp32, rounded
 // once, a vector at a time.  Bitwise the same as the portable loop, whose std::fma is a library
 // call per element: only targets whose MulAdd is fused take it.  (Columns are unit-stride here,
-// or a single column: dispatch.cc simd_eligible.)
+// or a single column: dispatch.cc simd_eligible; out has y's dtype: validation.)
 void WriteScaledZ(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t nb, int64_t ne) {
   const Problem& p = *w.p;
-  constexpr bool kFused = HWY_NATIVE_FMA;  // else Highway's MulAdd multiplies, then adds
-  if (!kFused || p.y.dtype != p.out.dtype)
-    return internal::write_scaled_z(w, pb, pe, adapter, nb, ne);
+  if (!HWY_NATIVE_FMA) return internal::write_scaled_z(w, pb, pe, adapter, nb, ne);  // MulAdd would round twice
   const DF d;
   constexpr int64_t kL = static_cast<int64_t>(kLanes);
   const VF scale = hn::Set(d, static_cast<float>(detail::scale_of(p, adapter)));

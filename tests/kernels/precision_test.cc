@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "addlora/addlora.h"
+#include "model/dtype.h"
 #include "model/numeric.h"
 #include "kernels/work.h"
 #include "reference/check.h"
@@ -225,8 +226,6 @@ class ShrinkOnlyWrite : public ::testing::Test {
 };
 
 TEST_F(ShrinkOnlyWrite, MatchesOneFmaAndOneRounding) {
-  using addlora::numeric::bf16_to_float;
-  using addlora::numeric::float_to_bf16;
   const float z_specials[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 65504.0f, -65519.0f, 3.0e38f, 1e-40f, 6e-8f};
   Rng rng(77);
   for (DType dt : {DType::f16, DType::bf16, DType::f32})
@@ -240,22 +239,13 @@ TEST_F(ShrinkOnlyWrite, MatchesOneFmaAndOneRounding) {
           for (float& v : a) v = static_cast<float>(rng.uniform(-4, 4)) * (rng.uniform(0, 1) < 0.2 ? 1e4f : 1.0f);
           const int64_t es = static_cast<int64_t>(addlora::dtype_size(dt)), pitch = R * col_stride + pad;
           std::vector<unsigned char> z0(static_cast<size_t>(B * pitch * es)), z;
+          // Element bits of z's dtype: the library's scalar conversions (round to nearest even).
           auto to_bits = [&](float f, unsigned char* at) {
-            if (dt == DType::f32) std::memcpy(at, &f, 4);
-            else {
-              const uint16_t h = dt == DType::f16 ? float_to_half(f) : float_to_bf16(f);
-              std::memcpy(at, &h, 2);
-            }
+            addlora::model::visit_float(dt, [&](auto t) { addlora::model::store_float<decltype(t)::value>(at, 0, f); });
           };
           auto to_float = [&](const unsigned char* at) {
-            if (dt == DType::f32) {
-              float f;
-              std::memcpy(&f, at, 4);
-              return f;
-            }
-            uint16_t h;
-            std::memcpy(&h, at, 2);
-            return dt == DType::f16 ? half_to_float(h) : bf16_to_float(h);
+            return addlora::model::visit_float(dt,
+                                               [&](auto t) { return addlora::model::load_float<decltype(t)::value>(at, 0); });
           };
           for (int64_t i = 0; i < B * pitch; ++i)
             to_bits(i % 7 == 3 ? z_specials[(i / 7) % 10] : static_cast<float>(rng.uniform(-2, 2)), &z0[i * es]);
