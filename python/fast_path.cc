@@ -312,6 +312,7 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   if (kind == kGuardSeparateOut) tensors[n] = out.ptr(), views[n++] = &args.out;
   // The tensors whose dim 0 is the batch (y, x, indices[, out]): bit k for tensors[k].
   const unsigned batched = 0b1011u | (kind == kGuardSeparateOut ? 1u << (n - 1) : 0u);
+  prefetch_metadata(tensors, n);
   GuardKey key;
   bool guardable = false;  // remember the views once described
   const bool described = lookup_guard(kind, n, 2, has_a ? 4 : -1, batched, tensors, views, &key, &guardable);

@@ -174,12 +174,24 @@ struct TorchRefs {
   PyObject *d_data_ptr = nullptr, *d_stride = nullptr;                            // method descriptors
   PyObject *d_shape = nullptr, *d_dtype = nullptr, *d_is_cpu = nullptr, *d_requires_grad = nullptr;  // getsets
   PyObject* d_nbytes = nullptr;  // getset, or null (then not read: fast_path.cc lookup_guard)
+  // Where a plain tensor object keeps its TensorImpl pointer, and the TensorImpl its
+  // StorageImpl pointer (byte offsets found at start-up from torch's own `_cdata` values; 0:
+  // not found).  Used only to choose what to prefetch (prefetch_metadata), never for a value.
+  int64_t impl_offset = 0, storage_offset = 0;
 };
 extern TorchRefs g_torch;
 
 bool torch_ready();          // torch imported (never imports it); fills g_torch once
 bool is_torch_tensor(PyObject* o);
 bool plain_tensor(PyObject* o);  // exactly torch.Tensor or nn.Parameter
+void prefetch_metadata(PyObject* const* objs, int n);  // see torch_tensors.cc
+inline void prefetch_metadata(std::initializer_list<nb::handle> hs) {
+  PyObject* objs[8];
+  int n = 0;
+  for (nb::handle h : hs)
+    if (n < 8) objs[n++] = h.ptr();
+  prefetch_metadata(objs, n);
+}
 PyObject* tensor_get(PyObject* o, bool plain, PyObject* descr, PyObject* name);
 PyObject* tensor_call(PyObject* o, bool plain, PyObject* descr, PyObject* name);
 bool is_numpy_array(PyObject* o);

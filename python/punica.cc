@@ -152,6 +152,7 @@ void describe_cached(int kind, nb::handle inputs, nb::handle weights, nb::handle
 // adapter (vLLM overwrites; rows without one are not written).
 void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb::handle indices, nb::handle scaling,
                    const std::vector<int64_t>* exploded, const char* weights_name) {
+  prefetch_metadata({inputs, weights, output, indices});
   require(inputs, "inputs");
   require(weights, weights_name);
   require(output, "output_tensor");
@@ -196,6 +197,7 @@ void rename_expand(std::string* message) {
 // the output); otherwise columns [slice_offset, slice_offset + slice_size).
 void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb::handle indices, bool add_inputs,
                    int64_t slice_offset, int64_t slice_size, const std::vector<int64_t>* exploded) {
+  prefetch_metadata({inputs, weights, output, indices});
   require(inputs, "inputs");
   require(weights, "lora_b_weights");
   require(output, "output_tensor");
@@ -276,6 +278,7 @@ void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb:
 // addlora.shrink / addlora.expand: the C++ API's ShrinkArguments / ExpandArguments as they are.
 void py_shrink(nb::handle x, nb::handle weight_a, nb::handle z, nb::handle indices, int64_t layer_idx, double scale,
                bool accumulate, bool fast) {
+  prefetch_metadata({x, weight_a, z, indices});
   addlora::ShrinkArguments s;
   Keep keep;
   require(x, "x");
@@ -295,6 +298,7 @@ void py_shrink(nb::handle x, nb::handle weight_a, nb::handle z, nb::handle indic
 
 void py_expand(nb::handle z, nb::handle weight_b, nb::handle out, nb::handle indices, int64_t layer_idx, double scale,
                int64_t y_offset, int64_t y_slice_size, bool accumulate, bool fast) {
+  prefetch_metadata({z, weight_b, out, indices});
   addlora::ExpandArguments e;
   Keep keep;
   require(z, "z");

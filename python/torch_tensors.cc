@@ -2,6 +2,8 @@
 // argument reads.  See native.h for the module's layout.
 #include "native.h"
 
+#include <cstring>
+
 namespace addlora_py {
 
 // ---- the eager fast path ----------------------------------------------------------------------
@@ -24,6 +26,8 @@ PyObject* base_descriptor(PyTypeObject* type, PyObject* name, bool method) {
   }
   return nullptr;
 }
+
+void find_metadata_offsets(PyObject* mod);
 
 // torch, when the process has imported it (never imported here).
 bool torch_ready() {
@@ -86,7 +90,72 @@ bool torch_ready() {
     PyErr_Clear();
   }
   g_torch.tensor_type = type;
+  if (g_torch.plain_types[0]) find_metadata_offsets(mod);
   return true;
+}
+
+// Finds g_torch.impl_offset and storage_offset on a small tensor: the words of the tensor
+// object and of its TensorImpl that equal torch's own `_cdata` of the tensor and of its untyped
+// storage.  Not found (another layout, torch < 2 has no untyped_storage): that offset stays 0.
+void find_metadata_offsets(PyObject* mod) {
+  PyRef t(PyObject_CallMethod(mod, "empty", "(i)", 4));
+  if (!t.p || !plain_tensor(t.p)) return PyErr_Clear();
+  auto cdata = [](PyObject* o) -> uintptr_t {
+    PyRef c(PyObject_GetAttrString(o, "_cdata"));
+    const uintptr_t v = c.p && PyLong_Check(c.p) ? static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(c.p)) : 0;
+    PyErr_Clear();
+    return v == static_cast<uintptr_t>(-1) ? 0 : v;
+  };
+  const uintptr_t impl = cdata(t.p);
+  if (!impl) return;
+  const auto* obj = reinterpret_cast<const unsigned char*>(t.p);
+  for (Py_ssize_t off = sizeof(PyObject); off + 8 <= Py_TYPE(t.p)->tp_basicsize; off += 8) {
+    uintptr_t w;
+    std::memcpy(&w, obj + off, sizeof w);
+    if (w == impl) {
+      g_torch.impl_offset = off;
+      break;
+    }
+  }
+  if (!g_torch.impl_offset) return;
+  PyRef st(PyObject_CallMethod(t.p, "untyped_storage", nullptr));
+  const uintptr_t storage = st.p ? cdata(st.p) : 0;
+  PyErr_Clear();
+  if (!storage) return;
+  for (int64_t off = 8; off < 64; off += 8) {  // a TensorImpl is far larger than 64 bytes
+    uintptr_t w;
+    std::memcpy(&w, reinterpret_cast<const unsigned char*>(impl) + off, sizeof w);
+    if (w == storage) {
+      g_torch.storage_offset = off;
+      break;
+    }
+  }
+}
+
+// Prefetches the TensorImpl (its first 256 bytes: sizes, strides, dtype, storage) and then the
+// StorageImpl of each plain torch tensor in objs.  The attribute reads that follow walk that
+// chain one tensor at a time, each step a cache miss when the call's tensors are cold (decode,
+// where the model's weights stream through the caches between calls); prefetched together,
+// the misses of all tensors overlap.  The pointers read here only choose what to prefetch.
+void prefetch_metadata(PyObject* const* objs, int n) {
+  if (!g_torch.impl_offset) return;
+  const unsigned char* impl[8];
+  int m = 0;
+  for (int i = 0; i < n && m < 8; ++i) {
+    if (!plain_tensor(objs[i])) continue;
+    std::memcpy(&impl[m], reinterpret_cast<const unsigned char*>(objs[i]) + g_torch.impl_offset, sizeof impl[m]);
+    for (int line = 0; line < 4; ++line) __builtin_prefetch(impl[m] + 64 * line);
+    ++m;
+  }
+  if (!g_torch.storage_offset) return;
+  for (int i = 0; i < m; ++i) {
+    const unsigned char* storage;
+    std::memcpy(&storage, impl[i] + g_torch.storage_offset, sizeof storage);
+    if (storage) {
+      __builtin_prefetch(storage);
+      __builtin_prefetch(storage + 64);
+    }
+  }
 }
 
 // o.<getter> / o.<method>(): through the base descriptors for plain tensors, else generically.
