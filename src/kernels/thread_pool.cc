@@ -13,10 +13,8 @@ ThreadPool::ThreadPool(int threads) {
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_.store(true);
-  }
+  stop_.store(true);
+  { std::lock_guard<std::mutex> lock(mu_); }  // as run() announces a job
   cv_.notify_all();
   for (auto& t : workers_) t.join();
 }
@@ -55,58 +53,51 @@ constexpr auto kAwakeFor = std::chrono::microseconds(50);
 
 }  // namespace
 
-void ThreadPool::work(Job& j) {
-  for (int64_t i = j.next.fetch_add(1); i < j.n; i = j.next.fetch_add(1)) {
-    j.fn(j.ctx, i);
-    j.done.fetch_add(1, std::memory_order_release);
+void ThreadPool::work() {
+  for (;;) {
+    uint64_t cur = job_.next.load(std::memory_order_acquire);
+    do {
+      if ((cur & 0xffffffffu) >= (cur >> 32)) return;  // every task of the job is claimed
+    } while (!job_.next.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire));
+    job_.fn.load(std::memory_order_relaxed)(job_.ctx.load(std::memory_order_relaxed), static_cast<int64_t>(cur & 0xffffffffu));
+    done_.fetch_add(1, std::memory_order_release);
   }
 }
 
 void ThreadPool::run(Task fn, void* ctx, int64_t n) {
   if (n <= 0) return;
-  if (workers_.empty() || n == 1) {
+  if (workers_.empty() || n == 1 || n > INT32_MAX) {  // (no call makes 2^31 tasks)
     for (int64_t i = 0; i < n; ++i) fn(ctx, i);
     return;
   }
   std::lock_guard<std::mutex> serial(run_mu_);
-  Job j;
-  j.fn = fn;
-  j.ctx = ctx;
-  j.n = n;
-  job_.store(&j);
-  bool wake = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    generation_.fetch_add(1);
-    wake = sleepers_ > 0;
+  job_.fn.store(fn, std::memory_order_relaxed);
+  job_.ctx.store(ctx, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  job_.next.store(static_cast<uint64_t>(n) << 32, std::memory_order_release);  // publishes fn, ctx
+  job_.generation.fetch_add(1);
+  if (sleepers_.load() > 0) {
+    { std::lock_guard<std::mutex> lock(mu_); }  // a sleeper counted is inside cv_.wait or sees the job
+    cv_.notify_all();
   }
-  if (wake) cv_.notify_all();
-  work(j);
+  work();
   // Wait only for tasks other threads are running right now.
-  wait_until([&] { return j.done.load(std::memory_order_acquire) >= n; });
-  // Withdraw the job, then wait for any worker that may still hold it (j lives on this stack).
-  // A worker counts itself in inside_ before it reads job_, and this thread clears job_ before
-  // it reads inside_ (both sequentially consistent): either the worker sees no job, or this
-  // thread sees the worker and waits for it.
-  job_.store(nullptr);
-  wait_until([&] { return inside_.load() == 0; });
+  wait_until([&] { return done_.load(std::memory_order_acquire) >= n; });
 }
 
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
-    auto next = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
+    auto next = [&] { return stop_.load() || job_.generation.load() != seen; };
     if (!wait_until(next, kAwakeFor)) {
       std::unique_lock<std::mutex> lock(mu_);
-      ++sleepers_;
+      sleepers_.fetch_add(1);
       cv_.wait(lock, next);
-      --sleepers_;
+      sleepers_.fetch_sub(1);
     }
     if (stop_.load()) return;
-    seen = generation_.load(std::memory_order_acquire);
-    inside_.fetch_add(1);
-    if (Job* j = job_.load()) work(*j);  // a job already done: work() finds no task
-    inside_.fetch_sub(1, std::memory_order_release);
+    seen = job_.generation.load();
+    work();  // a job already done: no task left to claim
   }
 }
 

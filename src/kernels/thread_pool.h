@@ -32,26 +32,33 @@ class ThreadPool {
   void run(Task fn, void* ctx, int64_t n);
 
  private:
-  struct Job {
-    Task fn;
-    void* ctx;
-    int64_t n;
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
+  // A job's announcement and its task claims share one cache line, so a waking worker gets the
+  // job and claims its first task in one transfer.  `next` packs (task count << 32 | next
+  // index): a claim is one compare-exchange that reads the count with the index, and fn and ctx
+  // are read only after a claim, while the job cannot end (its claimed task is not done), so
+  // they belong to the claimed task's job even when the claimer last looked at an earlier job.
+  // Nothing of a job lives on the caller's stack: run() returns as soon as the tasks are done,
+  // without waiting for workers to let go of it.
+  struct alignas(64) Announce {
+    std::atomic<uint64_t> generation{0};  // bumped once per job: wakes the workers
+    std::atomic<uint64_t> next{0};
+    std::atomic<Task> fn{nullptr};
+    std::atomic<void*> ctx{nullptr};
   };
-  static void work(Job& j);
+  void work();  // claims and runs tasks until none is left
   void worker_loop();
 
   std::mutex run_mu_;  // one job at a time
-  // A worker waits for the next generation spinning, then yielding, then asleep on cv_; mu_
-  // orders a worker going to sleep against run() announcing a job (no lost wake-up).
-  std::mutex mu_;
+  Announce job_;
+  alignas(64) std::atomic<int64_t> done_{0};  // tasks of the current job finished
+  // A worker waits for the next generation spinning, then yielding, then asleep on cv_.
+  // Going to sleep it counts itself in sleepers_ and then reads the generation; run() bumps
+  // the generation and then reads sleepers_ (all sequentially consistent), so either the worker
+  // sees the job or run() sees the sleeper and notifies (under mu_: no lost wake-up).
+  alignas(64) std::mutex mu_;
   std::condition_variable cv_;
-  int sleepers_ = 0;  // guarded by mu_
-  std::atomic<Job*> job_{nullptr};
-  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
-  std::atomic<int> inside_{0};  // workers that may be using job_
   std::vector<std::thread> workers_;
 };
 
