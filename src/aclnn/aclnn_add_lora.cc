@@ -124,12 +124,12 @@ extern "C" aclnnStatus aclnnAddLoraGetWorkspaceSize(const aclTensor* y, const ac
       {"workspaceSize", workspaceSize}, {"executor", executor}};
   for (const auto& r : required)
     if (r.p == nullptr) return report(Status::null_pointer, ErrorKind::null, std::string(r.name) + " must not be null");
-  const struct { const char* name; const aclTensor* t; } tensors[] = {
-      {"y", y}, {"x", x}, {"weightB", weightB}, {"indices", indices}, {"weightA", weightAOptional}, {"out", out}};
-  for (const auto& t : tensors)
-    if (t.t != nullptr && !addlora_rt::is_live_tensor(t.t))
-      return report(Status::invalid_param, ErrorKind::memory,
-                    std::string(t.name) + " is not a live aclTensor (destroyed, or not from aclCreateTensor)");
+  const char* const names[] = {"y", "x", "weightB", "indices", "weightA", "out"};
+  const aclTensor* const tensors[] = {y, x, weightB, indices, weightAOptional, out};
+  const int dead = addlora_rt::first_dead_tensor(tensors, 6);
+  if (dead >= 0)
+    return report(Status::invalid_param, ErrorKind::memory,
+                  std::string(names[dead]) + " is not a live aclTensor (destroyed, or not from aclCreateTensor)");
   try {
     addlora::Arguments args;
     args.y = to_view(y);

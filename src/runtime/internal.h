@@ -106,6 +106,10 @@ __attribute__((visibility("default"))) aclnnStatus launch_executor(aclOpExecutor
 // operator reject a stale handle with 161002 instead of reading freed memory.  Exported by
 // libnnopbase.  (Added by the runtime helper.)
 __attribute__((visibility("default"))) bool is_live_tensor(const aclTensor* t);
+// The index of the first non-null tensor of ts[0, n) that is not live, or -1, under one lock.
+// Also prefetches each tensor's structure and, once it is known live, its shape and stride
+// arrays, which the caller reads next (tensor.cc says why).  Exported by libnnopbase.
+__attribute__((visibility("default"))) int first_dead_tensor(const aclTensor* const* ts, int n);
 // Sets a live tensor's data pointer under the tensor registry's lock; false if not live.
 __attribute__((visibility("default"))) bool set_tensor_data(aclTensor* t, void* addr);
 

@@ -149,6 +149,28 @@ bool is_live_tensor(const aclTensor* t) {
   return live_tensors().count(t) != 0;
 }
 
+// An operator's tensors are usually cold when it is called (a decode step's weights stream
+// through the caches between calls), and checking then describing them one at a time chains
+// their misses: registry entry, structure, shape arrays.  Prefetching every structure first,
+// and every live tensor's arrays before the caller reads them, lets those misses overlap.  A
+// prefetch of any address is harmless, so the structures are prefetched before they are known
+// live; their fields are read only after.
+int first_dead_tensor(const aclTensor* const* ts, int n) {
+  for (int i = 0; i < n; ++i)
+    if (ts[i] != nullptr) __builtin_prefetch(ts[i]);
+  std::lock_guard<std::mutex> lock(g_tensors_mutex);
+  const auto& live = live_tensors();
+  for (int i = 0; i < n; ++i)
+    if (ts[i] != nullptr && live.count(ts[i]) == 0) return i;
+  for (int i = 0; i < n; ++i) {
+    if (ts[i] == nullptr) continue;
+    __builtin_prefetch(ts[i]->view_dims.data());
+    __builtin_prefetch(ts[i]->strides.data());
+    __builtin_prefetch(ts[i]->storage_dims.data());
+  }
+  return -1;
+}
+
 }  // namespace addlora_rt
 
 using namespace addlora_rt;

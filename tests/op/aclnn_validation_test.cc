@@ -263,3 +263,39 @@ TEST(AclnnValidation, NonPositiveStridesAndSelfOverlappingOut) {
   EXPECT_NE(call(p, &msg), 0);
   EXPECT_TRUE(has_word(msg, "out")) << msg;
 }
+
+// A handle that is not a live aclTensor (destroyed, or never made by aclCreateTensor) in any
+// position: 161002 naming the parameter, before anything reads the handle's fields (the
+// sanitizer build would flag a read of the destroyed one).
+TEST(AclnnValidation, DeadOrForeignTensorIsRejected) {
+  const char* const names[] = {"y", "x", "weightB", "indices", "weightA", "out"};
+  for (int pos = 0; pos < 6; ++pos) {
+    for (bool destroyed : {true, false}) {
+      Call c;
+      Made y = make(c.y), x = make(c.x), wb = make(c.wb), idx = make(c.idx), wa = make(c.wa), out = make(c.out);
+      aclTensor* args[] = {y.t, x.t, wb.t, idx.t, wa.t, out.t};
+      Made dead = make(c.x);
+      alignas(64) unsigned char foreign[256] = {};
+      if (destroyed) {
+        aclDestroyTensor(dead.t);
+        args[pos] = dead.t;
+      } else {
+        args[pos] = reinterpret_cast<aclTensor*>(foreign);
+      }
+      uint64_t ws = 0;
+      aclOpExecutor* exec = nullptr;
+      const aclnnStatus st = aclnnAddLoraGetWorkspaceSize(args[0], args[1], args[2], args[3], args[4], c.layer, c.scale,
+                                                          c.y_offset, c.y_slice, args[5], &ws, &exec);
+      const std::string msg = aclGetRecentErrMsg();
+      EXPECT_EQ(st, kParam) << names[pos] << (destroyed ? " destroyed" : " foreign");
+      EXPECT_TRUE(has_word(msg, names[pos]) && msg.find("not a live aclTensor") != std::string::npos)
+          << names[pos] << ": " << msg;
+      EXPECT_EQ(exec, nullptr);
+      for (Made* m : {&y, &x, &wb, &idx, &wa, &out}) {
+        aclDestroyTensor(m->t);
+        aclrtFree(m->dev);
+      }
+      aclrtFree(dead.dev);
+    }
+  }
+}
