@@ -4,13 +4,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "runtime/guard.h"
 #include "runtime/internal.h"
 #include "runtime/meta.h"
+#include "runtime/pointer_table.h"
 
 namespace addlora_rt {
 namespace {
@@ -22,8 +22,8 @@ constexpr int64_t kMinEnum = -64, kMaxEnum = 63;
 
 std::mutex g_tensors_mutex;
 // Live tensor -> the list that owns it (nullptr: owned by the client).
-std::unordered_map<const aclTensor*, const void*>& live_tensors() {
-  static auto* map = new std::unordered_map<const aclTensor*, const void*>;  // never destroyed: see runtime.cc
+PointerTable& live_tensors() {
+  static auto* map = new PointerTable;  // never destroyed: see runtime.cc
   return *map;
 }
 
@@ -72,7 +72,7 @@ aclnnStatus check_getter(const char* fn, const aclTensor* t, const T* out1, cons
     return ACLNN_ERR_PARAM_NULLPTR;
   }
   std::lock_guard<std::mutex> lock(g_tensors_mutex);
-  if (live_tensors().count(t) == 0) {
+  if (!live_tensors().contains(t)) {
     set_error("%s: tensor %p was not created by aclCreateTensor, or was destroyed", fn, static_cast<const void*>(t));
     return ACLNN_ERR_PARAM_INVALID;
   }
@@ -91,7 +91,7 @@ aclnnStatus copy_out(const std::vector<int64_t>& v, int64_t** values, uint64_t* 
 
 bool set_tensor_data(aclTensor* t, void* addr) {
   std::lock_guard<std::mutex> lock(g_tensors_mutex);
-  if (live_tensors().count(t) == 0) return false;
+  if (!live_tensors().contains(t)) return false;
   t->data = addr;
   return true;
 }
@@ -106,15 +106,15 @@ aclnnStatus adopt_tensors(const char* fn, const aclTensor* const* tensors, uint6
       set_error("%s: value[%llu] is null", fn, static_cast<unsigned long long>(i));
       return ACLNN_ERR_PARAM_NULLPTR;
     }
-    auto it = live_tensors().find(t);
-    if (it == live_tensors().end()) {
+    const void* const* owner_of = live_tensors().find(t);
+    if (owner_of == nullptr) {
       set_error("%s: value[%llu] = %p is not a live tensor (never created by aclCreateTensor, or destroyed)", fn,
                 static_cast<unsigned long long>(i), static_cast<const void*>(t));
       return ACLNN_ERR_PARAM_INVALID;
     }
-    if (it->second != nullptr) {
+    if (*owner_of != nullptr) {
       set_error("%s: value[%llu] = %p is already held by tensor list %p (a tensor can belong to one list only)", fn,
-                static_cast<unsigned long long>(i), static_cast<const void*>(t), it->second);
+                static_cast<unsigned long long>(i), static_cast<const void*>(t), *owner_of);
       return ACLNN_ERR_PARAM_INVALID;
     }
     if (!seen.insert(t).second) {
@@ -123,7 +123,7 @@ aclnnStatus adopt_tensors(const char* fn, const aclTensor* const* tensors, uint6
       return ACLNN_ERR_PARAM_INVALID;
     }
   }
-  for (uint64_t i = 0; i < n; ++i) live_tensors()[tensors[i]] = owner;
+  for (uint64_t i = 0; i < n; ++i) live_tensors().set(tensors[i], owner);  // present: no growth, no throw
   return ACLNN_SUCCESS;
 }
 
@@ -133,9 +133,9 @@ void destroy_owned_tensors(const std::vector<const aclTensor*>& tensors, const v
   {
     std::lock_guard<std::mutex> lock(g_tensors_mutex);
     for (const aclTensor* t : tensors) {
-      auto it = live_tensors().find(t);
-      if (it != live_tensors().end() && it->second == owner) {  // always true: the list owns them
-        live_tensors().erase(it);
+      const void* const* owner_of = live_tensors().find(t);
+      if (owner_of != nullptr && *owner_of == owner) {  // always true: the list owns them
+        live_tensors().erase(t);
         doomed.push_back(t);
       }
     }
@@ -146,22 +146,25 @@ void destroy_owned_tensors(const std::vector<const aclTensor*>& tensors, const v
 bool is_live_tensor(const aclTensor* t) {
   if (t == nullptr) return false;
   std::lock_guard<std::mutex> lock(g_tensors_mutex);
-  return live_tensors().count(t) != 0;
+  return live_tensors().contains(t);
 }
 
 // An operator's tensors are usually cold when it is called (a decode step's weights stream
 // through the caches between calls), and checking then describing them one at a time chains
-// their misses: registry entry, structure, shape arrays.  Prefetching every structure first,
-// and every live tensor's arrays before the caller reads them, lets those misses overlap.  A
+// their misses: registry slot, structure, shape arrays.  Prefetching every structure and
+// registry slot first, and every live tensor's arrays before the caller reads them, lets those
+// misses overlap.  A
 // prefetch of any address is harmless, so the structures are prefetched before they are known
 // live; their fields are read only after.
 int first_dead_tensor(const aclTensor* const* ts, int n) {
   for (int i = 0; i < n; ++i)
     if (ts[i] != nullptr) __builtin_prefetch(ts[i]);
   std::lock_guard<std::mutex> lock(g_tensors_mutex);
-  const auto& live = live_tensors();
+  const PointerTable& live = live_tensors();
   for (int i = 0; i < n; ++i)
-    if (ts[i] != nullptr && live.count(ts[i]) == 0) return i;
+    if (ts[i] != nullptr) __builtin_prefetch(live.home_line(ts[i]));
+  for (int i = 0; i < n; ++i)
+    if (ts[i] != nullptr && !live.contains(ts[i])) return i;
   for (int i = 0; i < n; ++i) {
     if (ts[i] == nullptr) continue;
     __builtin_prefetch(ts[i]->view_dims.data());
@@ -232,7 +235,7 @@ ACL_FUNC_VISIBILITY aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t
     t->format = static_cast<aclFormat>(format_bits);
     t->data = tensorData;
     std::lock_guard<std::mutex> lock(g_tensors_mutex);
-    live_tensors().emplace(t.get(), nullptr);
+    live_tensors().set(t.get(), nullptr);
     return t.release();
   } catch (...) {
     set_error("aclCreateTensor: out of host memory");
@@ -255,7 +258,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclInitTensor(aclTensor* tensor, const int64_t* 
     if (!fresh) return ACLNN_ERR_PARAM_INVALID;  // message set by aclCreateTensor
     std::lock_guard<std::mutex> lock(g_tensors_mutex);
     live_tensors().erase(fresh.get());
-    if (live_tensors().count(tensor) == 0) {
+    if (!live_tensors().contains(tensor)) {
       set_error("aclInitTensor: tensor %p was not created by aclCreateTensor, or was destroyed",
                 static_cast<const void*>(tensor));
       return ACLNN_ERR_PARAM_INVALID;
@@ -270,20 +273,20 @@ ACL_FUNC_VISIBILITY aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
     if (tensor == nullptr) return ACLNN_SUCCESS;
     {
       std::lock_guard<std::mutex> lock(g_tensors_mutex);
-      auto it = live_tensors().find(tensor);
-      if (it == live_tensors().end()) {
+      const void* const* owner_of = live_tensors().find(tensor);
+      if (owner_of == nullptr) {
         set_error("aclDestroyTensor: tensor %p was not created by aclCreateTensor, or was already destroyed "
                   "(aclDestroyTensorList destroys the tensors of its list)",
                   static_cast<const void*>(tensor));
         return ACLNN_ERR_PARAM_INVALID;
       }
-      if (it->second != nullptr) {
+      if (*owner_of != nullptr) {
         set_error("aclDestroyTensor: tensor %p is held by tensor list %p, which destroys it "
                   "(call aclDestroyTensorList instead)",
-                  static_cast<const void*>(tensor), it->second);
+                  static_cast<const void*>(tensor), *owner_of);
         return ACLNN_ERR_PARAM_INVALID;
       }
-      live_tensors().erase(it);
+      live_tensors().erase(tensor);
     }
     delete tensor;
     return ACLNN_SUCCESS;
@@ -348,7 +351,7 @@ ACL_FUNC_VISIBILITY aclnnStatus aclGetRawTensorAddr(const aclTensor* tensor, voi
   return nn_entry("aclGetRawTensorAddr", [&]() -> aclnnStatus {
     if (aclnnStatus st = check_getter("aclGetRawTensorAddr", tensor, addr)) return st;
     std::lock_guard<std::mutex> lock(g_tensors_mutex);
-    if (live_tensors().count(tensor) == 0) {
+    if (!live_tensors().contains(tensor)) {
       set_error("aclGetRawTensorAddr: tensor %p was destroyed", static_cast<const void*>(tensor));
       return ACLNN_ERR_PARAM_INVALID;
     }
