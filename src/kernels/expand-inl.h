@@ -116,11 +116,16 @@ constexpr int64_t kOpN = kOpVecs * static_cast<int64_t>(kLanes);
 constexpr int64_t kPanelFloats = 2 * static_cast<int64_t>(kLanes) * kBBuf;
 constexpr int64_t kBtFloats = std::max(kPanelFloats, kOpN * kBBuf);
 constexpr int64_t kOneSweepPanel = 64;  // columns per panel when one row block sweeps it (ExpandPanels)
+// Rank of the dot path's run form (ExpandDotRun): a block of kLanes B rows is one run of
+// kLanes x kRunRank elements, in ND B of that row pitch and in FRACTAL_NZ B alike.
+constexpr int64_t kRunRank = 16;
 // Fewest rows for which the transposed block pays off over the dot products, rows in pairs
-// (measured; see bench/notes.md).  A function of the adapter's rank only, so results stay
-// independent of R (per-adapter ranks) and of the thread count.
-HWY_INLINE int64_t OuterMinRows(int64_t rank_p) {
-  return rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : 6;
+// (measured; see bench/notes.md): at rank 16 two rows take the run form row by row (the pack
+// alone cost more than both rows' dot products).  A function of the adapter's rank only, so
+// results stay independent of R (per-adapter ranks), the layout and the thread count.
+HWY_INLINE int64_t OuterMinRows(int64_t rank) {
+  const int64_t rank_p = (rank + 15) & ~int64_t{15};
+  return rank == kRunRank ? 3 : rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : 6;
 }
 constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
 // The next panel's B is prefetched a few lines every kAheadRanks rank steps of a block, spread
@@ -440,18 +445,23 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   } else {
     PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
   }
-  // One row over packed ND B of rank kRunRank: whole blocks through ExpandDotRun, B prefetched
-  // as the contiguous run it is.  Only at rank 16 do the dot products rather than DRAM set the
-  // pace; at wider ranks this loop was no faster (bench/notes.md).
-  constexpr int64_t kRunRank = 16;
-  if (kOneRow && !Bw.nz() && rank == kRunRank && Bw.row_step == kRunRank) {
-    const float* z = w.z + pos_begin * w.rp;
+  // Rank kRunRank with each block one run (ND B of that row pitch, or FRACTAL_NZ): whole blocks
+  // through ExpandDotRun, row after row (a block is read from DRAM once, then from L1), B
+  // prefetched as the contiguous run it is.  Only at rank 16 do the dot products rather than
+  // DRAM set the pace; at wider ranks this loop was no faster (bench/notes.md).  (One row over
+  // FRACTAL_NZ has taken its full blocks above.)
+  if (rank == kRunRank && Bw.row_step == kRunRank) {
+    const int64_t pos_last = kOneRow ? pos_begin + 1 : pos_end;
     for (; n0 + kL <= n_end; n0 += kL) {
       if (n0 + ahead_rows < p.S)
         PrefetchLines(Bw.row(n0 + ahead_rows), (std::min<int64_t>(p.S, n0 + ahead_rows + kL) - n0 - ahead_rows) * kRunRank * Bw.esize);
-      const VF d = ExpandDotRun<TB, kRunRank>(z, Bw.row(n0));
       const int64_t col = p.y_offset + n0;
-      StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(y0, col)), o0, col);
+      for (int64_t pos = pos_begin; pos < pos_last; ++pos) {
+        const VF d = ExpandDotRun<TB, kRunRank>(w.z + pos * w.rp, Bw.row(n0));
+        const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
+        unsigned char* orow = kOneRow ? o0 : out_row(pos);
+        StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(yrow, col)), orow, col);
+      }
     }
   }
   const int64_t rs = Bw.row_step * Bw.esize;
@@ -485,7 +495,7 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   c.yes = static_cast<int64_t>(model::element_size(p.y.dtype));  // out has y's dtype (validation)
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
-  if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank_p)) {
+  if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank)) {
     HWY_ALIGN float bt[kBtFloats];  // 128 KiB on AVX3
     model::visit_float(p.y.dtype, [&](auto ty) {
       ExpandPanels<TB, decltype(ty)::value>(c, Bw, bt, rank_p, pos_begin, pos_end, n_begin, n_end);
