@@ -91,11 +91,9 @@ NB_MODULE(_core, m) {
         "anything it does not take to `fallback`.");
   m.def("guard_stats", &guard_stats,
         "(cache on, entries, hits, misses, capacity) of the eager path's description cache (tests).");
-  m.def("metadata_offsets", [] {
-    torch_ready();
-    return std::make_tuple(g_torch.impl_offset, g_torch.storage_offset);
-  }, "(TensorImpl pointer in a tensor object, StorageImpl pointer in a TensorImpl): the byte offsets the "
-     "metadata prefetch uses, 0 where not found or torch is not imported (tests).");
+  m.def("metadata_offsets", [] { return std::make_tuple(g_torch.impl_offset, g_torch.storage_offset); },
+        "(TensorImpl pointer in a tensor object, StorageImpl pointer in a TensorImpl): the byte offsets the "
+        "metadata prefetch uses, 0 where not found or before the first torch tensor was described (tests).");
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw nb::value_error(("AddLora: set_num_threads needs n >= 1 (got " + std::to_string(n) + ")").c_str());
     addlora::set_num_threads(n);

@@ -175,9 +175,11 @@ struct TorchRefs {
   PyObject *d_shape = nullptr, *d_dtype = nullptr, *d_is_cpu = nullptr, *d_requires_grad = nullptr;  // getsets
   PyObject* d_nbytes = nullptr;  // getset, or null (then not read: fast_path.cc lookup_guard)
   // Where a plain tensor object keeps its TensorImpl pointer, and the TensorImpl its
-  // StorageImpl pointer (byte offsets found at start-up from torch's own `_cdata` values; 0:
-  // not found).  Used only to choose what to prefetch (prefetch_metadata), never for a value.
+  // StorageImpl pointer (byte offsets found on the first plain CPU tensor described, from
+  // torch's own `_cdata` values; 0: not found).  Used only to choose what to prefetch
+  // (prefetch_metadata), never for a value.
   int64_t impl_offset = 0, storage_offset = 0;
+  bool offsets_tried = false;
 };
 extern TorchRefs g_torch;
 
@@ -185,6 +187,7 @@ bool torch_ready();          // torch imported (never imports it); fills g_torch
 bool is_torch_tensor(PyObject* o);
 bool plain_tensor(PyObject* o);  // exactly torch.Tensor or nn.Parameter
 void prefetch_metadata(PyObject* const* objs, int n);  // see torch_tensors.cc
+// (At most 8 handles, the most any call passes; more would only go unprefetched.)
 inline void prefetch_metadata(std::initializer_list<nb::handle> hs) {
   PyObject* objs[8];
   int n = 0;

@@ -27,8 +27,6 @@ PyObject* base_descriptor(PyTypeObject* type, PyObject* name, bool method) {
   return nullptr;
 }
 
-void find_metadata_offsets(PyObject* mod);
-
 // torch, when the process has imported it (never imported here).
 bool torch_ready() {
   if (g_torch.tensor_type) return true;
@@ -90,26 +88,27 @@ bool torch_ready() {
     PyErr_Clear();
   }
   g_torch.tensor_type = type;
-  if (g_torch.plain_types[0]) find_metadata_offsets(mod);
   return true;
 }
 
-// Finds g_torch.impl_offset and storage_offset on a small tensor: the words of the tensor
-// object and of its TensorImpl that equal torch's own `_cdata` of the tensor and of its untyped
-// storage.  Not found (another layout, torch < 2 has no untyped_storage): that offset stays 0.
-void find_metadata_offsets(PyObject* mod) {
-  PyRef t(PyObject_CallMethod(mod, "empty", "(i)", 4));
-  if (!t.p || !plain_tensor(t.p)) return PyErr_Clear();
+namespace {
+
+// Finds g_torch.impl_offset and storage_offset on t, a plain CPU tensor just described (the
+// first one: no tensor is made for it, so the user's default device and modes play no part):
+// the words of the tensor object and of its TensorImpl that equal torch's own `_cdata` of the
+// tensor and of its untyped storage.  Not found (another layout; torch < 2 has no
+// untyped_storage): that offset stays 0, and nothing, or only the TensorImpl, is prefetched.
+void find_metadata_offsets(PyObject* t) {
   auto cdata = [](PyObject* o) -> uintptr_t {
     PyRef c(PyObject_GetAttrString(o, "_cdata"));
     const uintptr_t v = c.p && PyLong_Check(c.p) ? static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(c.p)) : 0;
     PyErr_Clear();
     return v == static_cast<uintptr_t>(-1) ? 0 : v;
   };
-  const uintptr_t impl = cdata(t.p);
+  const uintptr_t impl = cdata(t);
   if (!impl) return;
-  const auto* obj = reinterpret_cast<const unsigned char*>(t.p);
-  for (Py_ssize_t off = sizeof(PyObject); off + 8 <= Py_TYPE(t.p)->tp_basicsize; off += 8) {
+  const auto* obj = reinterpret_cast<const unsigned char*>(t);
+  for (Py_ssize_t off = sizeof(PyObject); off + 8 <= Py_TYPE(t)->tp_basicsize; off += 8) {
     uintptr_t w;
     std::memcpy(&w, obj + off, sizeof w);
     if (w == impl) {
@@ -118,7 +117,7 @@ void find_metadata_offsets(PyObject* mod) {
     }
   }
   if (!g_torch.impl_offset) return;
-  PyRef st(PyObject_CallMethod(t.p, "untyped_storage", nullptr));
+  PyRef st(PyObject_CallMethod(t, "untyped_storage", nullptr));
   const uintptr_t storage = st.p ? cdata(st.p) : 0;
   PyErr_Clear();
   if (!storage) return;
@@ -131,6 +130,8 @@ void find_metadata_offsets(PyObject* mod) {
     }
   }
 }
+
+}  // namespace
 
 // Prefetches the TensorImpl (its first 256 bytes: sizes, strides, dtype, storage) and then the
 // StorageImpl of each plain torch tensor in objs.  The attribute reads that follow walk that
@@ -259,6 +260,10 @@ Described describe(nb::handle h, const char* name, bool writable, TensorView* v,
     if (n == 0 || v->data == nullptr) {
       contiguous_strides(*v);
       stand_in_storage(*v, keep.scratch);
+    }
+    if (plain && !g_torch.offsets_tried) {
+      g_torch.offsets_tried = true;
+      find_metadata_offsets(o);
     }
     return grad ? Described::needs_grad : Described::ok;
   }

@@ -19,6 +19,8 @@ def word(address):
 
 
 def offsets():
+    # Found on the first plain CPU tensor a call describes: make sure one call has run.
+    addlora.add_lora(torch.zeros(1, 16), torch.zeros(1, 16), torch.zeros(1, 1, 16, 16), torch.zeros(1, dtype=torch.int32))
     return _core.metadata_offsets()
 
 
@@ -70,3 +72,17 @@ def test_calls_through_the_prefetch_match_the_reference():
     assert torch.allclose(out.double(), want, rtol=2e-3, atol=2e-3)
     got = addlora.add_lora(y, x, Bw.unsqueeze(1), idx, weight_a=A.unsqueeze(1), scale=0.5)
     assert torch.allclose(got.double(), want, rtol=2e-3, atol=2e-3)
+    # Arguments the prefetch skips: a Tensor subclass, numpy arrays, no weight A.
+    class Sub(torch.Tensor):
+        pass
+    got = addlora.add_lora(y.as_subclass(Sub), x.numpy(), Bw.unsqueeze(1).numpy(), idx, weight_a=A.unsqueeze(1),
+                           scale=0.5)
+    assert torch.allclose(torch.as_tensor(got).double(), want, rtol=2e-3, atol=2e-3)
+    xr = torch.randn(B, R, generator=g).half()  # no weight A: x is the rank vector
+    got = addlora.add_lora(y, xr, Bw.unsqueeze(1), idx, scale=0.5)
+    want_r = y.double().clone()
+    for b in range(B):
+        i = int(idx[b])
+        if 0 <= i < W:
+            want_r[b] += 0.5 * (xr[b].double() @ Bw[i].double().T)
+    assert torch.allclose(got.double(), want_r, rtol=2e-3, atol=2e-3)

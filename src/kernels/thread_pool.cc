@@ -66,7 +66,8 @@ void ThreadPool::work() {
 
 void ThreadPool::run(Task fn, void* ctx, int64_t n) {
   if (n <= 0) return;
-  if (workers_.empty() || n == 1 || n > INT32_MAX) {  // (no call makes 2^31 tasks)
+  // `next` packs the count and the index in 32 bits each; no call makes 2^31 tasks anyway.
+  if (workers_.empty() || n == 1 || n > INT32_MAX) {
     for (int64_t i = 0; i < n; ++i) fn(ctx, i);
     return;
   }

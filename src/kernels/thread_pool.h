@@ -37,8 +37,8 @@ class ThreadPool {
   // index): a claim is one compare-exchange that reads the count with the index, and fn and ctx
   // are read only after a claim, while the job cannot end (its claimed task is not done), so
   // they belong to the claimed task's job even when the claimer last looked at an earlier job.
-  // Nothing of a job lives on the caller's stack: run() returns as soon as the tasks are done,
-  // without waiting for workers to let go of it.
+  // Nothing of a job lives on the caller's stack, and a worker touches only the pool's memory
+  // until it has claimed a task, so run() may return as soon as the tasks are done.
   struct alignas(64) Announce {
     std::atomic<uint64_t> generation{0};  // bumped once per job: wakes the workers
     std::atomic<uint64_t> next{0};

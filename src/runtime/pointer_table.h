@@ -4,6 +4,7 @@
 // live aclTensors is consulted for every tensor of every operator call, often cold (tensor.cc).
 // Not thread-safe: the owner locks.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -12,6 +13,7 @@ namespace addlora_rt {
 class PointerTable {
  public:
   // The value stored for key, or nullptr when key is absent (values may be null: see contains).
+  // The pointer is good until the next set or erase.
   const void* const* find(const void* key) const {
     const size_t i = index_of(key);
     return i == kAbsent ? nullptr : &slots_[i].value;

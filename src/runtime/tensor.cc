@@ -153,9 +153,8 @@ bool is_live_tensor(const aclTensor* t) {
 // through the caches between calls), and checking then describing them one at a time chains
 // their misses: registry slot, structure, shape arrays.  Prefetching every structure and
 // registry slot first, and every live tensor's arrays before the caller reads them, lets those
-// misses overlap.  A
-// prefetch of any address is harmless, so the structures are prefetched before they are known
-// live; their fields are read only after.
+// misses overlap.  A prefetch of any address is harmless, so the structures are prefetched
+// before they are known live; their fields are read only after.
 int first_dead_tensor(const aclTensor* const* ts, int n) {
   for (int i = 0; i < n; ++i)
     if (ts[i] != nullptr) __builtin_prefetch(ts[i]);

@@ -71,6 +71,68 @@ TEST(ThreadPool, WaitsForRunningTasks) {
   }
 }
 
+// Back-to-back jobs of equal task counts alternate two functions, each with its own kind of
+// context: a worker still looking at one job when the next is announced must never pair one
+// job's function with the other's context, nor run a task of either twice.
+struct Tagged {
+  int kind;
+  std::vector<std::atomic<int>> hits;
+  Tagged(int k, size_t n) : kind(k), hits(n) {}
+};
+std::atomic<int> g_mismatched{0};
+void task_kind0(void* ctx, int64_t i) {
+  auto* t = static_cast<Tagged*>(ctx);
+  if (t->kind != 0) ++g_mismatched;
+  t->hits[static_cast<size_t>(i)].fetch_add(1);
+}
+void task_kind1(void* ctx, int64_t i) {
+  auto* t = static_cast<Tagged*>(ctx);
+  if (t->kind != 1) ++g_mismatched;
+  t->hits[static_cast<size_t>(i)].fetch_add(1);
+}
+
+TEST(ThreadPool, EqualJobsBackToBackNeverMixFunctionAndContext) {
+  addlora::kernels::ThreadPool pool(3);
+  g_mismatched = 0;
+  int bad = 0;
+  for (int j = 0; j < 30000; ++j) {
+    const int kind = j % 2, n = 2 + (j / 200) % 3;  // the same count for 200 jobs in a row
+    Tagged t(kind, static_cast<size_t>(n));
+    pool.run(kind ? task_kind1 : task_kind0, &t, n);
+    for (int i = 0; i < n; ++i) bad += t.hits[static_cast<size_t>(i)].load() != 1;
+  }
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(g_mismatched.load(), 0);
+}
+
+// Every task of a job waits until all of them have started, so the job completes only if every
+// worker joins it, woken from spinning or from sleep (a lost wake-up shows as a timeout).
+TEST(ThreadPool, EveryWorkerJoinsAfterSleeping) {
+  constexpr int kThreads = 3;
+  addlora::kernels::ThreadPool pool(kThreads);
+  struct Rendezvous {
+    std::atomic<int> started{0};
+    std::atomic<int> timed_out{0};
+  };
+  for (int j = 0; j < 40; ++j) {
+    Rendezvous r;
+    pool.run([](void* ctx, int64_t) {
+      auto* rv = static_cast<Rendezvous*>(ctx);
+      rv->started.fetch_add(1);
+      const auto t0 = std::chrono::steady_clock::now();
+      while (rv->started.load() < kThreads) {
+        if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(5)) {
+          rv->timed_out.fetch_add(1);
+          return;
+        }
+        std::this_thread::yield();
+      }
+    }, &r, kThreads);
+    EXPECT_EQ(r.timed_out.load(), 0) << "job " << j;
+    if (j % 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the workers go to sleep
+  }
+}
+
 // A pool destroyed right after a job, with workers spinning or asleep, joins them.
 TEST(ThreadPool, DestroyedWhileWorkersWait) {
   for (int k = 0; k < 50; ++k) {

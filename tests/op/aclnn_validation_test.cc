@@ -295,6 +295,7 @@ TEST(AclnnValidation, DeadOrForeignTensorIsRejected) {
         aclDestroyTensor(m->t);
         aclrtFree(m->dev);
       }
+      if (!destroyed) aclDestroyTensor(dead.t);
       aclrtFree(dead.dev);
     }
   }
