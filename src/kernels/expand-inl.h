@@ -100,6 +100,27 @@ HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b) {
   return SumEachToLane(df, acc);
 }
 
+// ExpandDotChain<TB, 2> over kLanes / 2 rows of packed ND B (row pitch == kRank): rows z0 and
+// z0 + zp, the B rows one run from b at constant offsets (a pointer per row spills registers).
+// The same products, order and reduction as ExpandDotChain, so the same bits.
+template <DType TB, int64_t kRank>
+HWY_INLINE VF ExpandDotRun2(const float* z0, int64_t zp, const unsigned char* b) {
+  static_assert(kRank % static_cast<int64_t>(kLanes) == 0 && kRank <= kSegCols, "whole vectors, one chain");
+  const DF df;
+  constexpr size_t kB = kLanes / 2;
+  VF acc[kLanes];
+  for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
+  for (int64_t r = 0; r < kRank; r += static_cast<int64_t>(kLanes)) {
+    const VF z0v = hn::LoadU(df, z0 + r), z1v = hn::LoadU(df, z0 + zp + r);
+    for (size_t j = 0; j < kB; ++j) {
+      const VF bv = LoadF<TB>(b, static_cast<int64_t>(j) * kRank + r);
+      acc[j] = hn::MulAdd(z0v, bv, acc[j]);
+      acc[kB + j] = hn::MulAdd(z1v, bv, acc[kB + j]);
+    }
+  }
+  return SumEachToLane(df, acc);
+}
+
 #include "kernels/expand_nz-inl.h"  // NOLINT(build/include)
 
 // Outer-product form for tiles with many rows: B's kOpN x R block is widened and transposed
@@ -398,6 +419,18 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
 #if HWY_TARGET != HWY_SCALAR
     if constexpr (!kOneRow) {  // rows two at a time, half a block of columns per step
       constexpr int64_t kPairCols = kL / 2;
+      // Two rows' dot products over kL / 2 B rows from br[0]: as one run at the common ranks of
+      // packed ND B (whole blocks: a ragged block's pointers repeat its last row), else through
+      // the pointers.
+      const bool pair_run = !Bw.nz() && Bw.row_step == rank && (rank == 32 || rank == 64 || (rank == 128 && 128 <= kSegCols));
+      auto pair_dot = [&](const float* z0, const unsigned char* const* brh, bool whole) {
+        if (pair_run && whole) {
+          if (rank == 32) return ExpandDotRun2<TB, 32>(z0, w.rp, brh[0]);
+          if (rank == 64) return ExpandDotRun2<TB, 64>(z0, w.rp, brh[0]);
+          if constexpr (128 <= kSegCols) return ExpandDotRun2<TB, 128>(z0, w.rp, brh[0]);
+        }
+        return ExpandDot<TB, 2>(z0, w.rp, brh, Bw.chunk_step, rank);
+      };
       const hn::Half<DF> dh;
       const auto scale = hn::LowerHalf(dh, c.scale);
       auto put = [&](hn::Vec<hn::Half<DF>> d, const unsigned char* yrow, unsigned char* orow, int64_t q, int64_t lanes) {
@@ -411,7 +444,7 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
         for (int64_t h = 0; h < kL; h += kPairCols) {
           const int64_t lanes = kFull ? kPairCols : std::min<int64_t>(kPairCols, n_end - n0 - h);
           if (lanes <= 0) break;
-          const VF d = ExpandDot<TB, 2>(z0, w.rp, br + h, Bw.chunk_step, rank);
+          const VF d = pair_dot(z0, br + h, kFull);
           put(hn::LowerHalf(dh, d), y0r, o0r, col + h, lanes);
           put(hn::UpperHalf(dh, d), y1r, o1r, col + h, lanes);
         }

@@ -454,58 +454,64 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
     }
 }
 
-// Adapters of rank 16 with one to three rows: the expand's run form row by row (ND B of pitch 16,
-// and FRACTAL_NZ B of any R), the pair chain (ND B of pitch 32, ranks limited to 16), and the
-// outer product (three rows) must give the bits of a plain rank-16 ND tensor, on every target.
-TEST_F(PerTarget, RankSixteenRowsAgreeAcrossPitchesAndLayouts) {
-  const int64_t B = 12, W = 5, H1 = 300, H2 = 2 * 16 * 16 + 7;  // a ragged last column block
-  Rng rng(1616);
-  std::vector<uint16_t> x = random_f16(rng, B * H1), y = random_f16(rng, B * H2);
-  std::vector<int32_t> idx = {0, 1, 1, 2, 2, 2, 3, 3, -1, 4, 0, 4};  // 1-3 rows per adapter
-  std::vector<uint16_t> a32 = random_f16(rng, W * 32 * H1), b32 = random_f16(rng, W * H2 * 32);
-  std::vector<uint16_t> a16(W * 16 * H1), b16(W * H2 * 16);
-  for (int64_t w = 0; w < W; ++w) {  // the rank-16 tensors: the first 16 ranks of the R=32 ones
-    for (int64_t r = 0; r < 16; ++r)
-      for (int64_t h = 0; h < H1; ++h) a16[(w * 16 + r) * H1 + h] = a32[(w * 32 + r) * H1 + h];
-    for (int64_t n = 0; n < H2; ++n)
-      for (int64_t r = 0; r < 16; ++r) b16[(w * H2 + n) * 16 + r] = b32[(w * H2 + n) * 32 + r];
-  }
-  std::vector<int32_t> ranks(W, 16);
-  using addlora::TensorView;
-  auto args = [&](std::vector<uint16_t>& a, std::vector<uint16_t>& b, int64_t R) {
-    addlora::Arguments g;
-    set_rows(&g, x, y, idx, B, H1, H2);
-    g.weight_a = TensorView::contiguous(a.data(), DType::f16, {W, 1, R, H1});
-    g.weight_b = TensorView::contiguous(b.data(), DType::f16, {W, 1, H2, R});
-    if (R == 32) g.ranks = TensorView::contiguous(ranks.data(), DType::i32, {W});
-    g.scale = 0.5;
-    return g;
-  };
-  std::vector<addlora::Arguments> forms = {args(a16, b16, 16), args(a32, b32, 32)};
-  std::vector<std::vector<uint16_t>> nz_store;
-  nz_store.reserve(4);
-  for (int k = 0; k < 2; ++k) {  // both again with NZ weights
-    addlora::Arguments g = forms[k];
-    for (TensorView* t : {&g.weight_a, &g.weight_b}) {
-      nz_store.emplace_back(addlora::nz_elements(t->dims, 4));
-      ASSERT_EQ(addlora::nd_to_nz(*t, nz_store.back().data(), static_cast<int64_t>(nz_store.back().size())),
-                addlora::Status::ok);
-      t->data = nz_store.back().data();
-      t->layout = Layout::fractal_nz;
+// Adapters of rank 16, 32 and 64 with one to three rows: the expand's run forms (rank 16 row
+// by row, ND B of pitch 16 or FRACTAL_NZ; two rows at once over ND B whose pitch is the rank),
+// the pointer chains (ND B of twice the pitch, ranks limited; NZ at 32 and 64), and the outer
+// product (three rows at rank 16) must give the same bits, and the fp64 oracle's values, on
+// every target.
+TEST_F(PerTarget, SmallRankRowsAgreeAcrossPitchesAndLayouts) {
+  for (int64_t rank : {16, 32, 64}) {
+    SCOPED_TRACE("rank " + std::to_string(rank));
+    const int64_t B = 12, W = 5, H1 = 300, H2 = 2 * 16 * 16 + 7;  // a ragged last column block
+    const int64_t R2 = 2 * rank;
+    Rng rng(1600 + rank);
+    std::vector<uint16_t> x = random_f16(rng, B * H1), y = random_f16(rng, B * H2);
+    std::vector<int32_t> idx = {0, 1, 1, 2, 2, 2, 3, 3, -1, 4, 0, 4};  // 1-3 rows per adapter
+    std::vector<uint16_t> a2 = random_f16(rng, W * R2 * H1), b2 = random_f16(rng, W * H2 * R2);
+    std::vector<uint16_t> a1(W * rank * H1), b1(W * H2 * rank);
+    for (int64_t w = 0; w < W; ++w) {  // the rank-wide tensors: the first ranks of the wider ones
+      for (int64_t r = 0; r < rank; ++r)
+        for (int64_t h = 0; h < H1; ++h) a1[(w * rank + r) * H1 + h] = a2[(w * R2 + r) * H1 + h];
+      for (int64_t n = 0; n < H2; ++n)
+        for (int64_t r = 0; r < rank; ++r) b1[(w * H2 + n) * rank + r] = b2[(w * H2 + n) * R2 + r];
     }
-    forms.push_back(g);
-  }
-  for_each_target([&] {
-    std::vector<std::vector<uint16_t>> outs;
-    for (addlora::Arguments& g : forms) {
-      outs.emplace_back(y.size());
-      g.out = TensorView::contiguous(outs.back().data(), DType::f16, {B, H2});
-      ASSERT_EQ(addlora::add_lora(g, addlora::Rules::general), addlora::Status::ok);
+    std::vector<int32_t> ranks(W, static_cast<int32_t>(rank));
+    using addlora::TensorView;
+    auto args = [&](std::vector<uint16_t>& a, std::vector<uint16_t>& b, int64_t R) {
+      addlora::Arguments g;
+      set_rows(&g, x, y, idx, B, H1, H2);
+      g.weight_a = TensorView::contiguous(a.data(), DType::f16, {W, 1, R, H1});
+      g.weight_b = TensorView::contiguous(b.data(), DType::f16, {W, 1, H2, R});
+      if (R != rank) g.ranks = TensorView::contiguous(ranks.data(), DType::i32, {W});
+      g.scale = 0.5;
+      return g;
+    };
+    std::vector<addlora::Arguments> forms = {args(a1, b1, rank), args(a2, b2, R2)};
+    std::vector<std::vector<uint16_t>> nz_store;
+    nz_store.reserve(4);
+    for (int k = 0; k < 2; ++k) {  // both again with NZ weights
+      addlora::Arguments g = forms[k];
+      for (TensorView* t : {&g.weight_a, &g.weight_b}) {
+        nz_store.emplace_back(addlora::nz_elements(t->dims, 4));
+        ASSERT_EQ(addlora::nd_to_nz(*t, nz_store.back().data(), static_cast<int64_t>(nz_store.back().size())),
+                  addlora::Status::ok);
+        t->data = nz_store.back().data();
+        t->layout = Layout::fractal_nz;
+      }
+      forms.push_back(g);
     }
-    const auto res = addlora::ref::check_out(addlora::ref::compute(forms[0]), forms[0].out);  // the fp64 oracle
-    EXPECT_TRUE(res.ok) << res.report;
-    for (size_t k = 1; k < outs.size(); ++k) EXPECT_TRUE(outs[k] == outs[0]) << "form " << k;
-  });
+    for_each_target([&] {
+      std::vector<std::vector<uint16_t>> outs;
+      for (addlora::Arguments& g : forms) {
+        outs.emplace_back(y.size());
+        g.out = TensorView::contiguous(outs.back().data(), DType::f16, {B, H2});
+        ASSERT_EQ(addlora::add_lora(g, addlora::Rules::general), addlora::Status::ok);
+      }
+      const auto res = addlora::ref::check_out(addlora::ref::compute(forms[0]), forms[0].out);  // the fp64 oracle
+      EXPECT_TRUE(res.ok) << res.report;
+      for (size_t k = 1; k < outs.size(); ++k) EXPECT_TRUE(outs[k] == outs[0]) << "form " << k;
+    });
+  }
 }
 
 // Multi-slice (one call, rows grouped once, the slices' tasks in shared parallel regions)
