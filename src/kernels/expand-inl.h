@@ -82,12 +82,11 @@ HWY_INLINE VF ExpandDot(const float* z, int64_t zp, const unsigned char* const* 
   return RoundLanes(total);
 }
 
-// ExpandDotChain over kLanes rows of packed ND B (row pitch == kRank): the rows
-// are one run of kLanes x kRank elements from b, addressed at constant offsets from one pointer
-// (a pointer per row spills registers).  The same products, order and reduction as
-// ExpandDotChain, so the same bits.
+// ExpandDotChain over kLanes rows of ND B, `pitch` elements apart (packed: kRank), from b: the
+// rows addressed from one pointer, at constant offsets when packed (a pointer per row spills
+// registers).  The same products, order and reduction as ExpandDotChain, so the same bits.
 template <DType TB, int64_t kRank>
-HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b) {
+HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b, int64_t pitch = kRank) {
   static_assert(kRank % static_cast<int64_t>(kLanes) == 0 && kRank <= kSegCols, "whole vectors, one chain");
   const DF df;
   VF acc[kLanes];
@@ -95,7 +94,7 @@ HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b) {
   for (int64_t r = 0; r < kRank; r += static_cast<int64_t>(kLanes)) {
     const VF zv = hn::LoadU(df, z + r);
     for (size_t j = 0; j < kLanes; ++j)
-      acc[j] = hn::MulAdd(zv, LoadF<TB>(b, static_cast<int64_t>(j) * kRank + r), acc[j]);
+      acc[j] = hn::MulAdd(zv, LoadF<TB>(b, static_cast<int64_t>(j) * pitch + r), acc[j]);
   }
   return SumEachToLane(df, acc);
 }
@@ -138,7 +137,8 @@ constexpr int64_t kPanelFloats = 2 * static_cast<int64_t>(kLanes) * kBBuf;
 constexpr int64_t kBtFloats = std::max(kPanelFloats, kOpN * kBBuf);
 constexpr int64_t kOneSweepPanel = 64;  // columns per panel when one row block sweeps it (ExpandPanels)
 // Rank of the dot path's run form (ExpandDotRun): a block of kLanes B rows is one run of
-// kLanes x kRunRank elements, in ND B of that row pitch and in FRACTAL_NZ B alike.
+// kLanes x kRunRank elements in ND B of that row pitch and in FRACTAL_NZ B alike (wider ND
+// pitches: the same form, row by row).
 constexpr int64_t kRunRank = 16;
 // Fewest rows for which the transposed block pays off over the dot products, rows in pairs
 // (measured; see bench/notes.md): at rank 16 two rows take the run form row by row (the pack
@@ -478,19 +478,24 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   } else {
     PrefetchBRows(Bw, n_begin + kL, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
   }
-  // Rank kRunRank with each block one run (ND B of that row pitch, or FRACTAL_NZ): whole blocks
-  // through ExpandDotRun, row after row (a block is read from DRAM once, then from L1), B
-  // prefetched as the contiguous run it is.  Only at rank 16 do the dot products rather than
-  // DRAM set the pace; at wider ranks this loop was no faster (bench/notes.md).  (One row over
-  // FRACTAL_NZ has taken its full blocks above.)
-  if (rank == kRunRank && Bw.row_step == kRunRank) {
+  // Rank kRunRank: whole blocks through ExpandDotRun, row after row (a block is read from DRAM
+  // once, then from L1).  A block is one run in packed ND B and in FRACTAL_NZ (16 rows of ranks
+  // 0-15), prefetched as such; ND B of a wider pitch (ranks limited to 16) is read row by row.
+  // Only at rank 16 do the dot products rather than DRAM set the pace; at wider ranks this loop
+  // was no faster (bench/notes.md).  (One row over FRACTAL_NZ has taken its full blocks above.)
+  if (rank == kRunRank) {
     const int64_t pos_last = kOneRow ? pos_begin + 1 : pos_end;
+    const bool packed = Bw.row_step == kRunRank;
     for (; n0 + kL <= n_end; n0 += kL) {
-      if (n0 + ahead_rows < p.S)
-        PrefetchLines(Bw.row(n0 + ahead_rows), (std::min<int64_t>(p.S, n0 + ahead_rows + kL) - n0 - ahead_rows) * kRunRank * Bw.esize);
+      if (n0 + ahead_rows < p.S) {
+        const int64_t ahead_end = std::min<int64_t>(p.S, n0 + ahead_rows + kL);
+        if (packed) PrefetchLines(Bw.row(n0 + ahead_rows), (ahead_end - n0 - ahead_rows) * kRunRank * Bw.esize);
+        else PrefetchBRows(Bw, n0 + ahead_rows, ahead_end, rank);
+      }
       const int64_t col = p.y_offset + n0;
       for (int64_t pos = pos_begin; pos < pos_last; ++pos) {
-        const VF d = ExpandDotRun<TB, kRunRank>(w.z + pos * w.rp, Bw.row(n0));
+        const VF d = packed ? ExpandDotRun<TB, kRunRank>(w.z + pos * w.rp, Bw.row(n0))
+                            : ExpandDotRun<TB, kRunRank>(w.z + pos * w.rp, Bw.row(n0), Bw.row_step);
         const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
         unsigned char* orow = kOneRow ? o0 : out_row(pos);
         StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(yrow, col)), orow, col);
