@@ -93,6 +93,16 @@ bool torch_ready() {
 
 namespace {
 
+// The byte offset in [begin, end) of base's first 8-byte word equal to value, or 0.
+int64_t word_offset(const unsigned char* base, int64_t begin, int64_t end, uintptr_t value) {
+  for (int64_t off = begin; off + 8 <= end; off += 8) {
+    uintptr_t w;
+    std::memcpy(&w, base + off, sizeof w);
+    if (w == value) return off;
+  }
+  return 0;
+}
+
 // Finds g_torch.impl_offset and storage_offset on t, a plain CPU tensor just described (the
 // first one: no tensor is made for it, so the user's default device and modes play no part):
 // the words of the tensor object and of its TensorImpl that equal torch's own `_cdata` of the
@@ -108,27 +118,13 @@ void find_metadata_offsets(PyObject* t) {
   const uintptr_t impl = cdata(t);
   if (!impl) return;
   const auto* obj = reinterpret_cast<const unsigned char*>(t);
-  for (Py_ssize_t off = sizeof(PyObject); off + 8 <= Py_TYPE(t)->tp_basicsize; off += 8) {
-    uintptr_t w;
-    std::memcpy(&w, obj + off, sizeof w);
-    if (w == impl) {
-      g_torch.impl_offset = off;
-      break;
-    }
-  }
+  g_torch.impl_offset = word_offset(obj, sizeof(PyObject), Py_TYPE(t)->tp_basicsize, impl);
   if (!g_torch.impl_offset) return;
   PyRef st(PyObject_CallMethod(t, "untyped_storage", nullptr));
   const uintptr_t storage = st.p ? cdata(st.p) : 0;
   PyErr_Clear();
-  if (!storage) return;
-  for (int64_t off = 8; off < 64; off += 8) {  // a TensorImpl is far larger than 64 bytes
-    uintptr_t w;
-    std::memcpy(&w, reinterpret_cast<const unsigned char*>(impl) + off, sizeof w);
-    if (w == storage) {
-      g_torch.storage_offset = off;
-      break;
-    }
-  }
+  // Within the TensorImpl's first 64 bytes: a TensorImpl is far larger.
+  if (storage) g_torch.storage_offset = word_offset(reinterpret_cast<const unsigned char*>(impl), 8, 64, storage);
 }
 
 }  // namespace

@@ -82,39 +82,24 @@ HWY_INLINE VF ExpandDot(const float* z, int64_t zp, const unsigned char* const* 
   return RoundLanes(total);
 }
 
-// ExpandDotChain over kLanes rows of ND B, `pitch` elements apart (packed: kRank), from b: the
-// rows addressed from one pointer, at constant offsets when packed (a pointer per row spills
-// registers).  The same products, order and reduction as ExpandDotChain, so the same bits.
-template <DType TB, int64_t kRank>
-HWY_INLINE VF ExpandDotRun(const float* z, const unsigned char* b, int64_t pitch = kRank) {
+// ExpandDotChain<TB, kZ> over kLanes / kZ rows of ND B, `pitch` elements apart (packed: kRank),
+// from b, for rows z and z + zp: the B rows addressed from one pointer, at constant offsets
+// when packed (a pointer per row spills registers).  The same products, order and reduction as
+// ExpandDotChain, so the same bits.
+template <DType TB, int64_t kRank, int kZ = 1>
+HWY_INLINE VF ExpandDotRun(const float* z, int64_t zp, const unsigned char* b, int64_t pitch = kRank) {
   static_assert(kRank % static_cast<int64_t>(kLanes) == 0 && kRank <= kSegCols, "whole vectors, one chain");
+  static_assert((kZ == 1 || kZ == 2) && kLanes >= static_cast<size_t>(kZ), "one row or a pair");
   const DF df;
+  constexpr size_t kB = kLanes / kZ;
   VF acc[kLanes];
   for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
   for (int64_t r = 0; r < kRank; r += static_cast<int64_t>(kLanes)) {
-    const VF zv = hn::LoadU(df, z + r);
-    for (size_t j = 0; j < kLanes; ++j)
-      acc[j] = hn::MulAdd(zv, LoadF<TB>(b, static_cast<int64_t>(j) * pitch + r), acc[j]);
-  }
-  return SumEachToLane(df, acc);
-}
-
-// ExpandDotChain<TB, 2> over kLanes / 2 rows of packed ND B (row pitch == kRank): rows z0 and
-// z0 + zp, the B rows one run from b at constant offsets (a pointer per row spills registers).
-// The same products, order and reduction as ExpandDotChain, so the same bits.
-template <DType TB, int64_t kRank>
-HWY_INLINE VF ExpandDotRun2(const float* z0, int64_t zp, const unsigned char* b) {
-  static_assert(kRank % static_cast<int64_t>(kLanes) == 0 && kRank <= kSegCols, "whole vectors, one chain");
-  const DF df;
-  constexpr size_t kB = kLanes / 2;
-  VF acc[kLanes];
-  for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
-  for (int64_t r = 0; r < kRank; r += static_cast<int64_t>(kLanes)) {
-    const VF z0v = hn::LoadU(df, z0 + r), z1v = hn::LoadU(df, z0 + zp + r);
+    VF zv[kZ];
+    for (int i = 0; i < kZ; ++i) zv[i] = hn::LoadU(df, z + i * zp + r);
     for (size_t j = 0; j < kB; ++j) {
-      const VF bv = LoadF<TB>(b, static_cast<int64_t>(j) * kRank + r);
-      acc[j] = hn::MulAdd(z0v, bv, acc[j]);
-      acc[kB + j] = hn::MulAdd(z1v, bv, acc[kB + j]);
+      const VF bv = LoadF<TB>(b, static_cast<int64_t>(j) * pitch + r);
+      for (int i = 0; i < kZ; ++i) acc[i * kB + j] = hn::MulAdd(zv[i], bv, acc[i * kB + j]);
     }
   }
   return SumEachToLane(df, acc);
@@ -411,6 +396,21 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   auto out_row = [&](int64_t pos) { return c.obase + w.order[pos] * p.out.row_stride * yes; };
   const unsigned char* const y0 = y_row(pos_begin);  // one row: its pointers once
   unsigned char* const o0 = out_row(pos_begin);
+#if HWY_TARGET != HWY_SCALAR
+  // Two rows' dot products over kL / 2 B rows from br[0]: as one run at the common ranks of
+  // packed ND B (whole blocks: a ragged block's pointers repeat its last row), else through
+  // the pointers.
+  const bool pair_run = !Bw.nz() && Bw.row_step == rank && (rank == 32 || rank == 64 || (rank == 128 && 128 <= kSegCols));
+  auto pair_dot = [&](const float* z0, const unsigned char* const* brh, bool whole) {
+    if (pair_run && whole) {
+      if (rank == 32) return ExpandDotRun<TB, 32, 2>(z0, w.rp, brh[0]);
+      if (rank == 64) return ExpandDotRun<TB, 64, 2>(z0, w.rp, brh[0]);
+      if constexpr (128 <= kSegCols) return ExpandDotRun<TB, 128, 2>(z0, w.rp, brh[0]);
+    }
+    return ExpandDot<TB, 2>(z0, w.rp, brh, Bw.chunk_step, rank);
+  };
+  (void)pair_dot;  // unused by one-row tiles
+#endif
   // Columns [n0, n0 + kL) of every row of the tile; kFull: all kL of them are in the slice.
   auto block = [&](int64_t n0, const unsigned char* const* br, auto full) {
     constexpr bool kFull = decltype(full)::value;
@@ -419,18 +419,6 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
 #if HWY_TARGET != HWY_SCALAR
     if constexpr (!kOneRow) {  // rows two at a time, half a block of columns per step
       constexpr int64_t kPairCols = kL / 2;
-      // Two rows' dot products over kL / 2 B rows from br[0]: as one run at the common ranks of
-      // packed ND B (whole blocks: a ragged block's pointers repeat its last row), else through
-      // the pointers.
-      const bool pair_run = !Bw.nz() && Bw.row_step == rank && (rank == 32 || rank == 64 || (rank == 128 && 128 <= kSegCols));
-      auto pair_dot = [&](const float* z0, const unsigned char* const* brh, bool whole) {
-        if (pair_run && whole) {
-          if (rank == 32) return ExpandDotRun2<TB, 32>(z0, w.rp, brh[0]);
-          if (rank == 64) return ExpandDotRun2<TB, 64>(z0, w.rp, brh[0]);
-          if constexpr (128 <= kSegCols) return ExpandDotRun2<TB, 128>(z0, w.rp, brh[0]);
-        }
-        return ExpandDot<TB, 2>(z0, w.rp, brh, Bw.chunk_step, rank);
-      };
       const hn::Half<DF> dh;
       const auto scale = hn::LowerHalf(dh, c.scale);
       auto put = [&](hn::Vec<hn::Half<DF>> d, const unsigned char* yrow, unsigned char* orow, int64_t q, int64_t lanes) {
@@ -494,8 +482,8 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
       }
       const int64_t col = p.y_offset + n0;
       for (int64_t pos = pos_begin; pos < pos_last; ++pos) {
-        const VF d = packed ? ExpandDotRun<TB, kRunRank>(w.z + pos * w.rp, Bw.row(n0))
-                            : ExpandDotRun<TB, kRunRank>(w.z + pos * w.rp, Bw.row(n0), Bw.row_step);
+        const VF d = packed ? ExpandDotRun<TB, kRunRank>(w.z + pos * w.rp, 0, Bw.row(n0))
+                            : ExpandDotRun<TB, kRunRank>(w.z + pos * w.rp, 0, Bw.row(n0), Bw.row_step);
         const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
         unsigned char* orow = kOneRow ? o0 : out_row(pos);
         StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(yrow, col)), orow, col);
