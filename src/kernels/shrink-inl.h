@@ -5,10 +5,11 @@
 // ---- shrink: zpart[k][pos][r] = sum over h in K chunk k of x[row, h] * A[adapter, r, h] ------
 // fp32 products and FMA sums in register blocks of 6 rows x 4 ranks; every kSegCols columns
 // (kChain products per lane, counted from the start of the K chunk) each accumulator is
-// reduced and folded into an fp64 sum (work.h, the accumulator policy).  The rows' x chunk is
-// first widened to fp32 in a stack buffer (once, instead of once per rank block), except in
-// tasks of many rows over few ranks (kConvertXRanks), which convert x in the loop; A is
-// widened as it streams (each A vector serves every row of the block).
+// reduced and folded into an fp64 sum (work.h, the accumulator policy).  A is widened as it
+// streams (each A vector serves every row of the block).  16-bit x is widened the same way in
+// ND tasks of several rows (ShrinkStepsNd) and tasks of many rows over few ranks
+// (kConvertXRanks); the decode and FRACTAL_NZ paths first widen the rows' x chunk to fp32 in a
+// stack buffer, once per row block.
 
 #if HWY_TARGET == HWY_AVX3
 }  // namespace addlora::kernels::HWY_NAMESPACE (declarations of the bf16 dot-product shrink)
@@ -32,6 +33,9 @@ constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened pa
 // most kConvertXRanks ranks read 16-bit x in the FMA loop instead of widening it first.
 constexpr int64_t kConvertXRanks = 32;
 constexpr int64_t kConvertXMinRows = 12;
+// And ND tasks of more than kFewRows rows, except on the portable targets (which convert 16-bit
+// values lane by lane): ShrinkTask.
+constexpr bool kConvertXInLoop = HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128;
 // FRACTAL_NZ traversal (ForEachShrinkBlock, ShrinkOneRowNz): ranks per group, columns per
 // panel, and how far ahead (columns) the first row block prefetches; chosen by measurement
 // (bench/features_bench NZ rows; 128- and 512-column panels and 2-panel distances were slower).
@@ -67,6 +71,83 @@ struct BlockIo {
   V* keep = nullptr;
   double* keep_total = nullptr;
 };
+
+// Prefetches of ShrinkStepsNd, once per pair of steps: x_lines lines at x and at x2 (null:
+// none), both advancing x_esize bytes per column; and a_lines lines at each rank's A position
+// moved by a_delta bytes, while the column is below a_until.
+struct NdPrefetch {
+  const unsigned char* x = nullptr;
+  const unsigned char* x2 = nullptr;
+  int64_t x_esize = 2;
+  int64_t x_lines = 0;
+  int64_t a_delta = 0;
+  int64_t a_until = 0;
+  int64_t a_lines = 0;
+};
+
+// A whole register block over ND A, columns [h, h_end) in whole vectors: x row i at xr[i],
+// read as TX (column h at element h - xoff), rank j's A row at ar[j].  Each accumulator starts
+// at zero and is folded into total (fp64, [kRows][kRanks], accumulated into) at every fold
+// boundary from seg0 and at the end, as ShrinkBlock folds (same bits).  Its own function so
+// that it compiles to a loop of little more than loads and FMAs, one index for every row:
+// ShrinkBlock's general loop recomputes FRACTAL_NZ offsets and tests each prefetch at every
+// step, about as many scalar instructions as vector ones (bench/notes.md).
+template <DType TX, DType TA, int kRows, int kRanks>
+HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
+                                int64_t seg0, int64_t h, int64_t h_end, const NdPrefetch& pf) {
+  using V = VF;
+  const DF d;
+  constexpr int64_t step = static_cast<int64_t>(kLanes);
+  constexpr int kAccs = kRows * kRanks;
+  const unsigned char* xp[kRows];  // at column h; t below counts columns from there
+  const unsigned char* ap[kRanks];
+  for (int i = 0; i < kRows; ++i) xp[i] = xr[i] + (h - xoff) * static_cast<int64_t>(ElemSize<TX>());
+  for (int j = 0; j < kRanks; ++j) ap[j] = ar[j] + h * static_cast<int64_t>(ElemSize<TA>());
+  V r[kRows][kRanks];
+  for (int i = 0; i < kRows; ++i)
+    for (int j = 0; j < kRanks; ++j) r[i][j] = hn::Zero(d);
+  auto one = [&](int64_t t) {
+    V av[kRanks];
+    for (int j = 0; j < kRanks; ++j) av[j] = LoadF<TA>(ap[j], t);
+    for (int i = 0; i < kRows; ++i) {
+      const V xv = LoadF<TX>(xp[i], t);
+      for (int j = 0; j < kRanks; ++j) r[i][j] = hn::MulAdd(xv, av[j], r[i][j]);
+    }
+  };
+  auto fold = [&] {
+    FoldAccs<kAccs>([&](int n) { return r[n / kRanks][n % kRanks]; }, total);
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < kRanks; ++j) r[i][j] = hn::Zero(d);
+  };
+  const unsigned char* px = pf.x;
+  const unsigned char* px2 = pf.x2;
+  const int64_t x_lines = pf.x_lines, a_lines = pf.a_lines, a_delta = pf.a_delta;
+  const int64_t x_bytes = 2 * step * pf.x_esize, aes = static_cast<int64_t>(ElemSize<TA>());
+  const int64_t t_end = h_end - h, t_apf = pf.a_until - h;  // prefetch A while t < t_apf
+  for (int64_t t = 0; t < t_end;) {
+    const int64_t te = std::min(t_end, NextFold(seg0, h + t) - h);
+    for (; t + 2 * step <= te; t += 2 * step) {
+      if (px) {
+        for (int64_t l = 0; l < x_lines; ++l) {
+          hwy::Prefetch(px + 64 * l);
+          if (px2) hwy::Prefetch(px2 + 64 * l);
+        }
+        px += x_bytes;
+        if (px2) px2 += x_bytes;
+      }
+      if (t < t_apf)
+        for (int j = 0; j < kRanks; ++j)
+          for (int64_t l = 0; l < a_lines; ++l) hwy::Prefetch(ap[j] + t * aes + a_delta + 64 * l);
+      one(t);
+      one(t + step);
+    }
+    if (t < te) {  // an odd step
+      one(t);
+      t += step;
+    }
+    fold();  // a whole segment, or the end of the block
+  }
+}
 
 // out[i][j] = sum over h in [h0, h1) of x_i[h - xoff] * A row j, folded every kSegCols columns
 // from seg0 (the K chunk's first column).  kXWide: the x rows are buffers already widened to
@@ -117,8 +198,26 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     for (int i = 0; i < kRows; ++i)
       for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::Zero(d);
   };
+  // ND A, whole vectors, no vector accumulators carried in or out: ShrinkStepsNd runs it.
+  const bool strided = !nz && (h1 - h0) % step == 0 && !io.init && !io.keep;
+  if (strided) {
+    const int64_t aes = static_cast<int64_t>(ElemSize<TA>());
+    NdPrefetch pf;
+    if (io.pf) {
+      pf.x = io.pf;
+      pf.x2 = io.pf2;
+      pf.x_esize = io.pf_esize;
+      pf.x_lines = std::max<int64_t>(1, 2 * step * io.pf_esize / 64);
+    }
+    if (io.apf) {  // each rank's prefetch is its own row moved by the same distance
+      pf.a_delta = io.apf[0] - ar[0];
+      pf.a_until = io.apf_until;
+      pf.a_lines = std::max<int64_t>(1, 2 * step * aes / 64);
+    }
+    ShrinkStepsNd<TX, TA, kRows, kRanks>(total, xr, xoff, ar, seg0, h0, h1, pf);
+  }
   // Columns [hs, he), inside one fold segment.  hs is a multiple of 16 unless it is h0.
-  for (int64_t hs = h0; hs < h1;) {
+  for (int64_t hs = strided ? h1 : h0; hs < h1;) {
     const int64_t next = NextFold(seg0, hs), he = std::min(h1, next);
     int64_t h = hs;
     const int64_t h_full = hs + ((he - hs) / step) * step;
@@ -173,7 +272,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
       }
     return;
   }
-  fold();  // adds 0 if the last segment was whole and folded
+  if (!strided) fold();  // adds 0 if the last segment was whole and folded
   for (int i = 0; i < rows_valid; ++i)
     for (int j = 0; j < ranks_valid; ++j) out[i][j] = total[i * kRanks + j];
 }
@@ -356,7 +455,10 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   // Few rank blocks per row block (small ranks, many rows): converting x in each of them costs
   // less than widening the rows once into xf (the same products in the same order).
   const bool small_ranks = r_end - r_begin <= kConvertXRanks && pos_end - pos_begin > kConvertXMinRows;
-  const bool widen_x = TX != DType::f32 && len <= kXBuf && !small_ranks;
+  // ND tasks of more than kFewRows rows convert 16-bit x in the FMA loop too (ShrinkStepsNd):
+  // half the bytes of a widened row through L1, which limited the loop, and no widening pass.
+  const bool convert_x = kConvertXInLoop && !nz && pos_end - pos_begin > kFewRows;
+  const bool widen_x = TX != DType::f32 && len <= kXBuf && !small_ranks && !convert_x;
   const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
   double* zk = w.zpart + k * w.B * w.rp;
