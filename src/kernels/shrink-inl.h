@@ -44,6 +44,17 @@ constexpr int64_t kNzPanel = 256;
 constexpr int64_t kNzAhead = 256;
 
 constexpr int kShrinkRows = 6;  // rows per register block
+// An ND task of 7 or 8 rows (converting x in the loop) runs as one block of kTallRows rows by
+// kTallRanks ranks, so that A streams once for all its rows: as 6 + 2 rows, the second block
+// re-read A after the first had waited on DRAM, and the FMAs of the two did not overlap the
+// stream (bench/notes.md).  Needs 24 accumulators, so only with 32 vector registers.
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr int kTallRows = 0;
+#else
+constexpr int kTallRows = 8;
+#endif
+constexpr int kTallRanks = 3;
+constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
 // How one register block of the shrink starts and ends, and what it prefetches as it goes.
 struct BlockIo {
   using V = VF;
@@ -59,6 +70,10 @@ struct BlockIo {
   const unsigned char* const* apf = nullptr;
   int64_t apf_mask = 0;
   int64_t apf_until = INT64_MAX;
+  // ShrinkStepsNd: the apf prefetches stop at L2.  A whole rank block ahead, prefetched into L1
+  // they evicted the block's own x and A (measured 10-25 % slower when A sat in L3; the same
+  // from DRAM).
+  bool apf_l2 = false;
   // A contiguous run of A to prefetch, spread evenly over the block's steps (NZ panels ahead).
   const unsigned char* run = nullptr;
   int64_t run_bytes = 0;
@@ -74,7 +89,7 @@ struct BlockIo {
 
 // Prefetches of ShrinkStepsNd, once per pair of steps: x_lines lines at x and at x2 (null:
 // none), both advancing x_esize bytes per column; and a_lines lines at each rank's A position
-// moved by a_delta bytes, while the column is below a_until.
+// moved by a_delta bytes, while the column is below a_until (into L2 only if a_l2).
 struct NdPrefetch {
   const unsigned char* x = nullptr;
   const unsigned char* x2 = nullptr;
@@ -83,6 +98,7 @@ struct NdPrefetch {
   int64_t a_delta = 0;
   int64_t a_until = 0;
   int64_t a_lines = 0;
+  bool a_l2 = false;  // A prefetches into L2 only (BlockIo::apf_l2)
 };
 
 // A whole register block over ND A, columns [h, h_end) in whole vectors: x row i at xr[i],
@@ -124,6 +140,7 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
   const int64_t x_lines = pf.x_lines, a_lines = pf.a_lines, a_delta = pf.a_delta;
   const int64_t x_bytes = 2 * step * pf.x_esize, aes = static_cast<int64_t>(ElemSize<TA>());
   const int64_t t_end = h_end - h, t_apf = pf.a_until - h;  // prefetch A while t < t_apf
+  const bool a_l2 = pf.a_l2;
   for (int64_t t = 0; t < t_end;) {
     const int64_t te = std::min(t_end, NextFold(seg0, h + t) - h);
     for (; t + 2 * step <= te; t += 2 * step) {
@@ -137,7 +154,11 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
       }
       if (t < t_apf)
         for (int j = 0; j < kRanks; ++j)
-          for (int64_t l = 0; l < a_lines; ++l) hwy::Prefetch(ap[j] + t * aes + a_delta + 64 * l);
+          for (int64_t l = 0; l < a_lines; ++l) {
+            const unsigned char* q = ap[j] + t * aes + a_delta + 64 * l;
+            if (a_l2) __builtin_prefetch(q, 0, 2);  // prefetcht1: L2 and beyond
+            else hwy::Prefetch(q);
+          }
       one(t);
       one(t + step);
     }
@@ -213,6 +234,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
       pf.a_delta = io.apf[0] - ar[0];
       pf.a_until = io.apf_until;
       pf.a_lines = std::max<int64_t>(1, 2 * step * aes / 64);
+      pf.a_l2 = io.apf_l2;
     }
     ShrinkStepsNd<TX, TA, kRows, kRanks>(total, xr, xoff, ar, seg0, h0, h1, pf);
   }
@@ -427,6 +449,7 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
         apf[j] = A.base + std::min<int64_t>(r0 + block_ranks + j, r_end - 1) * A.row_step * aes;
       io.apf = apf;
       io.apf_mask = 64 / aes - 1;
+      io.apf_l2 = true;
     }
     block(r0, h_begin, h_end, io);
   }
@@ -464,14 +487,16 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   double* zk = w.zpart + k * w.B * w.rp;
   HWY_ALIGN float xf[kRows][kXBuf];  // x rows widened once per row block: 96 KiB
 
-  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += kRows) {
-    const int rows_valid = static_cast<int>(std::min<int64_t>(kRows, pos_end - pos0));
+  const bool tall = kTallRows > 0 && convert_x && pos_end - pos_begin > kRows && pos_end - pos_begin <= kTallRows;
+  const int height = tall ? kTallRows : kRows;  // rows per row block
+  for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += height) {
+    const int rows_valid = static_cast<int>(std::min<int64_t>(height, pos_end - pos0));
     // Short blocks repeat their last row; those results are not stored.
-    const unsigned char* xr[kRows];
-    for (int i = 0; i < kRows; ++i) xr[i] = xbase + w.order[pos0 + std::min(i, rows_valid - 1)] * p.x.row_stride * xes;
+    const unsigned char* xr[kMaxBlockRows];
+    for (int i = 0; i < kMaxBlockRows; ++i) xr[i] = xbase + w.order[pos0 + std::min(i, rows_valid - 1)] * p.x.row_stride * xes;
     if (!widen_x)
-      PrefetchRunHeads(xbase, w.order, p.x.row_stride * xes, pos0 + kRows,
-                       std::min<int64_t>(pos_end, pos0 + 2 * kRows), h_begin * xes, h_end * xes);
+      PrefetchRunHeads(xbase, w.order, p.x.row_stride * xes, pos0 + height,
+                       std::min<int64_t>(pos_end, pos0 + 2 * height), h_begin * xes, h_end * xes);
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += static_cast<int64_t>(kLanes))
@@ -480,8 +505,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       }
       for (int i = rows_valid; i < kRows; ++i) xr[i] = xr[rows_valid - 1];
     }
-    double* out[kRows];
-    for (int i = 0; i < kRows; ++i) out[i] = zk + (pos0 + i) * w.rp;
+    double* out[kMaxBlockRows];
+    for (int i = 0; i < kMaxBlockRows; ++i) out[i] = zk + (pos0 + i) * w.rp;
     // One row over FRACTAL_NZ A in whole chunks (decode): one sequential stream.
     if (nz && pos_end - pos_begin == 1 && (len & 15) == 0) {
       if (widen_x) ShrinkOneRowNz<DType::f32, TA, true>(A, xr[0], h_begin, h_begin, h_end, r_begin, r_end, out[0]);
@@ -494,15 +519,18 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     // multi-adapter decode) streams kFewRowsRanks A rows at a time, each prefetched a short way
     // ahead (bench/notes.md).
     const bool few_rows_nd = !nz && widen_x && pos_end - pos_begin <= kFewRows;
-    const int64_t block_ranks = nz && widen_x && rows_valid == 1 ? kNzRowRanks : few_rows_nd ? kFewRowsRanks : kShrinkRanks;
+    const int64_t block_ranks = nz && widen_x && rows_valid == 1 ? kNzRowRanks
+                                : few_rows_nd                     ? kFewRowsRanks
+                                : tall                            ? kTallRanks
+                                                                  : kShrinkRanks;
     // One register block: ranks [r0, r0 + block_ranks) over h in [h0, h1).  Rank block rb
     // prefetches row rb of the next row block's x (one row per rank block).
     auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo io) {
       const int ranks_valid = static_cast<int>(std::min<int64_t>(block_ranks, r_end - r0));
       const unsigned char* ar[kNzRowRanks];
       for (int j = 0; j < block_ranks; ++j) ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * aes;
-      double* o[kRows];
-      for (int i = 0; i < kRows; ++i) o[i] = out[i] + r0;
+      double* o[kMaxBlockRows];
+      for (int i = 0; i < kMaxBlockRows; ++i) o[i] = out[i] + r0;
       // Rank block rb prefetches row rb of the next row block, and row rb + nrb too when there
       // are fewer rank blocks than rows (R=16: 4 rank blocks for 6 rows).
       const int64_t rb = (r0 - r_begin) / block_ranks, nrb = (r_end - r_begin + block_ranks - 1) / block_ranks;
@@ -527,6 +555,10 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       }
       // Pre-widened x rows are read as fp32 whatever TX was (one instantiation for all TX).
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
+      if constexpr (kTallRows > 0) {
+        if (tall) return ShrinkBlock<TX, TA, kTallRows, kTallRanks, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid,
+                                                                           ranks_valid, nopf);
+      }
       if (block_ranks == kFewRowsRanks && rows_valid == 2)
         ShrinkBlock<DType::f32, TA, 2, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 2, ranks_valid, few);
       else if (block_ranks == kFewRowsRanks)
