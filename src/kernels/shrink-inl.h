@@ -219,8 +219,10 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     for (int i = 0; i < kRows; ++i)
       for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::Zero(d);
   };
-  // ND A, whole vectors, no vector accumulators carried in or out: ShrinkStepsNd runs it.
-  const bool strided = !nz && (h1 - h0) % step == 0 && !io.init && !io.keep;
+  // ND A, whole vectors, no vector accumulators carried in or out: ShrinkStepsNd runs it.  Not
+  // the decode blocks (kFewRowsRanks wide, one or two rows, streaming A from DRAM): there the
+  // general loop's prefetch, one per step every 64 bytes, measured 7-20 % faster.
+  const bool strided = !nz && (h1 - h0) % step == 0 && !io.init && !io.keep && kRanks != kFewRowsRanks;
   if (strided) {
     const int64_t aes = static_cast<int64_t>(ElemSize<TA>());
     NdPrefetch pf;
