@@ -222,8 +222,8 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
   // ND A, whole vectors, no vector accumulators carried in or out: ShrinkStepsNd runs it.  Not
   // the decode blocks (kFewRowsRanks wide, one or two rows, streaming A from DRAM): there the
   // general loop's prefetch, one per step every 64 bytes, measured 7-20 % faster.
-  const bool strided = !nz && (h1 - h0) % step == 0 && !io.init && !io.keep && kRanks != kFewRowsRanks;
-  if (strided) {
+  const bool nd_steps = !nz && (h1 - h0) % step == 0 && !io.init && !io.keep && kRanks != kFewRowsRanks;
+  if (nd_steps) {
     const int64_t aes = static_cast<int64_t>(ElemSize<TA>());
     NdPrefetch pf;
     if (io.pf) {
@@ -241,7 +241,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     ShrinkStepsNd<TX, TA, kRows, kRanks>(total, xr, xoff, ar, seg0, h0, h1, pf);
   }
   // Columns [hs, he), inside one fold segment.  hs is a multiple of 16 unless it is h0.
-  for (int64_t hs = strided ? h1 : h0; hs < h1;) {
+  for (int64_t hs = nd_steps ? h1 : h0; hs < h1;) {
     const int64_t next = NextFold(seg0, hs), he = std::min(h1, next);
     int64_t h = hs;
     const int64_t h_full = hs + ((he - hs) / step) * step;
@@ -296,7 +296,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
       }
     return;
   }
-  if (!strided) fold();  // adds 0 if the last segment was whole and folded
+  if (!nd_steps) fold();  // adds 0 if the last segment was whole and folded
   for (int i = 0; i < rows_valid; ++i)
     for (int j = 0; j < ranks_valid; ++j) out[i][j] = total[i * kRanks + j];
 }
@@ -579,8 +579,10 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
                                                 io);
       else if (rows_valid == 1)
         ShrinkBlock<TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
-      else if (rows_valid <= kRows / 2)  // a task's short last block (small ranks): half the FMAs
+      else if (rows_valid <= kRows / 2)  // a task's short last block: half the FMAs
         ShrinkBlock<TX, TA, kRows / 2, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf);
+      else if (rows_valid == 4)  // 16 rows as 6 + 6 + 4
+        ShrinkBlock<TX, TA, 4, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 4, ranks_valid, nopf);
       else
         ShrinkBlock<TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf);
     };
