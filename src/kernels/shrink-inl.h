@@ -3,7 +3,8 @@
 // NOLINT(build/header_guard)
 //
 // ---- shrink: zpart[k][pos][r] = sum over h in K chunk k of x[row, h] * A[adapter, r, h] ------
-// fp32 products and FMA sums in register blocks of 6 rows x 4 ranks; every kSegCols columns
+// fp32 products and FMA sums in register blocks of 6 rows x 4 ranks (8 x 3 for tasks of 7-8
+// rows, kTallRows); every kSegCols columns
 // (kChain products per lane, counted from the start of the K chunk) each accumulator is
 // reduced and folded into an fp64 sum (work.h, the accumulator policy).  A is widened as it
 // streams (each A vector serves every row of the block).  16-bit x is widened the same way in
@@ -33,8 +34,8 @@ constexpr int64_t kXBuf = 4096;  // widest K chunk that takes the pre-widened pa
 // most kConvertXRanks ranks read 16-bit x in the FMA loop instead of widening it first.
 constexpr int64_t kConvertXRanks = 32;
 constexpr int64_t kConvertXMinRows = 12;
-// And ND tasks of more than kFewRows rows, except on the portable targets (which convert 16-bit
-// values lane by lane): ShrinkTask.
+// And ND tasks of more than kFewRows rows, except on the portable targets (which convert fp16
+// lane by lane): ShrinkTask.
 constexpr bool kConvertXInLoop = HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128;
 // FRACTAL_NZ traversal (ForEachShrinkBlock, ShrinkOneRowNz): ranks per group, columns per
 // panel, and how far ahead (columns) the first row block prefetches; chosen by measurement
@@ -47,7 +48,7 @@ constexpr int kShrinkRows = 6;  // rows per register block
 // An ND task of 7 or 8 rows (converting x in the loop) runs as one block of kTallRows rows by
 // kTallRanks ranks, so that A streams once for all its rows: as 6 + 2 rows, the second block
 // re-read A after the first had waited on DRAM, and the FMAs of the two did not overlap the
-// stream (bench/notes.md).  Needs 24 accumulators, so only with 32 vector registers.
+// stream (bench/notes.md).  Only with 32 vector registers (AVX-512, where it was measured).
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
 constexpr int kTallRows = 0;
 #else
@@ -74,6 +75,7 @@ struct BlockIo {
   // they evicted the block's own x and A (measured 10-25 % slower when A sat in L3; the same
   // from DRAM).
   bool apf_l2 = false;
+  int apf_ranks = kNzRowRanks;  // how many of the apf rows exist (the next block may be short)
   // A contiguous run of A to prefetch, spread evenly over the block's steps (NZ panels ahead).
   const unsigned char* run = nullptr;
   int64_t run_bytes = 0;
@@ -89,7 +91,8 @@ struct BlockIo {
 
 // Prefetches of ShrinkStepsNd, once per pair of steps: x_lines lines at x and at x2 (null:
 // none), both advancing x_esize bytes per column; and a_lines lines at each rank's A position
-// moved by a_delta bytes, while the column is below a_until (into L2 only if a_l2).
+// moved by a_delta bytes for the first a_ranks ranks, while the column is below a_until (into
+// L2 only if a_l2).
 struct NdPrefetch {
   const unsigned char* x = nullptr;
   const unsigned char* x2 = nullptr;
@@ -99,12 +102,14 @@ struct NdPrefetch {
   int64_t a_until = 0;
   int64_t a_lines = 0;
   bool a_l2 = false;  // A prefetches into L2 only (BlockIo::apf_l2)
+  int a_ranks = 0;    // ranks whose A is prefetched (the first a_ranks of the block)
 };
 
 // A whole register block over ND A, columns [h, h_end) in whole vectors: x row i at xr[i],
 // read as TX (column h at element h - xoff), rank j's A row at ar[j].  Each accumulator starts
-// at zero and is folded into total (fp64, [kRows][kRanks], accumulated into) at every fold
-// boundary from seg0 and at the end, as ShrinkBlock folds (same bits).  Its own function so
+// at zero and is folded into total (fp64, [kRows][kRanks], accumulated into; room for
+// FoldRoom(kRows * kRanks)) at every fold boundary from seg0 and at the end, as ShrinkBlock
+// folds (same bits); h - seg0 is a whole number of vectors.  Its own function so
 // that it compiles to a loop of little more than loads and FMAs, one index for every row:
 // ShrinkBlock's general loop recomputes FRACTAL_NZ offsets and tests each prefetch at every
 // step, about as many scalar instructions as vector ones (bench/notes.md).
@@ -141,6 +146,7 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
   const int64_t x_bytes = 2 * step * pf.x_esize, aes = static_cast<int64_t>(ElemSize<TA>());
   const int64_t t_end = h_end - h, t_apf = pf.a_until - h;  // prefetch A while t < t_apf
   const bool a_l2 = pf.a_l2;
+  const int a_ranks = std::min(kRanks, pf.a_ranks);
   for (int64_t t = 0; t < t_end;) {
     const int64_t te = std::min(t_end, NextFold(seg0, h + t) - h);
     for (; t + 2 * step <= te; t += 2 * step) {
@@ -153,7 +159,7 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
         if (px2) px2 += x_bytes;
       }
       if (t < t_apf)
-        for (int j = 0; j < kRanks; ++j)
+        for (int j = 0; j < a_ranks; ++j)
           for (int64_t l = 0; l < a_lines; ++l) {
             const unsigned char* q = ap[j] + t * aes + a_delta + 64 * l;
             if (a_l2) __builtin_prefetch(q, 0, 2);  // prefetcht1: L2 and beyond
@@ -204,7 +210,10 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     }
     if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until) {
       const int64_t off = ((h >> 4) * a_chunk_step + (h & 15)) * static_cast<int64_t>(ElemSize<TA>());
-      for (int j = 0; j < kRanks; ++j) hwy::Prefetch(io.apf[j] + off);
+      for (int j = 0; j < kRanks; ++j) {
+        if (io.apf_l2) __builtin_prefetch(io.apf[j] + off, 0, 2);
+        else hwy::Prefetch(io.apf[j] + off);
+      }
     }
   };
   constexpr int kAccs = kRows * kRanks;
@@ -219,11 +228,14 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     for (int i = 0; i < kRows; ++i)
       for (int j = 0; j < kRanks; ++j) acc[i][j] = hn::Zero(d);
   };
-  // ND A, whole vectors, no vector accumulators carried in or out: ShrinkStepsNd runs it.  Not
-  // the decode blocks (kFewRowsRanks wide, one or two rows, streaming A from DRAM): there the
-  // general loop's prefetch, one per step every 64 bytes, measured 7-20 % faster.
-  const bool nd_steps = !nz && (h1 - h0) % step == 0 && !io.init && !io.keep && kRanks != kFewRowsRanks;
-  if (nd_steps) {
+  // ND A, whole vectors from a fold-aligned start, no vector accumulators carried in or out:
+  // ShrinkStepsNd runs it.  Not the decode blocks (kFewRowsRanks wide, one or two rows,
+  // streaming A from DRAM): there the general loop's prefetch, one per step every 64 bytes,
+  // measured 7-20 % faster.  Nor the FRACTAL_NZ one-row blocks (kNzRowRanks wide).
+  constexpr bool kNdSteps = kRanks != kFewRowsRanks && kRanks != kNzRowRanks;
+  const bool nd_steps = kNdSteps && !nz && (h1 - h0) % step == 0 && (h0 - seg0) % step == 0 && !io.init && !io.keep;
+  if constexpr (kNdSteps) {
+   if (nd_steps) {
     const int64_t aes = static_cast<int64_t>(ElemSize<TA>());
     NdPrefetch pf;
     if (io.pf) {
@@ -232,13 +244,15 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
       pf.x_esize = io.pf_esize;
       pf.x_lines = std::max<int64_t>(1, 2 * step * io.pf_esize / 64);
     }
-    if (io.apf) {  // each rank's prefetch is its own row moved by the same distance
+    if (io.apf) {  // each rank's prefetch is its own row moved by the same distance (apf_ranks of them)
       pf.a_delta = io.apf[0] - ar[0];
       pf.a_until = io.apf_until;
       pf.a_lines = std::max<int64_t>(1, 2 * step * aes / 64);
       pf.a_l2 = io.apf_l2;
+      pf.a_ranks = io.apf_ranks;
     }
     ShrinkStepsNd<TX, TA, kRows, kRanks>(total, xr, xoff, ar, seg0, h0, h1, pf);
+   }
   }
   // Columns [hs, he), inside one fold segment.  hs is a multiple of 16 unless it is h0.
   for (int64_t hs = nd_steps ? h1 : h0; hs < h1;) {
@@ -452,6 +466,7 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
       io.apf = apf;
       io.apf_mask = 64 / aes - 1;
       io.apf_l2 = true;
+      io.apf_ranks = static_cast<int>(std::min<int64_t>(block_ranks, r_end - r0 - block_ranks));
     }
     block(r0, h_begin, h_end, io);
   }
@@ -537,7 +552,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       // are fewer rank blocks than rows (R=16: 4 rank blocks for 6 rows).
       const int64_t rb = (r0 - r_begin) / block_ranks, nrb = (r_end - r_begin + block_ranks - 1) / block_ranks;
       auto next_x = [&](int64_t i) {
-        return widen_x && i < kRows && pos0 + kRows + i < pos_end ? xbase + (w.order[pos0 + kRows + i] * p.x.row_stride + h0) * xes
+        return widen_x && i < kRows && pos0 + height + i < pos_end ? xbase + (w.order[pos0 + height + i] * p.x.row_stride + h0) * xes
                                                                   : nullptr;
       };
       io.pf = next_x(rb);
