@@ -41,15 +41,15 @@ HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, 
   PrefetchBRanks(Bw, n_lo, n_hi, 0, rank);
 }
 
-// kZ rows of z (1, or 2: rows z and z + zp) over kLanes / kZ B rows br[j]: lane i * kLanes / kZ
+// kZ rows of z (1, 2 or 4: rows z + i * zp) over kLanes / kZ B rows br[j]: lane i * kLanes / kZ
 // + j of the result = sum over r in [r_lo, r_hi) of z_i[r] * B row j (chunk-structured as in
-// WeightRows); r_lo a multiple of kLanes, r_hi - r_lo <= kSegCols (one fp32 chain).  With two
-// rows each B vector is converted once for both; every lane sums the same products in the same
+// WeightRows); r_lo a multiple of kLanes, r_hi - r_lo <= kSegCols (one fp32 chain).  With more
+// rows each B vector is converted once for all; every lane sums the same products in the same
 // order through the same lane tree either way, so the bits do not depend on kZ.
 template <DType TB, int kZ>
 HWY_INLINE VF ExpandDotChain(const float* z, int64_t zp, const unsigned char* const* br, int64_t chunk_step,
                              int64_t r_lo, int64_t r_hi) {
-  static_assert(kZ == 1 || kZ == 2, "one row or a pair");
+  static_assert((kZ == 1 || kZ == 2 || kZ == 4) && kLanes >= static_cast<size_t>(kZ), "one, two or four rows");
   const DF df;
   constexpr int64_t kB = static_cast<int64_t>(kLanes) / kZ;
   VF acc[kLanes];
@@ -89,7 +89,7 @@ HWY_INLINE VF ExpandDot(const float* z, int64_t zp, const unsigned char* const* 
 template <DType TB, int64_t kRank, int kZ = 1>
 HWY_INLINE VF ExpandDotRun(const float* z, int64_t zp, const unsigned char* b, int64_t pitch = kRank) {
   static_assert(kRank % static_cast<int64_t>(kLanes) == 0 && kRank <= kSegCols, "whole vectors, one chain");
-  static_assert((kZ == 1 || kZ == 2) && kLanes >= static_cast<size_t>(kZ), "one row or a pair");
+  static_assert((kZ == 1 || kZ == 2 || kZ == 4) && kLanes >= static_cast<size_t>(kZ), "one, two or four rows");
   const DF df;
   constexpr size_t kB = kLanes / kZ;
   VF acc[kLanes];
@@ -103,6 +103,33 @@ HWY_INLINE VF ExpandDotRun(const float* z, int64_t zp, const unsigned char* b, i
     }
   }
   return SumEachToLane(df, acc);
+}
+
+// Dot tiles of ranks above 64 take rows four at a time on AVX-512 (each B vector converted once
+// for four rows; at rank 64 four rows ran slower than two pairs, bench/notes.md).
+#if HWY_ARCH_X86_64 && HWY_TARGET <= HWY_AVX3
+constexpr bool kDotQuads = kLanes == 16;
+#else
+constexpr bool kDotQuads = false;
+#endif
+
+// d[q] from four calls of the kZ = 4 forms over B rows 4q + j: lane 4i + j holds row i, column
+// 4q + j.  Regrouped in place so that d[i] holds row i's 16 columns in order: a 4 x 4
+// transpose of 128-bit blocks (block moves only).  Where kDotQuads holds.
+HWY_INLINE void QuadsToRows(VF* d) {
+#if HWY_ARCH_X86_64 && HWY_TARGET <= HWY_AVX3
+  if constexpr (kLanes == 16) {
+    constexpr int kLo = _MM_SHUFFLE(1, 0, 1, 0), kHi = _MM_SHUFFLE(3, 2, 3, 2);
+    constexpr int kEven = _MM_SHUFFLE(2, 0, 2, 0), kOdd = _MM_SHUFFLE(3, 1, 3, 1);
+    const __m512 t0 = _mm512_shuffle_f32x4(d[0].raw, d[1].raw, kLo), t1 = _mm512_shuffle_f32x4(d[0].raw, d[1].raw, kHi);
+    const __m512 t2 = _mm512_shuffle_f32x4(d[2].raw, d[3].raw, kLo), t3 = _mm512_shuffle_f32x4(d[2].raw, d[3].raw, kHi);
+    d[0].raw = _mm512_shuffle_f32x4(t0, t2, kEven);
+    d[1].raw = _mm512_shuffle_f32x4(t0, t2, kOdd);
+    d[2].raw = _mm512_shuffle_f32x4(t1, t3, kEven);
+    d[3].raw = _mm512_shuffle_f32x4(t1, t3, kOdd);
+  }
+#endif
+  (void)d;
 }
 
 #include "kernels/expand_nz-inl.h"  // NOLINT(build/include)
@@ -125,13 +152,14 @@ constexpr int64_t kOneSweepPanel = 64;  // columns per panel when one row block 
 // kLanes x kRunRank elements in ND B of that row pitch and in FRACTAL_NZ B alike (wider ND
 // pitches: the same form, row by row).
 constexpr int64_t kRunRank = 16;
-// Fewest rows for which the transposed block pays off over the dot products, rows in pairs
-// (measured; see bench/notes.md): at rank 16 two rows take the run form row by row (the pack
-// alone cost more than both rows' dot products).  A function of the adapter's rank only, so
-// results stay independent of R (per-adapter ranks), the layout and the thread count.
+// Fewest rows for which the transposed block pays off over the dot products, rows in pairs or
+// fours (measured; see bench/notes.md): at rank 16 two rows take the run form row by row (the
+// pack alone cost more than both rows' dot products); above rank 64, with rows in fours, the
+// dot products win up to 13 rows.  A function of the adapter's rank only, so results stay
+// independent of R (per-adapter ranks), the layout and the thread count.
 HWY_INLINE int64_t OuterMinRows(int64_t rank) {
   const int64_t rank_p = (rank + 15) & ~int64_t{15};
-  return rank == kRunRank ? 3 : rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : 6;
+  return rank == kRunRank ? 3 : rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : rank_p <= 64 || !kDotQuads ? 6 : 14;
 }
 constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
 // The next panel's B is prefetched a few lines every kAheadRanks rank steps of a block, spread
@@ -409,7 +437,14 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
     }
     return ExpandDot<TB, 2>(z0, w.rp, brh, Bw.chunk_step, rank);
   };
+  // The same for four rows over kL / 4 B rows (ranks above 64: kDotQuads).
+  auto quad_dot = [&](const float* z0, const unsigned char* const* brq, bool whole) {
+    if constexpr (128 <= kSegCols)
+      if (pair_run && whole && rank == 128) return ExpandDotRun<TB, 128, 4>(z0, w.rp, brq[0]);
+    return ExpandDot<TB, 4>(z0, w.rp, brq, Bw.chunk_step, rank);
+  };
   (void)pair_dot;  // unused by one-row tiles
+  (void)quad_dot;
 #endif
   // Columns [n0, n0 + kL) of every row of the tile; kFull: all kL of them are in the slice.
   auto block = [&](int64_t n0, const unsigned char* const* br, auto full) {
@@ -425,6 +460,22 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
         if (kFull || lanes == kPairCols) StoreF<TY, hn::Half<DF>>(hn::MulAdd(d, scale, LoadF<TY, hn::Half<DF>>(yrow, q)), orow, q);
         else StoreTailF<TY, hn::Half<DF>>(hn::MulAdd(d, scale, LoadTailF<TY, hn::Half<DF>>(yrow, q, lanes)), orow, q, lanes);
       };
+      if constexpr (kDotQuads) for (; rank > 64 && pos + 4 <= pos_end; pos += 4) {  // four rows, a quarter block of columns per call
+        const float* z0 = w.z + pos * w.rp;
+        VF d[4];
+        for (int q = 0; q < 4; ++q) d[q] = quad_dot(z0, br + q * (kL / 4), kFull);
+        QuadsToRows(d);
+        for (int i = 0; i < 4; ++i) {
+          const unsigned char* yrow = y_row(pos + i);
+          unsigned char* orow = out_row(pos + i);
+          if constexpr (kFull) {
+            StoreF<TY>(hn::MulAdd(d[i], c.scale, LoadF<TY>(yrow, col)), orow, col);
+          } else {
+            const int64_t valid = n_end - n0;
+            StoreTailF<TY>(hn::MulAdd(d[i], c.scale, LoadTailF<TY>(yrow, col, valid)), orow, col, valid);
+          }
+        }
+      }
       for (; pos + 2 <= pos_end; pos += 2) {
         const float* z0 = w.z + pos * w.rp;
         const unsigned char *y0r = y_row(pos), *y1r = y_row(pos + 1);
