@@ -408,6 +408,8 @@ void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p,
   }
 }
 
+#include "kernels/expand_rows-inl.h"  // NOLINT(build/include)
+
 // The dot-product path: tiles with fewer rows than the outer product pays for, and decode.
 // The y/out dtype is fixed at compile time (out has y's dtype): at small ranks a per-block
 // dtype switch cost as much as the FMAs.  Every row converts B as it reads it: widening each
@@ -572,6 +574,12 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   c.yes = static_cast<int64_t>(model::element_size(p.y.dtype));  // out has y's dtype (validation)
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
+  if (RowLaneTile(rank_p, pos_end - pos_begin)) {
+    model::visit_float(p.y.dtype, [&](auto ty) {
+      ExpandRowLanes<TB, decltype(ty)::value>(c, Bw, rank_p, pos_begin, pos_end, n_begin, n_end);
+    });
+    return;
+  }
   if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank)) {
     HWY_ALIGN float bt[kBtFloats];  // 128 KiB on AVX3
     model::visit_float(p.y.dtype, [&](auto ty) {

@@ -1,0 +1,153 @@
+// The row-lane form of the expand, part of simd_kernels.cc: included inside its per-target
+// namespace once per Highway target (hence no include guard).  Uses that file's loads and
+// Transpose, and ExpandCtx and the prefetch helpers of expand-inl.h.
+// NOLINT(build/header_guard)
+//
+// For tiles of a few rows per adapter (8-row groups of multi-adapter batches).  The outer
+// product pays for a transposed pack of B that only a few rows reuse; the dot products pay a
+// lane tree for every output.  Here a vector holds kRowLanes rows x 2 ranks instead:
+//   acc[j] lane (2b + q) += z[row b][2p + q] * B[n0 + j, 2p + q]     for rank pairs p
+// with z laid out once per tile as zt[p][2b + q], and each B pair broadcast from a block of B
+// widened once (not transposed) for every row group.  Every FMA does kLanes useful products;
+// one kLanes x kLanes transpose per block turns the column accumulators into row vectors,
+// where each output adds its two rank halves.  Each lane is one fp32 chain over rank_p / 2
+// products, so the form serves ranks up to 2 * kChain.
+
+constexpr int64_t kRowLanes = std::max<int64_t>(1, static_cast<int64_t>(kLanes) / 2);  // rows per group
+constexpr int64_t kRowLaneMaxGroups = 2;
+constexpr int64_t kRowLaneMaxRank = 2 * internal::kChain;
+constexpr int64_t kRowLaneAheadCols = 128;  // y prefetched this many columns ahead
+
+// The tiles this form takes: one or two whole groups, or a row short of them (one group at rank
+// 32), at ranks 17 to 128, on AVX-512.  Measured against the outer product and the dot products
+// (bench/notes.md): faster there; slower at rank 16, with more groups, or with groups half empty.
+// A function of the rank and the tile's rows only, like OuterMinRows.
+HWY_INLINE bool RowLaneTile(int64_t rank_p, int64_t rows) {
+  if (kLanes != 16 || rank_p <= 16 || rank_p > kRowLaneMaxRank) return false;
+  const int64_t rest = rows % kRowLanes, groups = (rows + kRowLanes - 1) / kRowLanes;
+  return (rest == 0 || rest == kRowLanes - 1) && groups >= 1 && groups <= (rank_p == 32 ? 1 : kRowLaneMaxGroups);
+}
+
+// The broadcast pair {p[0], p[1]} in every pair of lanes.
+HWY_INLINE VF BroadcastPair(const float* p) {
+  const hn::Repartition<double, DF> dd;
+  double v;
+  std::memcpy(&v, p, sizeof v);
+  return hn::BitCast(DF(), hn::Set(dd, v));
+}
+
+// One row group over one block: res[b] = row b's kLanes columns.  The rank is a template
+// argument so that every column's B pairs sit at constant offsets from one pointer (a pointer
+// per column spilled to the stack).
+template <int64_t kRankP>
+HWY_NOINLINE void RowLaneBlock(const float* zg, const float* bf, VF* res) {
+  const DF df;
+  constexpr int64_t kL = static_cast<int64_t>(kLanes);
+  VF acc[kLanes];
+  for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
+  for (int64_t q = 0; q < kRankP / 2; ++q) {
+    const VF zv = hn::Load(df, zg + q * kL);
+    HWY_UNROLL(16)
+    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, BroadcastPair(bf + j * kRankP + 2 * q), acc[j]);
+  }
+  VF o[kLanes];
+  Transpose(df, acc, o);  // o[2b + q] lane j: row b, column j, ranks of parity q
+  for (int64_t b = 0; b < kRowLanes; ++b) res[b] = hn::Add(o[2 * b], o[2 * b + 1]);
+}
+// bf[j * kRankP + r] = B[n0 + j, r] for j < kLanes (rows past n_end repeat the last), r < rank
+// (ranks past it up to kRankP: zeros).  Unrolled at compile-time ranks: a rolled loop per row
+// cost as much as the FMAs at 8 rows.
+template <DType TB, int64_t kRankP>
+HWY_NOINLINE void RowLaneWiden(const WeightRows& Bw, int64_t n0, int64_t n_end, int64_t rank, float* bf) {
+  const DF df;
+  constexpr int64_t kL = static_cast<int64_t>(kLanes);
+  const int64_t rs = Bw.row_step * Bw.esize, cs = Bw.chunk_step;
+  const unsigned char* row0 = Bw.row(n0);
+  if (rank == kRankP && n0 + kL <= n_end) {
+    HWY_UNROLL(16)
+    for (int64_t j = 0; j < kL; ++j)
+      HWY_UNROLL(8)
+      for (int64_t r = 0; r < kRankP; r += kL)
+        hn::Store(LoadF<TB>(row0 + j * rs, (r >> 4) * cs + (r & 15)), df, bf + j * kRankP + r);
+    return;
+  }
+  for (int64_t j = 0; j < kL; ++j) {
+    const unsigned char* row = Bw.row(std::min<int64_t>(n0 + j, n_end - 1));
+    float* dst = bf + j * kRankP;
+    int64_t r = 0;
+    for (; r + kL <= rank; r += kL) hn::Store(LoadF<TB>(row, (r >> 4) * cs + (r & 15)), df, dst + r);
+    if (r < rank) {
+      hn::Store(LoadTailF<TB>(row, (r >> 4) * cs + (r & 15), rank - r), df, dst + r);
+      r += kL;
+    }
+    for (; r < kRankP; r += kL) hn::Store(hn::Zero(df), df, dst + r);
+  }
+}
+struct RowLaneFns {
+  void (*block)(const float*, const float*, VF*) = nullptr;
+  void (*widen)(const WeightRows&, int64_t, int64_t, int64_t, float*) = nullptr;
+};
+template <DType TB, int64_t... kR>
+HWY_INLINE RowLaneFns RowLaneFnsFor(int64_t rank_p, std::integer_sequence<int64_t, kR...>) {
+  RowLaneFns f;
+  ((rank_p == (kR + 1) * 16 ? (f.block = &RowLaneBlock<(kR + 1) * 16>, f.widen = &RowLaneWiden<TB, (kR + 1) * 16>, 0) : 0), ...);
+  return f;
+}
+
+// Rows [pos_begin, pos_end) (at most kRowLaneMaxGroups * kRowLanes), columns [n_begin, n_end),
+// ranks rank_p <= kRowLaneMaxRank.  TY: y's (and out's) dtype.
+template <DType TB, DType TY>
+void ExpandRowLanes(const ExpandCtx& c, const WeightRows& Bw, int64_t rank_p, int64_t pos_begin, int64_t pos_end,
+                    int64_t n_begin, int64_t n_end) {
+#if HWY_TARGET == HWY_SCALAR
+  (void)c, (void)Bw, (void)rank_p, (void)pos_begin, (void)pos_end, (void)n_begin, (void)n_end;
+#else
+  const DF df;
+  const Problem& p = *c.p;
+  const Work& w = *c.w;
+  constexpr int64_t kL = static_cast<int64_t>(kLanes), yes = static_cast<int64_t>(ElemSize<TY>());
+  const int64_t rank = c.rank, pairs = rank_p / 2, rows = pos_end - pos_begin;
+  const int64_t groups = (rows + kRowLanes - 1) / kRowLanes;
+  HWY_ALIGN float zt[kRowLaneMaxGroups][kRowLaneMaxRank / 2 * kL];
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t b = 0; b < kRowLanes; ++b) {
+      // Past the tile's end the group repeats its last row (computed, never stored).
+      const float* z = w.z + (pos_begin + std::min(g * kRowLanes + b, rows - 1)) * w.rp;
+      for (int64_t q = 0; q < pairs; ++q) {
+        zt[g][q * kL + 2 * b] = z[2 * q];
+        zt[g][q * kL + 2 * b + 1] = z[2 * q + 1];
+      }
+    }
+  const unsigned char* yrow[kRowLaneMaxGroups * kRowLanes];
+  unsigned char* orow[kRowLaneMaxGroups * kRowLanes];
+  for (int64_t i = 0; i < rows; ++i) {
+    yrow[i] = c.ybase + w.order[pos_begin + i] * p.y.row_stride * yes;
+    orow[i] = c.obase + w.order[pos_begin + i] * p.out.row_stride * yes;
+  }
+  const RowLaneFns fns = RowLaneFnsFor<TB>(rank_p, std::make_integer_sequence<int64_t, kRowLaneMaxRank / 16>());
+  const int64_t ahead_rows = PrefetchRowsAhead(Bw, rank);
+  PrefetchBRows(Bw, n_begin, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
+  HWY_ALIGN float bf[kL * kRowLaneMaxRank];  // bf[j * rank_p + r] = B[n0 + j, r], zero past rank
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kL) {
+    if (n0 + ahead_rows < p.S) PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(p.S, n0 + ahead_rows + kL), rank);
+    const int64_t valid = std::min<int64_t>(kL, n_end - n0), col = p.y_offset + n0;
+    fns.widen(Bw, n0, n_end, rank, bf);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t g_rows = std::min<int64_t>(kRowLanes, rows - g * kRowLanes);
+      for (int64_t b = 0; b < g_rows; ++b) {
+        hwy::Prefetch(yrow[g * kRowLanes + b] + (col + kRowLaneAheadCols) * yes);
+        if (!p.in_place) hwy::Prefetch(orow[g * kRowLanes + b] + (col + kRowLaneAheadCols) * yes);
+      }
+      VF res[kRowLanes];
+      fns.block(zt[g], bf, res);
+      for (int64_t b = 0; b < g_rows; ++b) {
+        const VF d = res[b];
+        const unsigned char* y = yrow[g * kRowLanes + b];
+        unsigned char* o_ = orow[g * kRowLanes + b];
+        if (valid == kL) StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(y, col)), o_, col);
+        else StoreTailF<TY>(hn::MulAdd(d, c.scale, LoadTailF<TY>(y, col, valid)), o_, col, valid);
+      }
+    }
+  }
+#endif
+}
