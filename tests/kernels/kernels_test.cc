@@ -42,6 +42,7 @@ struct Spec {
   bool row_pad = false;    // activations and ND weights with padded rows (SIMD path)
   bool col_stride = false; // activations with column stride 2 (generic path)
   double none_fraction = 0.2;  // rows with no adapter
+  int64_t group = 0;           // > 0: exactly this many rows per adapter, interleaved (B = W * group)
   bool per_adapter = false;    // random Arguments::ranks (strided, some out of range) and scales
   addlora::Precision precision = addlora::Precision::exact;  // fast: an alias of exact (the same bound)
   uint64_t seed = 1;
@@ -50,11 +51,11 @@ struct Spec {
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "B=%lld H1=%lld H2=%lld H3=%lld R=%lld W=%lld off=%lld slice=%lld A=%d inplace=%d "
-                  "nzA=%d nzB=%d pad=%d colstride=%d dt=%d/%d/%d fast=%d per_adapter=%d seed=%llu",
+                  "nzA=%d nzB=%d pad=%d colstride=%d dt=%d/%d/%d fast=%d per_adapter=%d group=%lld seed=%llu",
                   (long long)B, (long long)H1, (long long)H2, (long long)H3, (long long)R, (long long)W,
                   (long long)y_offset, (long long)slice, has_a, in_place, la == Layout::fractal_nz,
                   lb == Layout::fractal_nz, row_pad, col_stride, (int)xd, (int)wd, (int)yd,
-                  precision == addlora::Precision::fast, per_adapter, (unsigned long long)seed);
+                  precision == addlora::Precision::fast, per_adapter, (long long)group, (unsigned long long)seed);
     return buf;
   }
 };
@@ -94,6 +95,8 @@ struct Case {
     if (out) out->fill_uniform(rng, -1, 1);  // garbage the kernel must overwrite
     std::vector<int64_t> iv(s.B);
     for (auto& v : iv) v = rng.uniform(0, 1) < s.none_fraction ? (rng.below(2) ? -1 : s.W) : rng.below(s.W);
+    if (s.group > 0)  // row b to adapter (7b + 3) mod W: every adapter gets B / W rows (W coprime to 7)
+      for (int64_t b = 0; b < s.B; ++b) iv[b] = (7 * b + 3) % s.W;
     idx = std::make_unique<TestTensor>(TestTensor::nd(DType::i32, {s.B}));
     idx->fill_ints(iv, -7);
     scale = addlora::ref::balanced_scale(s.H1, s.R, s.has_a) * (rng.below(2) ? 1 : -0.5);
@@ -332,6 +335,35 @@ TEST_F(PerTarget, BlockingEdges) {
     specs.push_back(specs[i]);
     specs.back().precision = addlora::Precision::fast;
   }
+  for_each_target([&] {
+    for (const Spec& s : specs) check_case(s);
+  });
+}
+
+// The expand's forms by the rows per adapter (on AVX-512: dot products with rows in fours above
+// rank 64, then pairs and single rows; the row-lane form for 7, 8, 15 and 16 rows at ranks 17 to
+// 128; the outer product), over ND, row-padded ND and FRACTAL_NZ B, 16-bit and fp32 weights and
+// y, in place and not, a ragged last column block, a column offset, and per-adapter ranks below
+// the tensor's (the B columns past them hold NaN): within the contract's bound of the fp64 oracle.
+TEST_F(PerTarget, ExpandFormsByRowsPerAdapter) {
+  std::vector<Spec> specs;
+  uint64_t seed = 1;
+  for (int64_t group : {4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17})
+    for (int64_t R : {32, 40, 64, 100, 128}) {
+      Spec s;
+      s.group = group; s.W = 3; s.B = s.W * group; s.none_fraction = 0;
+      s.R = R; s.H1 = 40; s.H2 = 16 * 5 + 13; s.H3 = s.H2 + 9; s.y_offset = 5;
+      s.seed = seed++;
+      const int v = static_cast<int>(s.seed % 4);
+      s.lb = v == 1 ? Layout::fractal_nz : Layout::nd;
+      s.row_pad = v == 2;
+      s.per_adapter = v == 3;
+      s.in_place = s.seed % 2 == 0;
+      s.wd = s.seed % 3 == 0 ? DType::bf16 : (s.lb == Layout::nd && s.seed % 5 == 0) ? DType::f32 : DType::f16;
+      s.yd = s.seed % 7 == 0 ? DType::f32 : s.seed % 3 == 1 ? DType::bf16 : DType::f16;
+      s.xd = s.wd;
+      specs.push_back(s);
+    }
   for_each_target([&] {
     for (const Spec& s : specs) check_case(s);
   });
