@@ -395,6 +395,8 @@ HWY_NOINLINE void ShrinkOneRowNz(const WeightRows& A, const unsigned char* xr, i
   }
 }
 
+#include "kernels/shrink_row_nd-inl.h"  // NOLINT(build/include)
+
 // Calls block(r0, h0, h1, io) for every rank block r0 (block_ranks ranks) of [r_begin, r_end)
 // over [h_begin, h_end), in the order that suits A's layout, with A prefetches set in io.
 // first_row_block: this row block brings A from DRAM and prefetches (later ones find A in the
@@ -528,6 +530,11 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     if (nz && pos_end - pos_begin == 1 && (len & 15) == 0) {
       if (widen_x) ShrinkOneRowNz<DType::f32, TA, true>(A, xr[0], h_begin, h_begin, h_end, r_begin, r_end, out[0]);
       else ShrinkOneRowNz<TX, TA, false>(A, xr[0], 0, h_begin, h_end, r_begin, r_end, out[0]);
+      continue;
+    }
+    // One row over ND A, whole fold segments (decode): A in address order.
+    if (kLanes >= 4 && !nz && widen_x && pos_end - pos_begin == 1 && len % kSegCols == 0 && len >= 2 * kSegCols) {
+      ShrinkOneRowNd<TA>(A, reinterpret_cast<const float*>(xr[0]), h_begin, h_end, r_begin, r_end, out[0]);
       continue;
     }
     // A single row over FRACTAL_NZ weights with a ragged end of H1 (else ShrinkOneRowNz above)
