@@ -551,12 +551,13 @@ TEST_F(PerTarget, SmallRankRowsAgreeAcrossPitchesAndLayouts) {
 // one block of eight rows by three ranks, the last with one or two ranks; more, blocks of six;
 // AVX2 converts from two rows on and has no 8 x 3 block), over ND and FRACTAL_NZ A, with K a
 // whole number of fold segments, an odd number of vectors, or ragged.  Each row's z must equal,
-// bit for bit, the z of that row alone, and the fp64 sum within the contract's bound.  (H1 <=
-// 2048: one K chunk whatever the rows; more rows may split K in chunks, which moves the fold
-// boundaries and so the bits.)
+// bit for bit, the z of that row alone, and the fp64 sum within the contract's bound.  A row
+// alone over ND A of whole fold segments reads A in address order (ShrinkOneRowNd; H1 of 2048,
+// 3072 and 4096: two, three and four segments on AVX-512).  (Up to 16 rows are one row tile:
+// the K chunks, and so the fold boundaries, do not depend on the rows.)
 TEST_F(PerTarget, ShrinkBlocksAgreeAcrossGroupSizes) {
   using addlora::TensorView;
-  for (int64_t H1 : {2048, 1008, 1000})
+  for (int64_t H1 : {2048, 1008, 1000, 3072, 4096})
     for (int64_t R : {14, 16, 20, 64}) {
       SCOPED_TRACE("H1 " + std::to_string(H1) + " R " + std::to_string(R));
       const int64_t W = 2, kMaxRows = 16;
