@@ -532,10 +532,15 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       else ShrinkOneRowNz<TX, TA, false>(A, xr[0], 0, h_begin, h_end, r_begin, r_end, out[0]);
       continue;
     }
-    // One row over ND A, whole fold segments (decode): A in address order.
-    if (kLanes >= 4 && !nz && widen_x && pos_end - pos_begin == 1 && len % kSegCols == 0 && len >= 2 * kSegCols) {
-      ShrinkOneRowNd<TA>(A, reinterpret_cast<const float*>(xr[0]), h_begin, h_end, r_begin, r_end, out[0]);
-      continue;
+    // One or two rows over ND A, whole fold segments (decode, multi-adapter decode): A in
+    // address order.
+    if constexpr (kLanes >= 4) {
+      if (!nz && widen_x && pos_end - pos_begin <= 2 && len % kSegCols == 0 && len >= 2 * kSegCols) {
+        const float* xw[2] = {reinterpret_cast<const float*>(xr[0]), reinterpret_cast<const float*>(xr[1])};
+        if (pos_end - pos_begin == 2) ShrinkRowsNd<TA, 2>(A, xw, h_begin, h_end, r_begin, r_end, out);
+        else ShrinkRowsNd<TA, 1>(A, xw, h_begin, h_end, r_begin, r_end, out);
+        continue;
+      }
     }
     // A single row over FRACTAL_NZ weights with a ragged end of H1 (else ShrinkOneRowNz above)
     // takes whole NZ fractal rows (16 ranks, one contiguous piece per chunk): 4x fewer blocks
