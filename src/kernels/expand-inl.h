@@ -6,8 +6,9 @@
 // ---- expand: out[row, off+n] = y[row, off+n] + scale * sum_r z[pos][r] * B[adapter, n, r] ----
 // One vector of kLanes consecutive n per step: kLanes dot products over the adapter's rank (z
 // is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane; B is
-// converted as it is read, once per row or pair of rows (ExpandDotChain).  Tiles with more rows
-// take the outer-product form below (OuterMinRows).
+// converted as it is read, once per row, pair or four rows (ExpandDotChain).  Tiles with more
+// rows take the outer-product form below (OuterMinRows), and on AVX-512 tiles of 7-8 or 15-16
+// rows the row-lane form (expand_rows-inl.h, RowLaneTile).
 
 constexpr int64_t kBBuf = 512;  // widest rank of the outer-product form
 // How far ahead (in B rows) the dot path prefetches.  FRACTAL_NZ: nearer, because a row's
@@ -83,7 +84,7 @@ HWY_INLINE VF ExpandDot(const float* z, int64_t zp, const unsigned char* const* 
 }
 
 // ExpandDotChain<TB, kZ> over kLanes / kZ rows of ND B, `pitch` elements apart (packed: kRank),
-// from b, for rows z and z + zp: the B rows addressed from one pointer, at constant offsets
+// from b, for rows z + i * zp: the B rows addressed from one pointer, at constant offsets
 // when packed (a pointer per row spills registers).  The same products, order and reduction as
 // ExpandDotChain, so the same bits.
 template <DType TB, int64_t kRank, int kZ = 1>
@@ -154,12 +155,12 @@ constexpr int64_t kOneSweepPanel = 64;  // columns per panel when one row block 
 constexpr int64_t kRunRank = 16;
 // Fewest rows for which the transposed block pays off over the dot products, rows in pairs or
 // fours (measured; see bench/notes.md): at rank 16 two rows take the run form row by row (the
-// pack alone cost more than both rows' dot products); above rank 64, with rows in fours, the
-// dot products win up to 13 rows.  A function of the adapter's rank only, so results stay
+// pack alone cost more than both rows' dot products); at ranks 65-128 on AVX-512, with rows in
+// fours, the dot products win up to 13 rows (wider ranks were not measured: 6).  A function of the adapter's rank only, so results stay
 // independent of R (per-adapter ranks), the layout and the thread count.
 HWY_INLINE int64_t OuterMinRows(int64_t rank) {
   const int64_t rank_p = (rank + 15) & ~int64_t{15};
-  return rank == kRunRank ? 3 : rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : rank_p <= 64 || !kDotQuads ? 6 : 14;
+  return rank == kRunRank ? 3 : rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : rank_p <= 64 || rank_p > 128 || !kDotQuads ? 6 : 14;
 }
 constexpr int64_t kPackAhead = 2;  // blocks of B prefetched ahead of the pack
 // The next panel's B is prefetched a few lines every kAheadRanks rank steps of a block, spread
@@ -412,8 +413,9 @@ void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p,
 
 // The dot-product path: tiles with fewer rows than the outer product pays for, and decode.
 // The y/out dtype is fixed at compile time (out has y's dtype): at small ranks a per-block
-// dtype switch cost as much as the FMAs.  Every row converts B as it reads it: widening each
-// block into a buffer once for the tile's 2-5 rows cost 13-35 % more (bench/notes.md).
+// dtype switch cost as much as the FMAs.  The rows convert B as they read it (once per pair or
+// four): widening each block into a buffer once for a tile of 2-5 rows cost 13-35 % more
+// (bench/notes.md; the row-lane form does widen, for 7-8 and 15-16 rows).
 template <DType TB, DType TY, bool kOneRow>
 void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, int64_t pos_end, int64_t n_begin,
                    int64_t n_end) {
@@ -452,6 +454,14 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
   auto block = [&](int64_t n0, const unsigned char* const* br, auto full) {
     constexpr bool kFull = decltype(full)::value;
     const int64_t col = p.y_offset + n0;
+    auto put_row = [&](VF d, const unsigned char* yrow, unsigned char* orow) {  // one row's columns
+      if constexpr (kFull) {
+        StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(yrow, col)), orow, col);
+      } else {
+        const int64_t valid = n_end - n0;
+        StoreTailF<TY>(hn::MulAdd(d, c.scale, LoadTailF<TY>(yrow, col, valid)), orow, col, valid);
+      }
+    };
     int64_t pos = pos_begin;
 #if HWY_TARGET != HWY_SCALAR
     if constexpr (!kOneRow) {  // rows two at a time, half a block of columns per step
@@ -467,16 +477,7 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
         VF d[4];
         for (int q = 0; q < 4; ++q) d[q] = quad_dot(z0, br + q * (kL / 4), kFull);
         QuadsToRows(d);
-        for (int i = 0; i < 4; ++i) {
-          const unsigned char* yrow = y_row(pos + i);
-          unsigned char* orow = out_row(pos + i);
-          if constexpr (kFull) {
-            StoreF<TY>(hn::MulAdd(d[i], c.scale, LoadF<TY>(yrow, col)), orow, col);
-          } else {
-            const int64_t valid = n_end - n0;
-            StoreTailF<TY>(hn::MulAdd(d[i], c.scale, LoadTailF<TY>(yrow, col, valid)), orow, col, valid);
-          }
-        }
+        for (int i = 0; i < 4; ++i) put_row(d[i], y_row(pos + i), out_row(pos + i));
       }
       for (; pos + 2 <= pos_end; pos += 2) {
         const float* z0 = w.z + pos * w.rp;
@@ -495,14 +496,7 @@ void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
     for (; pos < (kOneRow ? pos_begin + 1 : pos_end); ++pos) {
       const float* z = w.z + pos * w.rp;
       const VF d = ExpandDot<TB>(z, 0, br, Bw.chunk_step, rank);
-      const unsigned char* yrow = kOneRow ? y0 : y_row(pos);
-      unsigned char* orow = kOneRow ? o0 : out_row(pos);
-      if constexpr (kFull) {
-        StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(yrow, col)), orow, col);
-      } else {
-        const int64_t valid = n_end - n0;
-        StoreTailF<TY>(hn::MulAdd(d, c.scale, LoadTailF<TY>(yrow, col, valid)), orow, col, valid);
-      }
+      put_row(d, kOneRow ? y0 : y_row(pos), kOneRow ? o0 : out_row(pos));
     }
   };
   // B rows ahead (PrefetchRowsAhead): a block's dot products take far less than a DRAM round trip.
@@ -574,11 +568,13 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   c.yes = static_cast<int64_t>(model::element_size(p.y.dtype));  // out has y's dtype (validation)
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
-  if (RowLaneTile(rank_p, pos_end - pos_begin)) {
-    model::visit_float(p.y.dtype, [&](auto ty) {
-      ExpandRowLanes<TB, decltype(ty)::value>(c, Bw, rank_p, pos_begin, pos_end, n_begin, n_end);
-    });
-    return;
+  if constexpr (kRowLaneTarget) {
+    if (RowLaneTile(rank_p, pos_end - pos_begin)) {
+      model::visit_float(p.y.dtype, [&](auto ty) {
+        ExpandRowLanes<TB, decltype(ty)::value>(c, Bw, rank_p, pos_begin, pos_end, n_begin, n_end);
+      });
+      return;
+    }
   }
   if (rank_p <= kBBuf && pos_end - pos_begin >= OuterMinRows(rank)) {
     HWY_ALIGN float bt[kBtFloats];  // 128 KiB on AVX3

@@ -13,6 +13,7 @@
 // where each output adds its two rank halves.  Each lane is one fp32 chain over rank_p / 2
 // products, so the form serves ranks up to 2 * kChain.
 
+constexpr bool kRowLaneTarget = kLanes == 16;  // measured on AVX-512 only; ExpandT skips it elsewhere
 constexpr int64_t kRowLanes = std::max<int64_t>(1, static_cast<int64_t>(kLanes) / 2);  // rows per group
 constexpr int64_t kRowLaneMaxGroups = 2;
 constexpr int64_t kRowLaneMaxRank = 2 * internal::kChain;
@@ -23,7 +24,7 @@ constexpr int64_t kRowLaneAheadCols = 128;  // y prefetched this many columns ah
 // (bench/notes.md): faster there; slower at rank 16, with more groups, or with groups half empty.
 // A function of the rank and the tile's rows only, like OuterMinRows.
 HWY_INLINE bool RowLaneTile(int64_t rank_p, int64_t rows) {
-  if (kLanes != 16 || rank_p <= 16 || rank_p > kRowLaneMaxRank) return false;
+  if (!kRowLaneTarget || rank_p <= 16 || rank_p > kRowLaneMaxRank) return false;
   const int64_t rest = rows % kRowLanes, groups = (rows + kRowLanes - 1) / kRowLanes;
   return (rest == 0 || rest == kRowLanes - 1) && groups >= 1 && groups <= (rank_p == 32 ? 1 : kRowLaneMaxGroups);
 }
@@ -99,10 +100,7 @@ HWY_INLINE RowLaneFns RowLaneFnsFor(int64_t rank_p, std::integer_sequence<int64_
 template <DType TB, DType TY>
 void ExpandRowLanes(const ExpandCtx& c, const WeightRows& Bw, int64_t rank_p, int64_t pos_begin, int64_t pos_end,
                     int64_t n_begin, int64_t n_end) {
-#if HWY_TARGET == HWY_SCALAR
-  (void)c, (void)Bw, (void)rank_p, (void)pos_begin, (void)pos_end, (void)n_begin, (void)n_end;
-#else
-  const DF df;
+  static_assert(kRowLaneTarget || TB != TB, "AVX-512 only (RowLaneTile); TB makes it checked per instantiation");
   const Problem& p = *c.p;
   const Work& w = *c.w;
   constexpr int64_t kL = static_cast<int64_t>(kLanes), yes = static_cast<int64_t>(ElemSize<TY>());
@@ -143,11 +141,10 @@ void ExpandRowLanes(const ExpandCtx& c, const WeightRows& Bw, int64_t rank_p, in
       for (int64_t b = 0; b < g_rows; ++b) {
         const VF d = res[b];
         const unsigned char* y = yrow[g * kRowLanes + b];
-        unsigned char* o_ = orow[g * kRowLanes + b];
-        if (valid == kL) StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(y, col)), o_, col);
-        else StoreTailF<TY>(hn::MulAdd(d, c.scale, LoadTailF<TY>(y, col, valid)), o_, col, valid);
+        unsigned char* out = orow[g * kRowLanes + b];
+        if (valid == kL) StoreF<TY>(hn::MulAdd(d, c.scale, LoadF<TY>(y, col)), out, col);
+        else StoreTailF<TY>(hn::MulAdd(d, c.scale, LoadTailF<TY>(y, col, valid)), out, col, valid);
       }
     }
   }
-#endif
 }

@@ -532,8 +532,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       else ShrinkOneRowNz<TX, TA, false>(A, xr[0], 0, h_begin, h_end, r_begin, r_end, out[0]);
       continue;
     }
-    // One or two rows over ND A, whole fold segments (decode, multi-adapter decode): A in
-    // address order.
+    // One or two rows over ND A, whole fold segments (decode, multi-adapter decode; 16-bit x,
+    // widened above): A in address order (shrink_row_nd-inl.h).
     if constexpr (kLanes >= 4) {
       if (!nz && widen_x && pos_end - pos_begin <= 2 && len % kSegCols == 0 && len >= 2 * kSegCols) {
         const float* xw[2] = {reinterpret_cast<const float*>(xr[0]), reinterpret_cast<const float*>(xr[1])};
@@ -544,9 +544,9 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     }
     // A single row over FRACTAL_NZ weights with a ragged end of H1 (else ShrinkOneRowNz above)
     // takes whole NZ fractal rows (16 ranks, one contiguous piece per chunk): 4x fewer blocks
-    // per panel, each with 4x the work.  A task of one or two rows over ND weights (decode,
-    // multi-adapter decode) streams kFewRowsRanks A rows at a time, each prefetched a short way
-    // ahead (bench/notes.md).
+    // per panel, each with 4x the work.  Other tasks of one or two rows over ND weights (fp32
+    // x, ragged fold segments) stream kFewRowsRanks A rows at a time, each prefetched a short
+    // way ahead (bench/notes.md).
     const bool few_rows_nd = !nz && widen_x && pos_end - pos_begin <= kFewRows;
     const int64_t block_ranks = nz && widen_x && rows_valid == 1 ? kNzRowRanks
                                 : few_rows_nd                     ? kFewRowsRanks

@@ -42,7 +42,7 @@ HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const float* const* x, int64
   static_assert(kRows == 1 || kRows == 2, "one or two rows");
   const DF d;
   constexpr int64_t kL = static_cast<int64_t>(kLanes), aes = static_cast<int64_t>(ElemSize<TA>());
-  constexpr int64_t kLinesPerStep = std::max<int64_t>(1, 2 * kL * aes / 64);  // two vectors' bytes
+  constexpr int64_t kVecBytes = kL * aes;  // A bytes per vector; a prefetch per 64 bytes read
   constexpr int kChains = 2 * kRows;  // per step: (row, segment) for two segments
   static_assert(kChains <= static_cast<int>(kLanes), "a fold group holds a step's chains");
   const int64_t len = h_end - h_begin, segs = len / kSegCols, row_bytes = len * aes;
@@ -53,6 +53,7 @@ HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const float* const* x, int64
   VF pending[kLanes];  // finished chains, folded kLanes at a time
   double* pending_out[kLanes];
   int n_pending = 0;
+  int64_t credit = 0;  // A bytes read since the last prefetch
   for (int i = 0; i < kRows; ++i)
     for (int64_t r = r_begin; r < r_end; ++r) out[i][r] = 0.0;
   auto flush = [&] {
@@ -66,12 +67,12 @@ HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const float* const* x, int64
     const unsigned char* row = A.base + r * pitch;
     for (int64_t s = 0; s < segs; s += 2) {
       const bool two = s + 1 < segs;
-      const int64_t h0 = h_begin + s * kSegCols - h_begin, h1 = h0 + kSegCols;  // x offsets
+      const int64_t h0 = s * kSegCols, h1 = h0 + kSegCols;  // x offsets (A: h_begin + those)
       VF acc0[kRows], acc1[kRows];
       for (int i = 0; i < kRows; ++i) acc0[i] = acc1[i] = hn::Zero(d);
       if (two) {
         for (int64_t t = 0; t < kSegCols; t += kL) {
-          for (int64_t l = 0; l < kLinesPerStep; ++l) pf.next();
+          for (credit += 2 * kVecBytes; credit >= 64; credit -= 64) pf.next();
           const VF a0 = LoadF<TA>(row, h_begin + h0 + t), a1 = LoadF<TA>(row, h_begin + h1 + t);
           for (int i = 0; i < kRows; ++i) {
             acc0[i] = hn::MulAdd(hn::LoadU(d, x[i] + h0 + t), a0, acc0[i]);
@@ -80,7 +81,7 @@ HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const float* const* x, int64
         }
       } else {
         for (int64_t t = 0; t < kSegCols; t += kL) {
-          if ((t / kL) % 2 == 0) for (int64_t l = 0; l < kLinesPerStep; ++l) pf.next();
+          for (credit += kVecBytes; credit >= 64; credit -= 64) pf.next();
           const VF a0 = LoadF<TA>(row, h_begin + h0 + t);
           for (int i = 0; i < kRows; ++i) acc0[i] = hn::MulAdd(hn::LoadU(d, x[i] + h0 + t), a0, acc0[i]);
         }

@@ -552,7 +552,7 @@ TEST_F(PerTarget, SmallRankRowsAgreeAcrossPitchesAndLayouts) {
 // AVX2 converts from two rows on and has no 8 x 3 block), over ND and FRACTAL_NZ A, with K a
 // whole number of fold segments, an odd number of vectors, or ragged.  Each row's z must equal,
 // bit for bit, the z of that row alone, and the fp64 sum within the contract's bound.  A row
-// alone over ND A of whole fold segments reads A in address order (ShrinkOneRowNd; H1 of 2048,
+// alone over ND A of whole fold segments reads A in address order (ShrinkRowsNd; H1 of 2048,
 // 3072 and 4096: two, three and four segments on AVX-512).  (Up to 16 rows are one row tile:
 // the K chunks, and so the fold boundaries, do not depend on the rows.)
 TEST_F(PerTarget, ShrinkBlocksAgreeAcrossGroupSizes) {
