@@ -19,14 +19,15 @@ constexpr int64_t kRowLaneMaxGroups = 2;
 constexpr int64_t kRowLaneMaxRank = 2 * internal::kChain;
 constexpr int64_t kRowLaneAheadCols = 128;  // y prefetched this many columns ahead
 
-// The tiles this form takes: one or two whole groups, or a row short of them (one group at rank
-// 32), at ranks 17 to 128, on AVX-512.  Measured against the outer product and the dot products
-// (bench/notes.md): faster there; slower at rank 16, with more groups, or with groups half empty.
-// A function of the rank and the tile's rows only, like OuterMinRows.
+// The tiles this form takes, on AVX-512: 7 or 8 rows at ranks 17 to 128, and 13 to 16 rows (a
+// second group at least 5/8 full) at ranks 33 to 128.  Measured against the outer product and
+// the dot products (bench/notes.md): faster there; slower at rank 16, with a third group, with
+// a second group half full or less, and for 16 rows at rank 32.  A function of the rank and
+// the tile's rows only, like OuterMinRows.
 HWY_INLINE bool RowLaneTile(int64_t rank_p, int64_t rows) {
   if (!kRowLaneTarget || rank_p <= 16 || rank_p > kRowLaneMaxRank) return false;
-  const int64_t rest = rows % kRowLanes, groups = (rows + kRowLanes - 1) / kRowLanes;
-  return (rest == 0 || rest == kRowLanes - 1) && groups >= 1 && groups <= (rank_p == 32 ? 1 : kRowLaneMaxGroups);
+  if (rows == kRowLanes - 1 || rows == kRowLanes) return true;
+  return rank_p > 32 && rows > kRowLanes + kRowLanes / 2 && rows <= kRowLaneMaxGroups * kRowLanes;
 }
 
 // The broadcast pair {p[0], p[1]} in every pair of lanes.
