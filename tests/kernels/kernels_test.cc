@@ -341,7 +341,7 @@ TEST_F(PerTarget, BlockingEdges) {
 }
 
 // The expand's forms by the rows per adapter (on AVX-512: dot products with rows in fours above
-// rank 64, then pairs and single rows; the row-lane form for 7, 8, 15 and 16 rows at ranks 17 to
+// rank 64, then pairs and single rows; the row-lane form for 7, 8 and 13-16 rows at ranks 17 to
 // 128; the outer product), over ND, row-padded ND and FRACTAL_NZ B, 16-bit and fp32 weights and
 // y, in place and not, a ragged last column block, a column offset, and per-adapter ranks below
 // the tensor's (the B columns past them hold NaN): within the contract's bound of the fp64 oracle.
