@@ -156,8 +156,9 @@ constexpr int64_t kRunRank = 16;
 // Fewest rows for which the transposed block pays off over the dot products, rows in pairs or
 // fours (measured; see bench/notes.md): at rank 16 two rows take the run form row by row (the
 // pack alone cost more than both rows' dot products); at ranks 65-128 on AVX-512, with rows in
-// fours, the dot products win up to 13 rows (wider ranks were not measured: 6).  A function of the adapter's rank only, so results stay
-// independent of R (per-adapter ranks), the layout and the thread count.
+// fours, the dot products win up to 13 rows (wider ranks were not measured: 6).  A function of
+// the adapter's rank only, so results stay independent of R (per-adapter ranks), the layout
+// and the thread count.
 HWY_INLINE int64_t OuterMinRows(int64_t rank) {
   const int64_t rank_p = (rank + 15) & ~int64_t{15};
   return rank == kRunRank ? 3 : rank_p <= 16 ? 2 : rank_p <= 32 ? 3 : rank_p <= 64 || rank_p > 128 || !kDotQuads ? 6 : 14;
@@ -415,7 +416,7 @@ void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p,
 // The y/out dtype is fixed at compile time (out has y's dtype): at small ranks a per-block
 // dtype switch cost as much as the FMAs.  The rows convert B as they read it (once per pair or
 // four): widening each block into a buffer once for a tile of 2-5 rows cost 13-35 % more
-// (bench/notes.md; the row-lane form does widen, for 7-8 and 15-16 rows).
+// (bench/notes.md; the row-lane form does widen, for 7-8 and 13-16 rows).
 template <DType TB, DType TY, bool kOneRow>
 void ExpandDotRows(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, int64_t pos_end, int64_t n_begin,
                    int64_t n_end) {
