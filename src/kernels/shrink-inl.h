@@ -57,14 +57,10 @@ constexpr int kTallRows = 8;
 constexpr int kTallRanks = 3;
 constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
 // How one register block of the shrink starts and ends, and what it prefetches as it goes.
+// (Passed by reference and never copied after its fields are set: a whole-struct copy of
+// freshly stored fields stalls on store forwarding, about 5 % of a batched shrink's time.)
 struct BlockIo {
   using V = VF;
-  // A row of the next row block's x (its bytes at h0), prefetched a line per 64 bytes of
-  // progress: spreads those misses over the FMA loop instead of stalling on them later.  pf2:
-  // a second row, the same way (fewer rank blocks than rows).
-  const unsigned char* pf = nullptr;
-  const unsigned char* pf2 = nullptr;
-  int64_t pf_esize = 2;
   // A rows to prefetch at the offsets the block reads from ar (the caller points them at the
   // next rank block, or NZ panels ahead), whenever (h & apf_mask) == 0 and h < apf_until;
   // one per rank of the block.
@@ -87,6 +83,15 @@ struct BlockIo {
   const double* init_total = nullptr;
   V* keep = nullptr;
   double* keep_total = nullptr;
+};
+
+// A row of the next row block's x (its bytes at h0), prefetched a line per 64 bytes of
+// progress: spreads those misses over the FMA loop instead of stalling on them later.  row2:
+// a second row, the same way (fewer rank blocks than rows).
+struct XAhead {
+  const unsigned char* row = nullptr;
+  const unsigned char* row2 = nullptr;
+  int64_t esize = 2;
 };
 
 // Prefetches of ShrinkStepsNd, once per pair of steps: x_lines lines at x and at x2 (null:
@@ -184,11 +189,11 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
 template <DType TX, DType TA, int kRows, int kRanks, bool kXWide>
 HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                             int64_t a_chunk_step, bool nz, int64_t seg0, int64_t h0, int64_t h1, double* const* out,
-                            int rows_valid, int ranks_valid, const BlockIo& io) {
+                            int rows_valid, int ranks_valid, const BlockIo& io, const XAhead& xa = XAhead()) {
   using V = VF;
   const DF d;
   constexpr int64_t step = static_cast<int64_t>(kLanes);
-  const int64_t pf_mask = 64 / io.pf_esize - 1;
+  const int64_t pf_mask = 64 / xa.esize - 1;
   auto load_x = [&](int i, int64_t h) {
     if constexpr (kXWide) return hn::LoadU(d, reinterpret_cast<const float*>(xr[i]) + (h - xoff));
     else return LoadF<TX>(xr[i], h - xoff);
@@ -199,9 +204,9 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
   const int64_t run_step = (run_lines + steps - 1) / steps * 64;  // bytes per step, whole lines
   // The prefetches due at column h, ahead of `nsteps` vector steps of work (see BlockIo).
   auto prefetch_ahead = [&](int64_t h, int64_t nsteps) {
-    if (io.pf && ((h - h0) & pf_mask) == 0) {
-      hwy::Prefetch(io.pf + (h - h0) * io.pf_esize);
-      if (io.pf2) hwy::Prefetch(io.pf2 + (h - h0) * io.pf_esize);
+    if (xa.row && ((h - h0) & pf_mask) == 0) {
+      hwy::Prefetch(xa.row + (h - h0) * xa.esize);
+      if (xa.row2) hwy::Prefetch(xa.row2 + (h - h0) * xa.esize);
     }
     if (run < run_end) {
       const int64_t n = std::min<int64_t>(run_step * nsteps, run_end - run);
@@ -238,11 +243,11 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
    if (nd_steps) {
     const int64_t aes = static_cast<int64_t>(ElemSize<TA>());
     NdPrefetch pf;
-    if (io.pf) {
-      pf.x = io.pf;
-      pf.x2 = io.pf2;
-      pf.x_esize = io.pf_esize;
-      pf.x_lines = std::max<int64_t>(1, 2 * step * io.pf_esize / 64);
+    if (xa.row) {
+      pf.x = xa.row;
+      pf.x2 = xa.row2;
+      pf.x_esize = xa.esize;
+      pf.x_lines = std::max<int64_t>(1, 2 * step * xa.esize / 64);
     }
     if (io.apf) {  // each rank's prefetch is its own row moved by the same distance (apf_ranks of them)
       pf.a_delta = io.apf[0] - ar[0];
@@ -554,7 +559,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
                                                                   : kShrinkRanks;
     // One register block: ranks [r0, r0 + block_ranks) over h in [h0, h1).  Rank block rb
     // prefetches row rb of the next row block's x (one row per rank block).
-    auto block = [&](int64_t r0, int64_t h0, int64_t h1, BlockIo io) {
+    auto block = [&](int64_t r0, int64_t h0, int64_t h1, const BlockIo& io) {
       const int ranks_valid = static_cast<int>(std::min<int64_t>(block_ranks, r_end - r0));
       const unsigned char* ar[kNzRowRanks];
       for (int j = 0; j < block_ranks; ++j) ar[j] = A.base + (r0 + std::min(j, ranks_valid - 1)) * A.row_step * aes;
@@ -567,15 +572,16 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
         return widen_x && i < kRows && pos0 + height + i < pos_end ? xbase + (w.order[pos0 + height + i] * p.x.row_stride + h0) * xes
                                                                   : nullptr;
       };
-      io.pf = next_x(rb);
-      io.pf2 = io.pf && nrb < kRows ? next_x(rb + nrb) : nullptr;
-      io.pf_esize = xes;
-      BlockIo nopf = io;
-      nopf.pf = nullptr;
+      XAhead xa;
+      xa.row = next_x(rb);
+      xa.row2 = xa.row && nrb < kRows ? next_x(rb + nrb) : nullptr;
+      xa.esize = xes;
+      const BlockIo& nopf = io;  // the blocks below that prefetch no x
       constexpr int R4 = kShrinkRanks;
-      // Few rows over ND A: each of the block's rows prefetched kFewRowsAhead bytes on.
+      // Few rows over ND A (a default io: never the first row block, never NZ): each of the
+      // block's rows prefetched kFewRowsAhead bytes on.
       const unsigned char* apf[kFewRowsRanks];
-      BlockIo few = nopf;
+      BlockIo few;
       if (block_ranks == kFewRowsRanks) {
         for (int j = 0; j < kFewRowsRanks; ++j) apf[j] = ar[j] + kFewRowsAhead;
         few.apf = apf;
@@ -603,7 +609,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
                                                     ranks_valid, nopf);
       else if (widen_x)
         ShrinkBlock<DType::f32, TA, kRows, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid,
-                                                io);
+                                                io, xa);
       else if (rows_valid == 1)
         ShrinkBlock<TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
       else if (rows_valid <= kRows / 2)  // a task's short last block: half the FMAs
