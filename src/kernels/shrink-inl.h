@@ -58,7 +58,7 @@ constexpr int kTallRanks = 3;
 constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
 // How one register block of the shrink starts and ends, and what it prefetches as it goes.
 // (Passed by reference and never copied after its fields are set: a whole-struct copy of
-// freshly stored fields stalls on store forwarding, about 5 % of a batched shrink's time.)
+// freshly stored fields stalls on store forwarding; bench/notes.md, thirteenth session.)
 struct BlockIo {
   using V = VF;
   // A rows to prefetch at the offsets the block reads from ar (the caller points them at the

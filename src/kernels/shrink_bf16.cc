@@ -330,7 +330,24 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
             xflags[row / 64] |= uint64_t{1} << (row % 64);
         }
         const uint16_t* xs[1] = {xseg};
-        for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) add_block(pos0, rows_valid, xs, r0, hs, he, true);
+        // The next row block's segment (the first row block's next one after the last): a
+        // share of its lines before each rank block, a line per 64 bytes.  Copied unprefetched,
+        // x's rows had waited on DRAM for every block (bench/notes.md, thirteenth session).
+        const bool last_block = pos0 + kRowsMax >= pos_end;
+        const int64_t npos = last_block ? pos_begin : pos0 + kRowsMax, nhs = last_block ? he : hs;
+        const int64_t nrows_next = nhs < h_end ? std::min<int64_t>(kRowsMax, pos_end - npos) : 0;
+        const int64_t seg_lines = (std::min(h_end, nhs + kSeg) - nhs + 31) / 32;  // lines of a row's segment
+        const int64_t lines = nrows_next * seg_lines, nrb = (r_end - r_begin + kRanks - 1) / kRanks;
+        const uint16_t* nx[kRowsMax];
+        for (int64_t i = 0; i < nrows_next; ++i) nx[i] = x_row(npos + i) + nhs;
+        int64_t issued = 0, row = 0, line = 0;  // row-major over the next rows' lines
+        for (int64_t r0 = r_begin, rb = 1; r0 < r_end; r0 += kRanks, ++rb) {
+          for (const int64_t target = lines * rb / nrb; issued < target; ++issued) {
+            _mm_prefetch(reinterpret_cast<const char*>(nx[row] + 32 * line), _MM_HINT_T0);
+            if (++line == seg_lines) line = 0, ++row;
+          }
+          add_block(pos0, rows_valid, xs, r0, hs, he, true);
+        }
       }
     }
     // (row, rank) pairs with tiny inputs: the FMA fallback over the whole chunk.
