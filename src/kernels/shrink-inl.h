@@ -569,7 +569,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       // are fewer rank blocks than rows (R=16: 4 rank blocks for 6 rows).
       const int64_t rb = (r0 - r_begin) / block_ranks, nrb = (r_end - r_begin + block_ranks - 1) / block_ranks;
       auto next_x = [&](int64_t i) {
-        return widen_x && i < kRows && pos0 + height + i < pos_end ? xbase + (w.order[pos0 + height + i] * p.x.row_stride + h0) * xes
+        return (widen_x || convert_x) && i < kRows && pos0 + height + i < pos_end ? xbase + (w.order[pos0 + height + i] * p.x.row_stride + h0) * xes
                                                                   : nullptr;
       };
       XAhead xa;
@@ -617,7 +617,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       else if (rows_valid == 4)  // 16 rows as 6 + 6 + 4
         ShrinkBlock<TX, TA, 4, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 4, ranks_valid, nopf);
       else
-        ShrinkBlock<TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf);
+        ShrinkBlock<TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf, xa);
     };
     ForEachShrinkBlock<kRows * kShrinkRanks>(A, nz, pos0 == pos_begin && !few_rows_nd, block_ranks, r_begin, r_end,
                                                 h_begin, h_end, block);
