@@ -56,8 +56,8 @@ constexpr int kTallRows = 8;
 #endif
 constexpr int kTallRanks = 3;
 constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
-// How one register block of the shrink starts and ends, and what it prefetches as it goes.
-// (Passed by reference and never copied after its fields are set: a whole-struct copy of
+// How one register block of the shrink starts and ends, and which A it prefetches as it goes
+// (the next row block's x: XAhead).  (Passed by reference and never copied after its fields are set: a whole-struct copy of
 // freshly stored fields stalls on store forwarding; bench/notes.md, thirteenth session.)
 struct BlockIo {
   using V = VF;
@@ -184,8 +184,9 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
 // out[i][j] = sum over h in [h0, h1) of x_i[h - xoff] * A row j, folded every kSegCols columns
 // from seg0 (the K chunk's first column).  kXWide: the x rows are buffers already widened to
 // fp32 (zero padded to a whole vector); else x is read as TX.  nz: A is FRACTAL_NZ, so rank j
-// of the block lies 16 elements after rank j - 1 in every chunk.  One function on purpose
-// (~100 lines): the accumulators must stay in registers across the whole segment loop.
+// of the block lies 16 elements after rank j - 1 in every chunk.  io: A prefetches and NZ
+// panel state; xa: a row (or two) of the next row block's x to prefetch.  One function on
+// purpose (~100 lines): the accumulators must stay in registers across the whole segment loop.
 template <DType TX, DType TA, int kRows, int kRanks, bool kXWide>
 HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                             int64_t a_chunk_step, bool nz, int64_t seg0, int64_t h0, int64_t h1, double* const* out,
@@ -202,7 +203,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
   const unsigned char* const run_end = io.run + io.run_bytes;
   const int64_t run_lines = (io.run_bytes + 63) / 64, steps = std::max<int64_t>(1, (h1 - h0) / step);
   const int64_t run_step = (run_lines + steps - 1) / steps * 64;  // bytes per step, whole lines
-  // The prefetches due at column h, ahead of `nsteps` vector steps of work (see BlockIo).
+  // The prefetches due at column h, ahead of `nsteps` vector steps of work (see BlockIo, XAhead).
   auto prefetch_ahead = [&](int64_t h, int64_t nsteps) {
     if (xa.row && ((h - h0) & pf_mask) == 0) {
       hwy::Prefetch(xa.row + (h - h0) * xa.esize);
@@ -566,10 +567,11 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       double* o[kMaxBlockRows];
       for (int i = 0; i < kMaxBlockRows; ++i) o[i] = out[i] + r0;
       // Rank block rb prefetches row rb of the next row block, and row rb + nrb too when there
-      // are fewer rank blocks than rows (R=16: 4 rank blocks for 6 rows).
+      // are fewer rank blocks than rows (R=16: 4 rank blocks for 6 rows).  16-bit x only,
+      // widened first or converted in the loop (measured there; fp32 x was not).
       const int64_t rb = (r0 - r_begin) / block_ranks, nrb = (r_end - r_begin + block_ranks - 1) / block_ranks;
       auto next_x = [&](int64_t i) {
-        return (widen_x || convert_x) && i < kRows && pos0 + height + i < pos_end ? xbase + (w.order[pos0 + height + i] * p.x.row_stride + h0) * xes
+        return (widen_x || (convert_x && TX != DType::f32)) && i < kRows && pos0 + height + i < pos_end ? xbase + (w.order[pos0 + height + i] * p.x.row_stride + h0) * xes
                                                                   : nullptr;
       };
       XAhead xa;
@@ -582,7 +584,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       // block's rows prefetched kFewRowsAhead bytes on.
       const unsigned char* apf[kFewRowsRanks];
       BlockIo few;
-      if (block_ranks == kFewRowsRanks) {
+      if (block_ranks == kFewRowsRanks && h1 - h0 > kFewRowsAhead / aes) {  // else none is due (apf_until)
         for (int j = 0; j < kFewRowsRanks; ++j) apf[j] = ar[j] + kFewRowsAhead;
         few.apf = apf;
         few.apf_mask = 64 / aes - 1;
