@@ -7,7 +7,7 @@
 // One vector of kLanes consecutive n per step: kLanes dot products over the adapter's rank (z
 // is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane; B is
 // converted as it is read, once per row, pair or four rows (ExpandDotChain).  Tiles with more
-// rows take the outer-product form below (OuterMinRows), and on AVX-512 tiles of 7-8 or 15-16
+// rows take the outer-product form below (OuterMinRows), and on AVX-512 tiles of 7-8 or 13-16
 // rows the row-lane form (expand_rows-inl.h, RowLaneTile).
 
 constexpr int64_t kBBuf = 512;  // widest rank of the outer-product form

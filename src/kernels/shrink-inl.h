@@ -57,8 +57,8 @@ constexpr int kTallRows = 8;
 constexpr int kTallRanks = 3;
 constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
 // How one register block of the shrink starts and ends, and which A it prefetches as it goes
-// (the next row block's x: XAhead).  (Passed by reference and never copied after its fields are set: a whole-struct copy of
-// freshly stored fields stalls on store forwarding; bench/notes.md, thirteenth session.)
+// (the next row block's x: XAhead).  Passed by reference and never copied after its fields are
+// set: a whole-struct copy of freshly stored fields stalls on store forwarding (bench/notes.md).
 struct BlockIo {
   using V = VF;
   // A rows to prefetch at the offsets the block reads from ar (the caller points them at the
@@ -507,6 +507,9 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   // half the bytes of a widened row through L1, which limited the loop, and no widening pass.
   const bool convert_x = kConvertXInLoop && !nz && pos_end - pos_begin > kFewRows;
   const bool widen_x = TX != DType::f32 && len <= kXBuf && !small_ranks && !convert_x;
+  // Row blocks prefetch the next row block's x when it is 16-bit, widened first or converted in
+  // the loop (measured there; fp32 x was not).
+  const bool x_ahead = TX != DType::f32 && (widen_x || convert_x);
   const int64_t xes = ElemSize<TX>(), aes = ElemSize<TA>();
   const unsigned char* xbase = static_cast<const unsigned char*>(p.x.base);
   double* zk = w.zpart + k * w.B * w.rp;
@@ -567,18 +570,16 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       double* o[kMaxBlockRows];
       for (int i = 0; i < kMaxBlockRows; ++i) o[i] = out[i] + r0;
       // Rank block rb prefetches row rb of the next row block, and row rb + nrb too when there
-      // are fewer rank blocks than rows (R=16: 4 rank blocks for 6 rows).  16-bit x only,
-      // widened first or converted in the loop (measured there; fp32 x was not).
+      // are fewer rank blocks than rows (R=16: 4 rank blocks for 6 rows); 16-bit x only.
       const int64_t rb = (r0 - r_begin) / block_ranks, nrb = (r_end - r_begin + block_ranks - 1) / block_ranks;
       auto next_x = [&](int64_t i) {
-        return (widen_x || (convert_x && TX != DType::f32)) && i < kRows && pos0 + height + i < pos_end ? xbase + (w.order[pos0 + height + i] * p.x.row_stride + h0) * xes
-                                                                  : nullptr;
+        return x_ahead && i < kRows && pos0 + height + i < pos_end ? xbase + (w.order[pos0 + height + i] * p.x.row_stride + h0) * xes
+                                                                   : nullptr;
       };
       XAhead xa;
       xa.row = next_x(rb);
       xa.row2 = xa.row && nrb < kRows ? next_x(rb + nrb) : nullptr;
       xa.esize = xes;
-      const BlockIo& nopf = io;  // the blocks below that prefetch no x
       constexpr int R4 = kShrinkRanks;
       // Few rows over ND A (a default io: never the first row block, never NZ): each of the
       // block's rows prefetched kFewRowsAhead bytes on.
@@ -594,32 +595,32 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if constexpr (kTallRows > 0) {
         if (tall) return ShrinkBlock<TX, TA, kTallRows, kTallRanks, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid,
-                                                                           ranks_valid, nopf);
+                                                                           ranks_valid, io);
       }
       if (block_ranks == kFewRowsRanks && rows_valid == 2)
         ShrinkBlock<DType::f32, TA, 2, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 2, ranks_valid, few);
       else if (block_ranks == kFewRowsRanks)
         ShrinkBlock<DType::f32, TA, 1, kFewRowsRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, few);
       else if (block_ranks == kNzRowRanks)
-        ShrinkBlock<DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<DType::f32, TA, 1, kNzRowRanks, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, io);
       else if (widen_x && rows_valid == 1)
-        ShrinkBlock<DType::f32, TA, 1, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<DType::f32, TA, 1, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, io);
       else if (widen_x && rows_valid == 4)  // 16 rows as 6 + 6 + 4, not three full blocks
-        ShrinkBlock<DType::f32, TA, 4, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 4, ranks_valid, nopf);
+        ShrinkBlock<DType::f32, TA, 4, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, 4, ranks_valid, io);
       else if (widen_x && rows_valid <= kRows / 2)  // short last block: half the FMAs
         ShrinkBlock<DType::f32, TA, kRows / 2, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid,
-                                                    ranks_valid, nopf);
+                                                    ranks_valid, io);
       else if (widen_x)
         ShrinkBlock<DType::f32, TA, kRows, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid,
                                                 io, xa);
       else if (rows_valid == 1)
-        ShrinkBlock<TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, nopf);
+        ShrinkBlock<TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, io);
       else if (rows_valid <= kRows / 2)  // a task's short last block: half the FMAs
-        ShrinkBlock<TX, TA, kRows / 2, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf);
+        ShrinkBlock<TX, TA, kRows / 2, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, io);
       else if (rows_valid == 4)  // 16 rows as 6 + 6 + 4
-        ShrinkBlock<TX, TA, 4, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 4, ranks_valid, nopf);
+        ShrinkBlock<TX, TA, 4, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 4, ranks_valid, io);
       else
-        ShrinkBlock<TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, nopf, xa);
+        ShrinkBlock<TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, io, xa);
     };
     ForEachShrinkBlock<kRows * kShrinkRanks>(A, nz, pos0 == pos_begin && !few_rows_nd, block_ranks, r_begin, r_end,
                                                 h_begin, h_end, block);

@@ -332,9 +332,8 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
         const uint16_t* xs[1] = {xseg};
         // The next row block's segment (the first row block's next one after the last): each
         // of its lines once, an equal share of them before each rank block (48 lines each at
-        // rank 16; all of them before the one rank block at ranks up to 4).  Copied
-        // unprefetched, x's rows had waited on DRAM for every block (bench/notes.md,
-        // thirteenth session).
+        // rank 16; all of them before the one rank block at ranks up to 4).  Without it the
+        // copy waits on DRAM for every row block when x is not in the caches (bench/notes.md).
         const bool last_block = pos0 + kRowsMax >= pos_end;
         const int64_t npos = last_block ? pos_begin : pos0 + kRowsMax, nhs = last_block ? he : hs;
         const int64_t nrows_next = nhs < h_end ? std::min<int64_t>(kRowsMax, pos_end - npos) : 0;

@@ -85,19 +85,15 @@ ADDLORA_BF16_TARGET void ScreenRanksNd(const uint16_t* a, int64_t row_step, int6
     for (int j = 0; j < kRows; ++j) row[j] = a + (r0 + std::min(j, m - 1)) * row_step;
     // The next group's rows, prefetched at the same columns as this group reads them: each
     // run is a page of its own, where the hardware prefetcher starts over.
-    const int64_t next_m = std::min<int64_t>(kRows, n - r0 - kRows);
+    const int64_t next_m = std::clamp<int64_t>(n - r0 - kRows, 0, kRows);
+    const uint16_t* next = next_m > 0 ? a + (r0 + kRows) * row_step : nullptr;
     __m512i mins[kRows];
     for (int j = 0; j < kRows; ++j) mins[j] = _mm512_set1_epi16(-1);
     int64_t h = h0;
-    if (next_m > 0) {
-      const uint16_t* next = a + (r0 + kRows) * row_step;
-      for (; h + 32 <= h1; h += 32) {
-        for (int64_t j = 0; j < next_m; ++j) _mm_prefetch(reinterpret_cast<const char*>(next + j * row_step + h), _MM_HINT_T0);
-        for (int j = 0; j < kRows; ++j) mins[j] = _mm512_min_epu16(mins[j], TinyKey(_mm512_loadu_si512(row[j] + h)));
-      }
-    }
-    for (; h + 32 <= h1; h += 32)
+    for (; h + 32 <= h1; h += 32) {
+      for (int64_t j = 0; j < next_m; ++j) _mm_prefetch(reinterpret_cast<const char*>(next + j * row_step + h), _MM_HINT_T0);
       for (int j = 0; j < kRows; ++j) mins[j] = _mm512_min_epu16(mins[j], TinyKey(_mm512_loadu_si512(row[j] + h)));
+    }
     if (h < h1) {
       const __mmask32 k = (__mmask32{1} << (h1 - h)) - 1;  // zeros: not tiny
       for (int j = 0; j < kRows; ++j) mins[j] = _mm512_min_epu16(mins[j], TinyKey(_mm512_maskz_loadu_epi16(k, row[j] + h)));
