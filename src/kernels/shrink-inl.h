@@ -57,7 +57,7 @@ constexpr int kTallRows = 8;
 constexpr int kTallRanks = 3;
 constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
 // How one register block of the shrink starts and ends, and which A it prefetches as it goes
-// (the next row block's x: XAhead).  Passed by reference and never copied after its fields are
+// (x prefetches are XAhead's).  Passed by reference and never copied after its fields are
 // set: a whole-struct copy of freshly stored fields stalls on store forwarding (bench/notes.md).
 struct BlockIo {
   using V = VF;
