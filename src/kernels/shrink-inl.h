@@ -525,6 +525,23 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     if (!widen_x)
       PrefetchRunHeads(xbase, w.order, p.x.row_stride * xes, pos0 + height,
                        std::min<int64_t>(pos_end, pos0 + 2 * height), h_begin * xes, h_end * xes);
+    // An 8-row block whose x rows lie a multiple of 4 KiB apart reads them, at every column, in
+    // one L1 set, beside its A rows and their prefetches: more lines than the set's ways, which
+    // evicted each other (at H1 = 4096 and R = 64-128, 10-20 % slower; bench/notes.md).  Their
+    // columns are copied first into rows a line more than their length apart (xf's storage,
+    // unused here).  Blocks of six rows gained nothing from such a copy.
+    int64_t xoff = 0;
+    if (tall && xes == 2 && len <= kXBuf && (p.x.row_stride * xes) % 4096 == 0) {
+      const int64_t bytes = len * xes, pitch = (bytes + 63) / 64 * 64 + 64;
+      static_assert(kTallRows * (kXBuf * 2 + 128) <= kRows * kXBuf * 4, "xf holds the padded rows");
+      unsigned char* buf = reinterpret_cast<unsigned char*>(xf);
+      for (int i = 0; i < rows_valid; ++i) {
+        std::memcpy(buf + i * pitch, xr[i] + h_begin * xes, static_cast<size_t>(bytes));
+        xr[i] = buf + i * pitch;
+      }
+      for (int i = rows_valid; i < kMaxBlockRows; ++i) xr[i] = xr[rows_valid - 1];
+      xoff = h_begin;
+    }
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += static_cast<int64_t>(kLanes))
@@ -594,7 +611,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       // Pre-widened x rows are read as fp32 whatever TX was (one instantiation for all TX).
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if constexpr (kTallRows > 0) {
-        if (tall) return ShrinkBlock<TX, TA, kTallRows, kTallRanks, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid,
+        if (tall) return ShrinkBlock<TX, TA, kTallRows, kTallRanks, false>(xr, xoff, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid,
                                                                            ranks_valid, io);
       }
       if (block_ranks == kFewRowsRanks && rows_valid == 2)
