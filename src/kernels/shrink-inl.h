@@ -55,6 +55,10 @@ constexpr int kTallRows = 0;
 constexpr int kTallRows = 8;
 #endif
 constexpr int kTallRanks = 3;
+// Fewest ranks over which an 8-row block copies x into padded rows (ShrinkTask): the copy is a
+// pass over x before any FMA, and at 16 ranks it cost more than it saved (x from DRAM, 8 % slower;
+// at 32 within the spread; bench/notes.md).
+constexpr int64_t kPadXMinRanks = 64;
 constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
 // How one register block of the shrink starts and ends, and which A it prefetches as it goes
 // (x prefetches are XAhead's).  Passed by reference and never copied after its fields are
@@ -531,7 +535,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     // columns are copied first into rows a line more than their length apart (xf's storage,
     // unused here).  Blocks of six rows gained nothing from such a copy.
     int64_t xoff = 0;
-    if (tall && xes == 2 && len <= kXBuf && (p.x.row_stride * xes) % 4096 == 0) {
+    if (tall && r_end - r_begin >= kPadXMinRanks && xes == 2 && len <= kXBuf && (p.x.row_stride * xes) % 4096 == 0) {
       const int64_t bytes = len * xes, pitch = (bytes + 63) / 64 * 64 + 64;
       static_assert(kTallRows * (kXBuf * 2 + 128) <= kRows * kXBuf * 4, "xf holds the padded rows");
       unsigned char* buf = reinterpret_cast<unsigned char*>(xf);

@@ -605,6 +605,54 @@ TEST_F(PerTarget, ShrinkBlocksAgreeAcrossGroupSizes) {
     }
 }
 
+// Groups of 7 or 8 rows over enough adapters that each task takes 64 ranks or more (rank
+// split) run as 8 x 3 blocks; when x's rows lie a multiple of 4 KiB apart (H1 = 2048, 4096)
+// those blocks first copy the rows' columns into padded rows (ShrinkTask).  The rows are
+// interleaved across the adapters, so the copied rows are far apart in x.  Each row's z must
+// equal, bit for bit, that row's z alone, and the fp64 sum within the contract's bound.
+TEST_F(PerTarget, ShrinkEightRowGroupsOverManyAdapters) {
+  using addlora::TensorView;
+  for (int64_t H1 : {2048, 4096, 1000})
+    for (int64_t R : {64, 128})
+      for (int64_t rows_last : {8, 7}) {  // the last adapter's group: 8 rows, or 7 (a short block)
+        SCOPED_TRACE("H1 " + std::to_string(H1) + " R " + std::to_string(R) + " last group " + std::to_string(rows_last));
+        const int64_t W = 8, B = 7 * W + rows_last;
+        Rng rng(1900 + H1 + R + rows_last);
+        std::vector<uint16_t> x = random_f16(rng, B * H1), a = random_f16(rng, W * R * H1);
+        const TensorView a_view = TensorView::contiguous(a.data(), DType::f16, {W, 1, R, H1});
+        const TensorView x_view = TensorView::contiguous(x.data(), DType::f16, {B, H1});
+        std::vector<int32_t> idx(B);
+        for (int64_t b = 0; b < B; ++b) idx[b] = static_cast<int32_t>(b % W);  // 8 rows each (the last: rows_last)
+        std::vector<double> exact(B * R, 0.0), magnitude(B * R, 0.0);  // the fp64 oracle
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t h = 0; h < H1; ++h) {
+              const double p = addlora::ref::load(x_view, {b, h}) * addlora::ref::load(a_view, {idx[b], 0, r, h});
+              exact[b * R + r] += p;
+              magnitude[b * R + r] += std::fabs(p);
+            }
+        auto run = [&](int64_t row0, int64_t rows, const int32_t* ix, float* z) {
+          addlora::ShrinkArguments s;
+          s.x = TensorView::contiguous(x.data() + row0 * H1, DType::f16, {rows, H1});
+          s.weight_a = a_view;
+          s.indices = TensorView::contiguous(const_cast<int32_t*>(ix), DType::i32, {rows});
+          s.z = TensorView::contiguous(z, DType::f32, {rows, R});
+          std::string msg;
+          ASSERT_EQ(addlora::shrink(s, &msg), addlora::Status::ok) << msg;
+        };
+        for_each_target([&] {
+          std::vector<float> all(B * R), alone(B * R);
+          run(0, B, idx.data(), all.data());
+          for (int64_t b = 0; b < B; ++b) run(b, 1, &idx[b], &alone[b * R]);
+          for (int64_t n = 0; n < B * R; ++n) {
+            ASSERT_TRUE(addlora::ref::within_target(all[n], exact[n], magnitude[n], DType::f32))
+                << "row " << n / R << " rank " << n % R << ": " << all[n] << " vs " << exact[n];
+            ASSERT_EQ(std::memcmp(&all[n], &alone[n], sizeof(float)), 0) << "row " << n / R << " rank " << n % R;
+          }
+        });
+      }
+}
+
 // Multi-slice (one call, rows grouped once, the slices' tasks in shared parallel regions)
 // gives the same bits as consecutive single calls, when the slices differ in everything they
 // may: adapter count W (an index can be valid for one slice and not another), rank, per-adapter
