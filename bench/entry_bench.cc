@@ -173,12 +173,7 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--rounds" && i + 1 < argc) rounds = std::max(1, std::atoi(argv[++i]));
     else if (a == "--threads" && i + 1 < argc) {
-      thread_counts.clear();
-      for (const char* p = argv[++i]; *p;) {
-        thread_counts.push_back(std::max(1, std::atoi(p)));
-        while (*p && *p != ',') ++p;
-        if (*p) ++p;
-      }
+      thread_counts = bench::thread_list(argv[++i]);
     } else if (a == "--md" && i + 1 < argc) md = argv[++i];
     else { std::fprintf(stderr, "usage: %s [--rounds N] [--threads 1,2] [--md FILE]\n", argv[0]); return 2; }
   }

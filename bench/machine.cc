@@ -133,4 +133,14 @@ Machine measure_machine(int threads) {
   return m;
 }
 
+std::vector<int> thread_list(const char* s) {
+  std::vector<int> out;
+  for (const char* p = s; *p;) {
+    out.push_back(std::max(1, std::atoi(p)));
+    while (*p && *p != ',') ++p;
+    if (*p) ++p;
+  }
+  return out;
+}
+
 }  // namespace bench

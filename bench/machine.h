@@ -1,6 +1,7 @@
 // This machine's roofline, measured in-process: streaming read bandwidth and FMA peaks.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace bench {
 
@@ -12,5 +13,8 @@ struct Machine {
   std::string simd;   // widest FMA code the peak loop used
 };
 Machine measure_machine(int threads);
+
+// "1,2" -> {1, 2}: a --threads list (each at least 1).
+std::vector<int> thread_list(const char* s);
 
 }  // namespace bench

@@ -201,12 +201,7 @@ int main(int argc, char** argv) {
     } else if (o == "--warm") warm = true;
     else if (o == "--md" && i + 1 < argc) md = argv[++i];
     else if (o == "--threads" && i + 1 < argc) {
-      thread_counts.clear();
-      for (const char* p = argv[++i]; *p;) {
-        thread_counts.push_back(std::max(1, std::atoi(p)));
-        while (*p && *p != ',') ++p;
-        if (*p) ++p;
-      }
+      thread_counts = bench::thread_list(argv[++i]);
     } else {
       long long b = 0, r = 0, w = 0;
       if (std::sscanf(o.c_str(), "%lld:%lld:%lld", &b, &r, &w) != 3 || b < 1 || r < 1 || w < 1) return usage();
