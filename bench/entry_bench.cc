@@ -169,13 +169,18 @@ int main(int argc, char** argv) {
   int rounds = 7;
   std::vector<int> thread_counts = {1, 2};
   std::string md;
+  auto usage = [&] {
+    std::fprintf(stderr, "usage: %s [--rounds N] [--threads 1,2] [--md FILE]\n", argv[0]);
+    return 2;
+  };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--rounds" && i + 1 < argc) rounds = std::max(1, std::atoi(argv[++i]));
     else if (a == "--threads" && i + 1 < argc) {
       thread_counts = bench::thread_list(argv[++i]);
+      if (thread_counts.empty()) return usage();
     } else if (a == "--md" && i + 1 < argc) md = argv[++i];
-    else { std::fprintf(stderr, "usage: %s [--rounds N] [--threads 1,2] [--md FILE]\n", argv[0]); return 2; }
+    else return usage();
   }
   const Shape shapes[] = {
       {"tiny: per-call cost", 1, 16, 1, 64, 64},

@@ -202,6 +202,7 @@ int main(int argc, char** argv) {
     else if (o == "--md" && i + 1 < argc) md = argv[++i];
     else if (o == "--threads" && i + 1 < argc) {
       thread_counts = bench::thread_list(argv[++i]);
+      if (thread_counts.empty()) return usage();
     } else {
       long long b = 0, r = 0, w = 0;
       if (std::sscanf(o.c_str(), "%lld:%lld:%lld", &b, &r, &w) != 3 || b < 1 || r < 1 || w < 1) return usage();

@@ -290,10 +290,10 @@ void ExpandOuterBlock(const ExpandCtx& c, const float* bt, int64_t pitch, int64_
       }
       // y straight from its row: a y buffer filled before the block's stores (against 4 KiB
       // aliasing between rows 2^k bytes apart) measured slower on every rank (bench/notes.md).
-      // Whole blocks of whole rows apart, so that the stores unroll and acc stays in registers;
-      // there every y vector is loaded before the first store, so that no load waits behind a
-      // store to another row at the same address modulo 4 KiB (the rows of a power-of-two
-      // pitch; 3-4 % faster at rank 16, bench/notes.md).
+      // Whole blocks of whole rows apart, so that the stores unroll and acc stays in registers.
+      // On the whole-block path every y vector is loaded into acc before the first store, so
+      // that no load waits behind a store to another row at the same address modulo 4 KiB
+      // (rows of a power-of-two pitch; bench/notes.md).
       if (valid == kOpN && rows_valid == kRows) {
         HWY_UNROLL(8)  // 8 >= kRows: fully unrolled, acc stays in registers (bf16's long rounding kept it rolled)
         for (int i = 0; i < kRows; ++i)

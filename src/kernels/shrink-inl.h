@@ -56,8 +56,7 @@ constexpr int kTallRows = 8;
 #endif
 constexpr int kTallRanks = 3;
 // Fewest ranks over which an 8-row block copies x into padded rows (ShrinkTask): the copy is a
-// pass over x before any FMA, and at 16 ranks it cost more than it saved (x from DRAM, 8 % slower;
-// at 32 within the spread; bench/notes.md).
+// pass over x before any FMA, which fewer ranks did not repay (bench/notes.md).
 constexpr int64_t kPadXMinRanks = 64;
 constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
 // How one register block of the shrink starts and ends, and which A it prefetches as it goes
@@ -531,20 +530,22 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
                        std::min<int64_t>(pos_end, pos0 + 2 * height), h_begin * xes, h_end * xes);
     // An 8-row block whose x rows lie a multiple of 4 KiB apart reads them, at every column, in
     // one L1 set, beside its A rows and their prefetches: more lines than the set's ways, which
-    // evicted each other (at H1 = 4096 and R = 64-128, 10-20 % slower; bench/notes.md).  Their
-    // columns are copied first into rows a line more than their length apart (xf's storage,
-    // unused here).  Blocks of six rows gained nothing from such a copy.
+    // evict each other (bench/notes.md).  Their columns are copied first into rows a line more
+    // than their length apart (xf's storage, unused by tall blocks; six-row blocks gained
+    // nothing from such a copy).  Column h is then at h - xoff.
     int64_t xoff = 0;
-    if (tall && r_end - r_begin >= kPadXMinRanks && xes == 2 && len <= kXBuf && (p.x.row_stride * xes) % 4096 == 0) {
-      const int64_t bytes = len * xes, pitch = (bytes + 63) / 64 * 64 + 64;
-      static_assert(kTallRows * (kXBuf * 2 + 128) <= kRows * kXBuf * 4, "xf holds the padded rows");
-      unsigned char* buf = reinterpret_cast<unsigned char*>(xf);
-      for (int i = 0; i < rows_valid; ++i) {
-        std::memcpy(buf + i * pitch, xr[i] + h_begin * xes, static_cast<size_t>(bytes));
-        xr[i] = buf + i * pitch;
+    if constexpr (ElemSize<TX>() == 2) {
+      if (tall && r_end - r_begin >= kPadXMinRanks && len <= kXBuf && (p.x.row_stride * xes) % 4096 == 0) {
+        const int64_t bytes = len * xes, pitch = (bytes + 63) / 64 * 64 + 64;
+        static_assert(kTallRows * (kXBuf * 2 + 128) <= kRows * kXBuf * 4, "xf holds the padded rows");
+        unsigned char* buf = reinterpret_cast<unsigned char*>(xf);
+        for (int i = 0; i < rows_valid; ++i) {
+          std::memcpy(buf + i * pitch, xr[i] + h_begin * xes, static_cast<size_t>(bytes));
+          xr[i] = buf + i * pitch;
+        }
+        for (int i = rows_valid; i < kMaxBlockRows; ++i) xr[i] = xr[rows_valid - 1];
+        xoff = h_begin;
       }
-      for (int i = rows_valid; i < kMaxBlockRows; ++i) xr[i] = xr[rows_valid - 1];
-      xoff = h_begin;
     }
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {

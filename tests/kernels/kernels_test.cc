@@ -605,24 +605,26 @@ TEST_F(PerTarget, ShrinkBlocksAgreeAcrossGroupSizes) {
     }
 }
 
-// Groups of 7 or 8 rows over enough adapters that each task takes 64 ranks or more (rank
-// split) run as 8 x 3 blocks; when x's rows lie a multiple of 4 KiB apart (H1 = 2048, 4096)
-// those blocks first copy the rows' columns into padded rows (ShrinkTask).  The rows are
-// interleaved across the adapters, so the copied rows are far apart in x.  Each row's z must
-// equal, bit for bit, that row's z alone, and the fp64 sum within the contract's bound.
+// On AVX-512, groups of 7 or 8 rows run as 8 x 3 blocks (elsewhere as 6 + 1-2 rows); over 64
+// ranks or more and x rows a multiple of 4 KiB apart (H1 = 2048, 4096) such a block first
+// copies the rows' columns into padded rows (ShrinkTask).  Two forms reach it: eight adapters
+// of 7-8 rows each, rows interleaved (rank split: each task all of K, its ranks whole), and one
+// 8-row adapter beside a 16-row one (split-K: a task's K chunk starts at column 2048 when H1 =
+// 4096).  Each row's z must equal, bit for bit, that row's z alone, and the fp64 sum within
+// the contract's bound.  H1 = 1000 takes no copy.
 TEST_F(PerTarget, ShrinkEightRowGroupsOverManyAdapters) {
   using addlora::TensorView;
   for (int64_t H1 : {2048, 4096, 1000})
     for (int64_t R : {64, 128})
-      for (int64_t rows_last : {8, 7}) {  // the last adapter's group: 8 rows, or 7 (a short block)
-        SCOPED_TRACE("H1 " + std::to_string(H1) + " R " + std::to_string(R) + " last group " + std::to_string(rows_last));
-        const int64_t W = 8, B = 7 * W + rows_last;
-        Rng rng(1900 + H1 + R + rows_last);
+      for (int64_t form : {8, 7, 0}) {  // the last of 8 adapters has 8 or 7 rows; 0: 8 + 16 rows over 2
+        SCOPED_TRACE("H1 " + std::to_string(H1) + " R " + std::to_string(R) + " form " + std::to_string(form));
+        const int64_t W = form ? 8 : 2, B = form ? 7 * W + form : 24;
+        Rng rng(1900 + H1 + R + form);
         std::vector<uint16_t> x = random_f16(rng, B * H1), a = random_f16(rng, W * R * H1);
         const TensorView a_view = TensorView::contiguous(a.data(), DType::f16, {W, 1, R, H1});
         const TensorView x_view = TensorView::contiguous(x.data(), DType::f16, {B, H1});
         std::vector<int32_t> idx(B);
-        for (int64_t b = 0; b < B; ++b) idx[b] = static_cast<int32_t>(b % W);  // 8 rows each (the last: rows_last)
+        for (int64_t b = 0; b < B; ++b) idx[b] = static_cast<int32_t>(form ? b % W : b % 3 == 0);  // 8 rows on adapter 1
         std::vector<double> exact(B * R, 0.0), magnitude(B * R, 0.0);  // the fp64 oracle
         for (int64_t b = 0; b < B; ++b)
           for (int64_t r = 0; r < R; ++r)
