@@ -28,8 +28,12 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using bench::Clock;
+using bench::random_bf16;
+using bench::random_half;
+using bench::seconds_since;
+using bench::Stat;
+using bench::stat;
 
 #define CHECK(cond)                                                                        \
   do {                                                                                     \
@@ -49,15 +53,6 @@ struct Shape {
 
 constexpr int kLayers = 32;          // calls queued on the stream before one synchronize
 constexpr double kRotateBytes = 256.0 * (1 << 20);  // far past the L3 of this class of machine
-
-uint16_t random_half(std::mt19937& g) {  // +-[0.5, 1) * 2^-4: sums stay well inside fp16
-  const uint16_t man = static_cast<uint16_t>(g() & 0x3ff);
-  return static_cast<uint16_t>(((g() & 1) << 15) | (11u << 10) | man);
-}
-uint16_t random_bf16(std::mt19937& g) {  // the same range in bf16
-  const uint16_t man = static_cast<uint16_t>(g() & 0x7f);
-  return static_cast<uint16_t>(((g() & 1) << 15) | (123u << 7) | man);
-}
 
 // One slot of data: a layer's weights and its activations, as device memory and aclTensors.
 struct Slot {
@@ -155,12 +150,6 @@ double time_cpp(Data& d, size_t* slot) {
     }
   }
   return seconds_since(t0) / kLayers;
-}
-
-struct Stat { double med, lo, hi; };
-Stat stat(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v.front(), v.back()};
 }
 
 }  // namespace

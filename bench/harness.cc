@@ -31,10 +31,6 @@ extern "C" void openblas_set_num_threads(int);
 namespace bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 template <class T>
 T* alloc(size_t n) {

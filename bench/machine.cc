@@ -17,10 +17,7 @@
 namespace bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 std::atomic<uint64_t> g_sink{0};
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 template <class T>
 T* alloc(size_t n) {
@@ -141,6 +138,20 @@ std::vector<int> thread_list(const char* s) {
     if (*p) ++p;
   }
   return out;
+}
+
+Stat stat(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.front(), v.back()};
+}
+
+uint16_t random_half(std::mt19937& g) {
+  const uint16_t man = static_cast<uint16_t>(g() & 0x3ff);
+  return static_cast<uint16_t>(((g() & 1) << 15) | (11u << 10) | man);
+}
+uint16_t random_bf16(std::mt19937& g) {
+  const uint16_t man = static_cast<uint16_t>(g() & 0x7f);
+  return static_cast<uint16_t>(((g() & 1) << 15) | (123u << 7) | man);
 }
 
 }  // namespace bench

@@ -1,5 +1,9 @@
-// This machine's roofline, measured in-process: streaming read bandwidth and FMA peaks.
+// This machine's roofline, measured in-process: streaming read bandwidth and FMA peaks; and
+// the small helpers the command-line benchmarks share.
 #pragma once
+#include <chrono>
+#include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -16,5 +20,18 @@ Machine measure_machine(int threads);
 
 // "1,2" -> {1, 2}: a --threads list (each at least 1).
 std::vector<int> thread_list(const char* s);
+
+using Clock = std::chrono::steady_clock;
+inline double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Median and range of repeated timings.
+struct Stat {
+  double med, lo, hi;
+};
+Stat stat(std::vector<double> v);
+
+// Random 16-bit values of magnitude [0.5, 1) * 2^-4 and either sign: sums stay well inside fp16.
+uint16_t random_half(std::mt19937& g);
+uint16_t random_bf16(std::mt19937& g);  // the same range in bf16
 
 }  // namespace bench

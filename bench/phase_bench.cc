@@ -27,26 +27,14 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using bench::Clock;
+using bench::seconds_since;
+using bench::Stat;
+using bench::stat;
 
 struct Shape {
   int64_t B, R, W;
 };
-
-struct Stat {
-  double med, lo, hi;
-};
-Stat stat(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v.front(), v.back()};
-}
-
-// Values of either 16-bit type with magnitudes in [2^-5, 2^-4): sums stay well inside fp16.
-uint16_t random_value(std::mt19937& g, bool bf16) {
-  return bf16 ? static_cast<uint16_t>(((g() & 1) << 15) | (122u << 7) | (g() & 0x7f))
-              : static_cast<uint16_t>(((g() & 1) << 15) | (10u << 10) | (g() & 0x3ff));
-}
 
 // One shape's tensors: `copies` copies of the weights and `xcopies` of x / y, and the views of
 // the copy a call uses.
@@ -69,7 +57,7 @@ struct Data {
     std::mt19937 g(7);
     auto fill = [&](std::vector<uint16_t>& v, size_t n) {
       v.resize(n);
-      for (auto& e : v) e = random_value(g, bf16);
+      for (auto& e : v) e = bf16 ? bench::random_bf16(g) : bench::random_half(g);
     };
     fill(a, wsz * copies);
     fill(b, wsz * copies);

@@ -520,6 +520,13 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
 
   const bool tall = kTallRows > 0 && convert_x && pos_end - pos_begin > kRows && pos_end - pos_begin <= kTallRows;
   const int height = tall ? kTallRows : kRows;  // rows per row block
+  // An 8-row block whose x rows lie a multiple of 4 KiB apart reads them, at every column, in
+  // one L1 set, beside its A rows and their prefetches: more lines than the set's ways, which
+  // evict each other (bench/notes.md).  Over enough ranks their columns are copied first into
+  // rows a line more than their length apart (xf's storage, unused by tall blocks; six-row
+  // blocks gained nothing from such a copy).
+  const bool pad_x = tall && ElemSize<TX>() == 2 && r_end - r_begin >= kPadXMinRanks && len <= kXBuf &&
+                     (p.x.row_stride * xes) % 4096 == 0;
   for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += height) {
     const int rows_valid = static_cast<int>(std::min<int64_t>(height, pos_end - pos0));
     // Short blocks repeat their last row; those results are not stored.
@@ -528,24 +535,17 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     if (!widen_x)
       PrefetchRunHeads(xbase, w.order, p.x.row_stride * xes, pos0 + height,
                        std::min<int64_t>(pos_end, pos0 + 2 * height), h_begin * xes, h_end * xes);
-    // An 8-row block whose x rows lie a multiple of 4 KiB apart reads them, at every column, in
-    // one L1 set, beside its A rows and their prefetches: more lines than the set's ways, which
-    // evict each other (bench/notes.md).  Their columns are copied first into rows a line more
-    // than their length apart (xf's storage, unused by tall blocks; six-row blocks gained
-    // nothing from such a copy).  Column h is then at h - xoff.
-    int64_t xoff = 0;
-    if constexpr (ElemSize<TX>() == 2) {
-      if (tall && r_end - r_begin >= kPadXMinRanks && len <= kXBuf && (p.x.row_stride * xes) % 4096 == 0) {
-        const int64_t bytes = len * xes, pitch = (bytes + 63) / 64 * 64 + 64;
-        static_assert(kTallRows * (kXBuf * 2 + 128) <= kRows * kXBuf * 4, "xf holds the padded rows");
-        unsigned char* buf = reinterpret_cast<unsigned char*>(xf);
-        for (int i = 0; i < rows_valid; ++i) {
-          std::memcpy(buf + i * pitch, xr[i] + h_begin * xes, static_cast<size_t>(bytes));
-          xr[i] = buf + i * pitch;
-        }
-        for (int i = rows_valid; i < kMaxBlockRows; ++i) xr[i] = xr[rows_valid - 1];
-        xoff = h_begin;
+    int64_t xoff = 0;  // column h of x at h - xoff
+    if (pad_x) {
+      const int64_t bytes = len * xes, pitch = (bytes + 63) / 64 * 64 + 64;
+      static_assert(kTallRows * (kXBuf * 2 + 128) <= kRows * kXBuf * 4, "xf holds 8 padded 16-bit rows");
+      unsigned char* buf = reinterpret_cast<unsigned char*>(xf);
+      for (int i = 0; i < rows_valid; ++i) {
+        std::memcpy(buf + i * pitch, xr[i] + h_begin * xes, static_cast<size_t>(bytes));
+        xr[i] = buf + i * pitch;
       }
+      for (int i = rows_valid; i < kMaxBlockRows; ++i) xr[i] = xr[rows_valid - 1];
+      xoff = h_begin;
     }
     if (widen_x) {
       for (int i = 0; i < rows_valid; ++i) {

@@ -546,6 +546,22 @@ TEST_F(PerTarget, SmallRankRowsAgreeAcrossPitchesAndLayouts) {
   }
 }
 
+// The fp64 oracle of a shrink without scale: exact[b * R + r] = sum over h of x[b, h] *
+// a[idx[b], 0, r, h], and magnitude the same sum of |products| (the contract's M).
+void shrink_oracle(const addlora::TensorView& x, const addlora::TensorView& a, const std::vector<int32_t>& idx,
+                   std::vector<double>* exact, std::vector<double>* magnitude) {
+  const int64_t B = static_cast<int64_t>(idx.size()), R = a.dims[2], H1 = a.dims[3];
+  exact->assign(B * R, 0.0);
+  magnitude->assign(B * R, 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t h = 0; h < H1; ++h) {
+        const double p = addlora::ref::load(x, {b, h}) * addlora::ref::load(a, {idx[b], 0, r, h});
+        (*exact)[b * R + r] += p;
+        (*magnitude)[b * R + r] += std::fabs(p);
+      }
+}
+
 // One adapter's group of 1 to 16 rows takes different shrink blocks by its size (on AVX-512:
 // one or two rows widen x first; three to six convert x in the FMA loop; seven or eight run as
 // one block of eight rows by three ranks, the last with one or two ranks; more, blocks of six;
@@ -567,15 +583,9 @@ TEST_F(PerTarget, ShrinkBlocksAgreeAcrossGroupSizes) {
       const TensorView x_view = TensorView::contiguous(x.data(), DType::f16, {kMaxRows, H1});
       std::vector<uint16_t> a_nz(addlora::nz_elements(a_nd_view.dims, 4));
       ASSERT_EQ(addlora::nd_to_nz(a_nd_view, a_nz.data(), static_cast<int64_t>(a_nz.size())), addlora::Status::ok);
-      std::vector<double> exact(kMaxRows * R, 0.0), magnitude(kMaxRows * R, 0.0);  // the fp64 oracle
-      for (int64_t b = 0; b < kMaxRows; ++b)
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t h = 0; h < H1; ++h) {
-            const double p = addlora::ref::load(x_view, {b, h}) * addlora::ref::load(a_nd_view, {1, 0, r, h});
-            exact[b * R + r] += p;
-            magnitude[b * R + r] += std::fabs(p);
-          }
       std::vector<int32_t> idx(kMaxRows, 1);
+      std::vector<double> exact, magnitude;
+      shrink_oracle(x_view, a_nd_view, idx, &exact, &magnitude);
       auto run = [&](int64_t row0, int64_t rows, bool nz, float* z) {
         addlora::ShrinkArguments s;
         s.x = TensorView::contiguous(x.data() + row0 * H1, DType::f16, {rows, H1});
@@ -625,14 +635,8 @@ TEST_F(PerTarget, ShrinkEightRowGroupsOverManyAdapters) {
         const TensorView x_view = TensorView::contiguous(x.data(), DType::f16, {B, H1});
         std::vector<int32_t> idx(B);
         for (int64_t b = 0; b < B; ++b) idx[b] = static_cast<int32_t>(form ? b % W : b % 3 == 0);  // 8 rows on adapter 1
-        std::vector<double> exact(B * R, 0.0), magnitude(B * R, 0.0);  // the fp64 oracle
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t r = 0; r < R; ++r)
-            for (int64_t h = 0; h < H1; ++h) {
-              const double p = addlora::ref::load(x_view, {b, h}) * addlora::ref::load(a_view, {idx[b], 0, r, h});
-              exact[b * R + r] += p;
-              magnitude[b * R + r] += std::fabs(p);
-            }
+        std::vector<double> exact, magnitude;
+        shrink_oracle(x_view, a_view, idx, &exact, &magnitude);
         auto run = [&](int64_t row0, int64_t rows, const int32_t* ix, float* z) {
           addlora::ShrinkArguments s;
           s.x = TensorView::contiguous(x.data() + row0 * H1, DType::f16, {rows, H1});
