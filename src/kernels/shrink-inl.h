@@ -491,17 +491,32 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   const Problem& p = *w.p;
   const WeightRows A = Rows(p.a, p.R, adapter);
   const bool nz = p.a.layout == Layout::fractal_nz;
+  const int64_t rows = pos_end - pos_begin;
+  // One or two rows of 16-bit x over ND A and columns of whole fold segments (decode): A read
+  // in address order by ShrinkRowsNd below (shrink_row_nd-inl.h), x widened first.
+  auto rows_nd = [&](int64_t cols) {
+    return kLanes >= 4 && !nz && TX != DType::f32 && rows <= 2 && !(kConvertXInLoop && rows > kFewRows) && cols <= kXBuf &&
+           cols % kSegCols == 0 && cols >= 2 * kSegCols;
+  };
+  // Such a tile under split-K takes ranks instead: task k, its share of the adapter's ranks
+  // over every chunk, each chunk's sums going to that chunk's plane, so that A streams whole
+  // rows in address order (chunk by chunk, each row's piece is a page of its own a row apart,
+  // a pattern that streamed much slower from DRAM; bench/notes.md).  The same sums as the
+  // chunk tasks, in the same order.
+  const bool by_ranks = !w.rank_split && w.nk > 1 && w.kc % kSegCols == 0 && rows_nd(p.H1);
   // Split-K task: all ranks over K chunk k.  Rank-split task (small groups): ranks
   // [k * rank_group, ...) over all of H1, so each A row streams as one long run.
-  const int64_t h_begin = w.rank_split ? 0 : k * w.kc;
-  const int64_t h_end = w.rank_split ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
+  const bool all_h = w.rank_split || by_ranks;
+  const int64_t h_begin = all_h ? 0 : k * w.kc;
+  const int64_t h_end = all_h ? p.H1 : std::min<int64_t>(p.H1, h_begin + w.kc);
   // Only the adapter's own ranks (Problem::ranks): A rows past them are never read (A is still
   // addressed with the full R above: NZ chunk pitch).  The combine zeroes the rest of z.
   const int64_t rank = detail::rank_of(p, adapter);
-  const int64_t r_begin = w.rank_split ? k * w.rank_group : 0;
-  const int64_t r_end = w.rank_split ? std::min<int64_t>(rank, r_begin + w.rank_group) : rank;
+  const int64_t share = w.rank_split ? w.rank_group : (rank + w.nk - 1) / w.nk;
+  const int64_t r_begin = all_h ? k * share : 0;
+  const int64_t r_end = all_h ? std::min<int64_t>(rank, r_begin + share) : rank;
   if (r_begin >= r_end) return;
-  if (w.rank_split) k = 0;
+  if (all_h) k = 0;
   const int64_t len = h_end - h_begin;
   // Few rank blocks per row block (small ranks, many rows): converting x in each of them costs
   // less than widening the rows once into xf (the same products in the same order).
@@ -566,10 +581,11 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     // One or two rows over ND A, whole fold segments (decode, multi-adapter decode; 16-bit x,
     // widened above): A in address order (shrink_row_nd-inl.h).
     if constexpr (kLanes >= 4) {
-      if (!nz && widen_x && pos_end - pos_begin <= 2 && len % kSegCols == 0 && len >= 2 * kSegCols) {
+      if (rows_nd(len)) {
         const float* xw[2] = {reinterpret_cast<const float*>(xr[0]), reinterpret_cast<const float*>(xr[1])};
-        if (pos_end - pos_begin == 2) ShrinkRowsNd<TA, 2>(A, xw, h_begin, h_end, r_begin, r_end, out);
-        else ShrinkRowsNd<TA, 1>(A, xw, h_begin, h_end, r_begin, r_end, out);
+        const int64_t plane_segs = by_ranks ? w.kc / kSegCols : 0, plane_pitch = w.B * w.rp;
+        if (rows == 2) ShrinkRowsNd<TA, 2>(A, xw, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
+        else ShrinkRowsNd<TA, 1>(A, xw, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
         continue;
       }
     }

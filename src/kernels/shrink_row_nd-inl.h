@@ -35,10 +35,13 @@ struct RowLines {
 
 // kRows (1 or 2) rows; x[i]: row i widened to fp32, column h at x[i][h - h_begin]; columns
 // [h_begin, h_end), a whole number of fold segments (kSegCols), at least two; ranks [r_begin,
-// r_end); out[i][r] = z of row i, rank r.  Two rows share every A load.
+// r_end); out[i][r] = z of row i, rank r.  Two rows share every A load.  plane_segs > 0: the
+// sums of segments [c * plane_segs, (c + 1) * plane_segs) go to out[i][r + c * plane_pitch]
+// instead (the K chunks' partial sums, each started at zero as a task of that chunk starts).
 template <DType TA, int kRows>
 HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const float* const* x, int64_t h_begin, int64_t h_end,
-                               int64_t r_begin, int64_t r_end, double* const* out) {
+                               int64_t r_begin, int64_t r_end, double* const* out, int64_t plane_segs = 0,
+                               int64_t plane_pitch = 0) {
   static_assert(kRows == 1 || kRows == 2, "one or two rows");
   const DF d;
   constexpr int64_t kL = static_cast<int64_t>(kLanes), aes = static_cast<int64_t>(ElemSize<TA>());
@@ -54,8 +57,11 @@ HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const float* const* x, int64
   double* pending_out[kLanes];
   int n_pending = 0;
   int64_t credit = 0;  // A bytes read since the last prefetch
+  if (plane_segs <= 0) plane_segs = segs;
+  const int64_t planes = (segs + plane_segs - 1) / plane_segs;
   for (int i = 0; i < kRows; ++i)
-    for (int64_t r = r_begin; r < r_end; ++r) out[i][r] = 0.0;
+    for (int64_t c = 0; c < planes; ++c)
+      for (int64_t r = r_begin; r < r_end; ++r) out[i][r + c * plane_pitch] = 0.0;
   auto flush = [&] {
     for (int c = n_pending; c < static_cast<int>(kLanes); ++c) pending[c] = hn::Zero(d);
     HWY_ALIGN float sums[kLanes];
@@ -86,14 +92,15 @@ HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const float* const* x, int64
           for (int i = 0; i < kRows; ++i) acc0[i] = hn::MulAdd(hn::LoadU(d, x[i] + h0 + t), a0, acc0[i]);
         }
       }
+      const int64_t at0 = r + s / plane_segs * plane_pitch, at1 = r + (s + 1) / plane_segs * plane_pitch;
       for (int i = 0; i < kRows; ++i) {
         pending[n_pending] = acc0[i];
-        pending_out[n_pending++] = &out[i][r];
+        pending_out[n_pending++] = &out[i][at0];
       }
       if (two)
         for (int i = 0; i < kRows; ++i) {
           pending[n_pending] = acc1[i];
-          pending_out[n_pending++] = &out[i][r];
+          pending_out[n_pending++] = &out[i][at1];
         }
       if (n_pending + kChains > static_cast<int>(kLanes)) flush();
     }

@@ -569,8 +569,10 @@ void shrink_oracle(const addlora::TensorView& x, const addlora::TensorView& a, c
 // whole number of fold segments, an odd number of vectors, or ragged.  Each row's z must equal,
 // bit for bit, the z of that row alone, and the fp64 sum within the contract's bound.  A row
 // alone over ND A of whole fold segments reads A in address order (ShrinkRowsNd; H1 of 2048,
-// 3072 and 4096: two, three and four segments on AVX-512).  (Up to 16 rows are one row tile:
-// the K chunks, and so the fold boundaries, do not depend on the rows.)
+// 3072 and 4096: two, three and four segments on AVX-512); at H1 = 4096 and R <= 16 (two K
+// chunks) one or two rows take half the ranks over both chunks per task, where more rows take
+// one chunk of every rank.  (Up to 16 rows are one row tile: the K chunks, and so the fold
+// boundaries, do not depend on the rows.)
 TEST_F(PerTarget, ShrinkBlocksAgreeAcrossGroupSizes) {
   using addlora::TensorView;
   for (int64_t H1 : {2048, 1008, 1000, 3072, 4096})
