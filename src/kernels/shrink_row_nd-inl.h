@@ -28,7 +28,7 @@ struct RowLines {
   }
   HWY_INLINE void next() {
     if (rows_left <= 0) return;
-    hwy::Prefetch(row + off);
+    __builtin_prefetch(row + off, 0, 2);  // into L2: into L1 these lines evicted x and A's own
     skip();
   }
 };
