@@ -35,7 +35,7 @@ HWY_INLINE void PrefetchBRanks(const WeightRows& Bw, int64_t n_lo, int64_t n_hi,
   for (int64_t n = n_lo; n < n_hi; ++n) {
     const uintptr_t first = reinterpret_cast<uintptr_t>(Bw.base + Bw.off(n, r_lo) * Bw.esize) & ~uintptr_t{63};
     const uintptr_t end = reinterpret_cast<uintptr_t>(Bw.base + Bw.off(n, r_hi - 1) * Bw.esize);
-    for (uintptr_t a = first; a <= end; a += 64) hwy::Prefetch(reinterpret_cast<const unsigned char*>(a));
+    for (uintptr_t a = first; a <= end; a += 64) __builtin_prefetch(reinterpret_cast<const unsigned char*>(a), 0, 2);
   }
 }
 HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t rank) {
