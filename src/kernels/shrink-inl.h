@@ -494,6 +494,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   const int64_t rows = pos_end - pos_begin;
   // One or two rows of 16-bit x over ND A and columns of whole fold segments (decode): A read
   // in address order by ShrinkRowsNd below (shrink_row_nd-inl.h), x widened first.
+  static_assert(kConvertXMinRows >= 2, "such tiles widen x (small_ranks never applies to them)");
   auto rows_nd = [&](int64_t cols) {
     return kLanes >= 4 && !nz && TX != DType::f32 && rows <= 2 && !(kConvertXInLoop && rows > kFewRows) && cols <= kXBuf &&
            cols % kSegCols == 0 && cols >= 2 * kSegCols;
@@ -581,7 +582,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     // One or two rows over ND A, whole fold segments (decode, multi-adapter decode; 16-bit x,
     // widened above): A in address order (shrink_row_nd-inl.h).
     if constexpr (kLanes >= 4) {
-      if (rows_nd(len)) {
+      if (widen_x && rows_nd(len)) {
         const float* xw[2] = {reinterpret_cast<const float*>(xr[0]), reinterpret_cast<const float*>(xr[1])};
         const int64_t plane_segs = by_ranks ? w.kc / kSegCols : 0, plane_pitch = w.B * w.rp;
         if (rows == 2) ShrinkRowsNd<TA, 2>(A, xw, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
