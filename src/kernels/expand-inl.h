@@ -32,11 +32,7 @@ HWY_INLINE void PrefetchBRanks(const WeightRows& Bw, int64_t n_lo, int64_t n_hi,
   }
   // ND: each row's ranks are one run; one prefetch per cache line of it (not per 16 ranks: at
   // 16-bit weights two of those share a line, and every extra prefetch takes a load slot).
-  for (int64_t n = n_lo; n < n_hi; ++n) {
-    const uintptr_t first = reinterpret_cast<uintptr_t>(Bw.base + Bw.off(n, r_lo) * Bw.esize) & ~uintptr_t{63};
-    const uintptr_t end = reinterpret_cast<uintptr_t>(Bw.base + Bw.off(n, r_hi - 1) * Bw.esize);
-    for (uintptr_t a = first; a <= end; a += 64) __builtin_prefetch(reinterpret_cast<const unsigned char*>(a), 0, 2);
-  }
+  for (int64_t n = n_lo; n < n_hi; ++n) PrefetchLines(Bw.base + Bw.off(n, r_lo) * Bw.esize, (r_hi - r_lo) * Bw.esize);
 }
 HWY_INLINE void PrefetchBRows(const WeightRows& Bw, int64_t n_lo, int64_t n_hi, int64_t rank) {
   PrefetchBRanks(Bw, n_lo, n_hi, 0, rank);

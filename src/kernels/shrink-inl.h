@@ -170,7 +170,7 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
         for (int j = 0; j < a_ranks; ++j)
           for (int64_t l = 0; l < a_lines; ++l) {
             const unsigned char* q = ap[j] + t * aes + a_delta + 64 * l;
-            if (a_l2) __builtin_prefetch(q, 0, 2);  // prefetcht1: L2 and beyond
+            if (a_l2) PrefetchL2(q);
             else hwy::Prefetch(q);
           }
       one(t);
@@ -220,7 +220,7 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
     if (io.apf && (h & io.apf_mask) == 0 && h < io.apf_until) {
       const int64_t off = ((h >> 4) * a_chunk_step + (h & 15)) * static_cast<int64_t>(ElemSize<TA>());
       for (int j = 0; j < kRanks; ++j) {
-        if (io.apf_l2) __builtin_prefetch(io.apf[j] + off, 0, 2);
+        if (io.apf_l2) PrefetchL2(io.apf[j] + off);
         else hwy::Prefetch(io.apf[j] + off);
       }
     }

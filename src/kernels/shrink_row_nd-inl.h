@@ -1,6 +1,6 @@
 // One or two rows over ND A in address order (decode), part of simd_kernels.cc: included inside its
 // per-target namespace by shrink-inl.h once per Highway target (hence no include guard).
-// Uses that file's loads, SumEachToLane and FoldLanes.
+// Uses that file's loads, SumEachToLane, FoldLanes and PrefetchL2.
 // NOLINT(build/header_guard)
 //
 // The general decode block streams kFewRowsRanks A rows side by side, eight streams a row apart
@@ -28,7 +28,7 @@ struct RowLines {
   }
   HWY_INLINE void next() {
     if (rows_left <= 0) return;
-    __builtin_prefetch(row + off, 0, 2);  // into L2: into L1 these lines evicted x and A's own
+    PrefetchL2(row + off);
     skip();
   }
 };
