@@ -563,7 +563,9 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       for (int i = rows_valid; i < kMaxBlockRows; ++i) xr[i] = xr[rows_valid - 1];
       xoff = h_begin;
     }
-    if (widen_x) {
+    // Two rows in address order read the caller's 16-bit rows (ShrinkRowsNd), not widened ones.
+    const bool two_rows_nd = kLanes >= 4 && rows == 2 && rows_nd(len);
+    if (widen_x && !two_rows_nd) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += static_cast<int64_t>(kLanes))
           hn::Store(LoadUpToF<TX>(xr[i], h_begin + h, len - h), DF(), &xf[i][h]);
@@ -580,13 +582,17 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       continue;
     }
     // One or two rows over ND A, whole fold segments (decode, multi-adapter decode; 16-bit x,
-    // widened above): A in address order (shrink_row_nd-inl.h).
+    // one row widened above): A in address order (shrink_row_nd-inl.h).
     if constexpr (kLanes >= 4) {
       if (widen_x && rows_nd(len)) {
-        const float* xw[2] = {reinterpret_cast<const float*>(xr[0]), reinterpret_cast<const float*>(xr[1])};
         const int64_t plane_segs = by_ranks ? w.kc / kSegCols : 0, plane_pitch = w.B * w.rp;
-        if (rows == 2) ShrinkRowsNd<TA, 2>(A, xw, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
-        else ShrinkRowsNd<TA, 1>(A, xw, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
+        if (two_rows_nd) {
+          const unsigned char* x16[2];
+          for (int r = 0; r < 2; ++r) x16[r] = xbase + (w.order[pos0 + r] * p.x.row_stride + h_begin) * xes;
+          ShrinkRowsNd<TX, TA, 2>(A, x16, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
+        } else {
+          ShrinkRowsNd<DType::f32, TA, 1>(A, xr, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
+        }
         continue;
       }
     }

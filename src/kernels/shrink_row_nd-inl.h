@@ -33,13 +33,16 @@ struct RowLines {
   }
 };
 
-// kRows (1 or 2) rows; x[i]: row i widened to fp32, column h at x[i][h - h_begin]; columns
+// kRows (1 or 2) rows; x[i]: row i as TX, column h at element h - h_begin (one row: widened to
+// fp32 by the caller; two rows: the caller's 16-bit rows, since two widened rows are 32 KiB, a
+// whole Zen 4 L1, and were fetched again from L2 for every rank row: 1.9x one row's time for
+// the same A; bench/notes.md); columns
 // [h_begin, h_end), a whole number of fold segments (kSegCols), at least two; ranks [r_begin,
 // r_end); out[i][r] = z of row i, rank r.  Two rows share every A load.  plane_segs > 0: the
 // sums of segments [c * plane_segs, (c + 1) * plane_segs) go to out[i][r + c * plane_pitch]
 // instead (the K chunks' partial sums, each started at zero as a task of that chunk starts).
-template <DType TA, int kRows>
-HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const float* const* x, int64_t h_begin, int64_t h_end,
+template <DType TX, DType TA, int kRows>
+HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const unsigned char* const* x, int64_t h_begin, int64_t h_end,
                                int64_t r_begin, int64_t r_end, double* const* out, int64_t plane_segs = 0,
                                int64_t plane_pitch = 0) {
   static_assert(kRows == 1 || kRows == 2, "one or two rows");
@@ -81,15 +84,15 @@ HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const float* const* x, int64
           for (credit += 2 * kVecBytes; credit >= 64; credit -= 64) pf.next();
           const VF a0 = LoadF<TA>(row, h_begin + h0 + t), a1 = LoadF<TA>(row, h_begin + h1 + t);
           for (int i = 0; i < kRows; ++i) {
-            acc0[i] = hn::MulAdd(hn::LoadU(d, x[i] + h0 + t), a0, acc0[i]);
-            acc1[i] = hn::MulAdd(hn::LoadU(d, x[i] + h1 + t), a1, acc1[i]);
+            acc0[i] = hn::MulAdd(LoadF<TX>(x[i], h0 + t), a0, acc0[i]);
+            acc1[i] = hn::MulAdd(LoadF<TX>(x[i], h1 + t), a1, acc1[i]);
           }
         }
       } else {
         for (int64_t t = 0; t < kSegCols; t += kL) {
           for (credit += kVecBytes; credit >= 64; credit -= 64) pf.next();
           const VF a0 = LoadF<TA>(row, h_begin + h0 + t);
-          for (int i = 0; i < kRows; ++i) acc0[i] = hn::MulAdd(hn::LoadU(d, x[i] + h0 + t), a0, acc0[i]);
+          for (int i = 0; i < kRows; ++i) acc0[i] = hn::MulAdd(LoadF<TX>(x[i], h0 + t), a0, acc0[i]);
         }
       }
       const int64_t at0 = r + s / plane_segs * plane_pitch, at1 = r + (s + 1) / plane_segs * plane_pitch;

@@ -617,6 +617,30 @@ TEST_F(PerTarget, ShrinkBlocksAgreeAcrossGroupSizes) {
     }
 }
 
+// Two rows per adapter over ND A of whole fold segments read the caller's 16-bit x rows in the
+// address-order shrink (ShrinkRowsNd), here rows padded past H1 (a row stride that is not H1),
+// one adapter (split-K at rank 16: shares of the ranks over both chunks) and four (the rank
+// split), fp16 and bf16: within the contract's bound of the fp64 oracle on every target.
+TEST_F(PerTarget, TwoRowShrinkOverPaddedRows) {
+  std::vector<Spec> specs;
+  uint64_t seed = 900;
+  for (int64_t H1 : {2048, 4096})
+    for (int64_t R : {16, 64})
+      for (int64_t W : {1, 4})
+        for (DType d : {DType::f16, DType::bf16}) {
+          Spec s;
+          s.group = 2; s.W = W; s.B = 2 * W; s.none_fraction = 0;
+          s.R = R; s.H1 = H1; s.H2 = 40; s.H3 = 44; s.y_offset = 3;
+          s.row_pad = true;
+          s.xd = s.wd = s.yd = d;
+          s.seed = seed++;
+          specs.push_back(s);
+        }
+  for_each_target([&] {
+    for (const Spec& s : specs) check_case(s);
+  });
+}
+
 // On AVX-512, groups of 7 or 8 rows run as 8 x 3 blocks (elsewhere as 6 + 1-2 rows); over 64
 // ranks or more and x rows a multiple of 4 KiB apart (H1 = 2048, 4096) such a block first
 // copies the rows' columns into padded rows (ShrinkTask).  Two forms reach it: eight adapters
