@@ -1,6 +1,6 @@
 // One or two rows over ND A in address order (decode), part of simd_kernels.cc: included inside its
 // per-target namespace by shrink-inl.h once per Highway target (hence no include guard).
-// Uses that file's loads, SumEachToLane, FoldLanes and PrefetchL2.
+// Uses that file's loads, SumEachToLane and FoldLanes, and RowLines (row_lines.h).
 // NOLINT(build/header_guard)
 //
 // The general decode block streams kFewRowsRanks A rows side by side, eight streams a row apart
@@ -10,28 +10,6 @@
 // in address order a fixed distance ahead.  Each lane still sums its segment's products in
 // order, and each segment's accumulator goes through the same lane tree and is added to its
 // rank's fp64 total in segment order, so the bits are those of ShrinkBlock.
-
-// Bytes of A prefetched ahead, in address order: 8 KiB measured best of 2, 4, 8, 12, 16 and 24
-// (bench/notes.md).
-constexpr int64_t kRowNdAhead = 8192;
-
-// Prefetches one line at a time along rows [r, r_end) of `bytes` each, `pitch` bytes apart.
-struct RowLines {
-  const unsigned char* row;
-  int64_t off, bytes, pitch, rows_left;
-  HWY_INLINE void skip() {
-    if ((off += 64) >= bytes) {
-      off -= bytes;
-      row += pitch;
-      --rows_left;
-    }
-  }
-  HWY_INLINE void next() {
-    if (rows_left <= 0) return;
-    PrefetchL2(row + off);
-    skip();
-  }
-};
 
 // kRows (1 or 2) rows; x[i]: row i as TX, column h at element h - h_begin (one row: widened to
 // fp32 by the caller; two rows: the caller's 16-bit rows, since two widened rows are 32 KiB, a
@@ -53,9 +31,7 @@ HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const unsigned char* const* 
   static_assert(kChains <= static_cast<int>(kLanes), "a fold group holds a step's chains");
   const int64_t len = h_end - h_begin, segs = len / kSegCols, row_bytes = len * aes;
   const int64_t pitch = A.row_step * aes;
-  // Start kRowNdAhead bytes past the first rank's start (the first lines come on demand).
-  RowLines pf{A.base + r_begin * pitch + h_begin * aes, 0, row_bytes, pitch, r_end - r_begin};
-  for (int64_t b = 0; b < kRowNdAhead; b += 64) pf.skip();
+  internal::RowLines pf = internal::RowLines::ahead_of(A.base + r_begin * pitch + h_begin * aes, row_bytes, pitch, r_end - r_begin);
   VF pending[kLanes];  // finished chains, folded kLanes at a time
   double* pending_out[kLanes];
   int n_pending = 0;

@@ -28,6 +28,7 @@
 #include "hwy/highway.h"
 
 #include "model/numeric.h"
+#include "kernels/row_lines.h"
 #include "kernels/row_ops.h"
 #include "kernels/work.h"
 

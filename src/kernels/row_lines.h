@@ -1,0 +1,39 @@
+// Software prefetch along weight rows in address order, shared by the decode shrinks that read
+// A one rank row after another (shrink_row_nd-inl.h for fp32 FMAs, shrink_bf16.cc for
+// vdpbf16ps).  Not part of the library's interface.
+#pragma once
+#include <cstdint>
+
+namespace addlora::kernels::internal {
+
+// Bytes of A prefetched ahead, in address order: 8 KiB measured best of 2, 4, 8, 12, 16 and 24
+// (bench/notes.md).
+constexpr int64_t kRowNdAhead = 8192;
+
+// Prefetches one line at a time into L2 (prefetcht1: into L1 they evicted the loop's own x and
+// A) along rows [r, r_end) of `bytes` each, `pitch` bytes apart.
+struct RowLines {
+  const unsigned char* row;
+  int64_t off, bytes, pitch, rows_left;
+  __attribute__((always_inline)) void skip() {
+    if ((off += 64) >= bytes) {
+      off -= bytes;
+      row += pitch;
+      --rows_left;
+    }
+  }
+  __attribute__((always_inline)) void next() {
+    if (rows_left <= 0) return;
+    __builtin_prefetch(row + off, 0, 2);
+    skip();
+  }
+  // Rows of `bytes` each from `first`, the first kRowNdAhead bytes skipped (those lines come
+  // on demand).
+  static RowLines ahead_of(const unsigned char* first, int64_t bytes, int64_t pitch, int64_t rows) {
+    RowLines pf{first, 0, bytes, pitch, rows};
+    for (int64_t b = 0; b < kRowNdAhead; b += 64) pf.skip();
+    return pf;
+  }
+};
+
+}  // namespace addlora::kernels::internal
