@@ -10,6 +10,7 @@
 
 #include <immintrin.h>
 
+#include "kernels/row_lines.h"
 #include "kernels/shrink_bf16_screen.h"
 
 #include <algorithm>
@@ -222,6 +223,68 @@ ADDLORA_BF16_TARGET bool DotFewRowsNd(const uint16_t* const* xr, const uint16_t*
   return _mm512_cmplt_epu16_mask(amin, _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
 }
 
+// Adds each of the first *n chains, reduced (SumEachToLane), to its total (in the order given),
+// and empties the list.
+ADDLORA_BF16_TARGET inline void FlushChains(__m512* pending, double* const* out, int* n) {
+  for (int c = *n; c < 16; ++c) pending[c] = _mm512_setzero_ps();
+  alignas(64) float sums[16];
+  _mm512_store_ps(sums, SumEachToLane(pending));
+  for (int c = 0; c < *n; ++c) *out[c] += static_cast<double>(sums[c]);
+  *n = 0;
+}
+
+// DotFewRowsNd's sums with A read in address order, for columns [h0, h1) of whole fold
+// segments (two or more): each rank row whole before the next, two segments at a time (a
+// second chain per row hides the vdpbf16ps latency), prefetched kRowNdAhead bytes ahead into
+// L2 (RowLines).  Eight rows side by side read DRAM at about 16 GB/s on one Zen 4 core, where
+// one stream in address order reads 22 or more (bench/notes.md).  Each chain is DotBlock's --
+// 32 vdpbf16ps over one segment, reduced by SumEachToLane, added to its rank's fp64 total in
+// segment order -- so the bits are DotBlock's.  z[i][r] must be zero on entry.
+template <int kRows>
+ADDLORA_BF16_TARGET bool DotRowsInOrder(const uint16_t* const* xr, const uint16_t* a, int64_t row_step, int64_t n,
+                                        int64_t h0, int64_t h1, double* const* z) {
+  constexpr int kChains = 2 * kRows;  // per step: (row, segment) for two segments
+  __m512i amin = _mm512_set1_epi16(-1);
+  const int64_t segs = (h1 - h0) / kSeg;
+  RowLines pf = RowLines::ahead_of(reinterpret_cast<const unsigned char*>(a + h0), (h1 - h0) * 2, row_step * 2, n);
+  __m512 pending[16];  // finished chains, reduced 16 at a time
+  double* pending_out[16];
+  int n_pending = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const uint16_t* row = a + r * row_step;
+    for (int64_t s = 0; s < segs; s += 2) {
+      const bool two = s + 1 < segs;
+      const int64_t hs = h0 + s * kSeg, ht = hs + kSeg;
+      __m512 acc0[kRows], acc1[kRows];
+      for (int i = 0; i < kRows; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+      for (int64_t t = 0; t < kSeg; t += 32) {
+        pf.next();
+        const __m512i a0 = _mm512_loadu_si512(row + hs + t);
+        amin = _mm512_min_epu16(amin, TinyKey(a0));
+        for (int i = 0; i < kRows; ++i) acc0[i] = Dot(acc0[i], _mm512_loadu_si512(xr[i] + hs + t), a0);
+        if (two) {
+          pf.next();
+          const __m512i a1 = _mm512_loadu_si512(row + ht + t);
+          amin = _mm512_min_epu16(amin, TinyKey(a1));
+          for (int i = 0; i < kRows; ++i) acc1[i] = Dot(acc1[i], _mm512_loadu_si512(xr[i] + ht + t), a1);
+        }
+      }
+      for (int i = 0; i < kRows; ++i) {
+        pending[n_pending] = acc0[i];
+        pending_out[n_pending++] = &z[i][r];
+      }
+      if (two)
+        for (int i = 0; i < kRows; ++i) {
+          pending[n_pending] = acc1[i];
+          pending_out[n_pending++] = &z[i][r];
+        }
+      if (n_pending + kChains > 16) FlushChains(pending, pending_out, &n_pending);
+    }
+  }
+  if (n_pending > 0) FlushChains(pending, pending_out, &n_pending);
+  return _mm512_cmplt_epu16_mask(amin, _mm512_set1_epi16(static_cast<short>(kTinyLimit))) != 0;
+}
+
 }  // namespace
 
 bool bf16_dot_usable() {
@@ -299,8 +362,12 @@ void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
       const uint16_t* xr[2] = {x_row(pos_begin), x_row(pos_end - 1)};
       double* zr[2] = {z_row(pos_begin) + r_begin, z_row(pos_end - 1) + r_begin};
       const uint16_t* a0 = abase + r_begin * row_step;
-      const bool tiny = nrows == 1 ? DotFewRowsNd<1>(xr, a0, row_step, nranks, h_begin, h_end, zr)
-                                   : DotFewRowsNd<2>(xr, a0, row_step, nranks, h_begin, h_end, zr);
+      // Whole fold segments (two or more): A in address order; else eight rank rows at a time.
+      const bool in_order = (h_end - h_begin) % kSeg == 0 && h_end - h_begin >= 2 * kSeg;
+      const bool tiny = in_order ? (nrows == 1 ? DotRowsInOrder<1>(xr, a0, row_step, nranks, h_begin, h_end, zr)
+                                               : DotRowsInOrder<2>(xr, a0, row_step, nranks, h_begin, h_end, zr))
+                        : nrows == 1 ? DotFewRowsNd<1>(xr, a0, row_step, nranks, h_begin, h_end, zr)
+                                     : DotFewRowsNd<2>(xr, a0, row_step, nranks, h_begin, h_end, zr);
       if (tiny)
         for (int64_t r0 = r_begin; r0 < r_end; r0 += kRanks) {
           const uint16_t* ar[kRanks];

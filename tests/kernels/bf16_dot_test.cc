@@ -120,7 +120,8 @@ class Bf16Dot : public ::testing::Test {
 };
 
 // Ragged shapes: K chunks not a multiple of 32 columns (a lone 16-column step), ragged H1 ends,
-// split-K and the rank split, rows 1..6 in the last block, R up to 512, H1 up to 131072.
+// split-K and the rank split, rows 1..6 in the last block, R up to 512, H1 up to 131072; and
+// decode-sized groups over whole fold segments.
 const std::vector<Shape>& Shapes() {
   static const std::vector<Shape> v = {
       {1, 1, 16, 20, 1},        {1, 1, 17, 33, 5},        {3, 2, 31, 40, 7},       {7, 3, 33, 64, 16},
@@ -129,6 +130,9 @@ const std::vector<Shape>& Shapes() {
       {2, 2, 5000, 64, 130, true}, {16, 8, 900, 100, 40},  {24, 8, 600, 80, 130},   // rank split
       {1, 1, 131072, 40, 24},   {6, 2, 65536 + 48, 50, 20}, {3, 1, 131072 - 5, 30, 64},
       {9, 1, 100, 16, 4100},  // more ranks than a task keeps screening bits for
+      // one or two rows per adapter over whole fold segments: A in address order (two, three
+      // and four segments per task)
+      {2, 1, 4096, 64, 40},     {8, 4, 2048, 64, 24},    {5, 3, 3072, 50, 130},
   };
   return v;
 }
@@ -228,7 +232,7 @@ TEST_F(Bf16Dot, OneRowEqualsRowInBlock) {
 // zero and miss the bound by far.  The screened (row, rank, chunk) results take the FMA path.
 TEST_F(Bf16Dot, SubnormalInputsAreNotFlushed) {
   for (const Shape& s : {Shape{9, 2, 3000, 64, 20}, Shape{1, 1, 1000, 40, 7}, Shape{16, 8, 900, 50, 40},
-                         Shape{9, 1, 200, 16, 4100}}) {
+                         Shape{9, 1, 200, 16, 4100}, Shape{2, 1, 4096, 50, 20}, Shape{8, 4, 2048, 50, 24}}) {
     for (int where : {0, 1, 2}) {  // tiny values in x, in A, in both
       for (bool nz : {false, true}) {
         SCOPED_TRACE(name(s, nz) + " where=" + std::to_string(where));
