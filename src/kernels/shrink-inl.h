@@ -10,7 +10,7 @@
 // streams (each A vector serves every row of the block).  16-bit x is widened the same way in
 // ND tasks of several rows (ShrinkStepsNd) and tasks of many rows over few ranks
 // (kConvertXRanks); the decode and FRACTAL_NZ paths first widen the rows' x chunk to fp32 in a
-// stack buffer, once per row block.
+// stack buffer, once per row block (but two decode rows in address order read theirs as TX).
 
 #if HWY_TARGET == HWY_AVX3
 }  // namespace addlora::kernels::HWY_NAMESPACE (declarations of the bf16 dot-product shrink)
@@ -493,8 +493,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   const bool nz = p.a.layout == Layout::fractal_nz;
   const int64_t rows = pos_end - pos_begin;
   // One or two rows of 16-bit x over ND A and columns of whole fold segments (decode): A read
-  // in address order by ShrinkRowsNd below (shrink_row_nd-inl.h), x widened first.
-  static_assert(kConvertXMinRows >= 2, "such tiles widen x (small_ranks never applies to them)");
+  // in address order by ShrinkRowsNd below (shrink_row_nd-inl.h); such tiles take widen_x.
+  static_assert(kConvertXMinRows >= 2, "such tiles take widen_x (small_ranks never applies to them)");
   auto rows_nd = [&](int64_t cols) {
     return kLanes >= 4 && !nz && TX != DType::f32 && rows <= 2 && !(kConvertXInLoop && rows > kFewRows) && cols <= kXBuf &&
            cols % kSegCols == 0 && cols >= 2 * kSegCols;
@@ -563,8 +563,10 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       for (int i = rows_valid; i < kMaxBlockRows; ++i) xr[i] = xr[rows_valid - 1];
       xoff = h_begin;
     }
-    // Two rows in address order read the caller's 16-bit rows (ShrinkRowsNd), not widened ones.
-    const bool two_rows_nd = kLanes >= 4 && rows == 2 && rows_nd(len);
+    // Two rows in address order read the caller's 16-bit rows (ShrinkRowsNd), not widened ones,
+    // where the target converts 16-bit vectors (the portable targets convert lane by lane).
+    constexpr bool kTwoRows16 = kConvertXInLoop && kFewRows >= 2 && TX != DType::f32;
+    const bool two_rows_nd = kTwoRows16 && kLanes >= 4 && rows == 2 && rows_nd(len);
     if (widen_x && !two_rows_nd) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += static_cast<int64_t>(kLanes))
@@ -582,17 +584,20 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       continue;
     }
     // One or two rows over ND A, whole fold segments (decode, multi-adapter decode; 16-bit x,
-    // one row widened above): A in address order (shrink_row_nd-inl.h).
+    // widened above unless two_rows_nd): A in address order (shrink_row_nd-inl.h).
     if constexpr (kLanes >= 4) {
       if (widen_x && rows_nd(len)) {
         const int64_t plane_segs = by_ranks ? w.kc / kSegCols : 0, plane_pitch = w.B * w.rp;
-        if (two_rows_nd) {
-          const unsigned char* x16[2];
-          for (int r = 0; r < 2; ++r) x16[r] = xbase + (w.order[pos0 + r] * p.x.row_stride + h_begin) * xes;
-          ShrinkRowsNd<TX, TA, 2>(A, x16, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
-        } else {
-          ShrinkRowsNd<DType::f32, TA, 1>(A, xr, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
+        if constexpr (kTwoRows16) {
+          if (two_rows_nd) {
+            const unsigned char* x16[2];
+            for (int r = 0; r < 2; ++r) x16[r] = xbase + (w.order[pos0 + r] * p.x.row_stride + h_begin) * xes;
+            ShrinkRowsNd<TX, TA, 2>(A, x16, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
+            continue;
+          }
         }
+        if (rows == 2) ShrinkRowsNd<DType::f32, TA, 2>(A, xr, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
+        else ShrinkRowsNd<DType::f32, TA, 1>(A, xr, h_begin, h_end, r_begin, r_end, out, plane_segs, plane_pitch);
         continue;
       }
     }

@@ -200,7 +200,8 @@ void RunBlock(bool nz, bool packed, const uint16_t* const* xr, const uint16_t* c
   }
 }
 
-// One or two rows over ND A (decode; multi-adapter decode), rank rows a + r * row_step for r in
+// One or two rows over ND A (decode; multi-adapter decode) whose columns are not whole fold
+// segments, two or more (those take DotRowsInOrder below), rank rows a + r * row_step for r in
 // [0, n): z_i[r] += the sum over [h0, h1), rank block by rank block over the whole range
 // (DotBlock: the same bits as any other block), kFewRowsRanks A rows streaming at a time, each
 // prefetched kFewRowsAhead bytes ahead (work.h; more streams in flight than a 4-rank block
@@ -295,7 +296,7 @@ void set_bf16_dot_enabled(bool on) { g_enabled.store(on); }
 uint64_t bf16_dot_tasks() { return g_tasks.load(); }
 uint64_t bf16_dot_fallbacks() { return g_fallbacks.load(); }
 
-// One shrink task (shrink_bf16.h).  Long (~135 lines) because its three walks -- decode, the
+// One shrink task (shrink_bf16.h).  Long (~140 lines) because its walks -- decode, the
 // segment-major walk with per-task screening bits, and the block-by-block walk for tasks too
 // big for those bits -- share the task's geometry through the lambdas at its top.
 void shrink_bf16_dot(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {

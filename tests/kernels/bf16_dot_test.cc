@@ -131,8 +131,8 @@ const std::vector<Shape>& Shapes() {
       {1, 1, 131072, 40, 24},   {6, 2, 65536 + 48, 50, 20}, {3, 1, 131072 - 5, 30, 64},
       {9, 1, 100, 16, 4100},  // more ranks than a task keeps screening bits for
       // one or two rows per adapter over whole fold segments: A in address order (two, three
-      // and four segments per task)
-      {2, 1, 4096, 64, 40},     {8, 4, 2048, 64, 24},    {5, 3, 3072, 50, 130},
+      // and four segments per task; at H1 = 8192 and rank 16, split-K chunks past column 0)
+      {2, 1, 4096, 64, 40},     {8, 4, 2048, 64, 24},    {5, 3, 3072, 50, 130},  {2, 1, 8192, 40, 16},
   };
   return v;
 }
@@ -151,12 +151,17 @@ TEST_F(Bf16Dot, AgainstOracleNdAndNzAndPathRan) {
 }
 
 // Disabled (the hook), the FMA path runs instead and meets the same bound; the counter stays.
+// The second shape is two rows of one adapter: the FMA path's address-order walk over bf16 x.
 TEST_F(Bf16Dot, DisabledTakesTheFmaPath) {
   internal::set_bf16_dot_enabled(false);
-  Problem p(Shape{40, 3, 2100, 90, 64}, DType::bf16, 7);
-  const uint64_t before = internal::bf16_dot_tasks();
-  p.run_and_check(false);
-  EXPECT_EQ(internal::bf16_dot_tasks(), before);
+  for (const Shape& s : {Shape{40, 3, 2100, 90, 64}, Shape{2, 1, 4096, 90, 40}}) {
+    SCOPED_TRACE(name(s, false));
+    Problem p(s, DType::bf16, 7);
+    if (s.B == 2) p.idx = {0, 0};
+    const uint64_t before = internal::bf16_dot_tasks();
+    p.run_and_check(false);
+    EXPECT_EQ(internal::bf16_dot_tasks(), before);
+  }
 }
 
 // FRACTAL_NZ A gives the bits of ND A (the same lane pairing), and the bits do not depend on
@@ -202,11 +207,11 @@ TEST_F(Bf16Dot, RowBitsIndependentOfBlocking) {
   }
 }
 
-// A single row (the decode walks: NZ in address order, ND rank block by rank block, both
-// screening as they go) gives the z the same row gets inside a row block.  B is the identity
+// A single row (the decode walks: NZ in address order, ND in address order over whole fold
+// segments or rank block by rank block, all screening as they go) gives the z the same row gets inside a row block.  B is the identity
 // (H2 = R), so out = y + scale * z_n in any expand path and equal outputs mean equal z.
 TEST_F(Bf16Dot, OneRowEqualsRowInBlock) {
-  for (const Shape s : {Shape{7, 1, 3000, 37, 37}, Shape{7, 1, 1024 + 40, 130, 130}}) {
+  for (const Shape s : {Shape{7, 1, 3000, 37, 37}, Shape{7, 1, 1024 + 40, 130, 130}, Shape{7, 1, 3072, 37, 37}}) {
     for (bool nz : {false, true}) {
       SCOPED_TRACE(name(s, nz));
       Problem many(s, DType::f32, 500);
