@@ -1,17 +1,22 @@
-// Software prefetch along weight rows in address order, shared by the decode shrinks that read
-// A one rank row after another (shrink_row_nd-inl.h for fp32 FMAs, shrink_bf16.cc for
-// vdpbf16ps).  Not part of the library's interface.
+// Software prefetch of weights into L2: one line (PrefetchL2), and a walk along weight rows in
+// address order shared by the decode shrinks that read A one rank row after another
+// (shrink_row_nd-inl.h for fp32 FMAs, shrink_bf16.cc for vdpbf16ps).  Not part of the
+// library's interface.
 #pragma once
 #include <cstdint>
 
 namespace addlora::kernels::internal {
 
+// A weight line ahead of its use, into L2 (prefetcht1): weight streams prefetched into L1
+// evict the lines the loops are reading (bench/notes.md).
+__attribute__((always_inline)) inline void PrefetchL2(const void* p) { __builtin_prefetch(p, 0, 2); }
+
 // Bytes of A prefetched ahead, in address order: 8 KiB measured best of 2, 4, 8, 12, 16 and 24
 // (bench/notes.md).
 constexpr int64_t kRowNdAhead = 8192;
 
-// Prefetches one line at a time into L2 (prefetcht1: into L1 they evicted the loop's own x and
-// A) along rows [r, r_end) of `bytes` each, `pitch` bytes apart.
+// Prefetches one line at a time into L2 along rows [r, r_end) of `bytes` each, `pitch` bytes
+// apart.
 struct RowLines {
   const unsigned char* row;
   int64_t off, bytes, pitch, rows_left;
@@ -24,7 +29,7 @@ struct RowLines {
   }
   __attribute__((always_inline)) void next() {
     if (rows_left <= 0) return;
-    __builtin_prefetch(row + off, 0, 2);
+    PrefetchL2(row + off);
     skip();
   }
   // Rows of `bytes` each from `first`, the first kRowNdAhead bytes skipped (those lines come

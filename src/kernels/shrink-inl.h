@@ -566,7 +566,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
     // Two rows in address order read the caller's 16-bit rows (ShrinkRowsNd), not widened ones,
     // where the target converts 16-bit vectors (the portable targets convert lane by lane).
     constexpr bool kTwoRows16 = kConvertXInLoop && kFewRows >= 2 && TX != DType::f32;
-    const bool two_rows_nd = kTwoRows16 && kLanes >= 4 && rows == 2 && rows_nd(len);
+    const bool two_rows_nd = kTwoRows16 && rows == 2 && rows_nd(len);
     if (widen_x && !two_rows_nd) {
       for (int i = 0; i < rows_valid; ++i) {
         for (int64_t h = 0; h < len; h += static_cast<int64_t>(kLanes))

@@ -237,8 +237,8 @@ ADDLORA_BF16_TARGET inline void FlushChains(__m512* pending, double* const* out,
 // DotFewRowsNd's sums with A read in address order, for columns [h0, h1) of whole fold
 // segments (two or more): each rank row whole before the next, two segments at a time (a
 // second chain per row hides the vdpbf16ps latency), prefetched kRowNdAhead bytes ahead into
-// L2 (RowLines).  Eight rows side by side read DRAM at about 16 GB/s on one Zen 4 core, where
-// one stream in address order reads 22 or more (bench/notes.md).  Each chain is DotBlock's --
+// L2 (RowLines): one stream in address order reads DRAM faster than eight rows side by side
+// (bench/notes.md).  Each chain is DotBlock's --
 // 32 vdpbf16ps over one segment, reduced by SumEachToLane, added to its rank's fp64 total in
 // segment order -- so the bits are DotBlock's.  z[i][r] must be zero on entry.
 template <int kRows>

@@ -13,8 +13,8 @@
 
 // kRows (1 or 2) rows; x[i]: row i as TX, column h at element h - h_begin (one row: widened to
 // fp32 by the caller; two rows: the caller's 16-bit rows on the SIMD targets, since two widened
-// rows are 32 KiB, a whole Zen 4 L1, and were fetched again from L2 for every rank row: 1.9x one
-// row's time for the same A; bench/notes.md); columns
+// rows are 32 KiB, a whole 32 KiB L1, which A's stream evicts for every rank row;
+// bench/notes.md); columns
 // [h_begin, h_end), a whole number of fold segments (kSegCols), at least two; ranks [r_begin,
 // r_end); out[i][r] = z of row i, rank r.  Two rows share every A load.  plane_segs > 0: the
 // sums of segments [c * plane_segs, (c + 1) * plane_segs) go to out[i][r + c * plane_pitch]

@@ -357,9 +357,7 @@ HWY_INLINE void PrefetchRunHeads(const unsigned char* base, const int32_t* order
   }
 }
 
-// A weight line ahead of its use, into L2 (prefetcht1): weight streams prefetched into L1
-// evict the lines the loops are reading (bench/notes.md).
-HWY_INLINE void PrefetchL2(const void* p) { __builtin_prefetch(p, 0, 2); }
+using internal::PrefetchL2;  // row_lines.h
 
 // Every cache line of the bytes [p, p + bytes) (a short run: the caller spreads long ones).
 HWY_INLINE void PrefetchLines(const unsigned char* p, int64_t bytes) {

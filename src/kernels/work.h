@@ -30,8 +30,9 @@ namespace addlora::kernels::internal {
 constexpr int64_t kRankGroup = 16;  // ranks per shrink task in rank-split mode
 constexpr int64_t kChain = 64;      // fp32 products per accumulator lane before an fp64 fold
 // Shrink tasks of one or two rows over ND A (decode) that do not read A in address order
-// (shrink_row_nd-inl.h; DotRowsInOrder in shrink_bf16.cc) stream this many A rows at a time, each prefetched kFewRowsAhead bytes
-// ahead: more streams than the hardware prefetcher keeps ahead of.
+// (shrink_row_nd-inl.h; DotRowsInOrder in shrink_bf16.cc) stream this many A rows at a time,
+// each prefetched kFewRowsAhead bytes ahead: more streams than the hardware prefetcher keeps
+// ahead of.
 constexpr int kFewRowsRanks = 8;
 constexpr int64_t kFewRowsAhead = 1024;  // bytes (512 to 4096 measured, bench/notes.md)
 
