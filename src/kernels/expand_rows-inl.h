@@ -5,19 +5,23 @@
 //
 // For tiles of a few rows per adapter (8-row groups of multi-adapter batches).  The outer
 // product pays for a transposed pack of B that only a few rows reuse; the dot products pay a
-// lane tree for every output.  Here a vector holds kRowLanes rows x 2 ranks instead:
-//   acc[j] lane (2b + q) += z[row b][2p + q] * B[n0 + j, 2p + q]     for rank pairs p
-// with z laid out once per tile as zt[p][2b + q], and each B pair broadcast from a block of B
-// widened once (not transposed) for every row group.  Every FMA does kLanes useful products;
-// one kLanes x kLanes transpose per block turns the column accumulators into row vectors,
-// where each output adds its two rank halves.  Each lane is one fp32 chain over rank_p / 2
-// products, so the form serves ranks up to 2 * kChain.
+// lane tree for every output.  Here a vector holds 4 rows x 4 ranks instead, two such vectors
+// per group of kRowLanes rows (s = 0, 1: rows 4s..4s+3):
+//   acc[s][j] lane (4b + i) += z[row 4s + b][4q + i] * B[n0 + j, 4q + i]     for rank quads q
+// with z laid out once per tile as zt[s][q][4b + i], and each quad of B broadcast to the four
+// 128-bit blocks from a block of B widened once (not transposed) for every row group.  One
+// broadcast feeds both vectors' FMAs (a broadcast per FMA, as a pair of ranks would need,
+// holds the FMA rate well below its peak: bench/notes.md), and every FMA does kLanes useful
+// products.  Each output then sums its four rank residues as (r0 + r2) + (r1 + r3), within
+// 128-bit blocks, and block moves gather the rows.  Each lane is one fp32 chain over rank_p / 4
+// products, within kChain at every rank the form takes.
 
 constexpr bool kRowLaneTarget = kLanes == 16;  // measured on AVX-512 only; ExpandT skips it elsewhere
 constexpr int64_t kRowLanes = std::max<int64_t>(1, static_cast<int64_t>(kLanes) / 2);  // rows per group
 constexpr int64_t kRowLaneMaxGroups = 2;
-constexpr int64_t kRowLaneMaxRank = 2 * internal::kChain;
+constexpr int64_t kRowLaneMaxRank = 128;  // bf and zt sizes; chains of rank_p / 4 <= kChain
 constexpr int64_t kRowLaneAheadCols = 128;  // y prefetched this many columns ahead
+static_assert(kRowLaneMaxRank / 4 <= internal::kChain, "one fp32 chain per lane");
 
 // The tiles this form takes, on AVX-512: 7 or 8 rows at ranks 17 to 128, and 13 to 16 rows (a
 // second group at least 5/8 full) at ranks 33 to 128.  Measured against the outer product and
@@ -30,31 +34,45 @@ HWY_INLINE bool RowLaneTile(int64_t rank_p, int64_t rows) {
   return rank_p > 32 && rows > kRowLanes + kRowLanes / 2 && rows <= kRowLaneMaxGroups * kRowLanes;
 }
 
-// The broadcast pair {p[0], p[1]} in every pair of lanes.
-HWY_INLINE VF BroadcastPair(const float* p) {
-  const hn::Repartition<double, DF> dd;
-  double v;
-  std::memcpy(&v, p, sizeof v);
-  return hn::BitCast(DF(), hn::Set(dd, v));
-}
-
 // One row group over one block: res[b] = row b's kLanes columns.  The rank is a template
-// argument so that every column's B pairs sit at constant offsets from one pointer (a pointer
-// per column spilled to the stack).
+// argument so that every column's B quads sit at constant offsets from one pointer (a pointer
+// per column spilled to the stack).  Half a block of columns at a time: 2 x 8 accumulators.
 template <int64_t kRankP>
 HWY_NOINLINE void RowLaneBlock(const float* zg, const float* bf, VF* res) {
+#if HWY_TARGET > HWY_AVX3
+  (void)zg, (void)bf, (void)res;  // never called: RowLaneTile is false for fewer than 16 lanes
+#else
   const DF df;
-  constexpr int64_t kL = static_cast<int64_t>(kLanes);
-  VF acc[kLanes];
-  for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::Zero(df);
-  for (int64_t q = 0; q < kRankP / 2; ++q) {
-    const VF zv = hn::Load(df, zg + q * kL);
-    HWY_UNROLL(16)
-    for (size_t j = 0; j < kLanes; ++j) acc[j] = hn::MulAdd(zv, BroadcastPair(bf + j * kRankP + 2 * q), acc[j]);
+  const hn::Repartition<double, DF> dd;
+  constexpr int64_t kL = static_cast<int64_t>(kLanes), kQuads = kRankP / 4, kHalf = kL / 2;
+  VF u[2][4];  // u[s][c] lane 4b + i: row 4s + b, column 4c + i
+  for (int64_t h = 0; h < 2; ++h) {
+    const float* bh = bf + h * kHalf * kRankP;
+    VF a0[kHalf], a1[kHalf];
+    for (int64_t j = 0; j < kHalf; ++j) a0[j] = a1[j] = hn::Zero(df);
+    for (int64_t q = 0; q < kQuads; ++q) {
+      const VF z0 = hn::Load(df, zg + q * kL), z1 = hn::Load(df, zg + (kQuads + q) * kL);
+      HWY_UNROLL(8)
+      for (int64_t j = 0; j < kHalf; ++j) {
+        const VF bq = hn::LoadDup128(df, bh + j * kRankP + 4 * q);  // one broadcast, two FMAs
+        a0[j] = hn::MulAdd(z0, bq, a0[j]);
+        a1[j] = hn::MulAdd(z1, bq, a1[j]);
+      }
+    }
+    // Each lane's four rank residues summed as (r0 + r2) + (r1 + r3), columns gathered by four.
+    for (int64_t s = 0; s < 2; ++s) {
+      const VF* a = s == 0 ? a0 : a1;
+      for (int64_t c = 0; c < 2; ++c) {
+        const VF* v = a + 4 * c;
+        const VF p0 = hn::Add(hn::InterleaveLower(df, v[0], v[1]), hn::InterleaveUpper(df, v[0], v[1]));
+        const VF p1 = hn::Add(hn::InterleaveLower(df, v[2], v[3]), hn::InterleaveUpper(df, v[2], v[3]));
+        u[s][2 * h + c] = hn::Add(hn::BitCast(df, hn::InterleaveLower(dd, hn::BitCast(dd, p0), hn::BitCast(dd, p1))),
+                                  hn::BitCast(df, hn::InterleaveUpper(dd, hn::BitCast(dd, p0), hn::BitCast(dd, p1))));
+      }
+    }
   }
-  VF o[kLanes];
-  Transpose(df, acc, o);  // o[2b + q] lane j: row b, column j, ranks of parity q
-  for (int64_t b = 0; b < kRowLanes; ++b) res[b] = hn::Add(o[2 * b], o[2 * b + 1]);
+  for (int64_t s = 0; s < 2; ++s) TransposeBlocks(df, u[s], res + 4 * s, 1);
+#endif
 }
 // bf[j * kRankP + r] = B[n0 + j, r] for j < kLanes (rows past n_end repeat the last), r < rank
 // (ranks past it up to kRankP: zeros).  Unrolled at compile-time ranks: a rolled loop per row
@@ -105,17 +123,16 @@ void ExpandRowLanes(const ExpandCtx& c, const WeightRows& Bw, int64_t rank_p, in
   const Problem& p = *c.p;
   const Work& w = *c.w;
   constexpr int64_t kL = static_cast<int64_t>(kLanes), yes = static_cast<int64_t>(ElemSize<TY>());
-  const int64_t rank = c.rank, pairs = rank_p / 2, rows = pos_end - pos_begin;
+  const int64_t rank = c.rank, quads = rank_p / 4, rows = pos_end - pos_begin;
   const int64_t groups = (rows + kRowLanes - 1) / kRowLanes;
-  HWY_ALIGN float zt[kRowLaneMaxGroups][kRowLaneMaxRank / 2 * kL];
+  HWY_ALIGN float zt[kRowLaneMaxGroups][kRowLanes * kRowLaneMaxRank];  // zt[g]: [s][q][4b + i] as above
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t b = 0; b < kRowLanes; ++b) {
       // Past the tile's end the group repeats its last row (computed, never stored).
       const float* z = w.z + (pos_begin + std::min(g * kRowLanes + b, rows - 1)) * w.rp;
-      for (int64_t q = 0; q < pairs; ++q) {
-        zt[g][q * kL + 2 * b] = z[2 * q];
-        zt[g][q * kL + 2 * b + 1] = z[2 * q + 1];
-      }
+      float* dst = zt[g] + (b / 4) * quads * kL + 4 * (b % 4);
+      for (int64_t q = 0; q < quads; ++q)
+        for (int64_t i = 0; i < 4; ++i) dst[q * kL + i] = z[4 * q + i];
     }
   const unsigned char* yrow[kRowLaneMaxGroups * kRowLanes];
   unsigned char* orow[kRowLaneMaxGroups * kRowLanes];

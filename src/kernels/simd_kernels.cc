@@ -233,6 +233,22 @@ HWY_INLINE void FoldAccs(const Acc& acc, double* total) {
 // Room FoldAccs needs for n totals.
 constexpr int FoldRoom(int n) { return (n + static_cast<int>(kLanes) - 1) / static_cast<int>(kLanes) * static_cast<int>(kLanes); }
 
+#if HWY_TARGET != HWY_SCALAR
+// For four vectors of four 128-bit blocks: out[b * stride] block c = v[c] block b.
+template <class D>
+HWY_INLINE void TransposeBlocks(D d, const hn::Vec<D>* v, hn::Vec<D>* out, size_t stride) {
+  using V = hn::Vec<D>;
+  const V b0 = hn::OddEvenBlocks(hn::SwapAdjacentBlocks(v[1]), v[0]);  // v0.b0 v1.b0 v0.b2 v1.b2
+  const V b1 = hn::OddEvenBlocks(v[1], hn::SwapAdjacentBlocks(v[0]));  // v0.b1 v1.b1 v0.b3 v1.b3
+  const V b2 = hn::OddEvenBlocks(hn::SwapAdjacentBlocks(v[3]), v[2]);
+  const V b3 = hn::OddEvenBlocks(v[3], hn::SwapAdjacentBlocks(v[2]));
+  out[0] = hn::ConcatLowerLower(d, b2, b0);
+  out[2 * stride] = hn::ConcatUpperUpper(d, b2, b0);
+  out[stride] = hn::ConcatLowerLower(d, b3, b1);
+  out[3 * stride] = hn::ConcatUpperUpper(d, b3, b1);
+}
+#endif
+
 // out[m] lane i = in[i] lane m for a kLanes x kLanes tile.  Interleaves within 128-bit blocks
 // give 4x4 transposes per block; block moves finish the job for 8 and 16 lanes.
 template <class D>
@@ -262,14 +278,7 @@ HWY_INLINE void Transpose(D d, const hn::Vec<D>* in, hn::Vec<D>* out) {
       out[c] = hn::ConcatLowerLower(d, v[1], v[0]);
       out[4 + c] = hn::ConcatUpperUpper(d, v[1], v[0]);
     } else {
-      const V b0 = hn::OddEvenBlocks(hn::SwapAdjacentBlocks(v[1]), v[0]);  // u0.b0 u1.b0 u0.b2 u1.b2
-      const V b1 = hn::OddEvenBlocks(v[1], hn::SwapAdjacentBlocks(v[0]));  // u0.b1 u1.b1 u0.b3 u1.b3
-      const V b2 = hn::OddEvenBlocks(hn::SwapAdjacentBlocks(v[3]), v[2]);
-      const V b3 = hn::OddEvenBlocks(v[3], hn::SwapAdjacentBlocks(v[2]));
-      out[c] = hn::ConcatLowerLower(d, b2, b0);
-      out[8 + c] = hn::ConcatUpperUpper(d, b2, b0);
-      out[4 + c] = hn::ConcatLowerLower(d, b3, b1);
-      out[12 + c] = hn::ConcatUpperUpper(d, b3, b1);
+      TransposeBlocks(d, v, out + c, 4);
     }
   }
 #endif
