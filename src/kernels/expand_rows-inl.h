@@ -1,6 +1,6 @@
 // The row-lane form of the expand, part of simd_kernels.cc: included inside its per-target
 // namespace once per Highway target (hence no include guard).  Uses that file's loads and
-// Transpose, and ExpandCtx and the prefetch helpers of expand-inl.h.
+// TransposeBlocks, and ExpandCtx and the prefetch helpers of expand-inl.h.
 // NOLINT(build/header_guard)
 //
 // For tiles of a few rows per adapter (8-row groups of multi-adapter batches).  The outer
@@ -125,7 +125,7 @@ void ExpandRowLanes(const ExpandCtx& c, const WeightRows& Bw, int64_t rank_p, in
   constexpr int64_t kL = static_cast<int64_t>(kLanes), yes = static_cast<int64_t>(ElemSize<TY>());
   const int64_t rank = c.rank, quads = rank_p / 4, rows = pos_end - pos_begin;
   const int64_t groups = (rows + kRowLanes - 1) / kRowLanes;
-  HWY_ALIGN float zt[kRowLaneMaxGroups][kRowLanes * kRowLaneMaxRank];  // zt[g]: [s][q][4b + i] as above
+  HWY_ALIGN float zt[kRowLaneMaxGroups][2 * (kRowLaneMaxRank / 4) * kL];  // zt[g]: [s][q][4b + i] as above
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t b = 0; b < kRowLanes; ++b) {
       // Past the tile's end the group repeats its last row (computed, never stored).

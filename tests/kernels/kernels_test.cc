@@ -376,6 +376,8 @@ TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
   struct Shape { int64_t B, H1, H2, R, r, W; };
   for (const Shape sh : {Shape{1, 40, 50, 40, 17, 1}, Shape{5, 40, 50, 600, 8, 1}, Shape{20, 40, 50, 600, 33, 1},
                          Shape{20, 1500, 50, 64, 16, 1}, Shape{3, 70, 90, 32, 0, 1},
+                         // the row-lane expand (AVX-512: 7-8 rows, 13-16 rows past rank 32)
+                         Shape{8, 40, 50, 128, 40, 1}, Shape{7, 40, 50, 64, 17, 1}, Shape{14, 40, 50, 128, 100, 1},
                          // rank split: 2 rows per adapter; H1 > 4096 streams x
                          Shape{8, 40, 50, 40, 17, 4}, Shape{16, 1500, 50, 64, 16, 8}, Shape{6, 4200, 30, 100, 33, 3}})
     for (auto prec : {addlora::Precision::exact, addlora::Precision::fast}) {
