@@ -1,7 +1,8 @@
-// Software prefetch of weights into L2: one line (PrefetchL2), and a walk along weight rows in
-// address order shared by the decode shrinks that read A one rank row after another
-// (shrink_row_nd-inl.h for fp32 FMAs, shrink_bf16.cc for vdpbf16ps).  Not part of the
-// library's interface.
+// Shared by the decode shrinks that read A one rank row after another (shrink_row_nd-inl.h for
+// fp32 FMAs, shrink_bf16.cc for vdpbf16ps): software prefetch of weights into L2 -- one line
+// (PrefetchL2), and a walk along weight rows in address order (RowLines) -- and the queue of
+// finished chains that they reduce 16 at a time (QueueChains).  Not part of the library's
+// interface.
 #pragma once
 #include <cstdint>
 
@@ -40,5 +41,16 @@ struct RowLines {
     return pf;
   }
 };
+
+// Appends kRows finished chains, acc[i] to be added to out[i][at], to the pending list (n
+// entries so far) that the caller reduces through one lane tree once it is full.
+template <int kRows, class V>
+__attribute__((always_inline)) inline void QueueChains(V* pending, double** pending_out, int* n, const V* acc,
+                                                       double* const* out, int64_t at) {
+  for (int i = 0; i < kRows; ++i) {
+    pending[*n] = acc[i];
+    pending_out[(*n)++] = &out[i][at];
+  }
+}
 
 }  // namespace addlora::kernels::internal

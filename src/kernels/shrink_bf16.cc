@@ -270,15 +270,8 @@ ADDLORA_BF16_TARGET bool DotRowsInOrder(const uint16_t* const* xr, const uint16_
           for (int i = 0; i < kRows; ++i) acc1[i] = Dot(acc1[i], _mm512_loadu_si512(xr[i] + ht + t), a1);
         }
       }
-      for (int i = 0; i < kRows; ++i) {
-        pending[n_pending] = acc0[i];
-        pending_out[n_pending++] = &z[i][r];
-      }
-      if (two)
-        for (int i = 0; i < kRows; ++i) {
-          pending[n_pending] = acc1[i];
-          pending_out[n_pending++] = &z[i][r];
-        }
+      QueueChains<kRows>(pending, pending_out, &n_pending, acc0, z, r);
+      if (two) QueueChains<kRows>(pending, pending_out, &n_pending, acc1, z, r);
       if (n_pending + kChains > 16) FlushChains(pending, pending_out, &n_pending);
     }
   }

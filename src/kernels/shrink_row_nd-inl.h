@@ -1,6 +1,6 @@
 // One or two rows over ND A in address order (decode), part of simd_kernels.cc: included inside its
 // per-target namespace by shrink-inl.h once per Highway target (hence no include guard).
-// Uses that file's loads, SumEachToLane and FoldLanes, and RowLines (row_lines.h).
+// Uses that file's loads, SumEachToLane and FoldLanes, and RowLines and QueueChains (row_lines.h).
 // NOLINT(build/header_guard)
 //
 // The general decode block streams kFewRowsRanks A rows side by side, eight streams a row apart
@@ -72,15 +72,8 @@ HWY_NOINLINE void ShrinkRowsNd(const WeightRows& A, const unsigned char* const* 
         }
       }
       const int64_t at0 = r + s / plane_segs * plane_pitch, at1 = r + (s + 1) / plane_segs * plane_pitch;
-      for (int i = 0; i < kRows; ++i) {
-        pending[n_pending] = acc0[i];
-        pending_out[n_pending++] = &out[i][at0];
-      }
-      if (two)
-        for (int i = 0; i < kRows; ++i) {
-          pending[n_pending] = acc1[i];
-          pending_out[n_pending++] = &out[i][at1];
-        }
+      internal::QueueChains<kRows>(pending, pending_out, &n_pending, acc0, out, at0);
+      if (two) internal::QueueChains<kRows>(pending, pending_out, &n_pending, acc1, out, at1);
       if (n_pending + kChains > static_cast<int>(kLanes)) flush();
     }
   }
