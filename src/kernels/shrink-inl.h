@@ -98,7 +98,7 @@ struct XAhead {
 };
 
 // Prefetches of ShrinkStepsNd, once per pair of steps: x_lines lines at x and at x2 (null:
-// none), both advancing x_esize bytes per column; and a_lines lines at each rank's A position
+// none; into L2), both advancing x_esize bytes per column; and a_lines lines at each rank's A position
 // moved by a_delta bytes for the first a_ranks ranks, while the column is below a_until (into
 // L2 only if a_l2).
 struct NdPrefetch {
@@ -159,9 +159,9 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
     const int64_t te = std::min(t_end, NextFold(seg0, h + t) - h);
     for (; t + 2 * step <= te; t += 2 * step) {
       if (px) {
-        for (int64_t l = 0; l < x_lines; ++l) {
-          hwy::Prefetch(px + 64 * l);
-          if (px2) hwy::Prefetch(px2 + 64 * l);
+        for (int64_t l = 0; l < x_lines; ++l) {  // into L2: into L1 they evicted the block's own x
+          PrefetchL2(px + 64 * l);
+          if (px2) PrefetchL2(px2 + 64 * l);
         }
         px += x_bytes;
         if (px2) px2 += x_bytes;
