@@ -90,17 +90,18 @@ struct BlockIo {
 
 // A row of the next row block's x (its bytes at h0), prefetched a line per 64 bytes of
 // progress: spreads those misses over the FMA loop instead of stalling on them later.  row2:
-// a second row, the same way (fewer rank blocks than rows).
+// a second row, the same way (fewer rank blocks than rows).  ShrinkStepsNd prefetches them into
+// L2 (NdPrefetch), the general loop of ShrinkBlock into L1.
 struct XAhead {
   const unsigned char* row = nullptr;
   const unsigned char* row2 = nullptr;
   int64_t esize = 2;
 };
 
-// Prefetches of ShrinkStepsNd, once per pair of steps: x_lines lines at x and at x2 (null:
-// none; into L2), both advancing x_esize bytes per column; and a_lines lines at each rank's A position
-// moved by a_delta bytes for the first a_ranks ranks, while the column is below a_until (into
-// L2 only if a_l2).
+// Prefetches of ShrinkStepsNd, once per pair of steps: x_lines lines into L2 at x and at x2
+// (null: none), both advancing x_esize bytes per column; and a_lines lines at each rank's A
+// position moved by a_delta bytes for the first a_ranks ranks, while the column is below
+// a_until (into L2 only if a_l2).
 struct NdPrefetch {
   const unsigned char* x = nullptr;
   const unsigned char* x2 = nullptr;
@@ -159,7 +160,7 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
     const int64_t te = std::min(t_end, NextFold(seg0, h + t) - h);
     for (; t + 2 * step <= te; t += 2 * step) {
       if (px) {
-        for (int64_t l = 0; l < x_lines; ++l) {  // into L2: into L1 they evicted the block's own x
+        for (int64_t l = 0; l < x_lines; ++l) {  // into L2: in L1 they would evict the block's own x and A
           PrefetchL2(px + 64 * l);
           if (px2) PrefetchL2(px2 + 64 * l);
         }
