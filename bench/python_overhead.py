@@ -4,14 +4,19 @@ Times one call of each public function (torch fp16 tensors and numpy fp16 arrays
 64, R=16, W=4) with time.perf_counter_ns over batches of calls, interleaving the cases, and
 reports the per-call median and the 10th-90th percentile spread over the repeats.  The last
 case cycles add_lora over 224 weight sets with the batch size changing from pass to pass, as a
-serving stack calls it.  Not a unit test: the numbers depend on the machine and its load.
+serving stack calls it.  --python-entries adds every call again through the Python function
+behind its public name (what the public name is where it is not a builtin, docs/python.md "Call
+overhead"), interleaved with the rest.  Not a unit test: the numbers depend on the machine and
+its load.
 
-    python bench/python_overhead.py [--repeats 41] [--calls 200] [--threads 1] [--cache-forms]
+    python bench/python_overhead.py [--repeats 41] [--calls 200] [--threads 1] [--python-entries]
+                                    [--cache-forms]
 """
 import argparse
 import statistics
 import sys
 import time
+import types
 
 import numpy as np
 
@@ -114,6 +119,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=41)
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None, help="addlora.set_num_threads (default: unchanged)")
+    ap.add_argument("--python-entries", action="store_true",
+                    help="also time each call through the Python function behind the public name "
+                         "(addlora._python_entries: what the public names are where they are not builtins)")
     ap.add_argument("--cache-forms", action="store_true",
                     help="only the serving case (torch, H=64) under three forms of the description cache: "
                          "the batch dimension open (the default), one entry per batch size, no cache")
@@ -132,19 +140,24 @@ def main():
             p = problems(lib, H)
             y, x, wa, wb, idx, z = p["y"], p["x"], p["wa"], p["wb"], p["idx"], p["z"]
             out = y * 1  # a separate output
-            cases = [
-                ("npu_batch_gather_matmul_ (in place)",
-                 lambda: addlora.npu_batch_gather_matmul_(y, x, wb, idx, wa, 0, 1e-3)),
-                ("add_lora(out=...)", lambda: addlora.add_lora(y, x, wb, idx, weight_a=wa, out=out)),
-                ("add_lora (allocates out)", lambda: addlora.add_lora(y, x, wb, idx, weight_a=wa)),
-                ("npu_batch_gather_matmul (allocates)",
-                 lambda: addlora.npu_batch_gather_matmul(y, x, wb, idx, wa, 0, 1e-3)),
-                ("punica.bgmv_shrink", lambda: punica.bgmv_shrink(x, p["wa3"], z, p["idx64"], 0.5)),
-                ("punica.bgmv_expand", lambda: punica.bgmv_expand(z, p["wb3"], y, p["idx64"], True)),
-                ("punica.bgmv_expand_slice",
-                 lambda: punica.bgmv_expand_slice(z, p["wb3"], y, p["idx64"], 0, H, True)),
-                ("add_lora(out=...), 224 sets, B 1-16 by pass", serving(lib, H)),
-            ]
+            def entries(A, P, tag):
+                return [
+                    ("npu_batch_gather_matmul_ (in place)" + tag,
+                     lambda: A.npu_batch_gather_matmul_(y, x, wb, idx, wa, 0, 1e-3)),
+                    ("add_lora(out=...)" + tag, lambda: A.add_lora(y, x, wb, idx, weight_a=wa, out=out)),
+                    ("add_lora (allocates out)" + tag, lambda: A.add_lora(y, x, wb, idx, weight_a=wa)),
+                    ("npu_batch_gather_matmul (allocates)" + tag,
+                     lambda: A.npu_batch_gather_matmul(y, x, wb, idx, wa, 0, 1e-3)),
+                    ("punica.bgmv_shrink" + tag, lambda: P.bgmv_shrink(x, p["wa3"], z, p["idx64"], 0.5)),
+                    ("punica.bgmv_expand" + tag, lambda: P.bgmv_expand(z, p["wb3"], y, p["idx64"], True)),
+                    ("punica.bgmv_expand_slice" + tag,
+                     lambda: P.bgmv_expand_slice(z, p["wb3"], y, p["idx64"], 0, H, True)),
+                ]
+            cases = entries(addlora, punica, "")
+            if args.python_entries:  # the same calls through the Python functions, interleaved
+                cases += entries(types.SimpleNamespace(**addlora._python_entries),
+                                 types.SimpleNamespace(**punica._python_entries), " [py]")
+            cases.append(("add_lora(out=...), 224 sets, B 1-16 by pass", serving(lib, H)))
             for (name, _), (med, lo, hi) in zip(cases, timeit_all(cases, args.calls, args.repeats)):
                 print(f"{name:44s} {lib:6s} {H:4d} {med:8.2f} {lo:8.2f} {hi:8.2f}")
             sys.stdout.flush()

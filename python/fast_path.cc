@@ -374,13 +374,13 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
   return nb::borrow(out);
 }
 
-// ---- C entry points (torch 1.x and no torch) -------------------------------------------------------
-// A Python def costs ~0.2 µs before it reaches fast_run (frame, keyword-only defaults, the
-// torch.compile check).  Where nothing can trace the public functions (no torch 2.x), the
-// package replaces npu_batch_gather_matmul(_) and add_lora by builtins made here: they take
-// torch_npu's arguments straight from the vectorcall and run fast_run; anything else (another
-// keyword, a missing argument, NotImplemented from fast_run) is forwarded unchanged to the
-// Python function they replace, which handles and reports it as before.
+// ---- C entry points ------------------------------------------------------------------------------
+// A Python def costs 0.2-0.5 µs before it reaches C++ (frame, keyword defaults, the
+// torch.compile check).  Where that is safe (addlora/_route.py: install_builtins) the package
+// replaces npu_batch_gather_matmul(_), add_lora and the punica ops by builtins made here: they
+// take the usual arguments straight from the vectorcall and run the C++ call; anything else
+// (another keyword, a missing argument, NotImplemented from fast_run) is forwarded unchanged to
+// the Python function they replace, which handles and reports it as before.
 enum EntryKind { kEntryInPlace = 0, kEntryNew = 1, kEntryAddLora = 2 };
 // Argument slots: y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, out.
 constexpr int kSlots = 10;
@@ -413,36 +413,92 @@ PyObject* entry_call(PyObject* fallback, PyObject* const* args, size_t nargsf, P
     nb::handle none = nb::none();
     const nb::handle y = slot[0];
     const nb::handle out = Kind == kEntryInPlace ? y : Kind == kEntryNew ? none : slot[9] ? slot[9] : none;
-    try {
-      nb::object r = fast_run(out, y, slot[1], slot[2], slot[3], slot[4] ? slot[4] : none.ptr(),
-                              slot[5] ? slot[5] : g_zero, slot[6] ? slot[6] : Kind == kEntryAddLora ? g_one : g_npu_scale,
-                              slot[7] ? slot[7] : g_zero,
-                              slot[8] ? slot[8] : Kind == kEntryAddLora ? none.ptr() : g_minus_one);
-      if (r.ptr() != Py_NotImplemented) return r.release().ptr();
-    } catch (nb::python_error& e) {
-      e.restore();
-      return nullptr;
-    } catch (const nb::builtin_exception& e) {
-      PyErr_SetString(e.type() == nb::exception_type::type_error ? PyExc_TypeError
-                      : e.type() == nb::exception_type::value_error ? PyExc_ValueError
-                                                                     : PyExc_RuntimeError,
-                      e.what());
-      return nullptr;
-    } catch (const std::bad_alloc&) {
-      PyErr_NoMemory();
-      return nullptr;
-    } catch (const std::exception& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
-      return nullptr;
-    }
+    PyObject* r = translated([&] {
+      return fast_run(out, y, slot[1], slot[2], slot[3], slot[4] ? slot[4] : none.ptr(), slot[5] ? slot[5] : g_zero,
+                      slot[6] ? slot[6] : Kind == kEntryAddLora ? g_one : g_npu_scale, slot[7] ? slot[7] : g_zero,
+                      slot[8] ? slot[8] : Kind == kEntryAddLora ? none.ptr() : g_minus_one)
+          .release()
+          .ptr();
+    });
+    if (r != Py_NotImplemented) return r;  // the result, or null with the error set
+    Py_DECREF(r);
   }
   return PyObject_Vectorcall(fallback, args, nargsf, kwnames);
+}
+
+// The punica ops' entries: vLLM's parameters (kPunicaSignatures) from the vectorcall, the
+// default of the last one filled in, then punica_op; anything else goes to `fallback` as above.
+PyObject* g_punica_names[kPunicaOps][kPunicaMaxArgs] = {};  // interned, kept
+PyObject* g_punica_defaults[3] = {};                         // 1.0, True, False (default_kind)
+PyMethodDef g_punica_defs[kPunicaOps] = {};
+std::string g_punica_docs[kPunicaOps], g_punica_fn_names[kPunicaOps];
+
+template <int Op>
+PyObject* punica_entry(PyObject* fallback, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  const PunicaSignature& sig = kPunicaSignatures[Op];
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  PyObject* slot[kPunicaMaxArgs] = {};
+  bool general = nargs > sig.n;
+  for (Py_ssize_t k = 0; !general && k < nargs; ++k) slot[k] = args[k];
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; !general && k < nkw; ++k) {
+    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+    int s = 0;
+    while (s < sig.n && g_punica_names[Op][s] != name) ++s;  // keyword names are interned
+    if (s == sig.n)
+      for (s = 0; s < sig.n && PyUnicode_Compare(g_punica_names[Op][s], name) != 0; ++s) {
+      }
+    if (PyErr_Occurred()) PyErr_Clear();
+    if (s == sig.n || slot[s]) general = true;
+    else slot[s] = args[nargs + k];
+  }
+  if (!general && sig.required < sig.n && !slot[sig.n - 1]) slot[sig.n - 1] = g_punica_defaults[sig.default_kind];
+  for (int k = 0; !general && k < sig.n; ++k) general = slot[k] == nullptr;
+  if (general) return PyObject_Vectorcall(fallback, args, nargsf, kwnames);
+  nb::handle a[kPunicaMaxArgs];
+  for (int k = 0; k < sig.n; ++k) a[k] = slot[k];
+  return translated([&] {
+    punica_op(Op, a);
+    return Py_NewRef(Py_None);
+  });
+}
+
+template <size_t... K>
+PyCFunction punica_entry_fn(int op, std::index_sequence<K...>) {
+  PyCFunction fn = nullptr;
+  ((op == static_cast<int>(K) ? (fn = reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&punica_entry<K>)))
+                              : nullptr),
+   ...);
+  return fn;
 }
 
 // A builtin named like `fallback` whose __doc__ is `doc` (a "name(sig)\n--\n\n" text signature
 // first, for inspect.signature), calling entry_call<kind>.
 nb::object make_entry(int kind, nb::handle fallback, const std::string& name, const std::string& doc) {
-  if (kind < 0 || kind > 2) throw nb::value_error("make_entry: kind must be 0, 1 or 2");
+  if (kind < 0 || kind >= kEntryPunica + kPunicaOps)
+    throw nb::value_error(("make_entry: kind must be in [0, " + std::to_string(kEntryPunica + kPunicaOps) + ")").c_str());
+  nb::object module = nb::str(kind >= kEntryPunica ? "addlora.punica" : "addlora");
+  if (kind >= kEntryPunica) {
+    const int op = kind - kEntryPunica;
+    if (!g_punica_defaults[0]) {
+      for (int o = 0; o < kPunicaOps; ++o)
+        for (int k = 0; k < kPunicaSignatures[o].n; ++k)
+          g_punica_names[o][k] = PyUnicode_InternFromString(kPunicaSignatures[o].names[k]);
+      g_punica_defaults[0] = PyFloat_FromDouble(1.0);
+      g_punica_defaults[1] = Py_NewRef(Py_True);
+      g_punica_defaults[2] = Py_NewRef(Py_False);
+    }
+    g_punica_fn_names[op] = name;
+    g_punica_docs[op] = doc;
+    PyMethodDef& d = g_punica_defs[op];
+    d.ml_name = g_punica_fn_names[op].c_str();
+    d.ml_meth = punica_entry_fn(op, std::make_index_sequence<kPunicaOps>());
+    d.ml_flags = METH_FASTCALL | METH_KEYWORDS;
+    d.ml_doc = g_punica_docs[op].c_str();
+    PyObject* f = PyCFunction_NewEx(&d, fallback.ptr(), module.ptr());
+    if (!f) throw nb::python_error();
+    return nb::steal(f);
+  }
   if (!g_slot_names[0]) {
     const char* names[kSlots] = {"y", "x", "weight_b", "indices", "weight_a", "layer_idx", "scale", "y_offset",
                                  "y_slice_size", "out"};
@@ -462,7 +518,6 @@ nb::object make_entry(int kind, nb::handle fallback, const std::string& name, co
                                                                               : &entry_call<kEntryAddLora>));
   d.ml_flags = METH_FASTCALL | METH_KEYWORDS;
   d.ml_doc = g_entry_docs[kind].c_str();
-  nb::object module = nb::str("addlora");
   PyObject* f = PyCFunction_NewEx(&d, fallback.ptr(), module.ptr());
   if (!f) throw nb::python_error();
   return nb::steal(f);

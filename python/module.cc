@@ -13,7 +13,20 @@
 // This file holds the bindings only; native.h lists the files behind them.
 #include "native.h"
 
+#include <utility>
+
 using namespace addlora_py;
+
+namespace {
+// _core.<name>: punica op `Op` over its parameters K (vLLM's names and order, None allowed).
+template <int Op, size_t... K>
+void def_punica(nb::module_& m, const char* name, std::index_sequence<K...>) {
+  m.def(name, [](decltype(K, nb::handle())... h) {
+    const nb::handle a[] = {h...};
+    punica_op(Op, a);
+  }, nb::arg(kPunicaSignatures[Op].names[K]).none()...);
+}
+}  // namespace
 
 NB_MODULE(_core, m) {
   m.doc() = "Native layer of the addlora package (use the functions in addlora, not these).";
@@ -34,48 +47,13 @@ NB_MODULE(_core, m) {
         "added into disjoint column ranges of out in one library call.");
 
   m.def("fast_run", &fast_run, nb::arg("out").none(), nb::arg("y").none(), nb::arg("x").none(), nb::arg("weight_b").none(), nb::arg("indices").none(), nb::arg("weight_a").none(), nb::arg("layer_idx").none(), nb::arg("scale").none(), nb::arg("y_offset").none(), nb::arg("y_slice_size").none(), "Eager path of npu_batch_gather_matmul(_) / add_lora (NotImplemented: use the general path).");
-  m.def("bgmv_shrink", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle idx, nb::handle scaling) {
-    punica_shrink(inputs, w, out, idx, scaling, nullptr, "lora_b_weights");
-  }, nb::arg("inputs").none(), nb::arg("lora_b_weights").none(), nb::arg("output_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("scaling").none());
-  m.def("bgmv_expand", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle idx, nb::handle add_inputs) {
-    punica_expand(inputs, w, out, idx, bool_arg(add_inputs, "add_inputs"), -1, -1, nullptr);
-  }, nb::arg("inputs").none(), nb::arg("lora_b_weights").none(), nb::arg("output_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("add_inputs").none());
-  m.def("bgmv_expand_slice", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle idx, nb::handle offset,
-                                nb::handle size, nb::handle add_inputs) {
-    const int64_t o = int_arg(offset, "slice_offset"), n = int_arg(size, "slice_size");
-    if (o < 0) throw nb::value_error(("AddLora: slice_offset must be >= 0 (got " + std::to_string(o) + ")").c_str());
-    punica_expand(inputs, w, out, idx, bool_arg(add_inputs, "add_inputs"), o, n, nullptr);
-  }, nb::arg("inputs").none(), nb::arg("lora_b_weights").none(), nb::arg("output_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("slice_offset").none(), nb::arg("slice_size").none(), nb::arg("add_inputs").none());
-  m.def("sgmv_shrink", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle start, nb::handle len,
-                          nb::handle idx, nb::handle batches, nb::handle max_len, nb::handle tokens, nb::handle scaling) {
-    Keep keep;
-    std::vector<int64_t> ex;
-    require(inputs, "inputs");
-    TensorView vx;
-    describe(inputs, "inputs", false, &vx, keep);
-    explode_sequences(keep, start, len, idx, int_arg(batches, "batches"), int_arg(max_len, "max_seq_length"),
-                      int_arg(tokens, "token_nums"), vx.ndim == 2 ? vx.dims[0] : -1, &ex);
-    punica_shrink(inputs, w, out, nb::none(), scaling, &ex, "lora_a_weights");
-  }, nb::arg("inputs").none(), nb::arg("lora_a_weights").none(), nb::arg("output_tensor").none(), nb::arg("b_seq_start_loc").none(), nb::arg("seq_len_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("batches").none(), nb::arg("max_seq_length").none(), nb::arg("token_nums").none(), nb::arg("scaling").none());
-  m.def("sgmv_expand", [](nb::handle inputs, nb::handle w, nb::handle out, nb::handle start, nb::handle len,
-                          nb::handle idx, nb::handle batches, nb::handle max_len, nb::handle tokens,
-                          nb::handle add_inputs, nb::handle offset, nb::handle size) {
-    Keep keep;
-    std::vector<int64_t> ex;
-    require(inputs, "inputs");
-    TensorView vx;
-    describe(inputs, "inputs", false, &vx, keep);
-    const bool add = bool_arg(add_inputs, "add_inputs");
-    int64_t o = -1, n = -1;
-    if (!offset.is_none()) {
-      o = int_arg(offset, "slice_offset");
-      n = int_arg(size, "slice_size");
-      if (o < 0) throw nb::value_error(("AddLora: slice_offset must be >= 0 (got " + std::to_string(o) + ")").c_str());
-    }
-    explode_sequences(keep, start, len, idx, int_arg(batches, "batches"), int_arg(max_len, "max_seq_length"),
-                      int_arg(tokens, "token_nums"), vx.ndim == 2 ? vx.dims[0] : -1, &ex);
-    punica_expand(inputs, w, out, nb::none(), add, o, n, &ex);
-  }, nb::arg("inputs").none(), nb::arg("lora_b_weights").none(), nb::arg("output_tensor").none(), nb::arg("b_seq_start_loc").none(), nb::arg("seq_len_tensor").none(), nb::arg("lora_indices_tensor").none(), nb::arg("batches").none(), nb::arg("max_seq_length").none(), nb::arg("token_nums").none(), nb::arg("add_inputs").none(), nb::arg("slice_offset").none(), nb::arg("slice_size").none());
+  // vLLM's punica ops, each with vLLM's parameters in its order (kPunicaSignatures), no defaults.
+  def_punica<kBgmvShrink>(m, "bgmv_shrink", std::make_index_sequence<5>());
+  def_punica<kBgmvExpand>(m, "bgmv_expand", std::make_index_sequence<5>());
+  def_punica<kBgmvExpandSlice>(m, "bgmv_expand_slice", std::make_index_sequence<7>());
+  def_punica<kSgmvShrink>(m, "sgmv_shrink", std::make_index_sequence<10>());
+  def_punica<kSgmvExpand>(m, "sgmv_expand", std::make_index_sequence<10>());
+  def_punica<kSgmvExpandSlice>(m, "sgmv_expand_slice", std::make_index_sequence<12>());
   m.def("shrink", &py_shrink, nb::arg("x").none(), nb::arg("weight_a").none(), nb::arg("z").none(),
         nb::arg("indices").none(), nb::arg("layer_idx"), nb::arg("scale"), nb::arg("accumulate"), nb::arg("fast"));
   m.def("expand", &py_expand, nb::arg("z").none(), nb::arg("weight_b").none(), nb::arg("out").none(),

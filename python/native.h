@@ -258,7 +258,29 @@ bool lookup_guard(int kind, int n, int w0, int w1, unsigned batched, PyObject* c
 void remember_guard(const GuardKey& key, unsigned batched, PyObject* const* tensors, const TensorView* const* views);
 void set_guard_factory(nb::handle factory);
 std::tuple<bool, int, int64_t, int64_t, int64_t> guard_stats();
+// Builtin entries (fast_path.cc): kinds 0-2 the torch_npu-style functions (EntryKind), 3 and up
+// the punica ops (kEntryPunica + PunicaOp).
 nb::object make_entry(int kind, nb::handle fallback, const std::string& name, const std::string& doc);
+// f() (a new reference, or null with the Python error set), with any C++ exception it throws
+// turned into the Python error nanobind would raise for it: a builtin entry's result.
+template <class F>
+PyObject* translated(F&& f) {
+  try {
+    return f();
+  } catch (nb::python_error& e) {
+    e.restore();
+  } catch (const nb::builtin_exception& e) {
+    PyErr_SetString(e.type() == nb::exception_type::type_error ? PyExc_TypeError
+                    : e.type() == nb::exception_type::value_error ? PyExc_ValueError
+                                                                   : PyExc_RuntimeError,
+                    e.what());
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
 
 // ---- punica and the halves (punica.cc) ----
 void require(nb::handle h, const char* name);
@@ -272,6 +294,19 @@ void punica_shrink(nb::handle inputs, nb::handle weights, nb::handle output, nb:
                    const std::vector<int64_t>* exploded, const char* weights_name);
 void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb::handle indices, bool add_inputs,
                    int64_t slice_offset, int64_t slice_size, const std::vector<int64_t>* exploded);
+// vLLM's six punica ops, in the order of make_entry's kinds from kEntryPunica.  punica_op runs
+// one with its arguments in vLLM's positional order (a[0] = inputs ..., defaults filled in).
+enum PunicaOp { kBgmvShrink, kBgmvExpand, kBgmvExpandSlice, kSgmvShrink, kSgmvExpand, kSgmvExpandSlice, kPunicaOps };
+constexpr int kEntryPunica = 3;
+constexpr int kPunicaMaxArgs = 12;
+struct PunicaSignature {
+  const char* names[kPunicaMaxArgs];
+  int n;                // parameters
+  int required;         // the first `required` have no default
+  int default_kind;     // the last parameter's default (when required < n): 0 1.0, 1 True, 2 False
+};
+extern const PunicaSignature kPunicaSignatures[kPunicaOps];
+void punica_op(int op, const nb::handle* a);
 void py_shrink(nb::handle x, nb::handle weight_a, nb::handle z, nb::handle indices, int64_t layer_idx, double scale,
                bool accumulate, bool fast);
 void py_expand(nb::handle z, nb::handle weight_b, nb::handle out, nb::handle indices, int64_t layer_idx, double scale,

@@ -275,6 +275,53 @@ void punica_expand(nb::handle inputs, nb::handle weights, nb::handle output, nb:
 }
 
 
+// The punica ops by number, as vLLM names and orders their arguments (Python's defaults: the
+// last parameter of the ops with one).
+const PunicaSignature kPunicaSignatures[kPunicaOps] = {
+    {{"inputs", "lora_b_weights", "output_tensor", "lora_indices_tensor", "scaling"}, 5, 4, 0},
+    {{"inputs", "lora_b_weights", "output_tensor", "lora_indices_tensor", "add_inputs"}, 5, 4, 1},
+    {{"inputs", "lora_b_weights", "output_tensor", "lora_indices_tensor", "slice_offset", "slice_size", "add_inputs"},
+     7, 6, 1},
+    {{"inputs", "lora_a_weights", "output_tensor", "b_seq_start_loc", "seq_len_tensor", "lora_indices_tensor",
+      "batches", "max_seq_length", "token_nums", "scaling"}, 10, 10, 0},
+    {{"inputs", "lora_b_weights", "output_tensor", "b_seq_start_loc", "seq_len_tensor", "lora_indices_tensor",
+      "batches", "max_seq_length", "token_nums", "add_inputs"}, 10, 9, 2},
+    {{"inputs", "lora_b_weights", "output_tensor", "b_seq_start_loc", "seq_len_tensor", "lora_indices_tensor",
+      "batches", "max_seq_length", "token_nums", "slice_offset", "slice_size", "add_inputs"}, 12, 11, 2},
+};
+
+namespace {
+// The slice of a bgmv/sgmv expand_slice: offset and size read, then the offset checked.
+void slice_args(nb::handle offset, nb::handle size, int64_t* o, int64_t* n) {
+  *o = int_arg(offset, "slice_offset");
+  *n = int_arg(size, "slice_size");
+  if (*o < 0) throw nb::value_error(("AddLora: slice_offset must be >= 0 (got " + std::to_string(*o) + ")").c_str());
+}
+}  // namespace
+
+void punica_op(int op, const nb::handle* a) {
+  if (op == kBgmvShrink) return punica_shrink(a[0], a[1], a[2], a[3], a[4], nullptr, "lora_b_weights");
+  if (op == kBgmvExpand) return punica_expand(a[0], a[1], a[2], a[3], bool_arg(a[4], "add_inputs"), -1, -1, nullptr);
+  int64_t o = -1, n = -1;
+  if (op == kBgmvExpandSlice) {
+    slice_args(a[4], a[5], &o, &n);
+    return punica_expand(a[0], a[1], a[2], a[3], bool_arg(a[6], "add_inputs"), o, n, nullptr);
+  }
+  // sgmv: a[3..8] are the starts, lengths, per-sequence adapters, batches, max_seq_length and
+  // token_nums, exploded into per-token adapters once inputs is described.
+  Keep keep;
+  require(a[0], "inputs");
+  TensorView vx;
+  describe(a[0], "inputs", false, &vx, keep);
+  const bool add = op != kSgmvShrink && bool_arg(a[op == kSgmvExpand ? 9 : 11], "add_inputs");
+  if (op == kSgmvExpandSlice) slice_args(a[9], a[10], &o, &n);
+  std::vector<int64_t> ex;
+  explode_sequences(keep, a[3], a[4], a[5], int_arg(a[6], "batches"), int_arg(a[7], "max_seq_length"),
+                    int_arg(a[8], "token_nums"), vx.ndim == 2 ? vx.dims[0] : -1, &ex);
+  if (op == kSgmvShrink) return punica_shrink(a[0], a[1], a[2], nb::none(), a[9], &ex, "lora_a_weights");
+  punica_expand(a[0], a[1], a[2], nb::none(), add, o, n, &ex);
+}
+
 // addlora.shrink / addlora.expand: the C++ API's ShrinkArguments / ExpandArguments as they are.
 void py_shrink(nb::handle x, nb::handle weight_a, nb::handle z, nb::handle indices, int64_t layer_idx, double scale,
                bool accumulate, bool fast) {

@@ -565,41 +565,13 @@ def register_torch_ops():
     return _route.setup()
 
 
-if "torch" in _sys.modules:
+if "torch" in _sys.modules and _route.compiling is _route._probe:  # not done by punica's import
     _route.setup()
 
 
-def _torch_major():
-    """torch's major version without importing it (None: not installed or unknown)."""
-    torch = _sys.modules.get("torch")
-    try:
-        if torch is not None:
-            version = torch.__version__
-        else:
-            from importlib.metadata import version as _version
-            version = _version("torch")
-        return int(str(version).split(".")[0])
-    except Exception:
-        return None
-
-
-def _builtin_entries():
-    """Where no torch 2.x can trace them, the three torch_npu-style functions become builtins of
-    _core (python/fast_path.cc: make_entry) that reach the C++ fast path without a Python frame
-    (~0.2 µs less a call) and hand anything else to the Python functions below, unchanged."""
-    import inspect
-    g = globals()
-    for kind, name in enumerate(("npu_batch_gather_matmul_", "npu_batch_gather_matmul", "add_lora")):
-        fn = g[name]
-        doc = f"{name}{str(inspect.signature(fn)).replace('(', '($module, ', 1)}\n--\n\n{inspect.getdoc(fn)}"
-        g[name] = _core.make_entry(kind, fn, name, doc)
-
-
-_python_entries = {"npu_batch_gather_matmul_": npu_batch_gather_matmul_,
-                   "npu_batch_gather_matmul": npu_batch_gather_matmul, "add_lora": add_lora}
-_major = _torch_major()
-if _major is not None and _major < 2:
-    _builtin_entries()
+# torch_npu's names and add_lora as builtins where that is safe (_route.install_builtins).
+_python_entries = _route.install_builtins(globals(), ("npu_batch_gather_matmul_", "npu_batch_gather_matmul",
+                                                      "add_lora"), 0)
 
 
 def set_num_threads(n):

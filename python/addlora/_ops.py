@@ -84,14 +84,6 @@ def _add_lora__cpu(y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset
     _add_lora_into(y, y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size)
 
 
-def _sgmv_expand_cpu(inputs, w, out, start, lens, idx, batches, max_len, tokens, add_inputs):
-    _core.sgmv_expand(inputs, w, out, start, lens, idx, batches, max_len, tokens, add_inputs, None, None)
-
-
-def _sgmv_expand_slice_cpu(inputs, w, out, start, lens, idx, batches, max_len, tokens, offset, size, add_inputs):
-    _core.sgmv_expand(inputs, w, out, start, lens, idx, batches, max_len, tokens, add_inputs, offset, size)
-
-
 def _multi_into(out, y, x, indices, weight_b, weight_a, scale, y_offset, y_slice_size, layer_idx, fast):
     n = len(weight_b)
     if not (len(weight_a) == len(scale) == len(y_offset) == len(y_slice_size) == n):
@@ -184,8 +176,8 @@ def register():
         "bgmv_expand": _core.bgmv_expand,
         "bgmv_expand_slice": _core.bgmv_expand_slice,
         "sgmv_shrink": _core.sgmv_shrink,
-        "sgmv_expand": _sgmv_expand_cpu,
-        "sgmv_expand_slice": _sgmv_expand_slice_cpu,
+        "sgmv_expand": _core.sgmv_expand,
+        "sgmv_expand_slice": _core.sgmv_expand_slice,
         "shrink": _core.shrink,
         "expand": _core.expand,
         "add_lora_multi": _add_lora_multi_cpu,

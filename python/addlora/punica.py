@@ -90,7 +90,7 @@ def sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_
         return _ops().sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
                                   lora_indices_tensor, batches, max_seq_length, token_nums, bool(add_inputs))
     _core.sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
-                      batches, max_seq_length, token_nums, add_inputs, None, None)
+                      batches, max_seq_length, token_nums, add_inputs)
 
 
 def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
@@ -100,5 +100,11 @@ def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, se
         return _ops().sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
                                         lora_indices_tensor, batches, max_seq_length, token_nums, slice_offset,
                                         slice_size, bool(add_inputs))
-    _core.sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor, lora_indices_tensor,
-                      batches, max_seq_length, token_nums, add_inputs, slice_offset, slice_size)
+    _core.sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
+                            lora_indices_tensor, batches, max_seq_length, token_nums, slice_offset, slice_size,
+                            add_inputs)
+
+
+# The six ops as builtins where that is safe (_route.install_builtins); kinds 3-8 of make_entry.
+_python_entries = _route.install_builtins(globals(), ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice", "sgmv_shrink",
+                                                      "sgmv_expand", "sgmv_expand_slice"), 3)

@@ -69,6 +69,7 @@ class LoraModel(torch.nn.Module):
     def __init__(self, p):
         super().__init__()
         self.p = p
+        self.seq_start, self.seq_len, self.seq_lora = torch.tensor([0, 2]), torch.tensor([2, 4]), torch.tensor([1, -1])
 
     def forward(self, y, x, indices):
         p = self.p
@@ -81,6 +82,10 @@ class LoraModel(torch.nn.Module):
         punica.bgmv_shrink(x, p["weight_a"][:, 1], z, indices, 0.5)
         punica.bgmv_expand(z, p["weight_b"][:, 1], c, indices)
         punica.bgmv_expand_slice(z, p["weight_b"][:, 0], c, indices, 1, p["weight_b"].shape[2], True)
+        seq = (self.seq_start, self.seq_len, self.seq_lora, 2, 4, 6)   # rows 0-1: adapter 1, 2-5: none
+        punica.sgmv_shrink(x, p["weight_a"][:, 0], z, *seq, 0.25)
+        punica.sgmv_expand(z, p["weight_b"][:, 1], c, *seq, add_inputs=True)
+        punica.sgmv_expand_slice(z, p["weight_b"][:, 0], c, *seq, 2, p["weight_b"].shape[2])
         return c * 2
 
 
