@@ -9,7 +9,8 @@
 // per group of kRowLanes rows (s = 0, 1: rows 4s..4s+3):
 //   acc[s][j] lane (4b + i) += z[row 4s + b][4q + i] * B[n0 + j, 4q + i]     for rank quads q
 // with z laid out once per tile as zt[s][q][4b + i], and each quad of B broadcast to the four
-// 128-bit blocks from a block of B widened once (not transposed) for every row group.  One
+// 128-bit blocks: widened as it is read for a single row group of ND rows (RowLaneBlockInPlace),
+// else from a block of B widened once (not transposed) for every row group.  One
 // broadcast feeds both vectors' FMAs (a broadcast per FMA, as a pair of ranks would need,
 // holds the FMA rate well below its peak: bench/notes.md), and every FMA does kLanes useful
 // products.  Each output then sums its four rank residues as (r0 + r2) + (r1 + r3), within
@@ -37,24 +38,24 @@ HWY_INLINE bool RowLaneTile(int64_t rank_p, int64_t rows) {
 // One row group over one block: res[b] = row b's kLanes columns.  The rank is a template
 // argument so that every column's B quads sit at constant offsets from one pointer (a pointer
 // per column spilled to the stack).  Half a block of columns at a time: 2 x 8 accumulators.
-template <int64_t kRankP>
-HWY_NOINLINE void RowLaneBlock(const float* zg, const float* bf, VF* res) {
+// quad(c, q): column c's ranks 4q..4q+3 (fp32) in each of the four 128-bit blocks.
+template <int64_t kRankP, class Quad>
+HWY_INLINE void RowLaneTileBlock(const float* zg, const Quad& quad, VF* res) {
 #if HWY_TARGET > HWY_AVX3
-  (void)zg, (void)bf, (void)res;  // never called: RowLaneTile is false for fewer than 16 lanes
+  (void)zg, (void)quad, (void)res;  // never called: RowLaneTile is false for fewer than 16 lanes
 #else
   const DF df;
   const hn::Repartition<double, DF> dd;
   constexpr int64_t kL = static_cast<int64_t>(kLanes), kQuads = kRankP / 4, kHalf = kL / 2;
   VF u[2][4];  // u[s][c] lane 4b + i: row 4s + b, column 4c + i
   for (int64_t h = 0; h < 2; ++h) {
-    const float* bh = bf + h * kHalf * kRankP;
     VF a0[kHalf], a1[kHalf];
     for (int64_t j = 0; j < kHalf; ++j) a0[j] = a1[j] = hn::Zero(df);
     for (int64_t q = 0; q < kQuads; ++q) {
       const VF z0 = hn::Load(df, zg + q * kL), z1 = hn::Load(df, zg + (kQuads + q) * kL);
       HWY_UNROLL(8)
       for (int64_t j = 0; j < kHalf; ++j) {
-        const VF bq = hn::LoadDup128(df, bh + j * kRankP + 4 * q);  // one broadcast, two FMAs
+        const VF bq = quad(h * kHalf + j, q);  // one broadcast, two FMAs
         a0[j] = hn::MulAdd(z0, bq, a0[j]);
         a1[j] = hn::MulAdd(z1, bq, a1[j]);
       }
@@ -72,6 +73,38 @@ HWY_NOINLINE void RowLaneBlock(const float* zg, const float* bf, VF* res) {
     }
   }
   for (int64_t s = 0; s < 2; ++s) TransposeBlocks(df, u[s], res + 4 * s, 1);
+#endif
+}
+// Over a block of B widened into bf (RowLaneWiden).
+template <int64_t kRankP>
+HWY_NOINLINE void RowLaneBlock(const float* zg, const float* bf, VF* res) {
+  RowLaneTileBlock<kRankP>(zg, [bf](int64_t c, int64_t q) { return hn::LoadDup128(DF(), bf + c * kRankP + 4 * q); }, res);
+}
+// Over kLanes whole ND rows of B in place, `rs` bytes apart from b: each quad is broadcast and
+// widened as it is read (a load and a conversion per two FMAs) instead of passing through bf,
+// for a row group that would use bf once.
+template <DType TB, int64_t kRankP>
+HWY_NOINLINE void RowLaneBlockInPlace(const float* zg, const unsigned char* b, int64_t rs, VF* res) {
+#if HWY_TARGET > HWY_AVX3
+  (void)zg, (void)b, (void)rs, (void)res;
+#else
+  constexpr int64_t es = static_cast<int64_t>(ElemSize<TB>());
+  RowLaneTileBlock<kRankP>(zg, [b, rs](int64_t c, int64_t q) {
+    const unsigned char* p = b + c * rs + 4 * q * es;
+    VF v;
+    if constexpr (TB == DType::f32) {
+      v = hn::LoadDup128(DF(), reinterpret_cast<const float*>(p));
+    } else {
+      int64_t bits;
+      std::memcpy(&bits, p, sizeof bits);
+      if constexpr (TB == DType::f16) {
+        v.raw = _mm512_cvtph_ps(_mm256_set1_epi64x(bits));  // the quad's four values, four times
+      } else {  // bf16: each value becomes the high half of its fp32 lane
+        v.raw = _mm512_castsi512_ps(_mm512_unpacklo_epi16(_mm512_setzero_si512(), _mm512_set1_epi64(bits)));
+      }
+    }
+    return v;
+  }, res);
 #endif
 }
 // bf[j * kRankP + r] = B[n0 + j, r] for j < kLanes (rows past n_end repeat the last), r < rank
@@ -106,11 +139,15 @@ HWY_NOINLINE void RowLaneWiden(const WeightRows& Bw, int64_t n0, int64_t n_end, 
 struct RowLaneFns {
   void (*block)(const float*, const float*, VF*) = nullptr;
   void (*widen)(const WeightRows&, int64_t, int64_t, int64_t, float*) = nullptr;
+  void (*in_place)(const float*, const unsigned char*, int64_t, VF*) = nullptr;
 };
 template <DType TB, int64_t... kR>
 HWY_INLINE RowLaneFns RowLaneFnsFor(int64_t rank_p, std::integer_sequence<int64_t, kR...>) {
   RowLaneFns f;
-  ((rank_p == (kR + 1) * 16 ? (f.block = &RowLaneBlock<(kR + 1) * 16>, f.widen = &RowLaneWiden<TB, (kR + 1) * 16>, 0) : 0), ...);
+  ((rank_p == (kR + 1) * 16 ? (f.block = &RowLaneBlock<(kR + 1) * 16>, f.widen = &RowLaneWiden<TB, (kR + 1) * 16>,
+                               f.in_place = &RowLaneBlockInPlace<TB, (kR + 1) * 16>, 0)
+                            : 0),
+   ...);
   return f;
 }
 
@@ -147,7 +184,10 @@ void ExpandRowLanes(const ExpandCtx& c, const WeightRows& Bw, int64_t rank_p, in
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kL) {
     if (n0 + ahead_rows < p.S) PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(p.S, n0 + ahead_rows + kL), rank);
     const int64_t valid = std::min<int64_t>(kL, n_end - n0), col = p.y_offset + n0;
-    fns.widen(Bw, n0, n_end, rank, bf);
+    // One row group over whole ND rows reads B in place; two groups share one widened block
+    // (in place for both was faster at rank 64 only, slower at 48 and 128: bench/notes.md).
+    const bool in_place = groups == 1 && !Bw.nz() && rank == rank_p && valid == kL;
+    if (!in_place) fns.widen(Bw, n0, n_end, rank, bf);
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t g_rows = std::min<int64_t>(kRowLanes, rows - g * kRowLanes);
       for (int64_t b = 0; b < g_rows; ++b) {
@@ -155,7 +195,8 @@ void ExpandRowLanes(const ExpandCtx& c, const WeightRows& Bw, int64_t rank_p, in
         if (!p.in_place) hwy::Prefetch(orow[g * kRowLanes + b] + (col + kRowLaneAheadCols) * yes);
       }
       VF res[kRowLanes];
-      fns.block(zt[g], bf, res);
+      if (in_place) fns.in_place(zt[g], Bw.row(n0), Bw.row_step * Bw.esize, res);
+      else fns.block(zt[g], bf, res);
       for (int64_t b = 0; b < g_rows; ++b) {
         const VF d = res[b];
         const unsigned char* y = yrow[g * kRowLanes + b];
