@@ -179,6 +179,7 @@ int main(int argc, char** argv) {
       {"decode, distinct adapters", 16, 16, 16, 4096, 4096},
       {"mid-size groups", 64, 16, 32, 4096, 4096},
       {"mid-size groups", 64, 64, 32, 4096, 4096},
+      {"mid-size groups, 8 rows each", 256, 64, 32, 4096, 4096},
       {"batched", 256, 64, 8, 4096, 4096},
       {"prefill", 2048, 64, 4, 4096, 4096},
   };
