@@ -114,6 +114,16 @@ def test_every_way_of_passing_arguments_gives_the_oracle(name):
             assert torch.equal(y, p["y"])
 
 
+def same_type_errors(fn, py, bad):
+    """Each (args, kwargs) of `bad` raises the same TypeError through the entry and its Python function."""
+    for args, kw in bad:
+        with pytest.raises(TypeError) as got:
+            fn(*args, **kw)
+        with pytest.raises(TypeError) as want:
+            py(*args, **kw)
+        assert str(got.value) == str(want.value)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_argument_errors_are_the_python_functions(name):
     p = problem(2)
@@ -124,12 +134,7 @@ def test_argument_errors_are_the_python_functions(name):
            ((p["y"],) * 10, {})]                                                      # too many positionals
     if name != "add_lora":
         bad.append(((p["y"], p["x"], p["weight_b"], p["indices"]), {"out": p["y"]}))  # not their keyword
-    for args, kw in bad:
-        with pytest.raises(TypeError) as a:
-            fn(*args, **kw)
-        with pytest.raises(TypeError) as b:
-            py(*args, **kw)
-        assert str(a.value) == str(b.value)
+    same_type_errors(fn, py, bad)
     # value errors from the library: same message, nothing written
     y = p["y"].clone()
     for f in (fn, py):
@@ -230,12 +235,7 @@ def test_punica_argument_errors_are_the_python_functions(op):
            (args, {"bogus": 1}),                        # unknown keyword
            (args, {"inputs": p["x"]}),                  # given twice
            ((p["x"],) * 13, {})]                        # too many positionals
-    for a, kw in bad:
-        with pytest.raises(TypeError) as got:
-            fn(*a, **kw)
-        with pytest.raises(TypeError) as want:
-            py(*a, **kw)
-        assert str(got.value) == str(want.value)
+    same_type_errors(fn, py, bad)
     # a library error: the same message from both, nothing written
     z0, y0 = p["z"].clone(), p["y"].clone()
     messages = []
