@@ -84,6 +84,9 @@ def install_builtins(namespace, names, first_kind):
         doc = f"{name}{str(inspect.signature(fn)).replace('(', '($module, ', 1)}\n--\n\n{inspect.getdoc(fn)}"
         entry = _core.make_entry(kind, fn, name, doc)
         if substitute:
-            sys.modules["torch"].compiler.substitute_in_graph(entry)(fn)
+            try:
+                sys.modules["torch"].compiler.substitute_in_graph(entry)(fn)
+            except Exception:  # this torch refuses the substitution: the Python function stays
+                continue
         namespace[name] = entry
     return python_fns
