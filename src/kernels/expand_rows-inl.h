@@ -91,19 +91,22 @@ HWY_NOINLINE void RowLaneBlockInPlace(const float* zg, const unsigned char* b, i
   constexpr int64_t es = static_cast<int64_t>(ElemSize<TB>());
   RowLaneTileBlock<kRankP>(zg, [b, rs](int64_t c, int64_t q) {
     const unsigned char* p = b + c * rs + 4 * q * es;
-    VF v;
     if constexpr (TB == DType::f32) {
-      v = hn::LoadDup128(DF(), reinterpret_cast<const float*>(p));
-    } else {
-      int64_t bits;
+      return hn::LoadDup128(DF(), reinterpret_cast<const float*>(p));
+    } else {  // the quad's four 16-bit values, four times, widened
+      uint64_t bits;
       std::memcpy(&bits, p, sizeof bits);
-      if constexpr (TB == DType::f16) {
-        v.raw = _mm512_cvtph_ps(_mm256_set1_epi64x(bits));  // the quad's four values, four times
-      } else {  // bf16: each value becomes the high half of its fp32 lane
-        v.raw = _mm512_castsi512_ps(_mm512_unpacklo_epi16(_mm512_setzero_si512(), _mm512_set1_epi64(bits)));
+      if constexpr (TB == DType::bf16) {
+        // Each value as the high half of its fp32 lane: one in-block unpack with zeros, where
+        // WidenBits' zero-extension and shift take two ops (measured slower, bench/notes.md).
+        const hn::Repartition<uint16_t, DF> dw;
+        const auto quads = hn::BitCast(dw, hn::Set(hn::Repartition<uint64_t, DF>(), bits));
+        return hn::BitCast(DF(), hn::InterleaveLower(dw, hn::Zero(dw), quads));
+      } else {
+        const hn::Rebind<uint16_t, DF> dh;  // half a vector of 16-bit lanes
+        return WidenBits<TB>(hn::BitCast(dh, hn::Set(hn::Repartition<uint64_t, decltype(dh)>(), bits)));
       }
     }
-    return v;
   }, res);
 #endif
 }
@@ -181,12 +184,14 @@ void ExpandRowLanes(const ExpandCtx& c, const WeightRows& Bw, int64_t rank_p, in
   const int64_t ahead_rows = PrefetchRowsAhead(Bw, rank);
   PrefetchBRows(Bw, n_begin, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
   HWY_ALIGN float bf[kL * kRowLaneMaxRank];  // bf[j * rank_p + r] = B[n0 + j, r], zero past rank
+  // One row group over whole ND rows reads B in place (full blocks of columns); two groups share
+  // one widened block (in place for both was faster at rank 64 only, slower at 48 and 128:
+  // bench/notes.md).
+  const bool one_group_nd = groups == 1 && !Bw.nz() && rank == rank_p;
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kL) {
     if (n0 + ahead_rows < p.S) PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(p.S, n0 + ahead_rows + kL), rank);
     const int64_t valid = std::min<int64_t>(kL, n_end - n0), col = p.y_offset + n0;
-    // One row group over whole ND rows reads B in place; two groups share one widened block
-    // (in place for both was faster at rank 64 only, slower at 48 and 128: bench/notes.md).
-    const bool in_place = groups == 1 && !Bw.nz() && rank == rank_p && valid == kL;
+    const bool in_place = one_group_nd && valid == kL;
     if (!in_place) fns.widen(Bw, n0, n_end, rank, bf);
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t g_rows = std::min<int64_t>(kRowLanes, rows - g * kRowLanes);
