@@ -382,32 +382,42 @@ nb::object fast_run(nb::handle out, nb::handle y, nb::handle x, nb::handle weigh
 // (another keyword, a missing argument, NotImplemented from fast_run) is forwarded unchanged to
 // the Python function they replace, which handles and reports it as before.
 enum EntryKind { kEntryInPlace = 0, kEntryNew = 1, kEntryAddLora = 2 };
-// Argument slots: y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, out.
+constexpr int kEntries = kEntryPunica + kPunicaOps;
+
+// Fills slot[0, n_names) from a vectorcall's positional arguments (at most max_positional) and
+// keywords (names[0, n_names), interned, compared by identity first).  False for anything else
+// (too many positionals, an unknown keyword, one given twice): the builtin then forwards the
+// call to its Python function, which reports it.
+bool take_arguments(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, PyObject* const* names, int n_names,
+                    Py_ssize_t max_positional, PyObject** slot) {
+  if (nargs > max_positional) return false;
+  for (Py_ssize_t k = 0; k < nargs; ++k) slot[k] = args[k];
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+    int s = 0;
+    while (s < n_names && names[s] != name) ++s;  // keyword names are interned
+    if (s == n_names)
+      for (s = 0; s < n_names && PyUnicode_Compare(names[s], name) != 0; ++s) {
+      }
+    if (PyErr_Occurred()) PyErr_Clear();
+    if (s == n_names || slot[s]) return false;
+    slot[s] = args[nargs + k];
+  }
+  return true;
+}
+
+// Argument slots: y, x, weight_b, indices, weight_a, layer_idx, scale, y_offset, y_slice_size, out
+// (out=: add_lora only).
 constexpr int kSlots = 10;
 PyObject* g_slot_names[kSlots] = {};
-PyMethodDef g_entry_defs[3] = {};
-std::string g_entry_docs[3];
 PyObject *g_zero = nullptr, *g_minus_one = nullptr, *g_npu_scale = nullptr, *g_one = nullptr;
 
 template <int Kind>
 PyObject* entry_call(PyObject* fallback, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
-  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-  const Py_ssize_t max_positional = Kind == kEntryAddLora ? 4 : 9;
   PyObject* slot[kSlots] = {};
-  bool general = nargs > max_positional;
-  for (Py_ssize_t k = 0; !general && k < nargs; ++k) slot[k] = args[k];
-  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-  for (Py_ssize_t k = 0; !general && k < nkw; ++k) {
-    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
-    int s = 0;
-    while (s < kSlots && g_slot_names[s] != name) ++s;  // keyword names are interned
-    if (s == kSlots)
-      for (s = 0; s < kSlots && PyUnicode_Compare(g_slot_names[s], name) != 0; ++s) {
-      }
-    if (PyErr_Occurred()) PyErr_Clear();
-    if (s == kSlots || slot[s] || (s == 9 && Kind != kEntryAddLora)) general = true;  // out=: add_lora only
-    else slot[s] = args[nargs + k];
-  }
+  bool general = !take_arguments(args, PyVectorcall_NARGS(nargsf), kwnames, g_slot_names,
+                                 Kind == kEntryAddLora ? kSlots : kSlots - 1, Kind == kEntryAddLora ? 4 : 9, slot);
   for (int k = 0; !general && k < 4; ++k) general = slot[k] == nullptr;
   if (!general) {
     nb::handle none = nb::none();
@@ -430,28 +440,12 @@ PyObject* entry_call(PyObject* fallback, PyObject* const* args, size_t nargsf, P
 // default of the last one filled in, then punica_op; anything else goes to `fallback` as above.
 PyObject* g_punica_names[kPunicaOps][kPunicaMaxArgs] = {};  // interned, kept
 PyObject* g_punica_defaults[3] = {};                         // 1.0, True, False (default_kind)
-PyMethodDef g_punica_defs[kPunicaOps] = {};
-std::string g_punica_docs[kPunicaOps], g_punica_fn_names[kPunicaOps];
 
 template <int Op>
 PyObject* punica_entry(PyObject* fallback, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
   const PunicaSignature& sig = kPunicaSignatures[Op];
-  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   PyObject* slot[kPunicaMaxArgs] = {};
-  bool general = nargs > sig.n;
-  for (Py_ssize_t k = 0; !general && k < nargs; ++k) slot[k] = args[k];
-  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-  for (Py_ssize_t k = 0; !general && k < nkw; ++k) {
-    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
-    int s = 0;
-    while (s < sig.n && g_punica_names[Op][s] != name) ++s;  // keyword names are interned
-    if (s == sig.n)
-      for (s = 0; s < sig.n && PyUnicode_Compare(g_punica_names[Op][s], name) != 0; ++s) {
-      }
-    if (PyErr_Occurred()) PyErr_Clear();
-    if (s == sig.n || slot[s]) general = true;
-    else slot[s] = args[nargs + k];
-  }
+  bool general = !take_arguments(args, PyVectorcall_NARGS(nargsf), kwnames, g_punica_names[Op], sig.n, sig.n, slot);
   if (!general && sig.required < sig.n && !slot[sig.n - 1]) slot[sig.n - 1] = g_punica_defaults[sig.default_kind];
   for (int k = 0; !general && k < sig.n; ++k) general = slot[k] == nullptr;
   if (general) return PyObject_Vectorcall(fallback, args, nargsf, kwnames);
@@ -463,61 +457,55 @@ PyObject* punica_entry(PyObject* fallback, PyObject* const* args, size_t nargsf,
   });
 }
 
+// A METH_FASTCALL | METH_KEYWORDS function as the PyCFunction a PyMethodDef holds.
+PyCFunction as_method(PyObject* (*f)(PyObject*, PyObject* const*, size_t, PyObject*)) {
+  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
+}
 template <size_t... K>
 PyCFunction punica_entry_fn(int op, std::index_sequence<K...>) {
   PyCFunction fn = nullptr;
-  ((op == static_cast<int>(K) ? (fn = reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&punica_entry<K>)))
-                              : nullptr),
-   ...);
+  ((op == static_cast<int>(K) ? (fn = as_method(&punica_entry<K>)) : nullptr), ...);
   return fn;
 }
 
+// The interned names and default values the entries use, made once.
+void make_entry_constants() {
+  if (g_slot_names[0]) return;
+  const char* names[kSlots] = {"y", "x", "weight_b", "indices", "weight_a", "layer_idx", "scale", "y_offset",
+                               "y_slice_size", "out"};
+  for (int k = 0; k < kSlots; ++k) g_slot_names[k] = PyUnicode_InternFromString(names[k]);  // kept
+  g_zero = PyLong_FromLong(0);
+  g_minus_one = PyLong_FromLong(-1);
+  g_npu_scale = PyFloat_FromDouble(1e-3);
+  g_one = PyFloat_FromDouble(1.0);
+  for (int o = 0; o < kPunicaOps; ++o)
+    for (int k = 0; k < kPunicaSignatures[o].n; ++k)
+      g_punica_names[o][k] = PyUnicode_InternFromString(kPunicaSignatures[o].names[k]);
+  g_punica_defaults[0] = PyFloat_FromDouble(1.0);
+  g_punica_defaults[1] = Py_NewRef(Py_True);
+  g_punica_defaults[2] = Py_NewRef(Py_False);
+}
+
 // A builtin named like `fallback` whose __doc__ is `doc` (a "name(sig)\n--\n\n" text signature
-// first, for inspect.signature), calling entry_call<kind>.
+// first, for inspect.signature), calling entry_call<kind> (kinds 0-2) or punica_entry<kind - 3>,
+// in module addlora or addlora.punica.
 nb::object make_entry(int kind, nb::handle fallback, const std::string& name, const std::string& doc) {
-  if (kind < 0 || kind >= kEntryPunica + kPunicaOps)
-    throw nb::value_error(("make_entry: kind must be in [0, " + std::to_string(kEntryPunica + kPunicaOps) + ")").c_str());
-  nb::object module = nb::str(kind >= kEntryPunica ? "addlora.punica" : "addlora");
-  if (kind >= kEntryPunica) {
-    const int op = kind - kEntryPunica;
-    if (!g_punica_defaults[0]) {
-      for (int o = 0; o < kPunicaOps; ++o)
-        for (int k = 0; k < kPunicaSignatures[o].n; ++k)
-          g_punica_names[o][k] = PyUnicode_InternFromString(kPunicaSignatures[o].names[k]);
-      g_punica_defaults[0] = PyFloat_FromDouble(1.0);
-      g_punica_defaults[1] = Py_NewRef(Py_True);
-      g_punica_defaults[2] = Py_NewRef(Py_False);
-    }
-    g_punica_fn_names[op] = name;
-    g_punica_docs[op] = doc;
-    PyMethodDef& d = g_punica_defs[op];
-    d.ml_name = g_punica_fn_names[op].c_str();
-    d.ml_meth = punica_entry_fn(op, std::make_index_sequence<kPunicaOps>());
-    d.ml_flags = METH_FASTCALL | METH_KEYWORDS;
-    d.ml_doc = g_punica_docs[op].c_str();
-    PyObject* f = PyCFunction_NewEx(&d, fallback.ptr(), module.ptr());
-    if (!f) throw nb::python_error();
-    return nb::steal(f);
-  }
-  if (!g_slot_names[0]) {
-    const char* names[kSlots] = {"y", "x", "weight_b", "indices", "weight_a", "layer_idx", "scale", "y_offset",
-                                 "y_slice_size", "out"};
-    for (int k = 0; k < kSlots; ++k) g_slot_names[k] = PyUnicode_InternFromString(names[k]);  // kept
-    g_zero = PyLong_FromLong(0);
-    g_minus_one = PyLong_FromLong(-1);
-    g_npu_scale = PyFloat_FromDouble(1e-3);
-    g_one = PyFloat_FromDouble(1.0);
-  }
-  static std::string names[3];
+  if (kind < 0 || kind >= kEntries)
+    throw nb::value_error(("make_entry: kind must be in [0, " + std::to_string(kEntries) + ")").c_str());
+  make_entry_constants();
+  static PyMethodDef defs[kEntries] = {};
+  static std::string names[kEntries], docs[kEntries];  // the definitions point into them
   names[kind] = name;
-  g_entry_docs[kind] = doc;
-  PyMethodDef& d = g_entry_defs[kind];
+  docs[kind] = doc;
+  PyMethodDef& d = defs[kind];
   d.ml_name = names[kind].c_str();
-  d.ml_meth = reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
-      kind == kEntryInPlace ? &entry_call<kEntryInPlace> : kind == kEntryNew ? &entry_call<kEntryNew>
-                                                                              : &entry_call<kEntryAddLora>));
+  d.ml_meth = kind == kEntryInPlace  ? as_method(&entry_call<kEntryInPlace>)
+              : kind == kEntryNew     ? as_method(&entry_call<kEntryNew>)
+              : kind == kEntryAddLora ? as_method(&entry_call<kEntryAddLora>)
+                                      : punica_entry_fn(kind - kEntryPunica, std::make_index_sequence<kPunicaOps>());
   d.ml_flags = METH_FASTCALL | METH_KEYWORDS;
-  d.ml_doc = g_entry_docs[kind].c_str();
+  d.ml_doc = docs[kind].c_str();
+  nb::object module = nb::str(kind >= kEntryPunica ? "addlora.punica" : "addlora");
   PyObject* f = PyCFunction_NewEx(&d, fallback.ptr(), module.ptr());
   if (!f) throw nb::python_error();
   return nb::steal(f);
