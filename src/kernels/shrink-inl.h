@@ -59,6 +59,12 @@ constexpr int kTallRanks = 3;
 // pass over x before any FMA, which fewer ranks did not repay (bench/notes.md).
 constexpr int64_t kPadXMinRanks = 64;
 constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
+// Tasks of at least kKeepAMinRows rows over 16-bit ND A keep the A their first row block widens
+// (ShrinkTask), when it takes at most kKeepAMaxBytes as fp32 (R=64 over 4096 columns: in L2);
+// AVX-512 only, where it was measured.
+constexpr bool kKeepA = HWY_TARGET == HWY_AVX3;
+constexpr int64_t kKeepAMinRows = 64;
+constexpr size_t kKeepAMaxBytes = size_t{5} << 18;
 // How one register block of the shrink starts and ends, and which A it prefetches as it goes
 // (x prefetches are XAhead's).  Passed by reference and never copied after its fields are
 // set: a whole-struct copy of freshly stored fields stalls on store forwarding (bench/notes.md).
@@ -86,6 +92,9 @@ struct BlockIo {
   const double* init_total = nullptr;
   V* keep = nullptr;
   double* keep_total = nullptr;
+  // ND whole-vector blocks (ShrinkStepsNd): each A vector as widened to fp32 is also stored
+  // at keep_a[j] + column, one row per rank of the block (ShrinkTask's kept A).
+  float* const* keep_a = nullptr;
 };
 
 // A row of the next row block's x (its bytes at h0), prefetched a line per 64 bytes of
@@ -122,9 +131,10 @@ struct NdPrefetch {
 // that it compiles to a loop of little more than loads and FMAs, one index for every row:
 // ShrinkBlock's general loop recomputes FRACTAL_NZ offsets and tests each prefetch at every
 // step, about as many scalar instructions as vector ones (bench/notes.md).
-template <DType TX, DType TA, int kRows, int kRanks>
+template <DType TX, DType TA, int kRows, int kRanks, bool kKeepA = false>
 HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
-                                int64_t seg0, int64_t h, int64_t h_end, const NdPrefetch& pf) {
+                                int64_t seg0, int64_t h, int64_t h_end, const NdPrefetch& pf,
+                                float* const* keep_a = nullptr) {
   using V = VF;
   const DF d;
   constexpr int64_t step = static_cast<int64_t>(kLanes);
@@ -136,9 +146,14 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
   V r[kRows][kRanks];
   for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kRanks; ++j) r[i][j] = hn::Zero(d);
+  float* kp[kRanks];  // kKeepA: where column h goes for each rank
+  if constexpr (kKeepA)
+    for (int j = 0; j < kRanks; ++j) kp[j] = keep_a[j] + h;
   auto one = [&](int64_t t) {
     V av[kRanks];
     for (int j = 0; j < kRanks; ++j) av[j] = LoadF<TA>(ap[j], t);
+    if constexpr (kKeepA)
+      for (int j = 0; j < kRanks; ++j) hn::Store(av[j], d, kp[j] + t);
     for (int i = 0; i < kRows; ++i) {
       const V xv = LoadF<TX>(xp[i], t);
       for (int j = 0; j < kRanks; ++j) r[i][j] = hn::MulAdd(xv, av[j], r[i][j]);
@@ -261,7 +276,9 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
       pf.a_l2 = io.apf_l2;
       pf.a_ranks = io.apf_ranks;
     }
-    ShrinkStepsNd<TX, TA, kRows, kRanks>(total, xr, xoff, ar, seg0, h0, h1, pf);
+    // (keep_a is only ever set where nd_steps holds: ShrinkTask's conditions for kept A)
+    if (io.keep_a) ShrinkStepsNd<TX, TA, kRows, kRanks, true>(total, xr, xoff, ar, seg0, h0, h1, pf, io.keep_a);
+    else ShrinkStepsNd<TX, TA, kRows, kRanks>(total, xr, xoff, ar, seg0, h0, h1, pf);
    }
   }
   // Columns [hs, he), inside one fold segment.  hs is a multiple of 16 unless it is h0.
@@ -544,6 +561,20 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   // blocks gained nothing from such a copy).
   const bool pad_x = tall && ElemSize<TX>() == 2 && r_end - r_begin >= kPadXMinRanks && len <= kXBuf &&
                      (p.x.row_stride * xes) % 4096 == 0;
+  // Many rows over 16-bit ND A (kKeepA): the first row block stores every A vector it widens
+  // into `kept` (rows kept_pitch floats apart), and the later row blocks read A there as fp32,
+  // so that their loop converts x only (measured faster, bench/notes.md).  The same products in
+  // the same order: the same bits.  Widened as the first block streams A, so no separate pass
+  // waits on DRAM.  Whole vectors from column 0 and rank 0, so every block of the task takes
+  // ShrinkStepsNd (which does the storing) and the buffer is addressed like ND A.
+  const int64_t kept_pitch = len + 16;  // a line more than a row: rows fall in different L1 sets
+  float* kept = nullptr;
+  if constexpr (kKeepA && ElemSize<TA>() == 2) {
+    const size_t bytes = static_cast<size_t>(r_end * kept_pitch) * sizeof(float);
+    if (!nz && convert_x && !tall && rows >= kKeepAMinRows && h_begin == 0 && r_begin == 0 &&
+        len % static_cast<int64_t>(kLanes) == 0 && bytes <= kKeepAMaxBytes)
+      kept = static_cast<float*>(internal::thread_scratch(bytes));
+  }
   for (int64_t pos0 = pos_begin; pos0 < pos_end; pos0 += height) {
     const int rows_valid = static_cast<int>(std::min<int64_t>(height, pos_end - pos0));
     // Short blocks repeat their last row; those results are not stored.
@@ -642,6 +673,31 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
         few.apf_mask = 64 / aes - 1;
         few.apf_until = h1 - kFewRowsAhead / aes;
       }
+      // Blocks reading x as TX: A as the tag's dtype from a[] (chunk step cs, FRACTAL_NZ if a_nz).
+      auto x_as_read = [&](auto ta, const unsigned char* const* a, int64_t cs, bool a_nz, const BlockIo& bio) {
+        constexpr DType T = decltype(ta)::value;
+        if (rows_valid == 1) return ShrinkBlock<TX, T, 1, R4, false>(xr, 0, a, cs, a_nz, h_begin, h0, h1, o, 1, ranks_valid, bio);
+        if (rows_valid <= kRows / 2)  // a task's short last block: half the FMAs
+          return ShrinkBlock<TX, T, kRows / 2, R4, false>(xr, 0, a, cs, a_nz, h_begin, h0, h1, o, rows_valid, ranks_valid, bio);
+        if (rows_valid == 4)  // 16 rows as 6 + 6 + 4
+          return ShrinkBlock<TX, T, 4, R4, false>(xr, 0, a, cs, a_nz, h_begin, h0, h1, o, 4, ranks_valid, bio);
+        return ShrinkBlock<TX, T, kRows, R4, false>(xr, 0, a, cs, a_nz, h_begin, h0, h1, o, rows_valid, ranks_valid, bio, xa);
+      };
+      if constexpr (kKeepA && ElemSize<TA>() == 2) {
+        if (kept) {
+          auto kept_row = [&](int j) { return kept + (r0 + std::min(j, ranks_valid - 1)) * kept_pitch; };
+          if (pos0 == pos_begin) {  // a whole block (rows >= kKeepAMinRows): stores A as it widens it
+            float* keep_a[R4];
+            for (int j = 0; j < R4; ++j) keep_a[j] = kept_row(j);
+            BlockIo first = io;
+            first.keep_a = keep_a;
+            return x_as_read(std::integral_constant<DType, TA>(), ar, A.chunk_step, nz, first);
+          }
+          const unsigned char* ka[R4];
+          for (int j = 0; j < R4; ++j) ka[j] = reinterpret_cast<const unsigned char*>(kept_row(j));
+          return x_as_read(std::integral_constant<DType, DType::f32>(), ka, 16, false, io);
+        }
+      }
       // Pre-widened x rows are read as fp32 whatever TX was (one instantiation for all TX).
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if constexpr (kTallRows > 0) {
@@ -664,14 +720,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       else if (widen_x)
         ShrinkBlock<DType::f32, TA, kRows, R4, true>(xr, h_begin, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid,
                                                 io, xa);
-      else if (rows_valid == 1)
-        ShrinkBlock<TX, TA, 1, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 1, ranks_valid, io);
-      else if (rows_valid <= kRows / 2)  // a task's short last block: half the FMAs
-        ShrinkBlock<TX, TA, kRows / 2, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, io);
-      else if (rows_valid == 4)  // 16 rows as 6 + 6 + 4
-        ShrinkBlock<TX, TA, 4, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, 4, ranks_valid, io);
       else
-        ShrinkBlock<TX, TA, kRows, R4, false>(xr, 0, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, ranks_valid, io, xa);
+        x_as_read(std::integral_constant<DType, TA>(), ar, A.chunk_step, nz, io);
     };
     ForEachShrinkBlock<kRows * kShrinkRanks>(A, nz, pos0 == pos_begin && !few_rows_nd, block_ranks, r_begin, r_end,
                                                 h_begin, h_end, block);

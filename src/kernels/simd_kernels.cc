@@ -30,6 +30,7 @@
 #include "model/numeric.h"
 #include "kernels/row_lines.h"
 #include "kernels/row_ops.h"
+#include "kernels/scratch.h"
 #include "kernels/work.h"
 
 HWY_BEFORE_NAMESPACE();

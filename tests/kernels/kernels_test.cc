@@ -330,6 +330,18 @@ TEST_F(PerTarget, BlockingEdges) {
     s.la = s.lb = Layout::fractal_nz;
     specs.push_back(s);
   }
+  // Groups of 64 rows or more over 16-bit ND A in whole vectors: the first row block keeps the
+  // A it widens and the others read it as fp32 (shrink-inl.h, kKeepA); per-adapter ranks below
+  // the tensor's, split-K (70 rows: the second K chunk does not keep A), and 16-bit x and
+  // weights of either kind.
+  for (auto [B, W, R, H1, xd, wd] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, DType, DType>>{
+           {200, 2, 40, 512, DType::f16, DType::f16}, {70, 1, 64, 4096, DType::f16, DType::f16},
+           {150, 2, 33, 1024, DType::bf16, DType::f16}, {130, 1, 20, 256, DType::f16, DType::bf16}}) {
+    Spec s;
+    s.B = B; s.W = W; s.R = R; s.H1 = H1; s.H2 = 70; s.H3 = 70; s.xd = xd; s.wd = wd; s.none_fraction = 0;
+    s.per_adapter = B == 200; s.seed = B + R;
+    specs.push_back(s);
+  }
   { Spec s; s.B = 5; s.slice = 0; specs.push_back(s); }              // nothing written
   for (size_t i = 0, n = specs.size(); i < n; ++i) {  // and every case through the fast alias
     specs.push_back(specs[i]);
@@ -450,7 +462,10 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
                          // (expand_nz-inl.h) with a ragged last one; the ring wrapping with 4
                          // groups; R > 512 in 8 groups wider than 64 ranks
                          Shape{2, 2, 300, 200, 500, true}, Shape{1, 1, 300, 512, 200, false},
-                         Shape{1, 1, 300, 1000, 600, false}})
+                         Shape{1, 1, 300, 1000, 600, false},
+                         // groups of 64 rows and more: ND keeps the A its first row block widens
+                         // (shrink-inl.h, kKeepA), NZ reads A as it is
+                         Shape{300, 2, 1024, 64, 40, true}, Shape{200, 1, 2048, 64, 64, false}})
     for (auto prec : {addlora::Precision::exact, addlora::Precision::fast}) {
       SCOPED_TRACE("B=" + std::to_string(sh.B) + " H1=" + std::to_string(sh.H1) + " R=" + std::to_string(sh.R) +
                    (prec == addlora::Precision::fast ? " fast" : " exact"));
