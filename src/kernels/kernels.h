@@ -1,5 +1,6 @@
 // Kernel entry points.  Inputs are validated, normalised Problems (src/core/problem.h);
-// nothing here fails or allocates.  The SIMD variants are chosen at run time.
+// nothing here fails, and the only allocation is a per-thread scratch buffer (scratch.h) whose
+// absence selects a path that needs none.  The SIMD variants are chosen at run time.
 #pragma once
 #include <cstddef>
 #include <cstdint>

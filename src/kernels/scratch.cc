@@ -1,25 +1,48 @@
 #include "kernels/scratch.h"
 
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
-#include <memory>
-#include <new>
 
 namespace addlora::kernels::internal {
 
-void* thread_scratch(size_t bytes) {
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<void, Free> buf;
-  thread_local size_t have = 0;
-  if (have < bytes) {
-    buf.reset();  // the old block first: never two at once
-    have = 0;
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    buf.reset(std::aligned_alloc(64, rounded));
-    if (buf) have = rounded;
+namespace {
+
+std::atomic<bool> refused{false};
+
+// The buffer in plain thread_locals without destructors, so that they stay usable while the
+// thread's other objects (and, for the main thread, static objects) are destroyed: a call may
+// come from their destructors.  ScratchRelease frees the buffer when the thread ends; a call
+// after that gets no scratch and takes the path that needs none.
+thread_local void* t_data = nullptr;
+thread_local size_t t_bytes = 0;
+thread_local bool t_released = false;
+struct ScratchRelease {
+  bool armed = false;
+  ~ScratchRelease() {
+    std::free(t_data);
+    t_data = nullptr;
+    t_bytes = 0;
+    t_released = true;
   }
-  return buf.get();
+};
+thread_local ScratchRelease t_release;  // its destructor is registered at its first use
+
+}  // namespace
+
+void refuse_thread_scratch(bool refuse) { refused.store(refuse); }
+
+void* thread_scratch(size_t bytes) {
+  if (refused.load(std::memory_order_relaxed) || t_released) return nullptr;
+  if (t_bytes < bytes) {
+    t_release.armed = true;  // the first use registers the release at thread exit
+    std::free(t_data);       // the old block first: never two at once
+    t_bytes = 0;
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    t_data = std::aligned_alloc(64, rounded);
+    if (t_data) t_bytes = rounded;
+  }
+  return t_data;
 }
 
 }  // namespace addlora::kernels::internal

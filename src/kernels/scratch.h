@@ -1,5 +1,7 @@
 // Per-thread scratch memory of the kernels: buffers too large for a task's stack that a task
-// may use for the length of one call.  Internal to src/kernels.
+// may use for the length of one call.  The kernels' only allocation: it never fails a call, since
+// a kernel that gets none takes a path that needs none (with the same bits).  Internal to
+// src/kernels.
 #pragma once
 #include <cstddef>
 
@@ -9,5 +11,9 @@ namespace addlora::kernels::internal {
 // needed) until it exits, so that large calls pay no allocation or page faults after the
 // first.  nullptr when the memory cannot be had: the caller then takes a path that needs none.
 void* thread_scratch(size_t bytes);
+
+// Test hook: while set, thread_scratch returns nullptr as if the memory could not be had
+// (tests compare the paths that use scratch with those that do without, bitwise).
+void refuse_thread_scratch(bool refuse);
 
 }  // namespace addlora::kernels::internal
