@@ -1,14 +1,29 @@
 #include "kernels/scratch.h"
 
 #include <atomic>
-#include <cstdint>
 #include <cstdlib>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace addlora::kernels::internal {
 
 namespace {
 
 std::atomic<bool> refused{false};
+
+// Under AddressSanitizer the bytes of the buffer past what the current task asked for are
+// poisoned, so that a kernel reading beyond its request is reported.
+void fence(void* data, size_t used, size_t size) {
+#if defined(__SANITIZE_ADDRESS__)
+  if (!data) return;
+  ASAN_UNPOISON_MEMORY_REGION(data, size);
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(data) + used, size - used);
+#else
+  (void)data, (void)used, (void)size;
+#endif
+}
 
 // The buffer in plain thread_locals without destructors, so that they stay usable while the
 // thread's other objects (and, for the main thread, static objects) are destroyed: a call may
@@ -18,15 +33,16 @@ thread_local void* t_data = nullptr;
 thread_local size_t t_bytes = 0;
 thread_local bool t_released = false;
 struct ScratchRelease {
-  bool armed = false;
+  bool armed = false;  // written at first use: that use registers the destructor
   ~ScratchRelease() {
+    fence(t_data, t_bytes, t_bytes);
     std::free(t_data);
     t_data = nullptr;
     t_bytes = 0;
     t_released = true;
   }
 };
-thread_local ScratchRelease t_release;  // its destructor is registered at its first use
+thread_local ScratchRelease t_release;
 
 }  // namespace
 
@@ -35,13 +51,15 @@ void refuse_thread_scratch(bool refuse) { refused.store(refuse); }
 void* thread_scratch(size_t bytes) {
   if (refused.load(std::memory_order_relaxed) || t_released) return nullptr;
   if (t_bytes < bytes) {
-    t_release.armed = true;  // the first use registers the release at thread exit
-    std::free(t_data);       // the old block first: never two at once
+    t_release.armed = true;
+    fence(t_data, t_bytes, t_bytes);
+    std::free(t_data);  // the old block first: never two at once
     t_bytes = 0;
     const size_t rounded = (bytes + 63) / 64 * 64;
     t_data = std::aligned_alloc(64, rounded);
     if (t_data) t_bytes = rounded;
   }
+  if (t_data) fence(t_data, bytes, t_bytes);
   return t_data;
 }
 

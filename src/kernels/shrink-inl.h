@@ -7,7 +7,8 @@
 // rows, kTallRows); every kSegCols columns
 // (kChain products per lane, counted from the start of the K chunk) each accumulator is
 // reduced and folded into an fp64 sum (work.h, the accumulator policy).  A is widened as it
-// streams (each A vector serves every row of the block).  16-bit x is widened the same way in
+// streams (each A vector serves every row of the block; tasks of many rows keep what their first
+// row block widened, kKeepA).  16-bit x is widened the same way in
 // ND tasks of several rows (ShrinkStepsNd) and tasks of many rows over few ranks
 // (kConvertXRanks); the decode and FRACTAL_NZ paths first widen the rows' x chunk to fp32 in a
 // stack buffer, once per row block (but two decode rows in address order read theirs as TX).
@@ -60,8 +61,8 @@ constexpr int kTallRanks = 3;
 constexpr int64_t kPadXMinRanks = 64;
 constexpr int kMaxBlockRows = kTallRows > kShrinkRows ? kTallRows : kShrinkRows;
 // Tasks of at least kKeepAMinRows rows over 16-bit ND A keep the A their first row block widens
-// (ShrinkTask), when it takes at most kKeepAMaxBytes as fp32 (R=64 over 4096 columns: in L2);
-// AVX-512 only, where it was measured.
+// (ShrinkTask), when it takes at most kKeepAMaxBytes as fp32 (R=64 over a 4096-column K chunk;
+// about L2's size); AVX-512 only, where it was measured.
 constexpr bool kKeepA = HWY_TARGET == HWY_AVX3;
 constexpr int64_t kKeepAMinRows = 64;
 constexpr size_t kKeepAMaxBytes = size_t{5} << 18;
@@ -131,7 +132,7 @@ struct NdPrefetch {
 // that it compiles to a loop of little more than loads and FMAs, one index for every row:
 // ShrinkBlock's general loop recomputes FRACTAL_NZ offsets and tests each prefetch at every
 // step, about as many scalar instructions as vector ones (bench/notes.md).
-template <DType TX, DType TA, int kRows, int kRanks, bool kKeepA = false>
+template <DType TX, DType TA, int kRows, int kRanks, bool kStoreA = false>
 HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, int64_t xoff, const unsigned char* const* ar,
                                 int64_t seg0, int64_t h, int64_t h_end, const NdPrefetch& pf,
                                 float* const* keep_a = nullptr) {
@@ -146,14 +147,14 @@ HWY_NOINLINE void ShrinkStepsNd(double* total, const unsigned char* const* xr, i
   V r[kRows][kRanks];
   for (int i = 0; i < kRows; ++i)
     for (int j = 0; j < kRanks; ++j) r[i][j] = hn::Zero(d);
-  float* kp[kRanks];  // kKeepA: where column h goes for each rank
-  if constexpr (kKeepA)
+  float* kp[kRanks];  // kStoreA: where column h goes for each rank
+  if constexpr (kStoreA)
     for (int j = 0; j < kRanks; ++j) kp[j] = keep_a[j] + h;
   auto one = [&](int64_t t) {
     V av[kRanks];
     for (int j = 0; j < kRanks; ++j) av[j] = LoadF<TA>(ap[j], t);
-    if constexpr (kKeepA)
-      for (int j = 0; j < kRanks; ++j) hn::Store(av[j], d, kp[j] + t);
+    if constexpr (kStoreA)
+      for (int j = 0; j < kRanks; ++j) hn::StoreU(av[j], d, kp[j] + t);
     for (int i = 0; i < kRows; ++i) {
       const V xv = LoadF<TX>(xp[i], t);
       for (int j = 0; j < kRanks; ++j) r[i][j] = hn::MulAdd(xv, av[j], r[i][j]);
@@ -276,9 +277,16 @@ HWY_INLINE void ShrinkBlock(const unsigned char* const* xr, int64_t xoff, const 
       pf.a_l2 = io.apf_l2;
       pf.a_ranks = io.apf_ranks;
     }
-    // (keep_a is only ever set where nd_steps holds: ShrinkTask's conditions for kept A)
-    if (io.keep_a) ShrinkStepsNd<TX, TA, kRows, kRanks, true>(total, xr, xoff, ar, seg0, h0, h1, pf, io.keep_a);
-    else ShrinkStepsNd<TX, TA, kRows, kRanks>(total, xr, xoff, ar, seg0, h0, h1, pf);
+    // keep_a is only ever set where nd_steps holds (ShrinkTask's conditions for kept A), and
+    // only 16-bit A read in place is kept: the storing loop exists for those blocks alone.
+    bool stored = false;
+    if constexpr (kKeepA && ElemSize<TA>() == 2 && !kXWide) {
+      if (io.keep_a) {
+        ShrinkStepsNd<TX, TA, kRows, kRanks, true>(total, xr, xoff, ar, seg0, h0, h1, pf, io.keep_a);
+        stored = true;
+      }
+    }
+    if (!stored) ShrinkStepsNd<TX, TA, kRows, kRanks>(total, xr, xoff, ar, seg0, h0, h1, pf);
    }
   }
   // Columns [hs, he), inside one fold segment.  hs is a multiple of 16 unless it is h0.
@@ -502,7 +510,7 @@ HWY_INLINE void ForEachShrinkBlock(const WeightRows& A, bool nz, bool first_row_
 }
 
 // One shrink task: rows order[pos_begin, pos_end) of one adapter, K chunk k (or rank group k).
-// (~90 lines: most of it is the table that picks one ShrinkBlock instantiation per block.)
+// (~150 lines: most of it is the table that picks one ShrinkBlock instantiation per block.)
 template <DType TX, DType TA>
 void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
   constexpr int kRows = kShrinkRows;
@@ -563,7 +571,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
                      (p.x.row_stride * xes) % 4096 == 0;
   // Many rows over 16-bit ND A (kKeepA): the first row block stores every A vector it widens
   // into `kept` (rows kept_pitch floats apart), and the later row blocks read A there as fp32,
-  // so that their loop converts x only (measured faster, bench/notes.md).  The same products in
+  // so that their loop converts only x, if anything (measured faster, bench/notes.md).  The same products in
   // the same order: the same bits.  Widened as the first block streams A, so no separate pass
   // waits on DRAM.  Whole vectors from column 0 and rank 0, so every block of the task takes
   // ShrinkStepsNd (which does the storing) and the buffer is addressed like ND A.
@@ -689,7 +697,7 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
           if (pos0 == pos_begin) {  // a whole block (rows >= kKeepAMinRows): stores A as it widens it
             float* keep_a[R4];
             for (int j = 0; j < R4; ++j) keep_a[j] = kept_row(j);
-            BlockIo first = io;
+            BlockIo first = io;  // once per rank block of the task's first row block
             first.keep_a = keep_a;
             return x_as_read(std::integral_constant<DType, TA>(), ar, A.chunk_step, nz, first);
           }

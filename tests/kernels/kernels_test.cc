@@ -506,11 +506,12 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
 
 // A shrink task of 64 rows or more keeps the A its first row block widens in the thread's
 // scratch (shrink-inl.h, kKeepA); without scratch it reads A as it is.  Both give the same bits,
-// on every target, at 1 and 2 threads, for fp16 and bf16 weights and per-adapter ranks.
+// on every target, at 1 and 2 threads, for fp16 and bf16 weights, fp16 and fp32 x, per-adapter
+// ranks, and groups whose last row block has 1, 2, 4 or 6 rows (73, 128 + 2, 100, 200 / 2).
 TEST_F(PerTarget, KeptAEqualsUnkeptBitwise) {
-  struct Shape { int64_t B, W, H1, R; DType wd; bool ranks; };
-  for (const Shape sh : {Shape{130, 1, 4096, 64, DType::f16, false}, Shape{200, 2, 1024, 40, DType::f16, true},
-                         Shape{100, 1, 512, 17, DType::bf16, false}}) {
+  struct Shape { int64_t B, W, H1, R; DType wd; bool ranks; bool x32; };
+  for (const Shape sh : {Shape{130, 1, 4096, 64, DType::f16, false, false}, Shape{200, 2, 1024, 40, DType::f16, true, false},
+                         Shape{100, 1, 512, 17, DType::bf16, false, false}, Shape{73, 1, 768, 24, DType::f16, false, true}}) {
     SCOPED_TRACE("B=" + std::to_string(sh.B) + " H1=" + std::to_string(sh.H1) + " R=" + std::to_string(sh.R));
     const int64_t H2 = 96;
     Rng rng(sh.B + sh.R);
@@ -523,6 +524,9 @@ TEST_F(PerTarget, KeptAEqualsUnkeptBitwise) {
     for (int64_t w = 0; w < sh.W; ++w) ranks[w] = static_cast<int32_t>(sh.R - 3 * w);
     addlora::Arguments g;
     set_rows(&g, x, y, idx, sh.B, sh.H1, H2);
+    std::vector<float> x32(x.size());
+    for (auto& e : x32) e = static_cast<float>(rng.uniform(-1, 1));
+    if (sh.x32) g.x = addlora::TensorView::contiguous(x32.data(), DType::f32, {sh.B, sh.H1});
     g.weight_a = addlora::TensorView::contiguous(a.data(), sh.wd, {sh.W, 1, sh.R, sh.H1});
     g.weight_b = addlora::TensorView::contiguous(b.data(), DType::f16, {sh.W, 1, H2, sh.R});
     if (sh.ranks) g.ranks = addlora::TensorView::contiguous(ranks.data(), DType::i32, {sh.W});
