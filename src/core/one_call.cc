@@ -3,14 +3,12 @@
 #include <cstdlib>
 #include <new>
 #include <type_traits>
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#endif
 
 #include "core/fault.h"
 #include "core/plan_impl.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "model/fence.h"
 
 namespace addlora::detail {
 
@@ -53,14 +51,7 @@ void* aligned_bytes(uint64_t bytes) { return std::aligned_alloc(64, (bytes + 63)
 
 // Under AddressSanitizer the kept buffer's bytes past this call's workspace are poisoned, so a
 // kernel overrunning its workspace is caught as it would be in a buffer of the exact size.
-void fence_tail(void* data, uint64_t used, uint64_t size) {
-#if defined(__SANITIZE_ADDRESS__)
-  ASAN_UNPOISON_MEMORY_REGION(data, size);
-  ASAN_POISON_MEMORY_REGION(static_cast<char*>(data) + used, size - used);
-#else
-  (void)data, (void)used, (void)size;
-#endif
-}
+using model::fence_tail;
 
 // The calling thread's kept buffer, in plain thread_locals without destructors: they stay usable
 // while the thread's other objects and, for the main thread, static objects are destroyed (a

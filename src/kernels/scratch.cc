@@ -3,9 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#endif
+#include "model/fence.h"
 
 namespace addlora::kernels::internal {
 
@@ -15,15 +13,7 @@ std::atomic<bool> refused{false};
 
 // Under AddressSanitizer the bytes of the buffer past what the current task asked for are
 // poisoned, so that a kernel reading beyond its request is reported.
-void fence(void* data, size_t used, size_t size) {
-#if defined(__SANITIZE_ADDRESS__)
-  if (!data) return;
-  ASAN_UNPOISON_MEMORY_REGION(data, size);
-  ASAN_POISON_MEMORY_REGION(static_cast<char*>(data) + used, size - used);
-#else
-  (void)data, (void)used, (void)size;
-#endif
-}
+using model::fence_tail;
 
 // The buffer in plain thread_locals without destructors, so that they stay usable while the
 // thread's other objects (and, for the main thread, static objects) are destroyed: a call may
@@ -35,7 +25,7 @@ thread_local bool t_released = false;
 struct ScratchRelease {
   bool armed = false;  // written at first use: that use registers the destructor
   ~ScratchRelease() {
-    fence(t_data, t_bytes, t_bytes);
+    fence_tail(t_data, t_bytes, t_bytes);
     std::free(t_data);
     t_data = nullptr;
     t_bytes = 0;
@@ -52,14 +42,14 @@ void* thread_scratch(size_t bytes) {
   if (refused.load(std::memory_order_relaxed) || t_released) return nullptr;
   if (t_bytes < bytes) {
     t_release.armed = true;
-    fence(t_data, t_bytes, t_bytes);
+    fence_tail(t_data, t_bytes, t_bytes);
     std::free(t_data);  // the old block first: never two at once
     t_bytes = 0;
     const size_t rounded = (bytes + 63) / 64 * 64;
     t_data = std::aligned_alloc(64, rounded);
     if (t_data) t_bytes = rounded;
   }
-  if (t_data) fence(t_data, bytes, t_bytes);
+  if (t_data) fence_tail(t_data, bytes, t_bytes);
   return t_data;
 }
 
