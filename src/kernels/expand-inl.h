@@ -7,8 +7,9 @@
 // One vector of kLanes consecutive n per step: kLanes dot products over the adapter's rank (z
 // is fp32, zero past the rank up to rp), folded into one vector by SumEachToLane; B is
 // converted as it is read, once per row, pair or four rows (ExpandDotChain).  Tiles with more
-// rows take the outer-product form below (OuterMinRows), and on AVX-512 tiles of 7-8 or 13-16
-// rows the row-lane form (expand_rows-inl.h, RowLaneTile).
+// rows take the outer-product form below (OuterMinRows); on AVX-512, tiles of 13-16 rows at
+// ranks 48 and 64 the column form (expand_columns-inl.h, ColumnTile), and other tiles of 7-8 or
+// 13-16 rows the row-lane form (expand_rows-inl.h, RowLaneTile).
 
 constexpr int64_t kBBuf = 512;  // widest rank of the outer-product form
 // How far ahead (in B rows) the dot path prefetches.  FRACTAL_NZ: nearer, because a row's
@@ -413,6 +414,7 @@ void ExpandPanels(ExpandCtx& c, const WeightRows& Bw, float* bt, int64_t rank_p,
 }
 
 #include "kernels/expand_rows-inl.h"  // NOLINT(build/include)
+#include "kernels/expand_columns-inl.h"  // NOLINT(build/include)
 
 // The dot-product path: tiles with fewer rows than the outer product pays for, and decode.
 // The y/out dtype is fixed at compile time (out has y's dtype): at small ranks a per-block
@@ -572,6 +574,12 @@ void ExpandT(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter,
   c.ybase = static_cast<const unsigned char*>(p.y.base);
   c.obase = static_cast<unsigned char*>(const_cast<void*>(p.out.base));
   if constexpr (kRowLaneTarget) {
+    if (ColumnTile(rank, pos_end - pos_begin)) {
+      model::visit_float(p.y.dtype, [&](auto ty) {
+        ExpandColumns<TB, decltype(ty)::value>(c, Bw, pos_begin, pos_end, n_begin, n_end);
+      });
+      return;
+    }
     if (RowLaneTile(rank_p, pos_end - pos_begin)) {
       model::visit_float(p.y.dtype, [&](auto ty) {
         ExpandRowLanes<TB, decltype(ty)::value>(c, Bw, rank_p, pos_begin, pos_end, n_begin, n_end);

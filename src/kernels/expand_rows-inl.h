@@ -27,8 +27,9 @@ static_assert(kRowLaneMaxRank / 4 <= internal::kChain, "one fp32 chain per lane"
 // The tiles this form takes, on AVX-512: 7 or 8 rows at ranks 17 to 128, and 13 to 16 rows (a
 // second group at least 5/8 full) at ranks 33 to 128.  Measured against the outer product and
 // the dot products (bench/notes.md): faster there; slower at rank 16, with a third group, with
-// a second group half full or less, and for 16 rows at rank 32.  A function of the rank and
-// the tile's rows only, like OuterMinRows.
+// a second group half full or less, and for 16 rows at rank 32.  13-16 rows at ranks 48 and 64
+// take the column form instead (ColumnTile, checked first).  A function of the rank and the
+// tile's rows only, like OuterMinRows.
 HWY_INLINE bool RowLaneTile(int64_t rank_p, int64_t rows) {
   if (!kRowLaneTarget || rank_p <= 16 || rank_p > kRowLaneMaxRank) return false;
   if (rows == kRowLanes - 1 || rows == kRowLanes) return true;

@@ -504,6 +504,72 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
     }
 }
 
+// A row's expand sums do not depend on the tile around it in the column form (AVX-512: 13-16
+// rows at ranks 48 and 64) or the outer product (17 rows and more): both run one fp32 chain per
+// output over the ranks in order.  So rows 0..g-1 of an
+// adapter's g-row group (column form) equal the same rows in a group of g + 4 (outer product)
+// bit for bit, on every target: ND and FRACTAL_NZ B, fp16, bf16 and fp32 B and y, a ragged last
+// column block and a column offset.  Values against the oracle: ExpandFormsByRowsPerAdapter.
+TEST_F(PerTarget, ColumnFormEqualsOuterProductBitwise) {
+  int64_t seed = 0;
+  for (int64_t R : {48, 64})
+    for (int64_t g : {13, 15, 16}) {
+      ++seed;
+      const DType bd = seed % 3 == 0 ? DType::f32 : seed % 3 == 1 ? DType::bf16 : DType::f16;
+      const DType yd = seed % 4 == 0 ? DType::f32 : seed % 4 == 1 ? DType::bf16 : DType::f16;
+      const bool nz = bd != DType::f32 && seed % 2 == 0;
+      SCOPED_TRACE("R=" + std::to_string(R) + " rows=" + std::to_string(g) + (nz ? " NZ" : " ND"));
+      const int64_t G = g + 4, H2 = 16 * 9 + 5, H3 = H2 + 3, off = 3;
+      Rng rng(3100 + seed);
+      std::vector<float> z(static_cast<size_t>(G * R));
+      for (auto& e : z) e = static_cast<float>(rng.uniform(-1, 1));
+      auto elem_bytes = [](DType d) { return d == DType::f32 ? size_t{4} : size_t{2}; };
+      auto random_elems = [&](DType d, int64_t n) {  // raw little-endian element bytes
+        std::vector<uint8_t> v(static_cast<size_t>(n) * elem_bytes(d));
+        for (int64_t i = 0; i < n; ++i) {
+          const double u = rng.uniform(-1, 1);
+          if (d == DType::f32) {
+            const float f = static_cast<float>(u);
+            std::memcpy(&v[static_cast<size_t>(i) * 4], &f, 4);
+          } else {
+            const uint16_t h = static_cast<uint16_t>(addlora::ref::encode(u, d));
+            std::memcpy(&v[static_cast<size_t>(i) * 2], &h, 2);
+          }
+        }
+        return v;
+      };
+      std::vector<uint8_t> b = random_elems(bd, H2 * R), y0 = random_elems(yd, G * H3);
+      const int64_t bdims[4] = {1, 1, H2, R};
+      std::vector<uint8_t> b_nz(static_cast<size_t>(addlora::nz_elements(bdims, 4)) * elem_bytes(bd));
+      using addlora::TensorView;
+      addlora::ExpandArguments e;
+      e.weight_b = TensorView::contiguous(b.data(), bd, {1, 1, H2, R});
+      if (nz) {
+        ASSERT_EQ(addlora::nd_to_nz(e.weight_b, b_nz.data(), addlora::nz_elements(bdims, 4)), addlora::Status::ok);
+        e.weight_b.data = b_nz.data();
+        e.weight_b.layout = Layout::fractal_nz;
+      }
+      e.scale = -0.625;
+      e.y_offset = off;
+      std::vector<int32_t> idx(static_cast<size_t>(G), 0);
+      const size_t first_rows = static_cast<size_t>(g * H3) * elem_bytes(yd);  // rows 0..g-1
+      for_each_target([&] {
+        auto run = [&](int64_t rows) {
+          std::vector<uint8_t> y = y0;
+          e.z = TensorView::contiguous(z.data(), DType::f32, {rows, R});
+          e.indices = TensorView::contiguous(idx.data(), DType::i32, {rows});
+          e.out = TensorView::contiguous(y.data(), yd, {rows, H3});
+          EXPECT_EQ(addlora::expand(e), addlora::Status::ok);
+          y.resize(first_rows);
+          return y;
+        };
+        const std::vector<uint8_t> column = run(g), outer = run(G);
+        EXPECT_TRUE(column == outer);
+        EXPECT_FALSE(column == std::vector<uint8_t>(y0.begin(), y0.begin() + static_cast<std::ptrdiff_t>(first_rows)));
+      });
+    }
+}
+
 // A shrink task of 64 rows or more keeps the A its first row block widens in the thread's
 // scratch (shrink-inl.h, kKeepA); without scratch it reads A as it is.  Both give the same bits,
 // on every target, at 1 and 2 threads, for fp16 and bf16 weights, fp16 and fp32 x, per-adapter
