@@ -176,6 +176,7 @@ int main(int argc, char** argv) {
       {"decode", 1, 16, 1, 4096, 4096},
       {"decode", 1, 64, 1, 4096, 4096},
       {"decode", 1, 128, 1, 4096, 4096},
+      {"16 rows, one adapter", 16, 64, 1, 4096, 4096},
       {"decode, distinct adapters", 16, 16, 16, 4096, 4096},
       {"mid-size groups", 64, 16, 32, 4096, 4096},
       {"mid-size groups", 64, 64, 32, 4096, 4096},
