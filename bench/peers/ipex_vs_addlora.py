@@ -63,6 +63,7 @@ SHAPES = [
     ("batched", 256, 64, 8, 4096, False),
     ("prefill (sgmv)", 2048, 64, 4, 4096, True),
     ("prefill (sgmv)", 2048, 128, 1, 4096, True),
+    ("16 rows, one adapter (sgmv)", 16, 64, 1, 4096, True),
 ]
 
 
