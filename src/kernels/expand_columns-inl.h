@@ -1,20 +1,22 @@
 // The column form of the expand, part of simd_kernels.cc: included inside its per-target
-// namespace once per Highway target (hence no include guard).  Uses that file's loads,
-// Transpose and the accumulator policy, expand-inl.h's ExpandCtx and prefetch helpers, and
-// expand_rows-inl.h's RowLaneWiden.
+// namespace once per Highway target (hence no include guard).  Uses that file's loads and
+// Transpose, expand-inl.h's ExpandCtx and prefetch helpers, and expand_rows-inl.h's
+// RowLaneWiden and row-group constants (kRowLaneTarget, kRowLanes, kRowLaneMaxGroups,
+// kRowLaneAheadCols).
 // NOLINT(build/header_guard)
 //
-// For tiles of 13-16 rows at ranks 48 and 64.  A vector holds one output column of every row of
-// the tile: acc[j] lane i += z[row i][r] * B[n0 + j, r], the B value a broadcast folded into
-// the FMA as a memory operand, for 16 columns j at a time.  The loop is FMAs and loads only:
-// no rank residues to sum (the row-lane form's epilogue) and no transposed pack of B (the
+// For tiles of 13-16 rows at ranks of exactly 48 or 64.  A vector holds one output column of
+// every row of the tile: acc[j] lane i += z[row i][r] * B[n0 + j, r], the B value a broadcast
+// folded into the FMA as a memory operand, for 16 columns j at a time.  The loop is FMAs,
+// loads and the next block's widening (one conversion and store per step): no rank residues to sum (the row-lane form's epilogue) and no transposed pack of B (the
 // outer product's), just one 16 x 16 transpose of the results per block.  The next block's B
 // is widened inside the current block's loop, one vector per rank step, so the conversions
 // overlap the FMAs instead of waiting between blocks.  Every output is one fp32 chain over r
 // in order: the same sums as the outer product, so the same bits.  Above rank 64 the chains
 // would fold into fp64 (kChain), and with that the form measured slower than the row-lane
 // form (bench/notes.md, twenty-second session).
-constexpr int64_t kColumnMinRank = 48, kColumnMaxRank = internal::kChain;
+constexpr int64_t kColumnMinRank = 48, kColumnMaxRank = 64;
+static_assert(kColumnMaxRank <= internal::kChain, "one fp32 chain per output, as the outer product below kChain");
 
 // The tiles this form takes: AVX-512, rank 48 or 64 (no zero padding in the chain; the block
 // functions are instantiated per rank), 13 to 16 rows.  A function of the adapter's rank and
@@ -24,25 +26,24 @@ HWY_INLINE bool ColumnTile(int64_t rank, int64_t rows) {
          rows > kRowLanes + kRowLanes / 2 && rows <= kRowLaneMaxGroups * kRowLanes;
 }
 
-// One block of 16 columns: res[i] = row i's 16 sums.  acc[j] += zt[r] * bf[j * kRankP + r] for
+// One block of 16 columns: res[i] = row i's 16 sums.  acc[j] += zt[r] * bf[j * kRank + r] for
 // every r; with kWiden the step also widens vector r of the next block: nb[16 r ..] = B row
-// r / (kRankP / 16) of `next`, ranks 16 (r % (kRankP / 16)) on.
-template <DType TB, int64_t kRankP, bool kWiden>
+// r / (kRank / 16) of `next`, ranks 16 (r % (kRank / 16)) on.
+template <DType TB, int64_t kRank, bool kWiden>
 HWY_NOINLINE void ColumnBlock(const float* zt, const float* bf, const unsigned char* next, int64_t rs, int64_t cs,
                               float* nb, VF* res) {
 #if HWY_TARGET > HWY_AVX3
   (void)zt, (void)bf, (void)next, (void)rs, (void)cs, (void)nb, (void)res;  // never called: ColumnTile
 #else
-  static_assert(kRankP <= internal::kChain, "one fp32 chain per output");
   const DF df;
-  constexpr int64_t kL = static_cast<int64_t>(kLanes), kPieces = kRankP / 16;
+  constexpr int64_t kL = static_cast<int64_t>(kLanes), kPieces = kRank / 16;
   VF acc[kLanes];
   for (int64_t j = 0; j < kL; ++j) acc[j] = hn::Zero(df);
-  for (int64_t r = 0; r < kRankP; ++r) {
+  for (int64_t r = 0; r < kRank; ++r) {
     const VF zv = hn::Load(df, zt + r * kL);
     if constexpr (kWiden) hn::Store(LoadF<TB>(next + (r / kPieces) * rs, (r % kPieces) * cs), df, nb + r * kL);
     HWY_UNROLL(16)
-    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, hn::Set(df, bf[j * kRankP + r]), acc[j]);
+    for (int64_t j = 0; j < kL; ++j) acc[j] = hn::MulAdd(zv, hn::Set(df, bf[j * kRank + r]), acc[j]);
   }
   Transpose(df, acc, res);
 #endif

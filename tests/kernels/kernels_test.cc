@@ -354,15 +354,16 @@ TEST_F(PerTarget, BlockingEdges) {
 }
 
 // The expand's forms by the rows per adapter (on AVX-512: dot products with rows in fours above
-// rank 64, then pairs and single rows; the row-lane form for 7, 8 and 13-16 rows at ranks 17 to
-// 128; the outer product), over ND, row-padded ND and FRACTAL_NZ B, 16-bit and fp32 weights and
+// rank 64, then pairs and single rows; the column form for 13-16 rows at ranks 48 and 64; the
+// row-lane form for 7, 8 and other 13-16-row tiles at ranks 17 to 128; the outer product), over
+// ND, row-padded ND and FRACTAL_NZ B, 16-bit and fp32 weights and
 // y, in place and not, a ragged last column block, a column offset, and per-adapter ranks below
 // the tensor's (the B columns past them hold NaN): within the contract's bound of the fp64 oracle.
 TEST_F(PerTarget, ExpandFormsByRowsPerAdapter) {
   std::vector<Spec> specs;
   uint64_t seed = 1;
   for (int64_t group : {4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17})
-    for (int64_t R : {32, 40, 64, 100, 128}) {
+    for (int64_t R : {32, 40, 48, 64, 100, 128}) {
       Spec s;
       s.group = group; s.W = 3; s.B = s.W * group; s.none_fraction = 0;
       s.R = R; s.H1 = 40; s.H2 = 16 * 5 + 13; s.H3 = s.H2 + 9; s.y_offset = 5;
@@ -391,6 +392,8 @@ TEST_F(PerTarget, LimitedRankEqualsSmallerTensor) {
                          Shape{20, 1500, 50, 64, 16, 1}, Shape{3, 70, 90, 32, 0, 1},
                          // the row-lane expand (AVX-512: 7-8 rows, 13-16 rows past rank 32)
                          Shape{8, 40, 50, 128, 40, 1}, Shape{7, 40, 50, 64, 17, 1}, Shape{14, 40, 50, 128, 100, 1},
+                         // the column expand (AVX-512: 13-16 rows at ranks 48 and 64)
+                         Shape{14, 40, 50, 128, 64, 1}, Shape{16, 40, 50, 64, 48, 1},
                          // rank split: 2 rows per adapter; H1 > 4096 streams x
                          Shape{8, 40, 50, 40, 17, 4}, Shape{16, 1500, 50, 64, 16, 8}, Shape{6, 4200, 30, 100, 33, 3}})
     for (auto prec : {addlora::Precision::exact, addlora::Precision::fast}) {
@@ -513,61 +516,64 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
 TEST_F(PerTarget, ColumnFormEqualsOuterProductBitwise) {
   int64_t seed = 0;
   for (int64_t R : {48, 64})
-    for (int64_t g : {13, 15, 16}) {
-      ++seed;
-      const DType bd = seed % 3 == 0 ? DType::f32 : seed % 3 == 1 ? DType::bf16 : DType::f16;
-      const DType yd = seed % 4 == 0 ? DType::f32 : seed % 4 == 1 ? DType::bf16 : DType::f16;
-      const bool nz = bd != DType::f32 && seed % 2 == 0;
-      SCOPED_TRACE("R=" + std::to_string(R) + " rows=" + std::to_string(g) + (nz ? " NZ" : " ND"));
-      const int64_t G = g + 4, H2 = 16 * 9 + 5, H3 = H2 + 3, off = 3;
-      Rng rng(3100 + seed);
-      std::vector<float> z(static_cast<size_t>(G * R));
-      for (auto& e : z) e = static_cast<float>(rng.uniform(-1, 1));
-      auto elem_bytes = [](DType d) { return d == DType::f32 ? size_t{4} : size_t{2}; };
-      auto random_elems = [&](DType d, int64_t n) {  // raw little-endian element bytes
-        std::vector<uint8_t> v(static_cast<size_t>(n) * elem_bytes(d));
-        for (int64_t i = 0; i < n; ++i) {
-          const double u = rng.uniform(-1, 1);
-          if (d == DType::f32) {
-            const float f = static_cast<float>(u);
-            std::memcpy(&v[static_cast<size_t>(i) * 4], &f, 4);
-          } else {
-            const uint16_t h = static_cast<uint16_t>(addlora::ref::encode(u, d));
-            std::memcpy(&v[static_cast<size_t>(i) * 2], &h, 2);
+    for (int64_t g : {13, 15, 16})
+      for (DType yd : {DType::f32, DType::f16, DType::bf16}) {  // fp32 y: no final rounding to hide a change
+        const int64_t c = seed++;  // B's dtype cycles against y's, so every pair occurs
+        const int64_t bi = (c % 3 + c / 3) % 3;
+        const DType bd = bi == 0 ? DType::f32 : bi == 1 ? DType::bf16 : DType::f16;
+        const bool nz = bd != DType::f32 && c % 2 == 0;
+        SCOPED_TRACE("R=" + std::to_string(R) + " rows=" + std::to_string(g) + (nz ? " NZ" : " ND") + " y dtype " +
+                     std::to_string(static_cast<int>(yd)));
+        const int64_t G = g + 4, H2 = 16 * 9 + 5, H3 = H2 + 3, off = 3;
+        Rng rng(3100 + seed);
+        std::vector<float> z(static_cast<size_t>(G * R));
+        for (auto& e : z) e = static_cast<float>(rng.uniform(-1, 1));
+        auto elem_bytes = [](DType d) { return d == DType::f32 ? size_t{4} : size_t{2}; };
+        auto random_elems = [&](DType d, int64_t n) {  // raw little-endian element bytes
+          std::vector<uint8_t> v(static_cast<size_t>(n) * elem_bytes(d));
+          for (int64_t i = 0; i < n; ++i) {
+            const double u = rng.uniform(-1, 1);
+            if (d == DType::f32) {
+              const float f = static_cast<float>(u);
+              std::memcpy(&v[static_cast<size_t>(i) * 4], &f, 4);
+            } else {
+              const uint16_t h = static_cast<uint16_t>(addlora::ref::encode(u, d));
+              std::memcpy(&v[static_cast<size_t>(i) * 2], &h, 2);
+            }
           }
-        }
-        return v;
-      };
-      std::vector<uint8_t> b = random_elems(bd, H2 * R), y0 = random_elems(yd, G * H3);
-      const int64_t bdims[4] = {1, 1, H2, R};
-      std::vector<uint8_t> b_nz(static_cast<size_t>(addlora::nz_elements(bdims, 4)) * elem_bytes(bd));
-      using addlora::TensorView;
-      addlora::ExpandArguments e;
-      e.weight_b = TensorView::contiguous(b.data(), bd, {1, 1, H2, R});
-      if (nz) {
-        ASSERT_EQ(addlora::nd_to_nz(e.weight_b, b_nz.data(), addlora::nz_elements(bdims, 4)), addlora::Status::ok);
-        e.weight_b.data = b_nz.data();
-        e.weight_b.layout = Layout::fractal_nz;
-      }
-      e.scale = -0.625;
-      e.y_offset = off;
-      std::vector<int32_t> idx(static_cast<size_t>(G), 0);
-      const size_t first_rows = static_cast<size_t>(g * H3) * elem_bytes(yd);  // rows 0..g-1
-      for_each_target([&] {
-        auto run = [&](int64_t rows) {
-          std::vector<uint8_t> y = y0;
-          e.z = TensorView::contiguous(z.data(), DType::f32, {rows, R});
-          e.indices = TensorView::contiguous(idx.data(), DType::i32, {rows});
-          e.out = TensorView::contiguous(y.data(), yd, {rows, H3});
-          EXPECT_EQ(addlora::expand(e), addlora::Status::ok);
-          y.resize(first_rows);
-          return y;
+          return v;
         };
-        const std::vector<uint8_t> column = run(g), outer = run(G);
-        EXPECT_TRUE(column == outer);
-        EXPECT_FALSE(column == std::vector<uint8_t>(y0.begin(), y0.begin() + static_cast<std::ptrdiff_t>(first_rows)));
-      });
-    }
+        std::vector<uint8_t> b = random_elems(bd, H2 * R), y0 = random_elems(yd, G * H3);
+        const int64_t bdims[4] = {1, 1, H2, R};
+        std::vector<uint8_t> b_nz(static_cast<size_t>(addlora::nz_elements(bdims, 4)) * elem_bytes(bd));
+        using addlora::TensorView;
+        addlora::ExpandArguments e;
+        e.weight_b = TensorView::contiguous(b.data(), bd, {1, 1, H2, R});
+        if (nz) {
+          ASSERT_EQ(addlora::nd_to_nz(e.weight_b, b_nz.data(), addlora::nz_elements(bdims, 4)), addlora::Status::ok);
+          e.weight_b.data = b_nz.data();
+          e.weight_b.layout = Layout::fractal_nz;
+        }
+        e.scale = -0.625;
+        e.y_offset = off;
+        std::vector<int32_t> idx(static_cast<size_t>(G), 0);
+        const size_t first_rows = static_cast<size_t>(g * H3) * elem_bytes(yd);  // rows 0..g-1
+        for_each_target([&] {
+          auto run = [&](int64_t rows) {
+            std::vector<uint8_t> y = y0;
+            e.z = TensorView::contiguous(z.data(), DType::f32, {rows, R});
+            e.indices = TensorView::contiguous(idx.data(), DType::i32, {rows});
+            e.out = TensorView::contiguous(y.data(), yd, {rows, H3});
+            EXPECT_EQ(addlora::expand(e), addlora::Status::ok);
+            y.resize(first_rows);
+            return y;
+          };
+          const std::vector<uint8_t> column = run(g), outer = run(G);
+          const auto diff = std::mismatch(column.begin(), column.end(), outer.begin());
+          EXPECT_TRUE(diff.first == column.end()) << "first differing byte " << (diff.first - column.begin());
+          EXPECT_FALSE(column == std::vector<uint8_t>(y0.begin(), y0.begin() + static_cast<std::ptrdiff_t>(first_rows)));
+        });
+      }
 }
 
 // A shrink task of 64 rows or more keeps the A its first row block widens in the thread's
