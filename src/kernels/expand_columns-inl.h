@@ -8,13 +8,14 @@
 // For tiles of 13-16 rows at ranks of exactly 48 or 64.  A vector holds one output column of
 // every row of the tile: acc[j] lane i += z[row i][r] * B[n0 + j, r], the B value a broadcast
 // folded into the FMA as a memory operand, for 16 columns j at a time.  The loop is FMAs,
-// loads and the next block's widening (one conversion and store per step): no rank residues to sum (the row-lane form's epilogue) and no transposed pack of B (the
-// outer product's), just one 16 x 16 transpose of the results per block.  The next block's B
-// is widened inside the current block's loop, one vector per rank step, so the conversions
-// overlap the FMAs instead of waiting between blocks.  Every output is one fp32 chain over r
-// in order: the same sums as the outer product, so the same bits.  Above rank 64 the chains
-// would fold into fp64 (kChain), and with that the form measured slower than the row-lane
-// form (bench/notes.md, twenty-second session).
+// loads and the next block's widening (one conversion and store per step): no rank residues
+// to sum (the row-lane form's epilogue) and no transposed pack of B (the outer product's),
+// just one 16 x 16 transpose of the results per block.  Widening the next block inside the
+// current block's loop, one vector per rank step, lets the conversions overlap the FMAs
+// instead of waiting between blocks.  Every output is one fp32 chain over r in order: the
+// same sums as the outer product, so the same bits.  Above rank 64 the chains would fold into
+// fp64 (kChain), and with that the form measured slower than the row-lane form
+// (bench/notes.md, twenty-second session).
 constexpr int64_t kColumnMinRank = 48, kColumnMaxRank = 64;
 static_assert(kColumnMaxRank <= internal::kChain, "one fp32 chain per output, as the outer product below kChain");
 
@@ -85,7 +86,8 @@ void ExpandColumns(const ExpandCtx& c, const WeightRows& Bw, int64_t pos_begin, 
     yrow[i] = c.ybase + w.order[pos_begin + i] * p.y.row_stride * yes;
     orow[i] = c.obase + w.order[pos_begin + i] * p.out.row_stride * yes;
   }
-  const ColumnFns fns = ColumnFnsFor<TB>(rank, std::make_integer_sequence<int64_t, (kColumnMaxRank - kColumnMinRank) / 16 + 1>());
+  constexpr int64_t kRanks = (kColumnMaxRank - kColumnMinRank) / 16 + 1;
+  const ColumnFns fns = ColumnFnsFor<TB>(rank, std::make_integer_sequence<int64_t, kRanks>());
   const int64_t ahead_rows = PrefetchRowsAhead(Bw, rank), rs = Bw.row_step * Bw.esize, cs = Bw.chunk_step;
   PrefetchBRows(Bw, n_begin, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
   HWY_ALIGN float bf[2][kLanes * kColumnMaxRank];  // B's block n0 (fp32), and the next one
