@@ -1,5 +1,6 @@
 // One-shot calls (add_lora, shrink, expand): planned without a Plan object and run with a
 // per-thread workspace, so a small call makes no heap allocation (docs/design.md, "one-shot call").
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <type_traits>
@@ -8,7 +9,7 @@
 #include "core/plan_impl.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
-#include "model/fence.h"
+#include "model/kept_buffer.h"
 
 namespace addlora::detail {
 
@@ -49,30 +50,12 @@ namespace {
 
 void* aligned_bytes(uint64_t bytes) { return std::aligned_alloc(64, (bytes + 63) & ~uint64_t{63}); }
 
-// Under AddressSanitizer the kept buffer's bytes past this call's workspace are poisoned, so a
-// kernel overrunning its workspace is caught as it would be in a buffer of the exact size.
-using model::fence_tail;
-
-// The calling thread's kept buffer, in plain thread_locals without destructors: they stay usable
-// while the thread's other objects and, for the main thread, static objects are destroyed (a
-// call may come from their destructors).  KeptRelease frees the buffer when the thread ends;
-// calls after that get buffers of their own.  `busy`: a buffer in use by this thread's current
-// call, so a nested call (none today: the kernels call nothing back) would not share it.
-thread_local void* t_kept_data = nullptr;
-thread_local uint64_t t_kept_bytes = 0;
-thread_local bool t_kept_released = false;
+// The calling thread's kept buffer (model/kept_buffer.h); calls after the thread's release get
+// buffers of their own.  `busy`: a buffer in use by this thread's current call, so a nested
+// call (none today: the kernels call nothing back) would not share it.
+thread_local model::KeptBuffer t_kept;
+thread_local model::KeptRelease t_kept_release;
 thread_local bool t_kept_busy = false;
-struct KeptRelease {
-  bool armed = false;
-  ~KeptRelease() {
-    fence_tail(t_kept_data, t_kept_bytes, t_kept_bytes);
-    std::free(t_kept_data);
-    t_kept_data = nullptr;
-    t_kept_bytes = 0;
-    t_kept_released = true;
-  }
-};
-thread_local KeptRelease t_kept_release;  // its destructor is registered at its first use
 
 }  // namespace
 
@@ -88,27 +71,18 @@ Status CallWorkspace::acquire(uint64_t bytes, Error& error) {
                 "cannot allocate the workspace (" + std::to_string(bytes) + " bytes)");
   };
   if (allocation_fails()) return no_memory();
-  if (bytes > kKeptBytes || t_kept_released || t_kept_busy) {
+  if (bytes > kKeptBytes || t_kept.released || t_kept_busy) {
     data_ = aligned_bytes(bytes);
     owned_ = data_ != nullptr;
     return data_ ? Status::ok : no_memory();
   }
-  if (t_kept_bytes < bytes) {
-    t_kept_release.armed = true;  // (first use: registers the release before the first buffer)
-    fence_tail(t_kept_data, t_kept_bytes, t_kept_bytes);
-    std::free(t_kept_data);
-    t_kept_data = nullptr;
-    t_kept_bytes = 0;
+  if (t_kept.bytes < bytes) {
+    t_kept_release.kept = &t_kept;
     // At least 16 KiB, so that a thread's small calls share one buffer from the start.
-    const uint64_t grown = bytes < (uint64_t{16} << 10) ? uint64_t{16} << 10 : bytes;
-    void* p = aligned_bytes(grown);
-    if (!p) return no_memory();
-    t_kept_data = p;
-    t_kept_bytes = grown;
+    if (!model::regrow(t_kept, std::max<uint64_t>(bytes, uint64_t{16} << 10))) return no_memory();
   }
-  fence_tail(t_kept_data, bytes, t_kept_bytes);
+  data_ = model::lend(t_kept, bytes);
   t_kept_busy = true;
-  data_ = t_kept_data;
   return Status::ok;
 }
 

@@ -1,7 +1,6 @@
-// Buffers kept between calls and lent out in part (the call workspace, core/one_call.cc; the
-// kernels' scratch, kernels/scratch.cc): under AddressSanitizer the bytes past the part lent
-// are poisoned, so an overrun is reported as it would be in a buffer of the exact size.
-// Header-only and at the bottom layer so that both can use it.
+// Buffers kept between uses and lent out in part (kept_buffer.h): under AddressSanitizer the
+// bytes past the part lent are poisoned, so an overrun is reported as it would be in a buffer
+// of the exact size.
 #pragma once
 #include <cstdint>
 #if defined(__SANITIZE_ADDRESS__)
