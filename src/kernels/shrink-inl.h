@@ -50,6 +50,7 @@ constexpr int kShrinkRows = 6;  // rows per register block
 // kTallRanks ranks, so that A streams once for all its rows: as 6 + 2 rows, the second block
 // re-read A after the first had waited on DRAM, and the FMAs of the two did not overlap the
 // stream (bench/notes.md).  Only with 32 vector registers (AVX-512, where it was measured).
+// Over 3k + 1 ranks the last four take two blocks of kTallRows x 2 (block, in ShrinkTask).
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
 constexpr int kTallRows = 0;
 #else
@@ -709,6 +710,18 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       // Pre-widened x rows are read as fp32 whatever TX was (one instantiation for all TX).
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if constexpr (kTallRows > 0) {
+        if (tall && (r_end - r_begin) % kTallRanks == 1 && r_end - r_begin > kTallRanks) {
+          // 3k + 1 ranks (R = 16, 64): the last four as two blocks of 2, not 3 and a lone rank
+          // computed as 3 (fewer FMAs; every sum is its own chain, so the same bits).
+          if (r_end - r0 == 1) return;
+          if (r_end - r0 == 4) {
+            const unsigned char* ar2[2] = {ar[2], A.base + (r0 + 3) * A.row_step * aes};
+            double* o2[kMaxBlockRows];
+            for (int i = 0; i < kMaxBlockRows; ++i) o2[i] = o[i] + 2;
+            ShrinkBlock<TX, TA, kTallRows, 2, false>(xr, xoff, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, 2, io);
+            return ShrinkBlock<TX, TA, kTallRows, 2, false>(xr, xoff, ar2, A.chunk_step, nz, h_begin, h0, h1, o2, rows_valid, 2, io);
+          }
+        }
         if (tall) return ShrinkBlock<TX, TA, kTallRows, kTallRanks, false>(xr, xoff, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid,
                                                                            ranks_valid, io);
       }

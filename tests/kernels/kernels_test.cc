@@ -784,7 +784,8 @@ TEST_F(PerTarget, TwoRowShrinkOverPaddedRows) {
   });
 }
 
-// On AVX-512, groups of 7 or 8 rows run as 8 x 3 blocks (elsewhere as 6 + 1-2 rows); over 64
+// On AVX-512, groups of 7 or 8 rows run as 8 x 3 blocks (elsewhere as 6 + 1-2 rows; over 3k + 1
+// ranks, R = 16 and 64, the last four ranks as two 8 x 2 blocks); over 64
 // ranks or more and x rows a multiple of 4 KiB apart (H1 = 2048, 4096) such a block first
 // copies the rows' columns into padded rows (ShrinkTask).  Two forms reach it: eight adapters
 // of 7-8 rows each, rows interleaved (rank split: each task all of K, its ranks whole), and one
@@ -794,7 +795,7 @@ TEST_F(PerTarget, TwoRowShrinkOverPaddedRows) {
 TEST_F(PerTarget, ShrinkEightRowGroupsOverManyAdapters) {
   using addlora::TensorView;
   for (int64_t H1 : {2048, 4096, 1000})
-    for (int64_t R : {64, 128})
+    for (int64_t R : {16, 64, 128})
       for (int64_t form : {8, 7, 0}) {  // the last of 8 adapters has 8 or 7 rows; 0: 8 + 16 rows over 2
         SCOPED_TRACE("H1 " + std::to_string(H1) + " R " + std::to_string(R) + " form " + std::to_string(form));
         const int64_t W = form ? 8 : 2, B = form ? 7 * W + form : 24;
