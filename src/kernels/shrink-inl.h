@@ -711,15 +711,18 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
       // A single row (decode) takes the 1-row kernel: no duplicated rows' FMAs.
       if constexpr (kTallRows > 0) {
         if (tall && (r_end - r_begin) % kTallRanks == 1 && r_end - r_begin > kTallRanks) {
-          // 3k + 1 ranks (R = 16, 64): the last four as two blocks of 2, not 3 and a lone rank
-          // computed as 3 (fewer FMAs; every sum is its own chain, so the same bits).
+          // A task of 3k + 1 ranks (e.g. R = 16 or 64, or rank groups of 16): the last four as
+          // two blocks of 2, not 3 and a lone rank computed as 3 (fewer FMAs; every sum is its
+          // own chain, so the same bits).  The first takes io's prefetches (the lone rank's row,
+          // apf_ranks = 1); the second has none due.
           if (r_end - r0 == 1) return;
           if (r_end - r0 == 4) {
             const unsigned char* ar2[2] = {ar[2], A.base + (r0 + 3) * A.row_step * aes};
             double* o2[kMaxBlockRows];
             for (int i = 0; i < kMaxBlockRows; ++i) o2[i] = o[i] + 2;
             ShrinkBlock<TX, TA, kTallRows, 2, false>(xr, xoff, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid, 2, io);
-            return ShrinkBlock<TX, TA, kTallRows, 2, false>(xr, xoff, ar2, A.chunk_step, nz, h_begin, h0, h1, o2, rows_valid, 2, io);
+            const BlockIo none;
+            return ShrinkBlock<TX, TA, kTallRows, 2, false>(xr, xoff, ar2, A.chunk_step, nz, h_begin, h0, h1, o2, rows_valid, 2, none);
           }
         }
         if (tall) return ShrinkBlock<TX, TA, kTallRows, kTallRanks, false>(xr, xoff, ar, A.chunk_step, nz, h_begin, h0, h1, o, rows_valid,

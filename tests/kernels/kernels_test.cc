@@ -790,21 +790,21 @@ TEST_F(PerTarget, TwoRowShrinkOverPaddedRows) {
 // copies the rows' columns into padded rows (ShrinkTask).  Two forms reach it: eight adapters
 // of 7-8 rows each, rows interleaved (rank split: each task all of K, its ranks whole), and one
 // 8-row adapter beside a 16-row one (split-K: a task's K chunk starts at column 2048 when H1 =
-// 4096).  Each row's z must equal, bit for bit, that row's z alone, and the fp64 sum within
+// 4096); and one 8-row adapter alone (rank split into groups that start past rank 0).  Each row's z must equal, bit for bit, that row's z alone, and the fp64 sum within
 // the contract's bound.  H1 = 1000 takes no copy.
 TEST_F(PerTarget, ShrinkEightRowGroupsOverManyAdapters) {
   using addlora::TensorView;
   for (int64_t H1 : {2048, 4096, 1000})
     for (int64_t R : {16, 64, 128})
-      for (int64_t form : {8, 7, 0}) {  // the last of 8 adapters has 8 or 7 rows; 0: 8 + 16 rows over 2
+      for (int64_t form : {8, 7, 0, 1}) {  // the last of 8 adapters has 8 or 7 rows; 0: 8 + 16 rows over 2; 1: 8 rows
         SCOPED_TRACE("H1 " + std::to_string(H1) + " R " + std::to_string(R) + " form " + std::to_string(form));
-        const int64_t W = form ? 8 : 2, B = form ? 7 * W + form : 24;
+        const int64_t W = form == 1 ? 1 : form ? 8 : 2, B = form == 1 ? 8 : form ? 7 * W + form : 24;
         Rng rng(1900 + H1 + R + form);
         std::vector<uint16_t> x = random_f16(rng, B * H1), a = random_f16(rng, W * R * H1);
         const TensorView a_view = TensorView::contiguous(a.data(), DType::f16, {W, 1, R, H1});
         const TensorView x_view = TensorView::contiguous(x.data(), DType::f16, {B, H1});
         std::vector<int32_t> idx(B);
-        for (int64_t b = 0; b < B; ++b) idx[b] = static_cast<int32_t>(form ? b % W : b % 3 == 0);  // 8 rows on adapter 1
+        for (int64_t b = 0; b < B; ++b) idx[b] = static_cast<int32_t>(form ? b % W : b % 3 == 0);  // form 0: 8 rows on adapter 1
         std::vector<double> exact, magnitude;
         shrink_oracle(x_view, a_view, idx, &exact, &magnitude);
         auto run = [&](int64_t row0, int64_t rows, const int32_t* ix, float* z) {
