@@ -1,6 +1,5 @@
 // One-shot calls (add_lora, shrink, expand): planned without a Plan object and run with a
 // per-thread workspace, so a small call makes no heap allocation (docs/design.md, "one-shot call").
-#include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <type_traits>
@@ -76,12 +75,8 @@ Status CallWorkspace::acquire(uint64_t bytes, Error& error) {
     owned_ = data_ != nullptr;
     return data_ ? Status::ok : no_memory();
   }
-  if (t_kept.bytes < bytes) {
-    t_kept_release.kept = &t_kept;
-    // At least 16 KiB, so that a thread's small calls share one buffer from the start.
-    if (!model::regrow(t_kept, std::max<uint64_t>(bytes, uint64_t{16} << 10))) return no_memory();
-  }
-  data_ = model::lend(t_kept, bytes);
+  // At least 16 KiB, so that a thread's small calls share one buffer from the start.
+  if (!model::take(t_kept, t_kept_release, bytes, &data_, uint64_t{16} << 10)) return no_memory();
   t_kept_busy = true;
   return Status::ok;
 }

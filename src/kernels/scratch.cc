@@ -20,11 +20,8 @@ void refuse_thread_scratch(bool refuse) { refused.store(refuse); }
 
 void* thread_scratch(size_t bytes) {
   if (refused.load(std::memory_order_relaxed) || t_scratch.released) return nullptr;
-  if (t_scratch.bytes < bytes) {
-    t_release.kept = &t_scratch;
-    if (!model::regrow(t_scratch, bytes)) return nullptr;
-  }
-  return model::lend(t_scratch, bytes);
+  void* p = nullptr;
+  return model::take(t_scratch, t_release, bytes, &p) ? p : nullptr;
 }
 
 }  // namespace addlora::kernels::internal

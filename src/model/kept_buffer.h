@@ -54,4 +54,16 @@ struct KeptRelease {
   }
 };
 
+// The first `bytes` of kb's block at *out, the block regrown first (to at least min_bytes) when
+// it is shorter, with `release` armed to free it at thread exit.  False when no block is had;
+// kb must not be released (the caller takes its other path then).
+inline bool take(KeptBuffer& kb, KeptRelease& release, uint64_t bytes, void** out, uint64_t min_bytes = 0) {
+  if (kb.bytes < bytes) {
+    release.kept = &kb;
+    if (!regrow(kb, bytes > min_bytes ? bytes : min_bytes)) return false;
+  }
+  *out = lend(kb, bytes);
+  return true;
+}
+
 }  // namespace addlora::model

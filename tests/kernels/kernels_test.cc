@@ -514,6 +514,7 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
 // bit for bit, on every target: ND and FRACTAL_NZ B, fp16, bf16 and fp32 B and y, a ragged last
 // column block and a column offset.  Values against the oracle: ExpandFormsByRowsPerAdapter.
 TEST_F(PerTarget, ColumnFormEqualsOuterProductBitwise) {
+  using addlora::TensorView;
   int64_t seed = 0;
   for (int64_t R : {48, 64})
     for (int64_t g : {13, 15, 16})
@@ -528,39 +529,21 @@ TEST_F(PerTarget, ColumnFormEqualsOuterProductBitwise) {
         Rng rng(3100 + seed);
         std::vector<float> z(static_cast<size_t>(G * R));
         for (auto& e : z) e = static_cast<float>(rng.uniform(-1, 1));
-        auto elem_bytes = [](DType d) { return d == DType::f32 ? size_t{4} : size_t{2}; };
-        auto random_elems = [&](DType d, int64_t n) {  // raw little-endian element bytes
-          std::vector<uint8_t> v(static_cast<size_t>(n) * elem_bytes(d));
-          for (int64_t i = 0; i < n; ++i) {
-            const double u = rng.uniform(-1, 1);
-            if (d == DType::f32) {
-              const float f = static_cast<float>(u);
-              std::memcpy(&v[static_cast<size_t>(i) * 4], &f, 4);
-            } else {
-              const uint16_t h = static_cast<uint16_t>(addlora::ref::encode(u, d));
-              std::memcpy(&v[static_cast<size_t>(i) * 2], &h, 2);
-            }
-          }
-          return v;
-        };
-        std::vector<uint8_t> b = random_elems(bd, H2 * R), y0 = random_elems(yd, G * H3);
-        const int64_t bdims[4] = {1, 1, H2, R};
-        std::vector<uint8_t> b_nz(static_cast<size_t>(addlora::nz_elements(bdims, 4)) * elem_bytes(bd));
-        using addlora::TensorView;
+        TestTensor bt = nz ? TestTensor::nz(bd, {1, 1, H2, R}) : TestTensor::nd(bd, {1, 1, H2, R});
+        TestTensor yt = TestTensor::nd(yd, {G, H3});
+        bt.fill_uniform(rng, -1, 1);
+        yt.fill_uniform(rng, -1, 1);
         addlora::ExpandArguments e;
-        e.weight_b = TensorView::contiguous(b.data(), bd, {1, 1, H2, R});
-        if (nz) {
-          ASSERT_EQ(addlora::nd_to_nz(e.weight_b, b_nz.data(), addlora::nz_elements(bdims, 4)), addlora::Status::ok);
-          e.weight_b.data = b_nz.data();
-          e.weight_b.layout = Layout::fractal_nz;
-        }
+        e.weight_b = bt.view();
         e.scale = -0.625;
         e.y_offset = off;
         std::vector<int32_t> idx(static_cast<size_t>(G), 0);
-        const size_t first_rows = static_cast<size_t>(g * H3) * elem_bytes(yd);  // rows 0..g-1
+        const auto y0 = yt.image_bytes().begin() + static_cast<std::ptrdiff_t>(yt.guard_bytes());  // y's rows
+        const int64_t yes = yd == DType::f32 ? 4 : 2;
+        const size_t first_rows = static_cast<size_t>(g * H3 * yes);  // rows 0..g-1
         for_each_target([&] {
-          auto run = [&](int64_t rows) {
-            std::vector<uint8_t> y = y0;
+          auto run = [&](int64_t rows) {  // y's first `rows` rows, updated in a copy
+            std::vector<uint8_t> y(y0, y0 + static_cast<std::ptrdiff_t>(rows * H3 * yes));
             e.z = TensorView::contiguous(z.data(), DType::f32, {rows, R});
             e.indices = TensorView::contiguous(idx.data(), DType::i32, {rows});
             e.out = TensorView::contiguous(y.data(), yd, {rows, H3});
@@ -571,7 +554,7 @@ TEST_F(PerTarget, ColumnFormEqualsOuterProductBitwise) {
           const std::vector<uint8_t> column = run(g), outer = run(G);
           const auto diff = std::mismatch(column.begin(), column.end(), outer.begin());
           EXPECT_TRUE(diff.first == column.end()) << "first differing byte " << (diff.first - column.begin());
-          EXPECT_FALSE(column == std::vector<uint8_t>(y0.begin(), y0.begin() + static_cast<std::ptrdiff_t>(first_rows)));
+          EXPECT_FALSE(column == std::vector<uint8_t>(y0, y0 + static_cast<std::ptrdiff_t>(first_rows)));
         });
       }
 }
@@ -790,8 +773,9 @@ TEST_F(PerTarget, TwoRowShrinkOverPaddedRows) {
 // copies the rows' columns into padded rows (ShrinkTask).  Two forms reach it: eight adapters
 // of 7-8 rows each, rows interleaved (rank split: each task all of K, its ranks whole), and one
 // 8-row adapter beside a 16-row one (split-K: a task's K chunk starts at column 2048 when H1 =
-// 4096); and one 8-row adapter alone (rank split into groups that start past rank 0).  Each row's z must equal, bit for bit, that row's z alone, and the fp64 sum within
-// the contract's bound.  H1 = 1000 takes no copy.
+// 4096); and one 8-row adapter alone (rank split into groups that start past rank 0).  Each
+// row's z must equal, bit for bit, that row's z alone, and the fp64 sum within the contract's
+// bound.  H1 = 1000 takes no copy.
 TEST_F(PerTarget, ShrinkEightRowGroupsOverManyAdapters) {
   using addlora::TensorView;
   for (int64_t H1 : {2048, 4096, 1000})
