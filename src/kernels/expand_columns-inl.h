@@ -15,7 +15,7 @@
 // instead of waiting between blocks.  Every output is one fp32 chain over r in order: the
 // same sums as the outer product, so the same bits.  Above rank 64 the chains would fold into
 // fp64 (kChain), and with that the form measured slower than the row-lane form
-// (bench/notes.md, twenty-second session).
+// (bench/notes.md).
 constexpr int64_t kColumnMinRank = 48, kColumnMaxRank = 64;
 static_assert(kColumnMaxRank <= internal::kChain, "one fp32 chain per output, as the outer product below kChain");
 
