@@ -161,8 +161,10 @@ int main(int argc, char** argv) {
          "  roofline time = max(bytes / bandwidth, flops / peak) with the bandwidth and peak of the same thread count;\n"
          "  % roof = roofline time / measured time (median of repeated calls).  The peak is the fp32 FMA peak:\n"
          "  every call does its FMAs in fp32 (chains of at most 64 folded into fp64, docs/contract.md §1.3).\n"
-         "- Weights rotate over enough copies (>= 256 MiB) and activations over >= 128 MiB of copies, so every\n"
-         "  call reads them from DRAM, not from the 32 MiB L3.\n"
+         "- Weights rotate over enough copies (>= " << fmt("%.0f", beyond_cache_bytes(256.0 * (1 << 20)) / (1 << 20))
+      << " MiB: 256 MiB or twice this CPU's " << fmt("%.0f", last_level_cache_bytes() / double(1 << 20))
+      << " MiB L3) that every call reads its weights from DRAM; activations rotate over up to 64 copies\n"
+         "  (>= 128 MiB where that many reach it).\n"
          "- Peers on the same data, same process, all threads: *plain loop* = the portable scalar kernel\n"
          "  (single-threaded, fp64 sums; only run up to 4e8 flops); *per-token gather* = for each row copy its\n"
          "  adapter's A and B (widened to fp32) into a buffer, then two OpenBLAS sgemv (decode shapes only);\n"

@@ -52,7 +52,7 @@ struct Shape {
 };
 
 constexpr int kLayers = 32;          // calls queued on the stream before one synchronize
-constexpr double kRotateBytes = 256.0 * (1 << 20);  // far past the L3 of this class of machine
+const double kRotateBytes = bench::beyond_cache_bytes(256.0 * (1 << 20));  // far past the L3 (machine.h)
 
 // One slot of data: a layer's weights and its activations, as device memory and aclTensors.
 struct Slot {

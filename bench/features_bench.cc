@@ -21,13 +21,16 @@
 #include <utility>
 #include <vector>
 
+#include "machine.h"
+
 namespace {
 
 using addlora::Arguments;
 using addlora::DType;
 using addlora::TensorView;
 
-constexpr int64_t kCacheBytes = 96ll << 20;  // rotate over more than 3x the 32 MiB L3
+// Rotate over 96 MiB or twice the L3, whichever is larger (machine.h).
+const int64_t kCacheBytes = static_cast<int64_t>(bench::beyond_cache_bytes(96.0 * (1 << 20)));
 
 std::vector<uint16_t> random_half(size_t n, std::mt19937& gen) {
   std::uniform_int_distribution<int> u(-1000, 1000);
@@ -110,8 +113,8 @@ struct Activations {
   }
   // Call i uses rotation slot i % copies with row b on adapter (b + shift) % W, shift = (i /
   // copies) % W: when the rows use fewer than W adapters (B=1), successive visits of a slot
-  // still touch different adapters, so the rotation reads > 96 MiB, not the used share of it
-  // (B=1 W=8 would otherwise cycle through 1/8 of it, which the 32 MiB L3 largely holds).
+  // still touch different adapters, so the rotation reads all of kCacheBytes, not the used
+  // share of it (B=1 W=8 would otherwise cycle through 1/8 of it, which the L3 largely holds).
   void relabel(int i, int64_t copies) {
     const int64_t shift = (i / copies) % W;
     for (int64_t b = 0; b < B; ++b) idx[b] = static_cast<int32_t>((b + shift) % W);
@@ -177,8 +180,9 @@ int main(int argc, char** argv) {
   std::printf("\n## Library-API features (bench/features_bench, %d threads, SIMD target %s)\n\n",
               addlora::num_threads(), addlora::simd_target());
   std::printf("fp16, H1 = 4096, in place, weights rotating over "
-              "> 96 MiB (DRAM) unless the shape says L3.  "
-              "Ratio = first / second (above 1: the second is faster).\n\n");
+              "> %lld MiB (DRAM) unless the shape says L3.  "
+              "Ratio = first / second (above 1: the second is faster).\n\n",
+              static_cast<long long>(kCacheBytes >> 20));
   std::printf("| feature | shape | first | second | ratio |\n|---|---|---|---|---|\n");
 
   // ---- FRACTAL_NZ vs ND ---------------------------------------------------------------------

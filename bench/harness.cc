@@ -128,9 +128,10 @@ Dataset::Dataset(const Shape& s, bool fp32) : d_(new Impl_) {
   d.wa_elems = s.W * s.R * s.H1;
   d.wb_elems = s.W * s.H2 * s.R;
   const double wbytes = double(d.wa_elems + d.wb_elems) * 2, abytes = double(s.B) * (s.H1 + s.H2) * 2;
-  // Enough distinct slots that a full rotation (>= 256 MiB of weights, >= 128 MiB of
-  // activations) is far beyond the 32 MiB L3: every call reads its weights from DRAM.
-  d.nw = static_cast<int>(std::clamp(std::ceil(256.0 * (1 << 20) / wbytes), 2.0, 1024.0));
+  // Enough distinct slots that a full rotation of weights (256 MiB or twice the L3, whichever
+  // is larger) is far beyond the L3: every call reads its weights from DRAM.  Activations
+  // rotate over >= 128 MiB where 64 copies reach it.
+  d.nw = static_cast<int>(std::clamp(std::ceil(beyond_cache_bytes(256.0 * (1 << 20)) / wbytes), 2.0, 4096.0));
   d.na = static_cast<int>(std::clamp(std::ceil(128.0 * (1 << 20) / abytes), 2.0, 64.0));
   for (int i = 0; i < d.nw; ++i) {
     d.A.push_back(alloc<uint16_t>(d.wa_elems));

@@ -11,6 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -89,11 +91,31 @@ double run_threads(int n, F f) {  // wall seconds of f(thread) on n threads star
 
 }  // namespace
 
+size_t last_level_cache_bytes() {
+  static const size_t bytes = [] {
+    size_t best = 0;
+    for (int i = 0; i < 16; ++i) {  // sysfs: "491520K", "2048K", ...
+      std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/size");
+      std::string v;
+      if (!(f >> v) || v.empty()) continue;
+      size_t n = std::strtoull(v.c_str(), nullptr, 10);
+      const char unit = v.back();
+      n <<= unit == 'K' ? 10 : unit == 'M' ? 20 : unit == 'G' ? 30 : 0;
+      best = std::max(best, n);
+    }
+    return best ? best : size_t{32} << 20;
+  }();
+  return bytes;
+}
+
+double beyond_cache_bytes(double floor) { return std::max(floor, 2.0 * static_cast<double>(last_level_cache_bytes())); }
+
 Machine measure_machine(int threads) {
   Machine m;
   m.threads = threads;
-  // Bandwidth: each thread streams its slice of a 512 MiB buffer; best of 3 passes.
-  const size_t words = (size_t{512} << 20) / 8;
+  // Bandwidth: each thread streams its slice of a buffer of 512 MiB or twice the L3, whichever
+  // is larger; best of 3 passes.
+  static const size_t words = static_cast<size_t>(beyond_cache_bytes(512.0 * (1 << 20))) / 64 * 8;
   static uint64_t* buf = [&] {
     uint64_t* b = alloc<uint64_t>(words);
     for (size_t i = 0; i < words; ++i) b[i] = i * 0x9E3779B97F4A7C15ull;

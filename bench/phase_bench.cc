@@ -4,8 +4,8 @@
 //   expand       addlora::expand alone (fp32 z in, y updated in place), back to back;
 //   in order     shrink then expand, alternately, each timed on its own: what each phase costs
 //                when the other one ran just before it (its caches, its prefetcher state);
-// with the data cold (weights rotating over >= 256 MiB of copies, activations over >= 128 MiB,
-// as the kernel grid does) or, with --warm, one copy of everything (cache-resident where it
+// with the data cold (weights rotating over >= 256 MiB of copies and twice the L3, activations
+// over >= 128 MiB, as the kernel grid does) or, with --warm, one copy of everything (cache-resident where it
 // fits).  Each time is the median [min-max] of --rounds rounds; %roof is each phase's own
 // roofline, max(its bytes / read bandwidth, its flops / fp32 FMA peak), both measured in this
 // process at this thread count (bf16: the shrink's flops at twice the peak, vdpbf16ps).
@@ -51,7 +51,7 @@ struct Data {
   Data(Shape shape, int64_t h, bool bf16, bool warm) : s(shape), H(h), dt(bf16 ? addlora::DType::bf16 : addlora::DType::f16) {
     wsz = static_cast<size_t>(s.W * s.R * H);
     asz = static_cast<size_t>(s.B * H);
-    const double kWeights = 256.0 * (1 << 20), kActs = 128.0 * (1 << 20);
+    const double kWeights = bench::beyond_cache_bytes(256.0 * (1 << 20)), kActs = 128.0 * (1 << 20);
     copies = warm ? 1 : std::max(1, static_cast<int>(kWeights / (4.0 * wsz)));
     xcopies = warm ? 1 : std::max(1, static_cast<int>(kActs / (4.0 * asz)));
     std::mt19937 g(7);
