@@ -36,6 +36,8 @@ uint64_t workspace_bytes_portable(const detail::Problem& p);  // its scratch (ex
 // Thread pool and SIMD target control (backing addlora::set_num_threads & co).
 // Default threads: ADDLORA_NUM_THREADS, else the hardware threads.  simd_target(): "AVX3",
 // "AVX2" or "SCALAR"; ADDLORA_SIMD_TARGET=<name> (EMU128 = SCALAR) forces a lower one.
+// ADDLORA_BF16_DOT=1 / 0 turns the bf16 shrink's vdpbf16ps path on / off (default: AMD CPUs
+// with AVX512_BF16; shrink_bf16.h).
 void set_num_threads(int n);
 int num_threads();
 const char* simd_target();

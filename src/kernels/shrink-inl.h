@@ -754,7 +754,8 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
 
 void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
 #if HWY_TARGET == HWY_AVX3
-  // bf16 x bf16 on CPUs with AVX512_BF16: vdpbf16ps, same chains and folds (shrink_bf16.h).
+  // bf16 x bf16 where vdpbf16ps is on (shrink_bf16.h: AMD CPUs with AVX512_BF16 by default):
+  // same chains and folds.
   if (w.p->x.dtype == DType::bf16 && w.p->a.dtype == DType::bf16 && internal::bf16_dot_usable())
     return internal::shrink_bf16_dot(w, pb, pe, adapter, k);
 #endif

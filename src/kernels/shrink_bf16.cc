@@ -15,6 +15,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 
@@ -26,7 +28,7 @@ using namespace bf16;  // NOLINT: the screening helpers and the block constants
 constexpr int kRowsMax = 6;            // rows per register block (24 accumulators)
 constexpr int64_t kFlagRanks = 4096;   // screening bits kept per task: ranks ...
 constexpr int64_t kFlagRows = 1024;    // ... and rows (more: screened block by block)
-std::atomic<bool> g_enabled{true};
+std::atomic<int> g_mode{-1};  // set_bf16_dot_enabled: 1 on, 0 off, -1 the default
 std::atomic<uint64_t> g_tasks{0}, g_fallbacks{0};
 
 bool cpu_has_bf16_dot() {
@@ -281,11 +283,30 @@ ADDLORA_BF16_TARGET bool DotRowsInOrder(const uint16_t* const* xr, const uint16_
 
 }  // namespace
 
-bool bf16_dot_usable() {
+bool bf16_dot_supported() {
   static const bool cpu = cpu_has_bf16_dot();
-  return cpu && g_enabled.load(std::memory_order_relaxed);
+  return cpu;
 }
-void set_bf16_dot_enabled(bool on) { g_enabled.store(on); }
+
+bool bf16_dot_default() {
+  static const bool on = [] {
+    if (const char* env = std::getenv("ADDLORA_BF16_DOT"); env && *env) {
+      if ((env[0] == '0' || env[0] == '1') && env[1] == '\0') return env[0] == '1';
+      std::fprintf(stderr, "addlora: ADDLORA_BF16_DOT=%s is not 0 or 1; using the CPU's default\n", env);
+    }
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") != 0;
+  }();
+  return on;
+}
+
+bool bf16_dot_usable() {
+  if (!bf16_dot_supported()) return false;
+  const int mode = g_mode.load(std::memory_order_relaxed);
+  return mode < 0 ? bf16_dot_default() : mode == 1;
+}
+void set_bf16_dot_enabled(bool on) { g_mode.store(on ? 1 : 0); }
+void reset_bf16_dot() { g_mode.store(-1); }
 uint64_t bf16_dot_tasks() { return g_tasks.load(); }
 uint64_t bf16_dot_fallbacks() { return g_fallbacks.load(); }
 

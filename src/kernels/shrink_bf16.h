@@ -1,5 +1,5 @@
-// The shrink for bf16 x and bf16 A on CPUs with AVX512_BF16 (vdpbf16ps), called from the AVX3
-// target's Shrink (shrink-inl.h) only.  Not part of the library's interface.
+// The shrink for bf16 x and bf16 A on CPUs with AVX512_BF16 (vdpbf16ps) where it is on
+// (bf16_dot_usable), called from the AVX3 target's Shrink (shrink-inl.h) only.  Not part of the library's interface.
 //
 // Same task contract as TargetKernels::shrink (work.h) and the same accumulator policy: each
 // fp32 lane takes at most kChain = 64 products per chain (32 vdpbf16ps over 1024 columns, two
@@ -23,11 +23,21 @@
 
 namespace addlora::kernels::internal {
 
-// The CPU has AVX512F/BW/VL and AVX512_BF16 (checked once), and the path is enabled.
+// The CPU has AVX512F/BW/VL and AVX512_BF16 (checked once).
+bool bf16_dot_supported();
+// Whether bf16 shrinks take this path by default: ADDLORA_BF16_DOT=1 or 0 if set, else on AMD
+// CPUs only.  Zen 4 and Zen 5 form two products per lane per instruction at about their FMA
+// rate; the Intel Xeon measured issues vdpbf16ps at a quarter of its FMA rate (half the
+// products per cycle of two FMA ports), where the FMA path is faster (bench/notes.md).
+// Decided once per process; the bits of a bf16 shrink depend on it (docs/contract.md §1.4).
+bool bf16_dot_default();
+// bf16_dot_supported() and the path is on (the default above unless a test hook set it).
 bool bf16_dot_usable();
-// Test hooks: enable/disable the path (default enabled); count of shrink tasks it has run,
-// and of (row, rank, chunk) results it recomputed with FMAs because of tiny inputs.
+// Test hooks: turn the path on or off (where supported), or back to the default; count of
+// shrink tasks it has run, and of (row, rank, chunk) results it recomputed with FMAs because
+// of tiny inputs.
 void set_bf16_dot_enabled(bool on);
+void reset_bf16_dot();
 uint64_t bf16_dot_tasks();
 uint64_t bf16_dot_fallbacks();
 

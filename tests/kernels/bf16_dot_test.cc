@@ -1,5 +1,6 @@
 // The bf16 x bf16 shrink through vdpbf16ps (src/kernels/shrink_bf16.h), on CPUs with
-// AVX512_BF16 and the AVX3 target (skipped elsewhere): against the fp64 oracle with the
+// AVX512_BF16 and the AVX3 target (skipped elsewhere; turned on where the CPU's default is the
+// FMA path): against the fp64 oracle with the
 // contract's bound over ragged shapes (H1 up to 131072, R up to 512, ND and FRACTAL_NZ A),
 // subnormal and tiny bf16 inputs (which vdpbf16ps would flush: the path must screen them out),
 // NZ A bitwise equal to ND A, bitwise identical for 1/2/3 threads, and proof that the path ran.
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -109,11 +111,12 @@ class Bf16Dot : public ::testing::Test {
   void SetUp() override {
     saved_threads_ = addlora::num_threads();
     if (!internal::force_simd_target("AVX3")) GTEST_SKIP() << "no AVX3 target on this CPU";
-    if (!internal::bf16_dot_usable()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+    if (!internal::bf16_dot_supported()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+    internal::set_bf16_dot_enabled(true);  // also where the CPU's default is the FMA path
   }
   void TearDown() override {
     internal::force_simd_target(nullptr);
-    internal::set_bf16_dot_enabled(true);
+    internal::reset_bf16_dot();
     addlora::set_num_threads(saved_threads_);
   }
   int saved_threads_ = 1;
@@ -162,6 +165,25 @@ TEST_F(Bf16Dot, DisabledTakesTheFmaPath) {
     p.run_and_check(false);
     EXPECT_EQ(internal::bf16_dot_tasks(), before);
   }
+}
+
+// By default the path is on only on AMD CPUs (ADDLORA_BF16_DOT overrides; unset here unless
+// the environment sets it), and the hooks turn it on and off and back to that default.
+TEST_F(Bf16Dot, DefaultFollowsTheVendorAndHooksReset) {
+  const char* env = std::getenv("ADDLORA_BF16_DOT");
+  __builtin_cpu_init();
+  const bool env_valid = env && (std::strcmp(env, "0") == 0 || std::strcmp(env, "1") == 0);
+  const bool expected = env_valid ? env[0] == '1' : __builtin_cpu_is("amd") != 0;
+  EXPECT_EQ(internal::bf16_dot_default(), expected);
+  internal::set_bf16_dot_enabled(!expected);
+  EXPECT_EQ(internal::bf16_dot_usable(), !expected);
+  internal::reset_bf16_dot();
+  EXPECT_EQ(internal::bf16_dot_usable(), expected);
+  // The default decides which path a bf16 call takes.
+  Problem p(Shape{12, 2, 2048, 64, 32}, DType::bf16, 9);
+  const uint64_t before = internal::bf16_dot_tasks();
+  p.run_and_check(false);
+  EXPECT_EQ(internal::bf16_dot_tasks() > before, expected);
 }
 
 // FRACTAL_NZ A gives the bits of ND A (the same lane pairing), and the bits do not depend on
