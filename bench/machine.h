@@ -22,7 +22,7 @@ Machine measure_machine(int threads);
 // Bytes of the largest cache the CPU reports (its L3 where it has one; sysfs, else 32 MiB).
 size_t last_level_cache_bytes();
 // Bytes a rotation of copies must span so that each call reads its data from DRAM: at least
-// `floor`, and twice the last-level cache (hosts of this kind range from 32 to 480 MiB of L3).
+// `floor`, and twice the last-level cache (an L3 may hold several hundred MiB).
 double beyond_cache_bytes(double floor);
 
 // "1,2" -> {1, 2}: a --threads list (each at least 1).

@@ -1,5 +1,6 @@
 // The shrink for bf16 x and bf16 A on CPUs with AVX512_BF16 (vdpbf16ps) where it is on
-// (bf16_dot_usable), called from the AVX3 target's Shrink (shrink-inl.h) only.  Not part of the library's interface.
+// (bf16_dot_usable), called from the AVX3 target's Shrink (shrink-inl.h) only.  Not part of
+// the library's interface.
 //
 // Same task contract as TargetKernels::shrink (work.h) and the same accumulator policy: each
 // fp32 lane takes at most kChain = 64 products per chain (32 vdpbf16ps over 1024 columns, two
