@@ -5,8 +5,8 @@
 //   in order     shrink then expand, alternately, each timed on its own: what each phase costs
 //                when the other one ran just before it (its caches, its prefetcher state);
 // with the data cold (weights rotating over >= 256 MiB of copies and twice the L3, activations
-// over >= 128 MiB, as the kernel grid does) or, with --warm, one copy of everything (cache-resident where it
-// fits).  Each time is the median [min-max] of --rounds rounds; %roof is each phase's own
+// over >= 128 MiB, as the kernel grid does) or, with --warm, one copy of everything
+// (cache-resident where it fits).  Each time is the median [min-max] of --rounds rounds; %roof is each phase's own
 // roofline, max(its bytes / read bandwidth, its flops / fp32 FMA peak), both measured in this
 // process at this thread count (bf16: the shrink's flops at twice the peak, vdpbf16ps).
 // Indices put row b on adapter b % W, so each adapter's rows are spread over the batch.

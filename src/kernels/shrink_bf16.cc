@@ -31,13 +31,6 @@ constexpr int64_t kFlagRows = 1024;    // ... and rows (more: screened block by 
 std::atomic<int> g_mode{-1};  // set_bf16_dot_enabled: 1 on, 0 off, -1 the default
 std::atomic<uint64_t> g_tasks{0}, g_fallbacks{0};
 
-bool cpu_has_bf16_dot() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bf16");
-}
-
 // 32 columns of a rank row from column h (a multiple of 16), the first `n` of them (zeros after).
 template <bool kNz>
 ADDLORA_BF16_TARGET inline __m512i LoadA(const uint16_t* a, int64_t cs, int64_t h, int64_t n) {
@@ -284,7 +277,12 @@ ADDLORA_BF16_TARGET bool DotRowsInOrder(const uint16_t* const* xr, const uint16_
 }  // namespace
 
 bool bf16_dot_supported() {
-  static const bool cpu = cpu_has_bf16_dot();
+  static const bool cpu = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bf16");
+  }();
   return cpu;
 }
 
