@@ -12,6 +12,8 @@
 // ND tasks of several rows (ShrinkStepsNd) and tasks of many rows over few ranks
 // (kConvertXRanks); the decode and FRACTAL_NZ paths first widen the rows' x chunk to fp32 in a
 // stack buffer, once per row block (but two decode rows in address order read theirs as TX).
+// On AVX-512, tasks of many rows over ranks in whole 64-rank panels take the outer-product
+// form instead (shrink_outer-inl.h, ShrinkOuterTask; Shrink below).
 
 #if HWY_TARGET == HWY_AVX3
 }  // namespace addlora::kernels::HWY_NAMESPACE (declarations of the bf16 dot-product shrink)
@@ -752,6 +754,10 @@ void ShrinkTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapt
   }
 }
 
+// Tasks of many rows over whole 64-rank panels: the outer-product form (shrink_outer-inl.h,
+// after the expand's panel helpers it shares); false if the task does not take it.
+bool ShrinkOuterTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k);
+
 void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
 #if HWY_TARGET == HWY_AVX3
   // bf16 x bf16 where vdpbf16ps is on (shrink_bf16.h: AMD CPUs with AVX512_BF16 by default):
@@ -759,6 +765,7 @@ void Shrink(const Work& w, int64_t pb, int64_t pe, int64_t adapter, int64_t k) {
   if (w.p->x.dtype == DType::bf16 && w.p->a.dtype == DType::bf16 && internal::bf16_dot_usable())
     return internal::shrink_bf16_dot(w, pb, pe, adapter, k);
 #endif
+  if (ShrinkOuterTask(w, pb, pe, adapter, k)) return;
   model::visit_float(w.p->x.dtype, [&](auto tx) {
     model::visit_float(w.p->a.dtype, [&](auto ta) {
       ShrinkTask<decltype(tx)::value, decltype(ta)::value>(w, pb, pe, adapter, k);

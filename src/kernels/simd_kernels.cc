@@ -146,7 +146,8 @@ static_assert(kSegCols % 32 == 0, "fold boundaries must fall between NZ chunk pa
 // Start of the fold segment after the one holding column h (segments begin at seg0).
 HWY_INLINE int64_t NextFold(int64_t seg0, int64_t h) { return seg0 + ((h - seg0) / kSegCols + 1) * kSegCols; }
 
-// Lane-wise: total[0..kLanes) += v in fp64.
+// Lane-wise: total[0..kLanes) += v in fp64 (total need not be aligned: it may lie in a
+// caller's workspace).
 using DD = hn::ScalableTag<double>;
 constexpr size_t kLanesD = hn::MaxLanes(DD());
 HWY_INLINE void FoldLanes(VF v, double* total) {
@@ -158,8 +159,8 @@ HWY_INLINE void FoldLanes(VF v, double* total) {
   static_assert(kLanesD * 2 == kLanes, "fp64 vectors hold half the fp32 lanes");
   const hn::Half<DF> dh;
   const auto lo = hn::PromoteTo(dd, hn::LowerHalf(dh, v)), hi = hn::PromoteTo(dd, hn::UpperHalf(dh, v));
-  hn::Store(hn::Add(hn::Load(dd, total), lo), dd, total);
-  hn::Store(hn::Add(hn::Load(dd, total + kLanesD), hi), dd, total + kLanesD);
+  hn::StoreU(hn::Add(hn::LoadU(dd, total), lo), dd, total);
+  hn::StoreU(hn::Add(hn::LoadU(dd, total + kLanesD), hi), dd, total + kLanesD);
 #endif
 }
 // total[0..kLanes) rounded to fp32.
@@ -379,6 +380,8 @@ HWY_INLINE void PrefetchLines(const unsigned char* p, int64_t bytes) {
 #include "kernels/shrink-inl.h"  // NOLINT(build/include)
 
 #include "kernels/expand-inl.h"  // NOLINT(build/include)
+
+#include "kernels/shrink_outer-inl.h"  // NOLINT(build/include)
 
 const internal::TargetKernels* Table() {
   static const internal::TargetKernels table{hwy::TargetName(HWY_TARGET), &Shrink, &Expand, &WriteScaledZ};

@@ -60,6 +60,12 @@ bool force_simd_target(const char* name) {
   return true;
 }
 
+namespace {
+std::atomic<uint64_t> g_outer_shrink_tasks{0};
+}  // namespace
+uint64_t outer_shrink_tasks() { return g_outer_shrink_tasks.load(); }
+void count_outer_shrink_task() { g_outer_shrink_tasks.fetch_add(1, std::memory_order_relaxed); }
+
 std::vector<std::string> available_simd_targets() {
   std::vector<std::string> names;
   for (const TargetKernels* t : supported_targets()) names.emplace_back(t->name);

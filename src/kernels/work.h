@@ -9,8 +9,10 @@
 //   expand  (group, row tile, n tile)  -> out[row, y_offset + n]
 // Accumulator policy (docs/contract.md §1, the one precision): products and sums in fp32 FMA
 // chains of at most kChain products per accumulator lane, each chain then folded into fp64;
-// chain boundaries sit at fixed multiples of kChain * lanes from the start of the sum, so they
-// depend on the shapes and the SIMD target only.
+// chain boundaries sit at fixed multiples of kChain * lanes from the start of the sum (a lane
+// per column residue: dot-product blocks), or of kChain (a lane per output: outer-product
+// blocks), so they depend on the shapes, the indices (which form a task takes) and the SIMD
+// target only.
 // Per-adapter ranks (Problem::ranks): the kernels of adapter a compute and read only ranks
 // [0, rank_of(a)) -- A rows and B columns past it are never loaded -- and the combine sets
 // z[pos][rank..rp) to zero.  Path choices in the expand depend on the rank, so a rank-limited
@@ -78,5 +80,10 @@ const TargetKernels* current_target();
 // available here (the choice is then unchanged).
 bool force_simd_target(const char* name);
 std::vector<std::string> available_simd_targets();
+
+// Test hook: shrink tasks run in the outer-product form (shrink_outer-inl.h) by this process,
+// and the count's increment (called once per such task).
+uint64_t outer_shrink_tasks();
+void count_outer_shrink_task();
 
 }  // namespace addlora::kernels::internal

@@ -469,7 +469,10 @@ TEST_F(PerTarget, FractalNzEqualsNdBitwise) {
                          Shape{1, 1, 300, 1000, 600, false},
                          // groups of 64 rows and more: ND keeps the A its first row block widens
                          // (shrink-inl.h, kKeepA), NZ reads A as it is
-                         Shape{300, 2, 1024, 64, 40, true}, Shape{200, 1, 2048, 64, 64, false}})
+                         Shape{300, 2, 1024, 64, 40, true}, Shape{200, 1, 2048, 64, 64, false},
+                         // 32-128 rows per task over whole 64-rank panels (AVX-512: the
+                         // outer-product shrink), a ragged K and rank 128
+                         Shape{300, 1, 1000 + 9, 64, 128, false}, Shape{260, 2, 600, 64, 64, false}})
     for (auto prec : {addlora::Precision::exact, addlora::Precision::fast}) {
       SCOPED_TRACE("B=" + std::to_string(sh.B) + " H1=" + std::to_string(sh.H1) + " R=" + std::to_string(sh.R) +
                    (prec == addlora::Precision::fast ? " fast" : " exact"));
@@ -928,6 +931,11 @@ TEST(Threads, BitwiseIdenticalAcrossThreadCounts) {
   { Spec s; s.B = 37; s.H1 = 4200; s.H2 = 333; s.H3 = 333; s.R = 130; s.W = 4; s.in_place = true; s.seed = 4;
     s.xd = DType::bf16; s.yd = DType::f32; specs.push_back(s); }
   { Spec s; s.B = 16; s.H1 = 3000; s.H2 = 500; s.H3 = 500; s.R = 64; s.W = 8; s.seed = 5; specs.push_back(s); }  // rank split
+  // 32-128 rows per task over rank 64 and 128 (ragged K): the outer-product shrink on AVX-512
+  { Spec s; s.B = 330; s.H1 = 1000; s.H2 = 200; s.H3 = 200; s.R = 64; s.W = 2; s.none_fraction = 0.05; s.seed = 8;
+    specs.push_back(s); }
+  { Spec s; s.B = 100; s.H1 = 4200; s.H2 = 100; s.H3 = 100; s.R = 128; s.W = 2; s.none_fraction = 0; s.seed = 9;
+    s.xd = DType::bf16; s.wd = DType::bf16; specs.push_back(s); }
   for (size_t i = 0, n = specs.size(); i < n; ++i) {
     specs.push_back(specs[i]);
     specs.back().precision = addlora::Precision::fast;

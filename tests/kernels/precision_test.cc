@@ -79,6 +79,7 @@ class AdversarialDot {
 struct Shape {
   int64_t H1, R, H2;
   bool has_a;
+  int64_t rows = 1;  // copies of the row, all on the one adapter (many: the batched shrink's paths)
 };
 
 class AdversarialPrecision : public ::testing::TestWithParam<Shape> {
@@ -87,20 +88,20 @@ class AdversarialPrecision : public ::testing::TestWithParam<Shape> {
 };
 
 // fp16 x and weights, fp32 y and out (so that 1 ulp of the output does not hide the sums'
-// error), one row, one adapter, scale 1, y = 0: out[n] = sum_r B[n, r] * z_r.
+// error), one row (or copies of it), one adapter, scale 1, y = 0: out[n] = sum_r B[n, r] * z_r.
 TEST_P(AdversarialPrecision, MeetsTheBoundWhereANaiveFp32ChainDoesNot) {
   const Shape sh = GetParam();
   SCOPED_TRACE("H1=" + std::to_string(sh.H1) + " R=" + std::to_string(sh.R) + " H2=" + std::to_string(sh.H2) +
                (sh.has_a ? " with A" : " without A"));
   AdversarialDot adv(sh.H1 * 31 + sh.R);
   Rng rng(5);
-  TestTensor x = TestTensor::nd(DType::f16, {1, sh.H1});
-  TestTensor y = TestTensor::nd(DType::f32, {1, sh.H2});
-  TestTensor out = TestTensor::nd(DType::f32, {1, sh.H2});
-  TestTensor idx = TestTensor::nd(DType::i32, {1});
+  TestTensor x = TestTensor::nd(DType::f16, {sh.rows, sh.H1});
+  TestTensor y = TestTensor::nd(DType::f32, {sh.rows, sh.H2});
+  TestTensor out = TestTensor::nd(DType::f32, {sh.rows, sh.H2});
+  TestTensor idx = TestTensor::nd(DType::i32, {sh.rows});
   TestTensor wb = TestTensor::nd(DType::f16, {1, 1, sh.H2, sh.R});
   TestTensor wa = TestTensor::nd(DType::f16, {1, 1, sh.has_a ? sh.R : 1, sh.H1});
-  idx.fill_ints({0}, -7);
+  idx.fill_ints(std::vector<int64_t>(static_cast<size_t>(sh.rows), 0), -7);
   y.fill_uniform(rng, 0, 0);
   std::vector<float> xv(static_cast<size_t>(sh.H1));
   uint16_t* xs = static_cast<uint16_t*>(x.storage());
@@ -108,6 +109,7 @@ TEST_P(AdversarialPrecision, MeetsTheBoundWhereANaiveFp32ChainDoesNot) {
     xs[k] = float_to_half(static_cast<float>(rng.uniform(0.5, 1.0)));
     xv[static_cast<size_t>(k)] = half_to_float(xs[k]);
   }
+  for (int64_t i = 1; i < sh.rows; ++i) std::copy(xs, xs + sh.H1, xs + i * sh.H1);
   // z as the library keeps it (fp32) for the naive expand below; without A, z = x.
   std::vector<float> z = xv;
   // The dot products that break a naive chain: the shrink's (with A, K = H1) or the expand's
@@ -156,7 +158,12 @@ TEST_P(AdversarialPrecision, MeetsTheBoundWhereANaiveFp32ChainDoesNot) {
     SCOPED_TRACE("target " + t);
     ASSERT_TRUE(addlora::kernels::internal::force_simd_target(t.c_str()));
     std::string msg;
+    const uint64_t outer_before = addlora::kernels::internal::outer_shrink_tasks();
     ASSERT_EQ(addlora::add_lora(a, addlora::Rules::general, &msg), addlora::Status::ok) << msg;
+    // The 128-row tile takes the outer-product shrink on AVX-512 (and only there).
+    if (sh.rows >= 128 && sh.has_a) {
+      EXPECT_EQ(addlora::kernels::internal::outer_shrink_tasks() > outer_before, t == "AVX3") << "outer-product shrink";
+    }
     const addlora::ref::CheckResult r = addlora::ref::check_out(e, out.view(), 4);
     EXPECT_TRUE(r.ok) << r.report;
     // The scheme's proof leaves about 2x margin: the worst error stays near 2^-17 M or below.
@@ -284,11 +291,15 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AdversarialPrecision,
                          ::testing::Values(Shape{131072, 16, 64, true},   // the longest K of the contract
                                            Shape{4096, 512, 64, true},    // the widest rank tested
                                            Shape{20000, 96, 40, true},    // ragged K, rank past one chain
+                                           // a 128-row tile: the outer-product shrink (AVX-512)
+                                           Shape{4096, 512, 64, true, 130},
+                                           Shape{20000, 128, 40, true, 130},
                                            Shape{131072, 131072, 16, false},  // the expand's K = H1
                                            Shape{5000, 5000, 33, false}),
                          [](const ::testing::TestParamInfo<Shape>& i) {
                            return "H1_" + std::to_string(i.param.H1) + "_R_" + std::to_string(i.param.R) +
-                                  (i.param.has_a ? "_A" : "_noA");
+                                  (i.param.has_a ? "_A" : "_noA") +
+                                  (i.param.rows > 1 ? "_rows_" + std::to_string(i.param.rows) : "");
                          });
 
 }  // namespace
