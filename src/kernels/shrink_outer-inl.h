@@ -22,22 +22,18 @@
 constexpr int64_t kOuterCols = 2 * internal::kChain;  // columns per panel (a multiple of kChain)
 constexpr int64_t kOuterMaxRows = 128;                 // rows per task at most (dispatch.cc kRowTile)
 // Fewest rows of a task (an adapter's rows in one row tile) that repay the pack, which widens
-// and transposes kOpN x kOuterCols of A per panel once for all the task's rows: at 16 rows
-// the dot-product blocks were faster, at 24 even, from 32 on slower (bench/notes.md).
+// and transposes kOpN x kOuterCols of A per panel once for all the task's rows: the
+// dot-product blocks were faster at 16 rows, as fast at 24, slower at 32 (bench/notes.md).
 constexpr int64_t kOuterMinRows = 32;
 
-// Whether a task of `rows` rows over an adapter of rank `rank` takes this form: AVX-512 (32
-// registers: 24 accumulators, 4 panel vectors, the broadcast), and ranks in whole panels
-// (a 64-rank panel of which half were padding would waste half the FMAs).  A function of the
-// shapes and the indices only, never the thread count.
-HWY_INLINE bool ShrinkOuterFits(int64_t rows, int64_t rank) {
+// Only on AVX-512, where it was measured (32 registers: 24 accumulators, 4 panel vectors, the
+// broadcast); the other targets keep the dot-product blocks, and compile none of this.
 #if HWY_TARGET == HWY_AVX3
+// Whether a task of `rows` rows over an adapter of rank `rank` takes this form: ranks in whole
+// panels (a 64-rank panel of which half were padding would waste half the FMAs).  A function of
+// the shapes and the indices only, never the thread count.
+HWY_INLINE bool ShrinkOuterFits(int64_t rows, int64_t rank) {
   return rows >= kOuterMinRows && rows <= kOuterMaxRows && rank > 0 && ((rank + 15) & ~int64_t{15}) % kOpN == 0;
-#else
-  (void)rows;
-  (void)rank;
-  return false;
-#endif
 }
 
 // One block of kRows rows (x rows at xw + i * kOuterCols, the last repeated past rows_valid)
@@ -126,9 +122,15 @@ HWY_NOINLINE void ShrinkOuter(const Work& w, int64_t pos_begin, int64_t pos_end,
   }
 }
 
+#endif  // HWY_TARGET == HWY_AVX3
+
 // The task if it takes this form (see ShrinkOuterFits; split-K tasks only, rank-split ones
 // being groups of few rows); false leaves it to ShrinkTask.
 bool ShrinkOuterTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t adapter, int64_t k) {
+#if HWY_TARGET != HWY_AVX3
+  (void)w, (void)pos_begin, (void)pos_end, (void)adapter, (void)k;
+  return false;
+#else
   const Problem& p = *w.p;
   const int64_t rank = detail::rank_of(p, adapter);
   if (w.rank_split || !ShrinkOuterFits(pos_end - pos_begin, rank)) return false;
@@ -142,4 +144,5 @@ bool ShrinkOuterTask(const Work& w, int64_t pos_begin, int64_t pos_end, int64_t 
     });
   });
   return true;
+#endif
 }
