@@ -21,7 +21,7 @@ using detail::Problem;
 using internal::TargetKernels;
 using internal::Work;
 
-constexpr int64_t kRowTile = 128;     // rows per task (x / z tile reused across A / B blocks)
+using internal::kRowTile;            // rows per task (work.h)
 constexpr int64_t kNTile = 256;       // output columns per expand task, at least (SliceRun::ncols)
 constexpr int64_t kMaxNTile = 4096;   // and at most
 constexpr int64_t kExpandTasksPerThread = 1;  // wider column tiles while at least this many tasks each

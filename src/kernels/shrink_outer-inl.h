@@ -20,7 +20,7 @@
 // path without it.
 
 constexpr int64_t kOuterCols = 2 * internal::kChain;  // columns per panel (a multiple of kChain)
-constexpr int64_t kOuterMaxRows = 128;                 // rows per task at most (dispatch.cc kRowTile)
+constexpr int64_t kOuterMaxRows = internal::kRowTile;  // rows per task at most
 // Fewest rows of a task (an adapter's rows in one row tile) that repay the pack, which widens
 // and transposes kOpN x kOuterCols of A per panel once for all the task's rows: the
 // dot-product blocks were faster at 16 rows, as fast at 24, slower at 32 (bench/notes.md).
@@ -103,8 +103,8 @@ HWY_NOINLINE void ShrinkOuter(const Work& w, int64_t pos_begin, int64_t pos_end,
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t pos0 = pos_begin + b * kOpRows, i1 = std::min(rows, (b + 1) * kOpRows);
         const int rows_valid = static_cast<int>(i1 - b * kOpRows);
-        // A short last block computes duplicated rows (not folded): at most a block of 4 or 2.
-        const int block_rows = rows_valid > 4 ? kOpRows : rows_valid > 2 ? 4 : 2;
+        // A short last block computes duplicated rows (not folded), as the expand's (RestBlockRows).
+        const int block_rows = RestBlockRows(rows_valid);
         RunPrefetch ahead;  // stepped a unit per row every kAheadRanks columns (OuterChain)
         if (refill) {
           next_runs(h_next, b, i1, &ahead);

@@ -29,6 +29,7 @@
 
 namespace addlora::kernels::internal {
 
+constexpr int64_t kRowTile = 128;   // rows per task (x / z tile reused across A / B blocks)
 constexpr int64_t kRankGroup = 16;  // ranks per shrink task in rank-split mode
 constexpr int64_t kChain = 64;      // fp32 products per accumulator lane before an fp64 fold
 // Shrink tasks of one or two rows over ND A (decode) that do not read A in address order
