@@ -9,8 +9,8 @@
 // per group of kRowLanes rows (s = 0, 1: rows 4s..4s+3):
 //   acc[s][j] lane (4b + i) += z[row 4s + b][4q + i] * B[n0 + j, 4q + i]     for rank quads q
 // with z laid out once per tile as zt[s][q][4b + i], and each quad of B broadcast to the four
-// 128-bit blocks: widened as it is read for a single row group of ND rows (RowLaneBlockInPlace),
-// else from a block of B widened once (not transposed) for every row group.  One
+// 128-bit blocks: from a block of B widened once (not transposed) for every row group, or, for a
+// single row group of ND rows on AMD cores, widened as it is read (RowLaneBlockInPlace).  One
 // broadcast feeds both vectors' FMAs (a broadcast per FMA, as a pair of ranks would need,
 // holds the FMA rate well below its peak: bench/notes.md), and every FMA does kLanes useful
 // products.  Each output then sums its four rank residues as (r0 + r2) + (r1 + r3), within
@@ -185,10 +185,12 @@ void ExpandRowLanes(const ExpandCtx& c, const WeightRows& Bw, int64_t rank_p, in
   const int64_t ahead_rows = PrefetchRowsAhead(Bw, rank);
   PrefetchBRows(Bw, n_begin, std::min<int64_t>(n_end, n_begin + ahead_rows), rank);
   HWY_ALIGN float bf[kL * kRowLaneMaxRank];  // bf[j * rank_p + r] = B[n0 + j, r], zero past rank
-  // One row group over whole ND rows reads B in place (full blocks of columns); two groups share
-  // one widened block (in place for both was faster at rank 64 only, slower at 48 and 128:
+  // Two groups share one widened block (in place for both was faster at rank 64 only, slower at
+  // 48 and 128).  One row group over whole ND rows reads B in place (full blocks of columns)
+  // where that measured faster, on Zen 4: a conversion per two FMAs, which its FMA rate absorbs;
+  // on an Intel core the conversions take the FMA ports and the buffer was faster (work.h,
   // bench/notes.md).
-  const bool one_group_nd = groups == 1 && !Bw.nz() && rank == rank_p;
+  const bool one_group_nd = groups == 1 && !Bw.nz() && rank == rank_p && internal::row_lane_reads_b_in_place();
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kL) {
     if (n0 + ahead_rows < p.S) PrefetchBRows(Bw, n0 + ahead_rows, std::min<int64_t>(p.S, n0 + ahead_rows + kL), rank);
     const int64_t valid = std::min<int64_t>(kL, n_end - n0), col = p.y_offset + n0;

@@ -82,6 +82,14 @@ const TargetKernels* current_target();
 bool force_simd_target(const char* name);
 std::vector<std::string> available_simd_targets();
 
+// How the row-lane expand (expand_rows-inl.h) feeds a single row group over whole ND rows of B:
+// each quad widened as it is read (in place) or each block widened once into a buffer.  The
+// same products in the same order, so the bits do not depend on it; the faster one depends on
+// the core (bench/notes.md): in place on AMD, the buffer elsewhere (targets.cc).
+bool row_lane_reads_b_in_place();
+// Test hook: force one feed (true: in place, false: the buffer), or nullptr for the CPU's.
+void force_row_lane_feed(const bool* in_place);
+
 // Test hook: shrink tasks run in the outer-product form (shrink_outer-inl.h) by this process,
 // and the count's increment (called once per such task).
 uint64_t outer_shrink_tasks();

@@ -562,6 +562,51 @@ TEST_F(PerTarget, ColumnFormEqualsOuterProductBitwise) {
       }
 }
 
+// The row-lane expand feeds a single row group over ND B in one of two ways, chosen by the CPU
+// (work.h): each quad widened as it is read, or each block of B widened into a buffer once.  Both
+// give the same bits, on every target, and the values stay within the bound of the oracle: 7
+// and 8 rows per adapter at ranks 32 to 128 (and 100, which pads and takes the buffer either
+// way), fp16, bf16 and fp32 B, 16-bit and fp32 y, row-padded B, in place and not, a ragged
+// last column block and a column offset.
+TEST_F(PerTarget, RowLaneFeedsAgreeBitwise) {
+  std::vector<Spec> specs;
+  uint64_t seed = 700;
+  for (int64_t group : {7, 8})
+    for (int64_t R : {32, 48, 64, 100, 128}) {
+      Spec s;
+      s.group = group; s.W = 3; s.B = s.W * group; s.none_fraction = 0;
+      s.R = R; s.H1 = 40; s.H2 = 16 * 5 + 13; s.H3 = s.H2 + 9; s.y_offset = 5;
+      s.seed = seed++;
+      s.row_pad = s.seed % 3 == 0;
+      s.in_place = s.seed % 2 == 0;
+      s.wd = s.seed % 3 == 1 ? DType::bf16 : s.seed % 4 == 0 ? DType::f32 : DType::f16;
+      s.yd = s.seed % 5 == 0 ? DType::f32 : s.seed % 3 == 2 ? DType::bf16 : DType::f16;
+      s.xd = s.wd;
+      specs.push_back(s);
+    }
+  struct Restore {
+    ~Restore() { addlora::kernels::internal::force_row_lane_feed(nullptr); }
+  } restore;
+  for_each_target([&] {
+    for (const Spec& s : specs) {
+      SCOPED_TRACE(s.str());
+      std::vector<uint8_t> img[2];
+      for (int f = 0; f < 2; ++f) {
+        const bool in_place = f == 1;
+        addlora::kernels::internal::force_row_lane_feed(&in_place);
+        Case c(s);
+        const addlora::ref::Expected e = addlora::ref::compute(c.args());  // before y may be overwritten
+        std::string failure;
+        img[f] = run(c, &failure);
+        ASSERT_EQ(failure, "");
+        const auto res = addlora::ref::check_out(e, c.out_tensor().view(), 8);
+        EXPECT_TRUE(res.ok) << "feed " << f << ": " << res.bad << " bad elements\n" << res.report;
+      }
+      EXPECT_TRUE(img[0] == img[1]);
+    }
+  });
+}
+
 // A shrink task of 64 rows or more keeps the A its first row block widens in the thread's
 // scratch (shrink-inl.h, kKeepA); without scratch it reads A as it is.  Both give the same bits,
 // on every target, at 1 and 2 threads, for fp16 and bf16 weights, fp16 and fp32 x, per-adapter
