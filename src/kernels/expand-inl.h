@@ -9,7 +9,8 @@
 // converted as it is read, once per row, pair or four rows (ExpandDotChain).  Tiles with more
 // rows take the outer-product form below (OuterMinRows); on AVX-512, tiles of 13-16 rows at
 // ranks of exactly 48 or 64 the column form (expand_columns-inl.h, ColumnTile), and other
-// tiles of 7-8 or 13-16 rows the row-lane form (expand_rows-inl.h, RowLaneTile).
+// tiles of 7-8 or 13-16 rows, and of 17-64 rows at ranks 65-128, the row-lane form
+// (expand_rows-inl.h, RowLaneTile).
 
 constexpr int64_t kBBuf = 512;  // widest rank of the outer-product form
 // How far ahead (in B rows) the dot path prefetches.  FRACTAL_NZ: nearer, because a row's

@@ -20,11 +20,11 @@ constexpr int64_t kColumnMinRank = 48, kColumnMaxRank = 64;
 static_assert(kColumnMaxRank <= internal::kChain, "one fp32 chain per output, as the outer product below kChain");
 
 // The tiles this form takes: AVX-512, rank 48 or 64 (no zero padding in the chain; the block
-// functions are instantiated per rank), 13 to 16 rows.  A function of the adapter's rank and
-// the tile's rows only, like RowLaneTile.
+// functions are instantiated per rank), 13 to 16 rows (a row per lane of zt and res).  A
+// function of the adapter's rank and the tile's rows only, like RowLaneTile.
 HWY_INLINE bool ColumnTile(int64_t rank, int64_t rows) {
   return kRowLaneTarget && rank % 16 == 0 && rank >= kColumnMinRank && rank <= kColumnMaxRank &&
-         rows > kRowLanes + kRowLanes / 2 && rows <= kRowLaneMaxGroups * kRowLanes;
+         rows > kRowLanes + kRowLanes / 2 && rows <= static_cast<int64_t>(kLanes);
 }
 
 // One block of 16 columns: res[i] = row i's 16 sums.  acc[j] += zt[r] * bf[j * kRank + r] for

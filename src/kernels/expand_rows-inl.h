@@ -3,7 +3,8 @@
 // TransposeBlocks, and ExpandCtx and the prefetch helpers of expand-inl.h.
 // NOLINT(build/header_guard)
 //
-// For tiles of a few rows per adapter (8-row groups of multi-adapter batches).  The outer
+// For tiles of a few rows per adapter (8-row groups of multi-adapter batches), and at ranks
+// above 64 for up to eight such groups.  The outer
 // product pays for a transposed pack of B that only a few rows reuse; the dot products pay a
 // lane tree for every output.  Here a vector holds 4 rows x 4 ranks instead, two such vectors
 // per group of kRowLanes rows (s = 0, 1: rows 4s..4s+3):
@@ -19,21 +20,25 @@
 
 constexpr bool kRowLaneTarget = kLanes == 16;  // measured on AVX-512 only; ExpandT skips it elsewhere
 constexpr int64_t kRowLanes = std::max<int64_t>(1, static_cast<int64_t>(kLanes) / 2);  // rows per group
-constexpr int64_t kRowLaneMaxGroups = 2;
+constexpr int64_t kRowLaneMaxGroups = 8;  // 64 rows (zt: 4 KiB per group)
 constexpr int64_t kRowLaneMaxRank = 128;  // bf and zt sizes; chains of rank_p / 4 <= kChain
 constexpr int64_t kRowLaneAheadCols = 128;  // y prefetched this many columns ahead
 static_assert(kRowLaneMaxRank / 4 <= internal::kChain, "one fp32 chain per lane");
 
-// The tiles this form takes, on AVX-512: 7 or 8 rows at ranks 17 to 128, and 13 to 16 rows (a
-// second group at least 5/8 full) at ranks 33 to 128.  Measured against the outer product and
-// the dot products (bench/notes.md): faster there; slower at rank 16, with a third group, with
-// a second group half full or less, and for 16 rows at rank 32.  13-16 rows at ranks 48 and 64
+// The tiles this form takes, on AVX-512: 7 or 8 rows at ranks 17 to 128; 13 to 16 rows (a
+// second group at least 5/8 full) at ranks 33 to 128; and 17 to 64 rows at ranks 65 to 128.
+// Measured against the outer product and the dot products (bench/notes.md): faster there;
+// slower at rank 16, with a second group half full or less, and for 16 rows at rank 32; on Zen
+// 4 slower with a third group at rank 64, on an Intel core as fast with 3-8 groups at rank 64
+// and faster at rank 128 (the outer product's transposed pack of B and fp64 folds cost more
+// there than this form's lane sums), and slower with 16 groups.  13-16 rows at ranks 48 and 64
 // take the column form instead (ColumnTile, checked first).  A function of the rank and the
 // tile's rows only, like OuterMinRows.
 HWY_INLINE bool RowLaneTile(int64_t rank_p, int64_t rows) {
   if (!kRowLaneTarget || rank_p <= 16 || rank_p > kRowLaneMaxRank) return false;
   if (rows == kRowLanes - 1 || rows == kRowLanes) return true;
-  return rank_p > 32 && rows > kRowLanes + kRowLanes / 2 && rows <= kRowLaneMaxGroups * kRowLanes;
+  if (rank_p > 64 && rows > 2 * kRowLanes) return rows <= kRowLaneMaxGroups * kRowLanes;
+  return rank_p > 32 && rows > kRowLanes + kRowLanes / 2 && rows <= 2 * kRowLanes;
 }
 
 // One row group over one block: res[b] = row b's kLanes columns.  The rank is a template

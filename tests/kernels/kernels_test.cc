@@ -355,14 +355,15 @@ TEST_F(PerTarget, BlockingEdges) {
 
 // The expand's forms by the rows per adapter (on AVX-512: dot products with rows in fours above
 // rank 64, then pairs and single rows; the column form for 13-16 rows at ranks 48 and 64; the
-// row-lane form for 7, 8 and other 13-16-row tiles at ranks 17 to 128; the outer product), over
+// row-lane form for 7, 8 and other 13-16-row tiles at ranks 17 to 128, and 17-64-row tiles at
+// ranks 65 to 128; the outer product), over
 // ND, row-padded ND and FRACTAL_NZ B, 16-bit and fp32 weights and
 // y, in place and not, a ragged last column block, a column offset, and per-adapter ranks below
 // the tensor's (the B columns past them hold NaN): within the contract's bound of the fp64 oracle.
 TEST_F(PerTarget, ExpandFormsByRowsPerAdapter) {
   std::vector<Spec> specs;
   uint64_t seed = 1;
-  for (int64_t group : {4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17})
+  for (int64_t group : {4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 24, 33, 64, 65})
     for (int64_t R : {32, 40, 48, 64, 100, 128}) {
       Spec s;
       s.group = group; s.W = 3; s.B = s.W * group; s.none_fraction = 0;
