@@ -292,8 +292,7 @@ bool bf16_dot_default() {
       if ((env[0] == '0' || env[0] == '1') && env[1] == '\0') return env[0] == '1';
       std::fprintf(stderr, "addlora: ADDLORA_BF16_DOT=%s is not 0 or 1; using the CPU's default\n", env);
     }
-    __builtin_cpu_init();
-    return __builtin_cpu_is("amd") != 0;
+    return amd_cpu();
   }();
   return on;
 }

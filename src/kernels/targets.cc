@@ -1,16 +1,13 @@
 // SIMD target choice: the best table this CPU supports, ADDLORA_SIMD_TARGET when set and
-// available, or the one a test forced (work.h); and the CPU-dependent feed of the row-lane expand.
+// available, or the one a test forced (work.h); and the CPU vendor that tuning choices key on.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <strings.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
 #include "kernels/kernels.h"
 #include "kernels/work.h"
@@ -64,29 +61,26 @@ bool force_simd_target(const char* name) {
   return true;
 }
 
-namespace {
-// Whether this CPU's vendor is AMD (or Hygon, the same cores), from CPUID leaf 0.
-bool amd_cores() {
+bool amd_cpu() {
 #if defined(__x86_64__) || defined(__i386__)
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
-  char vendor[13] = {};
-  std::memcpy(vendor, &b, 4);
-  std::memcpy(vendor + 4, &d, 4);
-  std::memcpy(vendor + 8, &c, 4);
-  return std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
+  static const bool amd = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") != 0;
+  }();
+  return amd;
 #else
   return false;
 #endif
 }
+
+namespace {
 std::atomic<int> g_forced_feed{-1};  // -1: the CPU's choice; 0: the buffer; 1: in place
 }  // namespace
 bool row_lane_reads_b_in_place() {
-  static const bool amd = amd_cores();
   const int f = g_forced_feed.load(std::memory_order_relaxed);
-  return f < 0 ? amd : f == 1;
+  return f < 0 ? amd_cpu() : f == 1;
 }
-void force_row_lane_feed(const bool* in_place) { g_forced_feed = in_place ? (*in_place ? 1 : 0) : -1; }
+void force_row_lane_feed(std::optional<bool> in_place) { g_forced_feed = in_place ? (*in_place ? 1 : 0) : -1; }
 
 namespace {
 std::atomic<uint64_t> g_outer_shrink_tasks{0};

@@ -22,6 +22,7 @@
 // and the rank groups on the ranks in use -- never on the thread count, so results are bitwise identical for any.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,8 +88,11 @@ std::vector<std::string> available_simd_targets();
 // same products in the same order, so the bits do not depend on it; the faster one depends on
 // the core (bench/notes.md): in place on AMD, the buffer elsewhere (targets.cc).
 bool row_lane_reads_b_in_place();
-// Test hook: force one feed (true: in place, false: the buffer), or nullptr for the CPU's.
-void force_row_lane_feed(const bool* in_place);
+// Test hook: force one feed (true: in place, false: the buffer), or nullopt for the CPU's.
+void force_row_lane_feed(std::optional<bool> in_place);
+// Whether the CPU's vendor is AMD: the tuning choices that differ between AMD and Intel cores
+// (this feed, the bf16 shrink's vdpbf16ps default) key on it.
+bool amd_cpu();
 
 // Test hook: shrink tasks run in the outer-product form (shrink_outer-inl.h) by this process,
 // and the count's increment (called once per such task).

@@ -353,6 +353,16 @@ TEST_F(PerTarget, BlockingEdges) {
   });
 }
 
+// W = 3 adapters of exactly `group` rows each at rank R, over a short K and a ragged slice of
+// H2 = 5 blocks + 13 columns at a column offset: the expand forms' shapes.
+Spec group_spec(int64_t group, int64_t R, uint64_t seed) {
+  Spec s;
+  s.group = group; s.W = 3; s.B = s.W * group; s.none_fraction = 0;
+  s.R = R; s.H1 = 40; s.H2 = 16 * 5 + 13; s.H3 = s.H2 + 9; s.y_offset = 5;
+  s.seed = seed;
+  return s;
+}
+
 // The expand's forms by the rows per adapter (on AVX-512: dot products with rows in fours above
 // rank 64, then pairs and single rows; the column form for 13-16 rows at ranks 48 and 64; the
 // row-lane form for 7, 8 and other 13-16-row tiles at ranks 17 to 128, and 17-64-row tiles at
@@ -365,10 +375,7 @@ TEST_F(PerTarget, ExpandFormsByRowsPerAdapter) {
   uint64_t seed = 1;
   for (int64_t group : {4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 24, 33, 64, 65})
     for (int64_t R : {32, 40, 48, 64, 100, 128}) {
-      Spec s;
-      s.group = group; s.W = 3; s.B = s.W * group; s.none_fraction = 0;
-      s.R = R; s.H1 = 40; s.H2 = 16 * 5 + 13; s.H3 = s.H2 + 9; s.y_offset = 5;
-      s.seed = seed++;
+      Spec s = group_spec(group, R, seed++);
       const int v = static_cast<int>(s.seed % 4);
       s.lb = v == 1 ? Layout::fractal_nz : Layout::nd;
       s.row_pad = v == 2;
@@ -574,10 +581,7 @@ TEST_F(PerTarget, RowLaneFeedsAgreeBitwise) {
   uint64_t seed = 700;
   for (int64_t group : {7, 8})
     for (int64_t R : {32, 48, 64, 100, 128}) {
-      Spec s;
-      s.group = group; s.W = 3; s.B = s.W * group; s.none_fraction = 0;
-      s.R = R; s.H1 = 40; s.H2 = 16 * 5 + 13; s.H3 = s.H2 + 9; s.y_offset = 5;
-      s.seed = seed++;
+      Spec s = group_spec(group, R, seed++);
       s.row_pad = s.seed % 3 == 0;
       s.in_place = s.seed % 2 == 0;
       s.wd = s.seed % 3 == 1 ? DType::bf16 : s.seed % 4 == 0 ? DType::f32 : DType::f16;
@@ -586,15 +590,14 @@ TEST_F(PerTarget, RowLaneFeedsAgreeBitwise) {
       specs.push_back(s);
     }
   struct Restore {
-    ~Restore() { addlora::kernels::internal::force_row_lane_feed(nullptr); }
+    ~Restore() { addlora::kernels::internal::force_row_lane_feed(std::nullopt); }
   } restore;
   for_each_target([&] {
     for (const Spec& s : specs) {
       SCOPED_TRACE(s.str());
       std::vector<uint8_t> img[2];
       for (int f = 0; f < 2; ++f) {
-        const bool in_place = f == 1;
-        addlora::kernels::internal::force_row_lane_feed(&in_place);
+        addlora::kernels::internal::force_row_lane_feed(f == 1);
         Case c(s);
         const addlora::ref::Expected e = addlora::ref::compute(c.args());  // before y may be overwritten
         std::string failure;
